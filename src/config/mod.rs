@@ -1,0 +1,256 @@
+//! Experiment files: the schema, loading with errors that name file/line/key, semantic
+//! validation, and expansion of `[ablation]` axes into a grid of runs.
+
+mod error;
+mod schema;
+mod validate;
+
+pub use error::{line_of, ConfigError, ConfigErrors};
+pub use schema::*;
+
+use std::path::{Path, PathBuf};
+
+/// One run of the grid: the resolved settings and the overrides that made it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunSpec {
+    /// Directory-safe variant name, e.g. `norm=pre-ln,seed=2`; `base` when there is no grid.
+    pub variant: String,
+    /// `(key path, value)` pairs applied to the file to produce this run.
+    pub overrides: Vec<(String, toml::Value)>,
+    pub config: Experiment,
+}
+
+/// An experiment file, loaded and validated, with its grid expanded.
+#[derive(Debug, Clone)]
+pub struct LoadedExperiment {
+    pub path: PathBuf,
+    pub base: Experiment,
+    pub runs: Vec<RunSpec>,
+}
+
+impl LoadedExperiment {
+    /// Reads, checks and expands `path`. Every problem found is reported, not only the first.
+    pub fn load(path: &Path) -> Result<Self, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                file: path.into(),
+                key: String::new(),
+                line: None,
+                message: format!("cannot read the experiment file: {e}"),
+            }])
+        })?;
+        Self::from_str(&text, path)
+    }
+
+    /// Like [`load`](Self::load) for text already in memory; `path` names it in errors and
+    /// anchors relative corpus paths.
+    pub fn from_str(text: &str, path: &Path) -> Result<Self, ConfigErrors> {
+        let err = |key: String, line: Option<usize>, message: String| ConfigError {
+            file: path.into(),
+            key,
+            line,
+            message,
+        };
+        // Structure and types, straight from the text, so the parser's spans give lines.
+        let de = toml::Deserializer::new(text);
+        let mut base: Experiment = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            let line = inner.span().map(|s| line_of(text, s.start));
+            let key = if key == "." { String::new() } else { key };
+            ConfigErrors(vec![err(key, line, inner.message().to_string())])
+        })?;
+        if base.name.is_empty() {
+            base.name = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "experiment".into());
+        }
+        let problems = validate::check(&base);
+        if !problems.is_empty() {
+            return Err(ConfigErrors(
+                problems
+                    .into_iter()
+                    .map(|(k, m)| {
+                        let line = find_key_line(text, &k);
+                        err(k, line, m)
+                    })
+                    .collect(),
+            ));
+        }
+        let runs = expand(text, &base, path)?;
+        Ok(Self {
+            path: path.into(),
+            base,
+            runs,
+        })
+    }
+}
+
+/// Best-effort line of a dotted key in the file: the last segment as `name =` inside the
+/// section of the other segments. Only used to decorate messages.
+fn find_key_line(text: &str, key: &str) -> Option<usize> {
+    let segs: Vec<&str> = key.split('.').collect();
+    let (last, section) = segs.split_last()?;
+    if last.parse::<usize>().is_ok() {
+        return None;
+    }
+    let want_section = section.join(".");
+    let mut current = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let l = line.trim();
+        if l.starts_with('[') {
+            current = l.trim_matches(|c| c == '[' || c == ']').trim().to_string();
+            continue;
+        }
+        if current == want_section {
+            if let Some((k, _)) = l.split_once('=') {
+                if k.trim().trim_matches('"') == *last {
+                    return Some(i + 1);
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Flattens `[ablation]` into `(dotted path, values)` axes, in file order.
+fn axes(table: &toml::Table, prefix: &str, out: &mut Vec<(String, Vec<toml::Value>)>) -> Result<(), (String, String)> {
+    for (k, v) in table {
+        let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        match v {
+            toml::Value::Table(t) => axes(t, &key, out)?,
+            toml::Value::Array(vals) if !vals.is_empty() => out.push((key, vals.clone())),
+            toml::Value::Array(_) => return Err((key, "an ablation axis needs at least one value".into())),
+            other => {
+                return Err((
+                    key,
+                    format!("an ablation axis is a list of values, got the single {} `{other}`", other.type_str()),
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+fn set_path(root: &mut toml::Value, path: &str, value: toml::Value) -> Result<(), String> {
+    let mut cur = root;
+    let segs: Vec<&str> = path.split('.').collect();
+    for (i, seg) in segs.iter().enumerate() {
+        let last = i + 1 == segs.len();
+        cur = match cur {
+            toml::Value::Table(t) => {
+                if last {
+                    t.insert(seg.to_string(), value);
+                    return Ok(());
+                }
+                t.entry(seg.to_string()).or_insert_with(|| toml::Value::Table(Default::default()))
+            }
+            toml::Value::Array(a) => {
+                let idx: usize = seg
+                    .parse()
+                    .map_err(|_| format!("`{seg}` indexes a list; expected a number"))?;
+                let len = a.len();
+                let slot = a
+                    .get_mut(idx)
+                    .ok_or_else(|| format!("index {idx} is out of range (the list has {len} entries)"))?;
+                if last {
+                    *slot = value;
+                    return Ok(());
+                }
+                slot
+            }
+            _ => return Err(format!("`{seg}` is below a plain value, not a section")),
+        };
+    }
+    Ok(())
+}
+
+fn short_value(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn sanitize(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_ascii_alphanumeric() || "-_.=,+".contains(c) { c } else { '_' })
+        .collect()
+}
+
+fn expand(text: &str, base: &Experiment, path: &Path) -> Result<Vec<RunSpec>, ConfigErrors> {
+    let err = |key: String, message: String| {
+        ConfigErrors(vec![ConfigError {
+            line: find_key_line(text, &key),
+            file: path.into(),
+            key,
+            message,
+        }])
+    };
+    let mut grid = Vec::new();
+    axes(&base.ablation, "", &mut grid).map_err(|(k, m)| err(format!("ablation.{k}"), m))?;
+    if grid.is_empty() {
+        let mut config = base.clone();
+        config.ablation.clear();
+        return Ok(vec![RunSpec {
+            variant: "base".into(),
+            overrides: vec![],
+            config,
+        }]);
+    }
+    // Short names: the last path segment, unless two axes share it.
+    let lasts: Vec<&str> = grid.iter().map(|(k, _)| k.rsplit('.').next().unwrap_or(k)).collect();
+    let label: Vec<String> = grid
+        .iter()
+        .zip(&lasts)
+        .map(|((k, _), l)| {
+            if lasts.iter().filter(|x| *x == l).count() > 1 {
+                k.clone()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+
+    let mut raw: toml::Value = toml::from_str(text).map_err(|e| err(String::new(), e.message().to_string()))?;
+    if let toml::Value::Table(t) = &mut raw {
+        t.remove("ablation");
+        t.insert("name".into(), toml::Value::String(base.name.clone()));
+    }
+
+    let total: usize = grid.iter().map(|(_, v)| v.len()).product();
+    let mut runs = Vec::with_capacity(total);
+    for flat in 0..total {
+        let mut rem = flat;
+        let mut overrides = Vec::new();
+        // Last axis varies fastest, like nested loops written in file order.
+        let mut picks = vec![0; grid.len()];
+        for (a, (_, vals)) in grid.iter().enumerate().rev() {
+            picks[a] = rem % vals.len();
+            rem /= vals.len();
+        }
+        let mut doc = raw.clone();
+        let mut name_parts = Vec::new();
+        for (a, (key, vals)) in grid.iter().enumerate() {
+            let v = vals[picks[a]].clone();
+            set_path(&mut doc, key, v.clone()).map_err(|m| err(format!("ablation.{key}"), m))?;
+            name_parts.push(format!("{}={}", label[a], short_value(&v)));
+            overrides.push((key.clone(), v));
+        }
+        let variant = sanitize(&name_parts.join(","));
+        let config: Experiment = serde_path_to_error::deserialize(doc).map_err(|e| {
+            let at = e.path().to_string();
+            err(
+                format!("ablation.{}", overrides.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join("|")),
+                format!("variant `{variant}` is not a valid experiment: at `{at}`: {}", e.into_inner()),
+            )
+        })?;
+        let problems = validate::check(&config);
+        if let Some((k, m)) = problems.into_iter().next() {
+            return Err(err(format!("ablation (variant `{variant}`)"), format!("`{k}`: {m}")));
+        }
+        runs.push(RunSpec { variant, overrides, config });
+    }
+    Ok(runs)
+}

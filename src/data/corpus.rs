@@ -1,0 +1,255 @@
+//! Corpus readers: files → documents → sentences, and the held-out split by document.
+//!
+//! Three layouts are understood: plain text (a sentence or paragraph a line, a blank line
+//! between documents), WikiText (` = Title = ` lines start articles) and Project Gutenberg
+//! books (framing stripped, wrapped lines joined into paragraphs, upper-case title lines start
+//! a new tale or chapter). Sentences are split with Unicode's sentence boundaries (UAX #29).
+
+use crate::config::CorpusFormat;
+use rand::seq::SliceRandom;
+use std::path::{Path, PathBuf};
+use unicode_segmentation::UnicodeSegmentation;
+
+/// The small corpus compiled into the binary, so `pretext run experiments/quickstart.toml`
+/// works without any download.
+pub const EMBEDDED: &str = include_str!("embedded/corpus.txt");
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Document {
+    /// Where it came from, for messages: `file:line` of its first line.
+    pub origin: String,
+    pub sentences: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum CorpusError {
+    #[error("{file}: cannot read the corpus file: {reason}")]
+    Unreadable { file: PathBuf, reason: String },
+    #[error("{file}: the corpus file is empty")]
+    Empty { file: PathBuf },
+    #[error("{file}: invalid UTF-8 at byte offset {offset}; the corpus must be UTF-8 text")]
+    InvalidUtf8 { file: PathBuf, offset: usize },
+    #[error(
+        "{file}: no document has at least {min_sentences} sentences ({documents} documents read); \
+         check data.format (a blank line separates documents in the `text` layout) or lower data.min_sentences"
+    )]
+    NoUsableDocuments { file: PathBuf, documents: usize, min_sentences: usize },
+    #[error("the held-out split left no training documents ({total} documents, data.heldout_fraction = {fraction})")]
+    NoTrainingDocuments { total: usize, fraction: f64 },
+}
+
+/// Reads one corpus source: the word `embedded` or a path.
+pub fn read_source(source: &str, base_dir: &Path, format: CorpusFormat, min_sentences: usize) -> Result<Vec<Document>, CorpusError> {
+    if source == "embedded" {
+        return parse(EMBEDDED, Path::new("<embedded>"), format, min_sentences);
+    }
+    let path = base_dir.join(source);
+    let bytes = std::fs::read(&path).map_err(|e| CorpusError::Unreadable {
+        file: path.clone(),
+        reason: e.to_string(),
+    })?;
+    let text = std::str::from_utf8(&bytes).map_err(|e| CorpusError::InvalidUtf8 {
+        file: path.clone(),
+        offset: e.valid_up_to(),
+    })?;
+    parse(text, &path, format, min_sentences)
+}
+
+/// Parses a corpus held in memory; `file` names it in documents' origins and in errors.
+pub fn parse(text: &str, file: &Path, format: CorpusFormat, min_sentences: usize) -> Result<Vec<Document>, CorpusError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    if text.trim().is_empty() {
+        return Err(CorpusError::Empty { file: file.into() });
+    }
+    let format = match format {
+        CorpusFormat::Auto => detect(text),
+        f => f,
+    };
+    let raw = match format {
+        CorpusFormat::Wikitext => wikitext(text, file),
+        CorpusFormat::Gutenberg => gutenberg(text, file),
+        _ => plain(text, file),
+    };
+    let total = raw.len();
+    let docs: Vec<Document> = raw.into_iter().filter(|d| d.sentences.len() >= min_sentences).collect();
+    if docs.is_empty() {
+        return Err(CorpusError::NoUsableDocuments {
+            file: file.into(),
+            documents: total,
+            min_sentences,
+        });
+    }
+    Ok(docs)
+}
+
+fn detect(text: &str) -> CorpusFormat {
+    if text.contains("*** START OF THE PROJECT GUTENBERG") || text.contains("*** START OF THIS PROJECT GUTENBERG") {
+        CorpusFormat::Gutenberg
+    } else if text.lines().any(is_wiki_title) {
+        CorpusFormat::Wikitext
+    } else {
+        CorpusFormat::Text
+    }
+}
+
+fn is_wiki_title(line: &str) -> bool {
+    let t = line.trim();
+    t.len() > 4 && t.starts_with("= ") && t.ends_with(" =") && !t.starts_with("= =")
+}
+
+/// Splits a paragraph into sentences with Unicode sentence boundaries.
+pub fn sentences(paragraph: &str) -> impl Iterator<Item = String> + '_ {
+    paragraph
+        .unicode_sentences()
+        .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|s| s.chars().any(char::is_alphanumeric))
+}
+
+struct Builder<'a> {
+    file: &'a Path,
+    docs: Vec<Document>,
+    current: Option<Document>,
+}
+
+impl<'a> Builder<'a> {
+    fn new(file: &'a Path) -> Self {
+        Self { file, docs: vec![], current: None }
+    }
+    fn start(&mut self, line_no: usize) {
+        self.finish();
+        self.current = Some(Document {
+            origin: format!("{}:{}", self.file.display(), line_no),
+            sentences: vec![],
+        });
+    }
+    fn paragraph(&mut self, line_no: usize, text: &str) {
+        if self.current.is_none() {
+            self.start(line_no);
+        }
+        let doc = self.current.as_mut().expect("started above");
+        doc.sentences.extend(sentences(text));
+    }
+    fn finish(&mut self) {
+        if let Some(d) = self.current.take() {
+            if !d.sentences.is_empty() {
+                self.docs.push(d);
+            }
+        }
+    }
+    fn done(mut self) -> Vec<Document> {
+        self.finish();
+        self.docs
+    }
+}
+
+fn plain(text: &str, file: &Path) -> Vec<Document> {
+    let mut b = Builder::new(file);
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            b.finish();
+        } else {
+            b.paragraph(i + 1, line);
+        }
+    }
+    b.done()
+}
+
+fn wikitext(text: &str, file: &Path) -> Vec<Document> {
+    let mut b = Builder::new(file);
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if is_wiki_title(line) {
+            b.start(i + 1);
+        } else if t.is_empty() || t.starts_with("= =") {
+            continue;
+        } else {
+            b.paragraph(i + 1, t);
+        }
+    }
+    b.done()
+}
+
+fn is_gutenberg_title(line: &str) -> bool {
+    let letters = line.chars().filter(|c| c.is_alphabetic()).count();
+    !line.starts_with(char::is_whitespace)
+        && letters >= 4
+        && line.len() <= 80
+        && line.chars().all(|c| !c.is_lowercase())
+}
+
+fn gutenberg(text: &str, file: &Path) -> Vec<Document> {
+    let mut b = Builder::new(file);
+    let mut inside = !text.contains("*** START OF");
+    let mut para = String::new();
+    let mut para_line = 0;
+    let flush = |b: &mut Builder, para: &mut String, at: usize| {
+        if !para.trim().is_empty() {
+            b.paragraph(at, para);
+        }
+        para.clear();
+    };
+    for (i, line) in text.lines().enumerate() {
+        if line.starts_with("*** START OF") {
+            inside = true;
+            continue;
+        }
+        if line.starts_with("*** END OF") {
+            break;
+        }
+        if !inside {
+            continue;
+        }
+        if line.trim().is_empty() {
+            flush(&mut b, &mut para, para_line);
+        } else if is_gutenberg_title(line) {
+            flush(&mut b, &mut para, para_line);
+            b.start(i + 1);
+        } else {
+            if para.is_empty() {
+                para_line = i + 1;
+            }
+            para.push(' ');
+            para.push_str(line.trim());
+        }
+    }
+    flush(&mut b, &mut para, para_line);
+    b.done()
+}
+
+/// Documents split into training and held-out sets, by document.
+#[derive(Debug, Clone)]
+pub struct Corpus {
+    pub train: Vec<Document>,
+    pub heldout: Vec<Document>,
+}
+
+impl Corpus {
+    /// Reads every source and splits by document with a seeded shuffle, so the split is the
+    /// same for every run that shares a seed, and never mixes one document into both sides.
+    pub fn load(sources: &[String], base_dir: &Path, format: CorpusFormat, min_sentences: usize, heldout_fraction: f64, seed: u64) -> Result<Self, CorpusError> {
+        let mut docs = Vec::new();
+        for s in sources {
+            docs.extend(read_source(s, base_dir, format, min_sentences)?);
+        }
+        Self::split(docs, heldout_fraction, seed)
+    }
+
+    pub fn split(mut docs: Vec<Document>, heldout_fraction: f64, seed: u64) -> Result<Self, CorpusError> {
+        let total = docs.len();
+        let mut rng = crate::rng::stream(seed, "data.split");
+        docs.shuffle(&mut rng);
+        let mut n_held = (total as f64 * heldout_fraction).round() as usize;
+        if heldout_fraction > 0.0 && n_held == 0 && total >= 2 {
+            n_held = 1;
+        }
+        if n_held >= total {
+            return Err(CorpusError::NoTrainingDocuments {
+                total,
+                fraction: heldout_fraction,
+            });
+        }
+        let train = docs.split_off(n_held);
+        Ok(Self { train, heldout: docs })
+    }
+}
+

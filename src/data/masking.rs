@@ -1,0 +1,122 @@
+//! Masked-LM corruption as in BERT: choose `mask_prob` of the non-special tokens; of those,
+//! 80% become [MASK], 10% a random token, 10% stay as they were. Optional whole-word masking
+//! chooses whole words (a word start plus its `##` pieces) until the budget is met.
+
+use super::tokenizer::Special;
+use rand::seq::SliceRandom;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MaskingConfig {
+    pub mask_prob: f64,
+    /// Share of the chosen tokens replaced by [MASK].
+    pub mask_token: f64,
+    /// Share of the chosen tokens replaced by a random non-special token; the rest stay.
+    pub random_token: f64,
+    pub whole_word: bool,
+    /// Upper bound on predictions per sequence (BERT: 20 at length 128); 0 means no bound.
+    pub max_predictions: usize,
+}
+
+impl Default for MaskingConfig {
+    fn default() -> Self {
+        Self {
+            mask_prob: 0.15,
+            mask_token: 0.8,
+            random_token: 0.1,
+            whole_word: false,
+            max_predictions: 0,
+        }
+    }
+}
+
+impl MaskingConfig {
+    pub fn check(&self) -> Result<(), String> {
+        if !(self.mask_prob > 0.0 && self.mask_prob < 1.0) {
+            return Err(format!("mask_prob: expected a probability in (0, 1), got {}", self.mask_prob));
+        }
+        for (k, v) in [("mask_token", self.mask_token), ("random_token", self.random_token)] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(format!("{k}: expected a share in [0, 1], got {v}"));
+            }
+        }
+        if self.mask_token + self.random_token > 1.0 + 1e-9 {
+            return Err(format!(
+                "mask_token + random_token must be at most 1 (the rest stay unchanged), got {}",
+                self.mask_token + self.random_token
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The corruption of one sequence: positions (into the sequence) and their original tokens.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Masked {
+    pub positions: Vec<usize>,
+    pub labels: Vec<u32>,
+}
+
+/// Corrupts `tokens` in place and returns what the model must predict. `is_continuation`
+/// tells `##` pieces, for whole-word masking.
+pub fn mask_tokens(tokens: &mut [u32], cfg: &MaskingConfig, special: &Special, vocab_size: usize, is_continuation: &dyn Fn(u32) -> bool, rng: &mut impl Rng) -> Masked {
+    // Candidate units: single positions, or whole words when whole_word is on.
+    let mut units: Vec<Vec<usize>> = Vec::new();
+    for (i, &t) in tokens.iter().enumerate() {
+        if special.contains(t) && t != special.unk {
+            continue;
+        }
+        if cfg.whole_word && is_continuation(t) {
+            if let Some(last) = units.last_mut() {
+                if last.last() == Some(&(i - 1)) {
+                    last.push(i);
+                    continue;
+                }
+            }
+        }
+        units.push(vec![i]);
+    }
+    let candidates: usize = units.iter().map(Vec::len).sum();
+    let mut budget = ((candidates as f64) * cfg.mask_prob).round() as usize;
+    if candidates > 0 {
+        budget = budget.max(1);
+    }
+    if cfg.max_predictions > 0 {
+        budget = budget.min(cfg.max_predictions);
+    }
+    units.shuffle(rng);
+    let mut chosen: Vec<usize> = Vec::with_capacity(budget);
+    for u in units {
+        if chosen.len() >= budget {
+            break;
+        }
+        if chosen.len() + u.len() > budget {
+            continue;
+        }
+        chosen.extend(u);
+    }
+    chosen.sort_unstable();
+    let mut out = Masked::default();
+    for &p in &chosen {
+        out.positions.push(p);
+        out.labels.push(tokens[p]);
+        let r: f64 = rng.gen();
+        if r < cfg.mask_token {
+            tokens[p] = special.mask;
+        } else if r < cfg.mask_token + cfg.random_token {
+            tokens[p] = random_token(special, vocab_size, rng);
+        }
+    }
+    out
+}
+
+fn random_token(special: &Special, vocab_size: usize, rng: &mut impl Rng) -> u32 {
+    loop {
+        let t = rng.gen_range(0..vocab_size as u32);
+        if !special.contains(t) {
+            return t;
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! WordPiece tokenisation through the `tokenizers` crate: BERT normaliser and pre-tokeniser,
+//! trained on the run's training split or loaded from an HF `tokenizer.json` / BERT `vocab.txt`.
+
+use std::path::{Path, PathBuf};
+use tokenizers::decoders::wordpiece::WordPiece as WordPieceDecoder;
+use tokenizers::models::wordpiece::{WordPiece, WordPieceTrainer};
+use tokenizers::normalizers::bert::BertNormalizer;
+use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
+use tokenizers::processors::bert::BertProcessing;
+use tokenizers::{AddedToken, Model};
+
+pub const SPECIAL_TOKENS: [&str; 5] = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenizerError {
+    #[error("{file}: cannot load the tokenizer: {reason}")]
+    Load { file: PathBuf, reason: String },
+    #[error("{file}: the vocabulary has no `{token}` token; BERT-style runs need all of [PAD] [UNK] [CLS] [SEP] [MASK]")]
+    MissingSpecial { file: PathBuf, token: &'static str },
+    #[error("training the WordPiece vocabulary failed: {0}")]
+    Train(String),
+    #[error("{file}: cannot save the tokenizer: {reason}")]
+    Save { file: PathBuf, reason: String },
+}
+
+/// Ids of the special tokens, looked up once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Special {
+    pub pad: u32,
+    pub unk: u32,
+    pub cls: u32,
+    pub sep: u32,
+    pub mask: u32,
+}
+
+impl Special {
+    pub fn contains(&self, id: u32) -> bool {
+        id == self.pad || id == self.unk || id == self.cls || id == self.sep || id == self.mask
+    }
+}
+
+pub struct Tokenizer {
+    inner: tokenizers::Tokenizer,
+    pub special: Special,
+    /// `true` for `##` continuation pieces: whole-word masking groups them with the word start.
+    continuation: Vec<bool>,
+}
+
+impl std::fmt::Debug for Tokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokenizer").field("vocab_size", &self.vocab_size()).field("special", &self.special).finish()
+    }
+}
+
+fn bert_pipeline(model: WordPiece, lowercase: bool) -> Result<tokenizers::Tokenizer, String> {
+    let mut tok = tokenizers::Tokenizer::new(model);
+    tok.with_normalizer(Some(BertNormalizer::new(true, true, None, lowercase)));
+    tok.with_pre_tokenizer(Some(BertPreTokenizer));
+    tok.with_decoder(Some(WordPieceDecoder::default()));
+    Ok(tok)
+}
+
+impl Tokenizer {
+    /// Trains BERT-style WordPiece on `texts` (the training split only, so the held-out set
+    /// stays unseen).
+    pub fn train<'a>(texts: impl Iterator<Item = &'a str> + Send, vocab_size: usize, lowercase: bool, min_frequency: u64) -> Result<Self, TokenizerError> {
+        let trainer = WordPieceTrainer::builder()
+            .vocab_size(vocab_size)
+            .min_frequency(min_frequency)
+            .show_progress(false)
+            .special_tokens(SPECIAL_TOKENS.iter().map(|t| AddedToken::from(t.to_string(), true)).collect())
+            .build();
+        let mut tok = bert_pipeline(WordPiece::default(), lowercase).map_err(TokenizerError::Train)?;
+        let texts: Vec<&str> = texts.collect();
+        let mut trainer = tokenizers::models::TrainerWrapper::from(trainer);
+        tok.train(&mut trainer, texts.into_iter()).map_err(|e| TokenizerError::Train(e.to_string()))?;
+        Self::wrap(tok, Path::new("<trained>"))
+    }
+
+    /// Loads an HF `tokenizer.json`, or a BERT `vocab.txt` (one token a line) with the BERT
+    /// normaliser (`lowercase` applies only to `vocab.txt`; a `tokenizer.json` carries its own).
+    pub fn load(path: &Path, lowercase: bool) -> Result<Self, TokenizerError> {
+        let load_err = |reason: String| TokenizerError::Load {
+            file: path.into(),
+            reason,
+        };
+        let tok = if path.extension().is_some_and(|e| e == "txt") {
+            let model = WordPiece::from_file(&path.to_string_lossy())
+                .unk_token("[UNK]".into())
+                .build()
+                .map_err(|e| load_err(e.to_string()))?;
+            bert_pipeline(model, lowercase).map_err(load_err)?
+        } else {
+            tokenizers::Tokenizer::from_file(path).map_err(|e| load_err(e.to_string()))?
+        };
+        Self::wrap(tok, path)
+    }
+
+    fn wrap(mut inner: tokenizers::Tokenizer, file: &Path) -> Result<Self, TokenizerError> {
+        let id = |t: &'static str| {
+            inner.token_to_id(t).ok_or(TokenizerError::MissingSpecial {
+                file: file.into(),
+                token: t,
+            })
+        };
+        let special = Special {
+            pad: id("[PAD]")?,
+            unk: id("[UNK]")?,
+            cls: id("[CLS]")?,
+            sep: id("[SEP]")?,
+            mask: id("[MASK]")?,
+        };
+        inner.with_post_processor(Some(BertProcessing::new(("[SEP]".into(), special.sep), ("[CLS]".into(), special.cls))));
+        let n = inner.get_vocab_size(true);
+        let mut continuation = vec![false; n];
+        for (tok, id) in inner.get_model().get_vocab() {
+            if let Some(c) = continuation.get_mut(id as usize) {
+                *c = tok.starts_with("##");
+            }
+        }
+        Ok(Self { inner, special, continuation })
+    }
+
+    pub fn save(&self, path: &Path) -> Result<(), TokenizerError> {
+        self.inner.save(path, true).map_err(|e| TokenizerError::Save {
+            file: path.into(),
+            reason: e.to_string(),
+        })
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    pub fn is_continuation(&self, id: u32) -> bool {
+        self.continuation.get(id as usize).copied().unwrap_or(false)
+    }
+
+    pub fn id_to_token(&self, id: u32) -> Option<String> {
+        self.inner.id_to_token(id)
+    }
+
+    /// Token ids of each text, without special tokens (instances add their own).
+    pub fn encode_batch(&self, texts: &[String]) -> Vec<Vec<u32>> {
+        let inputs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        match self.inner.encode_batch(inputs, false) {
+            Ok(encs) => encs.into_iter().map(|e| e.get_ids().to_vec()).collect(),
+            // Encoding plain text with a WordPiece model only fails on a broken model; fall
+            // back to one at a time so one bad text becomes [UNK] instead of an abort.
+            Err(_) => texts
+                .iter()
+                .map(|t| self.inner.encode(t.as_str(), false).map(|e| e.get_ids().to_vec()).unwrap_or_else(|_| vec![self.special.unk]))
+                .collect(),
+        }
+    }
+
+    pub fn encode(&self, text: &str) -> Vec<u32> {
+        self.encode_batch(&[text.to_string()]).pop().unwrap_or_default()
+    }
+
+    /// The underlying WordPiece vocabulary size as the model sees it (max id + 1).
+    pub fn model_vocab(&self) -> usize {
+        self.inner.get_model().get_vocab_size().max(self.vocab_size())
+    }
+}

@@ -1,0 +1,9 @@
+//! pretext: a research harness for self-supervised language-model pretraining.
+//!
+//! The data flow and module boundaries are drawn in `../shared/DESIGN.md`; each module's doc
+//! comment says what it holds and what it deliberately knows nothing about.
+
+pub mod config;
+pub mod data;
+pub mod objectives;
+pub mod rng;

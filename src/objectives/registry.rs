@@ -1,0 +1,102 @@
+//! The registry of pretraining objectives: the only place that lists them. The config
+//! validator, the sampler (through `Needs`), the loop and `pretext list` all read it.
+//!
+//! Adding an objective: write `src/objectives/<name>.rs` with its options and head, then add
+//! one `Entry` line below.
+
+use crate::data::{MaskingConfig, PairMode};
+use serde::de::DeserializeOwned;
+
+/// What an objective needs from a batch, so the sampler only does the work a run needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Needs {
+    pub mlm_labels: bool,
+    pub pair: Option<PairMode>,
+    /// Two dropout views of each sequence through the shared encoder.
+    pub two_views: bool,
+}
+
+pub struct Entry {
+    pub name: &'static str,
+    pub summary: &'static str,
+    pub needs: Needs,
+    /// Checks the `options` table of an `[[objectives]]` entry.
+    pub check_options: fn(&toml::Table) -> Result<(), String>,
+}
+
+/// Parses an options table into `T`, naming the offending option on failure.
+pub fn parse_options<T: DeserializeOwned>(options: &toml::Table) -> Result<T, String> {
+    serde_path_to_error::deserialize(toml::Value::Table(options.clone())).map_err(|e| {
+        let at = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        let inner = inner.trim();
+        if at == "." {
+            inner.to_string()
+        } else {
+            format!("`{at}`: {inner}")
+        }
+    })
+}
+
+fn check_mlm(o: &toml::Table) -> Result<(), String> {
+    parse_options::<MaskingConfig>(o)?.check()
+}
+
+fn check_none(o: &toml::Table) -> Result<(), String> {
+    match o.keys().next() {
+        None => Ok(()),
+        Some(k) => Err(format!("unknown option `{k}`: this objective takes no options")),
+    }
+}
+
+fn check_contrastive(o: &toml::Table) -> Result<(), String> {
+    parse_options::<super::contrastive::ContrastiveOptions>(o)?.check()
+}
+
+pub const ENTRIES: &[Entry] = &[
+    Entry {
+        name: "mlm",
+        summary: "masked language modelling: 15% of tokens, 80% [MASK] / 10% random / 10% kept; tied decoder",
+        needs: Needs { mlm_labels: true, pair: None, two_views: false },
+        check_options: check_mlm,
+    },
+    Entry {
+        name: "nsp",
+        summary: "next sentence prediction: is segment B the true continuation (50%) or from another document?",
+        needs: Needs { mlm_labels: false, pair: Some(PairMode::Nsp), two_views: false },
+        check_options: check_none,
+    },
+    Entry {
+        name: "sop",
+        summary: "sentence order prediction (ALBERT): are the two contiguous segments in order or swapped?",
+        needs: Needs { mlm_labels: false, pair: Some(PairMode::Sop), two_views: false },
+        check_options: check_none,
+    },
+    Entry {
+        name: "contrastive",
+        summary: "SimCSE-style siamese InfoNCE: two dropout views, in-batch negatives, cosine / temperature",
+        needs: Needs { mlm_labels: false, pair: None, two_views: true },
+        check_options: check_contrastive,
+    },
+];
+
+pub fn find(name: &str) -> Option<&'static Entry> {
+    ENTRIES.iter().find(|e| e.name == name)
+}
+
+pub fn names() -> Vec<&'static str> {
+    ENTRIES.iter().map(|e| e.name).collect()
+}
+
+/// The union of the needs of a run's objectives (names already validated).
+pub fn combined_needs<'a>(names: impl Iterator<Item = &'a str>) -> Needs {
+    let mut n = Needs { mlm_labels: false, pair: None, two_views: false };
+    for name in names {
+        if let Some(e) = find(name) {
+            n.mlm_labels |= e.needs.mlm_labels;
+            n.pair = n.pair.or(e.needs.pair);
+            n.two_views |= e.needs.two_views;
+        }
+    }
+    n
+}
