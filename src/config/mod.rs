@@ -166,16 +166,29 @@ fn set_path(root: &mut toml::Value, path: &str, value: toml::Value) -> Result<()
     Ok(())
 }
 
+/// A value as it appears in a variant name: lists of objectives read `mlm+nsp`, a weight
+/// other than 1 is kept (`contrastive*0.1`).
 fn short_value(v: &toml::Value) -> String {
     match v {
         toml::Value::String(s) => s.clone(),
+        toml::Value::Array(items) => items.iter().map(short_value).collect::<Vec<_>>().join("+"),
+        toml::Value::Table(t) => match t.get("name") {
+            Some(name) => {
+                let mut s = short_value(name);
+                if let Some(w) = t.get("weight").filter(|w| w.as_float() != Some(1.0) && w.as_integer() != Some(1)) {
+                    s = format!("{s}*{}", short_value(w));
+                }
+                s
+            }
+            None => t.iter().map(|(k, v)| format!("{k}-{}", short_value(v))).collect::<Vec<_>>().join("+"),
+        },
         other => other.to_string(),
     }
 }
 
 fn sanitize(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "-_.=,+".contains(c) { c } else { '_' })
+        .map(|c| if c.is_ascii_alphanumeric() || "-_.=,+*".contains(c) { c } else { '_' })
         .collect()
 }
 
