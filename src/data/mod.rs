@@ -41,15 +41,26 @@ fn tokenize(tok: &Tokenizer, docs: &[Document]) -> Vec<TokenDoc> {
     docs.iter().map(|d| tok.encode_batch(&d.sentences)).filter(|d: &TokenDoc| d.iter().any(|s| !s.is_empty())).collect()
 }
 
-/// Reads the corpus, splits it by document, trains (or loads) the tokenizer on the training
-/// split and tokenises both splits. `base_dir` anchors relative paths in the experiment file.
-pub fn prepare(data: &DataConfig, tok_cfg: &TokenizerConfig, seed: u64, base_dir: &Path) -> Result<Prepared, DataError> {
+/// Reads the corpus, splits it by document, gets the tokenizer and tokenises both splits.
+/// `base_dir` anchors relative paths in the experiment file.
+///
+/// The tokenizer is `tokenizer.path` when given; otherwise `trained` is loaded if it exists,
+/// or WordPiece is trained on the training split and saved there. Training happens once per
+/// experiment because the `tokenizers` trainer breaks frequency ties through randomly seeded
+/// hash maps: two trainings on the same text can give different vocabularies, so every
+/// variant and every resume must share the saved one to stay bit-identical.
+pub fn prepare(data: &DataConfig, tok_cfg: &TokenizerConfig, seed: u64, base_dir: &Path, trained: Option<&Path>) -> Result<Prepared, DataError> {
     let corpus = Corpus::load(&data.corpus, base_dir, data.format, data.min_sentences, data.heldout_fraction, seed)?;
-    let tokenizer = match &tok_cfg.path {
-        Some(p) => Tokenizer::load(&base_dir.join(p), tok_cfg.lowercase)?,
-        None => {
+    let tokenizer = match (&tok_cfg.path, trained) {
+        (Some(p), _) => Tokenizer::load(&base_dir.join(p), tok_cfg.lowercase)?,
+        (None, Some(saved)) if saved.exists() => Tokenizer::load(saved, tok_cfg.lowercase)?,
+        (None, saved) => {
             let texts = corpus.train.iter().flat_map(|d| d.sentences.iter().map(String::as_str));
-            Tokenizer::train(texts, tok_cfg.vocab_size, tok_cfg.lowercase, tok_cfg.min_frequency)?
+            let tok = Tokenizer::train(texts, tok_cfg.vocab_size, tok_cfg.lowercase, tok_cfg.min_frequency)?;
+            if let Some(path) = saved {
+                tok.save(path)?;
+            }
+            tok
         }
     };
     let train = tokenize(&tokenizer, &corpus.train);

@@ -1,0 +1,104 @@
+//! Issue 2: experiment files — defaults, errors that name file/line/key, grid expansion.
+
+use pretext::config::{LoadedExperiment, NormKind};
+use std::path::Path;
+
+fn load(text: &str) -> Result<LoadedExperiment, String> {
+    LoadedExperiment::from_str(text, Path::new("exp/test.toml")).map_err(|e| e.to_string())
+}
+
+#[test]
+fn empty_file_gets_defaults_and_one_run() {
+    let e = load("").unwrap();
+    assert_eq!(e.base.name, "test");
+    assert_eq!(e.runs.len(), 1);
+    assert_eq!(e.runs[0].variant, "base");
+    assert_eq!(e.base.objectives[0].name, "mlm");
+    assert_eq!(e.base.model.norm, NormKind::PostLn);
+}
+
+#[test]
+fn shipped_experiment_files_validate() {
+    for f in ["quickstart", "norm_ablation", "objectives_ablation"] {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("experiments/{f}.toml"));
+        let e = LoadedExperiment::load(&p).unwrap_or_else(|e| panic!("{f}: {e}"));
+        assert!(!e.runs.is_empty());
+    }
+}
+
+#[test]
+fn ablation_axes_expand_into_named_grid() {
+    let e = load(
+        r#"
+[ablation]
+"model.norm" = ["post-ln", "pre-ln", "powernorm"]
+training.seed = [1, 2]
+"#,
+    )
+    .unwrap();
+    assert_eq!(e.runs.len(), 6);
+    let names: Vec<&str> = e.runs.iter().map(|r| r.variant.as_str()).collect();
+    assert_eq!(names[0], "norm=post-ln,seed=1");
+    assert_eq!(names[5], "norm=powernorm,seed=2");
+    assert_eq!(e.runs[3].config.model.norm, NormKind::PreLn);
+    assert_eq!(e.runs[3].config.training.seed, 2);
+    assert!(e.runs.iter().all(|r| r.config.ablation.is_empty()));
+}
+
+#[test]
+fn objective_lists_are_an_axis() {
+    let e = load(
+        r#"
+[ablation]
+objectives = [[{ name = "mlm" }], [{ name = "mlm" }, { name = "sop", weight = 0.5 }]]
+"#,
+    )
+    .unwrap();
+    assert_eq!(e.runs[1].variant, "objectives=mlm+sop*0.5");
+    assert_eq!(e.runs[1].config.objectives[1].weight, 0.5);
+}
+
+fn err(text: &str) -> String {
+    load(text).expect_err("must be rejected")
+}
+
+#[test]
+fn each_bad_value_is_named_with_file_key_and_expectation() {
+    let cases: &[(&str, &[&str])] = &[
+        ("[model]\nhidden = 100\nheads = 3\n", &["exp/test.toml:2", "model.hidden", "multiple of model.heads"]),
+        ("[model]\nnorm = \"batchnorm\"\n", &["exp/test.toml:2", "model.norm", "post-ln", "powernorm"]),
+        ("[model]\nhiden = 10\n", &["exp/test.toml:2", "model.hiden", "unknown field"]),
+        ("[training]\nsteps = \"many\"\n", &["training.steps", "expected u64"]),
+        ("[[objectives]]\nname = \"mlm\"\nweight = -1.0\n", &["objectives.0.weight", ">= 0"]),
+        ("[[objectives]]\nname = \"xlnet\"\n", &["objectives.0.name", "unknown objective `xlnet`", "mlm, nsp, sop, contrastive"]),
+        ("[[objectives]]\nname = \"mlm\"\noptions = { mask_prob = 1.5 }\n", &["objectives.0.options", "mask_prob"]),
+        ("[[objectives]]\nname = \"mlm\"\noptions = { maskprob = 0.2 }\n", &["objectives.0.options", "maskprob"]),
+        ("[[objectives]]\nname = \"nsp\"\n[[objectives]]\nname = \"sop\"\n", &["objectives", "choose one"]),
+        ("[[objectives]]\nname = \"contrastive\"\noptions = { temperature = 0 }\n", &["temperature"]),
+        ("[model]\ndropout = 1.0\n", &["model.dropout", "[0, 1)"]),
+        ("[training]\nseq_len = 256\n", &["model.max_positions", "training.seq_len"]),
+        ("[optimizer]\nlr = 0\n", &["optimizer.lr"]),
+        ("[ablation]\n\"model.norm\" = \"pre-ln\"\n", &["ablation.model.norm", "list of values"]),
+        ("[ablation]\n\"model.heads\" = [3]\n", &["ablation", "model.hidden"]),
+        ("[ablation]\n\"model.hiden\" = [3]\n", &["ablation.model.hiden", "hiden"]),
+        ("[model\n", &["exp/test.toml:1"]),
+    ];
+    for (text, needles) in cases {
+        let msg = err(text);
+        for n in *needles {
+            assert!(msg.contains(n), "for {text:?}: `{n}` not in:\n{msg}");
+        }
+    }
+}
+
+#[test]
+fn several_problems_are_reported_together() {
+    let msg = err("[model]\nhidden = 100\nheads = 3\n[optimizer]\nlr = -1\n");
+    assert!(msg.contains("2 problems"), "{msg}");
+}
+
+#[test]
+fn missing_file_is_named() {
+    let e = LoadedExperiment::load(Path::new("no/such/experiment.toml")).unwrap_err().to_string();
+    assert!(e.contains("no/such/experiment.toml"), "{e}");
+}
