@@ -5,5 +5,6 @@
 
 pub mod config;
 pub mod data;
+pub mod model;
 pub mod objectives;
 pub mod rng;

@@ -1,0 +1,62 @@
+//! Multi-head self-attention with the padding mask, as in BERT.
+
+use super::ops::{dropout, linear};
+use super::params::{join, Linear, Param, ParamMut, Params};
+use super::{Act, Dev, Pass};
+use crate::rng::Rng;
+use dfdx::prelude::*;
+
+#[derive(Clone, Debug)]
+pub struct Attention {
+    pub q: Linear,
+    pub k: Linear,
+    pub v: Linear,
+    pub out: Linear,
+    pub heads: usize,
+    pub dropout: f32,
+}
+
+impl Attention {
+    pub fn new(dev: &Dev, hidden: usize, heads: usize, dropout: f32, std: f32, rng: &mut Rng) -> Self {
+        Self {
+            q: Linear::new(dev, hidden, hidden, std, rng),
+            k: Linear::new(dev, hidden, hidden, std, rng),
+            v: Linear::new(dev, hidden, hidden, std, rng),
+            out: Linear::new(dev, hidden, hidden, std, rng),
+            heads,
+            dropout,
+        }
+    }
+
+    /// `x`: token rows `(B·S, H)`; `pass.mask_bias`: `(B, S)`, 0 for real keys and a large
+    /// negative number for padding, added to the scores before the softmax.
+    pub fn forward<T: Tape<f32, Dev>>(&self, x: Act<T>, pass: &mut Pass) -> Act<T> {
+        let (n, h) = *x.shape();
+        let (b, s) = (pass.batch, pass.seq);
+        let (a, d) = (self.heads, h / self.heads);
+        let (x, tape) = x.split_tape();
+        let q = linear(x.clone().put_tape(tape), &self.q).reshape_like(&(b, s, a, d)).permute::<_, Axes4<0, 2, 1, 3>>();
+        let k = linear(x.retaped::<T>(), &self.k).reshape_like(&(b, s, a, d)).permute::<_, Axes4<0, 2, 3, 1>>();
+        let v = linear(x.retaped::<T>(), &self.v).reshape_like(&(b, s, a, d)).permute::<_, Axes4<0, 2, 1, 3>>();
+        let scores = q.matmul(k) * (1.0 / (d as f32).sqrt());
+        let scores = scores + pass.mask_bias.clone().broadcast_like::<_, Axes2<1, 2>>(&(b, a, s, s));
+        let probs = dropout(scores.softmax::<Axis<3>>(), self.dropout, pass.rng.as_deref_mut());
+        let ctx = probs.matmul(v).permute::<_, Axes4<0, 2, 1, 3>>().reshape_like(&(n, h));
+        linear(ctx, &self.out)
+    }
+}
+
+impl Params for Attention {
+    fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, Param<'a>)) {
+        self.q.visit(&join(prefix, "q"), f);
+        self.k.visit(&join(prefix, "k"), f);
+        self.v.visit(&join(prefix, "v"), f);
+        self.out.visit(&join(prefix, "out"), f);
+    }
+    fn visit_mut<'a>(&'a mut self, prefix: &str, f: &mut dyn FnMut(String, ParamMut<'a>)) {
+        self.q.visit_mut(&join(prefix, "q"), f);
+        self.k.visit_mut(&join(prefix, "k"), f);
+        self.v.visit_mut(&join(prefix, "v"), f);
+        self.out.visit_mut(&join(prefix, "out"), f);
+    }
+}

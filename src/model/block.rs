@@ -1,0 +1,76 @@
+//! One Transformer block, with its norms placed after the residual add (post-LN, PowerNorm)
+//! or before each sublayer (pre-LN).
+
+use super::attention::Attention;
+use super::norm::Norm;
+use super::ops::{dropout, linear};
+use super::params::{join, Linear, Param, ParamMut, Params};
+use super::{Act, Dev, Pass};
+use crate::config::{ModelConfig, NormKind};
+use crate::rng::Rng;
+use dfdx::prelude::*;
+
+#[derive(Clone, Debug)]
+pub struct Block {
+    pub attn: Attention,
+    pub attn_norm: Norm,
+    pub ffn_up: Linear,
+    pub ffn_down: Linear,
+    pub ffn_norm: Norm,
+    pub pre_norm: bool,
+    pub dropout: f32,
+}
+
+impl Block {
+    pub fn new(dev: &Dev, cfg: &ModelConfig, rng: &mut Rng) -> Self {
+        let std = cfg.init_std;
+        Self {
+            attn: Attention::new(dev, cfg.hidden, cfg.heads, cfg.attention_dropout, std, rng),
+            attn_norm: Norm::for_block(dev, cfg),
+            ffn_up: Linear::new(dev, cfg.hidden, cfg.ffn, std, rng),
+            ffn_down: Linear::new(dev, cfg.ffn, cfg.hidden, std, rng),
+            ffn_norm: Norm::for_block(dev, cfg),
+            pre_norm: cfg.norm == NormKind::PreLn,
+            dropout: cfg.dropout,
+        }
+    }
+
+    pub fn forward<T: Tape<f32, Dev>>(&self, x: Act<T>, pass: &mut Pass) -> Act<T> {
+        let x = self.sublayer(x, pass, &self.attn_norm, |h, pass| self.attn.forward(h, pass));
+        self.sublayer(x, pass, &self.ffn_norm, |h, _| {
+            linear(super::gelu::gelu(linear(h, &self.ffn_up)), &self.ffn_down)
+        })
+    }
+
+    /// `norm(x + drop(f(x)))` (post) or `x + drop(f(norm(x)))` (pre).
+    fn sublayer<T: Tape<f32, Dev>>(&self, x: Act<T>, pass: &mut Pass, norm: &Norm, f: impl FnOnce(Act<T>, &mut Pass) -> Act<T>) -> Act<T> {
+        let (x, tape) = x.split_tape();
+        let inp = x.clone().put_tape(tape);
+        if self.pre_norm {
+            let h = norm.forward(inp, pass);
+            let h = f(h, pass);
+            dropout(h, self.dropout, pass.rng.as_deref_mut()) + x
+        } else {
+            let h = f(inp, pass);
+            let h = dropout(h, self.dropout, pass.rng.as_deref_mut()) + x;
+            norm.forward(h, pass)
+        }
+    }
+}
+
+impl Params for Block {
+    fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, Param<'a>)) {
+        self.attn.visit(&join(prefix, "attn"), f);
+        self.attn_norm.visit(&join(prefix, "attn_norm"), f);
+        self.ffn_up.visit(&join(prefix, "ffn.up"), f);
+        self.ffn_down.visit(&join(prefix, "ffn.down"), f);
+        self.ffn_norm.visit(&join(prefix, "ffn_norm"), f);
+    }
+    fn visit_mut<'a>(&'a mut self, prefix: &str, f: &mut dyn FnMut(String, ParamMut<'a>)) {
+        self.attn.visit_mut(&join(prefix, "attn"), f);
+        self.attn_norm.visit_mut(&join(prefix, "attn_norm"), f);
+        self.ffn_up.visit_mut(&join(prefix, "ffn.up"), f);
+        self.ffn_down.visit_mut(&join(prefix, "ffn.down"), f);
+        self.ffn_norm.visit_mut(&join(prefix, "ffn_norm"), f);
+    }
+}

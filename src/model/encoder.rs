@@ -1,0 +1,186 @@
+//! The BERT encoder: embeddings → N blocks (→ final LayerNorm for pre-LN) and a pooler.
+
+use super::block::Block;
+use super::ops::{dropout, layer_norm, linear};
+use super::params::{join, normal_matrix, Affine, Linear, Param, ParamMut, Params};
+use super::{Act, Dev, Matrix, Pass};
+use crate::config::{ModelConfig, NormKind};
+use crate::rng::Rng;
+use dfdx::prelude::*;
+use std::sync::Arc;
+
+/// Padding keys get this added to their attention scores: exp() of it is exactly 0 in f32.
+pub const MASKED_SCORE: f32 = -1.0e9;
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum InputError {
+    #[error("token id {id} at position {pos} is outside the model's vocabulary of {vocab}")]
+    TokenOutOfRange { id: usize, pos: usize, vocab: usize },
+    #[error("token type {id} at position {pos} is outside model.type_vocab = {limit}")]
+    TypeOutOfRange { id: usize, pos: usize, limit: usize },
+    #[error("sequence length {seq} exceeds model.max_positions = {max}")]
+    TooLong { seq: usize, max: usize },
+    #[error("inputs of {got} tokens do not fill a batch of {batch} × {seq}")]
+    Shape { got: usize, batch: usize, seq: usize },
+}
+
+/// A batch as the encoder reads it, checked against the model's sizes.
+#[derive(Debug, Clone)]
+pub struct Inputs {
+    pub batch: usize,
+    pub seq: usize,
+    pub ids: Vec<usize>,
+    pub types: Vec<usize>,
+    /// 1 for real tokens, 0 for padding.
+    pub mask: Vec<f32>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Embeddings {
+    pub word: Matrix,
+    pub position: Matrix,
+    pub token_type: Matrix,
+    pub norm: Affine,
+}
+
+#[derive(Clone, Debug)]
+pub struct Encoder {
+    pub cfg: ModelConfig,
+    pub vocab: usize,
+    pub embeddings: Embeddings,
+    pub layers: Vec<Block>,
+    /// Only pre-LN has it: the residual stream is never normalised inside the blocks.
+    pub final_norm: Option<Affine>,
+    pub pooler: Linear,
+}
+
+impl Encoder {
+    /// BERT initialisation: N(0, init_std) weights and embeddings, zero biases, unit norms.
+    pub fn new(dev: &Dev, cfg: &ModelConfig, vocab: usize, rng: &mut Rng) -> Self {
+        let std = cfg.init_std;
+        let embeddings = Embeddings {
+            word: normal_matrix(dev, vocab, cfg.hidden, std, rng),
+            position: normal_matrix(dev, cfg.max_positions, cfg.hidden, std, rng),
+            token_type: normal_matrix(dev, cfg.type_vocab, cfg.hidden, std, rng),
+            norm: Affine::new(dev, cfg.hidden),
+        };
+        let layers = (0..cfg.layers).map(|_| Block::new(dev, cfg, rng)).collect();
+        Self {
+            cfg: cfg.clone(),
+            vocab,
+            embeddings,
+            layers,
+            final_norm: (cfg.norm == NormKind::PreLn).then(|| Affine::new(dev, cfg.hidden)),
+            pooler: Linear::new(dev, cfg.hidden, cfg.hidden, std, rng),
+        }
+    }
+
+    pub fn inputs(&self, batch: usize, seq: usize, ids: &[u32], types: &[u32], mask: &[f32]) -> Result<Inputs, InputError> {
+        if ids.len() != batch * seq || types.len() != ids.len() || mask.len() != ids.len() {
+            return Err(InputError::Shape { got: ids.len(), batch, seq });
+        }
+        if seq > self.cfg.max_positions {
+            return Err(InputError::TooLong { seq, max: self.cfg.max_positions });
+        }
+        if let Some((pos, &id)) = ids.iter().enumerate().find(|(_, &id)| id as usize >= self.vocab) {
+            return Err(InputError::TokenOutOfRange { id: id as usize, pos, vocab: self.vocab });
+        }
+        if let Some((pos, &id)) = types.iter().enumerate().find(|(_, &t)| t as usize >= self.cfg.type_vocab) {
+            return Err(InputError::TypeOutOfRange { id: id as usize, pos, limit: self.cfg.type_vocab });
+        }
+        Ok(Inputs {
+            batch,
+            seq,
+            ids: ids.iter().map(|&i| i as usize).collect(),
+            types: types.iter().map(|&i| i as usize).collect(),
+            mask: mask.to_vec(),
+        })
+    }
+
+    /// Hidden states as token rows `(B·S, H)`. `dropout_rng` is `Some` in training (it also
+    /// switches PowerNorm to batch statistics); `None` evaluates deterministically.
+    pub fn forward<T: Tape<f32, Dev>>(&self, dev: &Dev, inp: &Inputs, tape: T, dropout_rng: Option<&mut Rng>) -> Act<T> {
+        let (b, s) = (inp.batch, inp.seq);
+        let n = b * s;
+        let mask_bias: Vec<f32> = inp.mask.iter().map(|&m| if m > 0.0 { 0.0 } else { MASKED_SCORE }).collect();
+        let mut pass = Pass {
+            batch: b,
+            seq: s,
+            train: dropout_rng.is_some(),
+            rng: dropout_rng,
+            real: Arc::new(inp.mask.iter().map(|&m| m > 0.0).collect()),
+            mask_bias: dev.tensor_from_vec(mask_bias, (b, s)),
+        };
+        let ids: Tensor<(usize,), usize, Dev> = dev.tensor_from_vec(inp.ids.clone(), (n,));
+        let pos: Tensor<(usize,), usize, Dev> = dev.tensor_from_vec((0..n).map(|i| i % s).collect(), (n,));
+        let types: Tensor<(usize,), usize, Dev> = dev.tensor_from_vec(inp.types.clone(), (n,));
+        let e = &self.embeddings;
+        let x = e.word.clone().put_tape(tape).gather(ids) + e.position.retaped::<T>().gather(pos) + e.token_type.retaped::<T>().gather(types);
+        let x = layer_norm(x, &e.norm, self.cfg.layer_norm_eps);
+        let mut x = dropout(x, self.cfg.dropout, pass.rng.as_deref_mut());
+        for layer in &self.layers {
+            x = layer.forward(x, &mut pass);
+        }
+        match &self.final_norm {
+            Some(norm) => layer_norm(x, norm, self.cfg.layer_norm_eps),
+            None => x,
+        }
+    }
+
+    /// BERT's pooler: `tanh(W h_[CLS] + b)`, one row per sequence.
+    pub fn pool<T: Tape<f32, Dev>>(&self, dev: &Dev, hidden: Act<T>, batch: usize, seq: usize) -> Act<T> {
+        let cls: Tensor<(usize,), usize, Dev> = dev.tensor_from_vec((0..batch).map(|b| b * seq).collect(), (batch,));
+        linear(hidden.gather(cls), &self.pooler).tanh()
+    }
+
+    /// Every parameter with its stable name.
+    pub fn named_params(&self) -> Vec<(String, Param<'_>)> {
+        let mut out = Vec::new();
+        self.visit("", &mut |n, p| out.push((n, p)));
+        out
+    }
+
+    /// The PowerNorm layers by name, for checkpoints and histograms of running statistics.
+    pub fn powernorms(&self) -> Vec<(String, &super::PowerNorm)> {
+        let mut out = Vec::new();
+        for (i, l) in self.layers.iter().enumerate() {
+            for (name, norm) in [("attn_norm", &l.attn_norm), ("ffn_norm", &l.ffn_norm)] {
+                if let super::Norm::Power(p) = norm {
+                    out.push((format!("encoder.layers.{i}.{name}"), p));
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Params for Encoder {
+    fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, Param<'a>)) {
+        let e = &self.embeddings;
+        f(join(prefix, "embeddings.word.weight"), Param::Matrix(&e.word));
+        f(join(prefix, "embeddings.position.weight"), Param::Matrix(&e.position));
+        f(join(prefix, "embeddings.token_type.weight"), Param::Matrix(&e.token_type));
+        e.norm.visit(&join(prefix, "embeddings.norm"), f);
+        for (i, l) in self.layers.iter().enumerate() {
+            l.visit(&join(prefix, &format!("encoder.layers.{i}")), f);
+        }
+        if let Some(n) = &self.final_norm {
+            n.visit(&join(prefix, "encoder.final_norm"), f);
+        }
+        self.pooler.visit(&join(prefix, "pooler.dense"), f);
+    }
+    fn visit_mut<'a>(&'a mut self, prefix: &str, f: &mut dyn FnMut(String, ParamMut<'a>)) {
+        let e = &mut self.embeddings;
+        f(join(prefix, "embeddings.word.weight"), ParamMut::Matrix(&mut e.word));
+        f(join(prefix, "embeddings.position.weight"), ParamMut::Matrix(&mut e.position));
+        f(join(prefix, "embeddings.token_type.weight"), ParamMut::Matrix(&mut e.token_type));
+        e.norm.visit_mut(&join(prefix, "embeddings.norm"), f);
+        for (i, l) in self.layers.iter_mut().enumerate() {
+            l.visit_mut(&join(prefix, &format!("encoder.layers.{i}")), f);
+        }
+        if let Some(n) = &mut self.final_norm {
+            n.visit_mut(&join(prefix, "encoder.final_norm"), f);
+        }
+        self.pooler.visit_mut(&join(prefix, "pooler.dense"), f);
+    }
+}

@@ -1,0 +1,43 @@
+//! Exact (erf) GELU with a hand-written backward.
+//!
+//! Why not dfdx's `accurate_gelu`: its forward is right but its derivative in dfdx 0.13 drops
+//! the chain-rule factor of `erf(x/√2)`, returning `Φ(x) + √2·x·φ(x)` instead of
+//! `Φ(x) + x·φ(x)` — the encoder's gradient checks caught it. HF BERT's `gelu` is this one.
+
+use super::{Act, Dev};
+use dfdx::prelude::*;
+use num_traits::Float;
+
+/// `x · Φ(x)` with `Φ` the standard normal CDF.
+pub fn gelu_f<F: Float>(x: F, erf: impl Fn(F) -> F) -> F {
+    let half = F::from(0.5).expect("constant");
+    half * x * (F::one() + erf(x * F::from(std::f64::consts::FRAC_1_SQRT_2).expect("constant")))
+}
+
+/// `d/dx [x · Φ(x)] = Φ(x) + x · φ(x)`.
+pub fn gelu_df<F: Float>(x: F, erf: impl Fn(F) -> F) -> F {
+    let half = F::from(0.5).expect("constant");
+    let cdf = half * (F::one() + erf(x * F::from(std::f64::consts::FRAC_1_SQRT_2).expect("constant")));
+    let pdf = (-(x * x) * half).exp() * F::from(0.398_942_280_401_432_7).expect("1/sqrt(2π)");
+    cdf + x * pdf
+}
+
+pub fn gelu<T: Tape<f32, Dev>>(x: Act<T>) -> Act<T> {
+    let shape = *x.shape();
+    let xv = x.as_vec();
+    let y: Vec<f32> = xv.iter().map(|&v| gelu_f(v, libm::erff)).collect();
+    let (x, mut tape) = x.split_tape();
+    let out: Act<NoneTape> = x.device().tensor_from_vec(y, shape);
+    let (x_ghost, out_ghost) = (x.ghost(), out.ghost());
+    tape.add_backward_op(move |grads| {
+        grads.try_alloc_for(&x_ghost)?;
+        grads.try_alloc_for(&out_ghost)?;
+        let g = grads.get(&out_ghost).as_vec();
+        let gx = grads.get_or_alloc_mut(&x_ghost)?;
+        for ((acc, &gi), &xi) in gx.iter_mut().zip(&g).zip(&xv) {
+            *acc += gi * gelu_df(xi, libm::erff);
+        }
+        Ok(())
+    });
+    out.put_tape(tape)
+}

@@ -1,0 +1,142 @@
+//! Parameter containers with stable dotted names (`encoder.layers.3.attn.q.weight`), used by
+//! checkpoints, TensorBoard histograms and the HF weight mapping alike.
+
+use super::{Dev, Matrix, Vector};
+use crate::rng::Rng;
+use dfdx::prelude::*;
+use rand_distr::{Distribution, Normal};
+
+/// A parameter of either rank, borrowed.
+pub enum Param<'a> {
+    Vector(&'a Vector),
+    Matrix(&'a Matrix),
+}
+
+pub enum ParamMut<'a> {
+    Vector(&'a mut Vector),
+    Matrix(&'a mut Matrix),
+}
+
+impl Param<'_> {
+    pub fn shape(&self) -> Vec<usize> {
+        match self {
+            Param::Vector(t) => vec![t.shape().0],
+            Param::Matrix(t) => vec![t.shape().0, t.shape().1],
+        }
+    }
+    pub fn to_vec(&self) -> Vec<f32> {
+        match self {
+            Param::Vector(t) => t.as_vec(),
+            Param::Matrix(t) => t.as_vec(),
+        }
+    }
+}
+
+impl ParamMut<'_> {
+    pub fn shape(&self) -> Vec<usize> {
+        match self {
+            ParamMut::Vector(t) => vec![t.shape().0],
+            ParamMut::Matrix(t) => vec![t.shape().0, t.shape().1],
+        }
+    }
+    pub fn copy_from(&mut self, data: &[f32]) {
+        match self {
+            ParamMut::Vector(t) => t.copy_from(data),
+            ParamMut::Matrix(t) => t.copy_from(data),
+        }
+    }
+    pub fn to_vec(&self) -> Vec<f32> {
+        match self {
+            ParamMut::Vector(t) => t.as_vec(),
+            ParamMut::Matrix(t) => t.as_vec(),
+        }
+    }
+}
+
+/// Anything that holds parameters lists them, with names relative to itself.
+pub trait Params {
+    fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, Param<'a>));
+    fn visit_mut<'a>(&'a mut self, prefix: &str, f: &mut dyn FnMut(String, ParamMut<'a>));
+}
+
+pub fn join(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() {
+        name.to_string()
+    } else {
+        format!("{prefix}.{name}")
+    }
+}
+
+pub fn normal_matrix(dev: &Dev, rows: usize, cols: usize, std: f32, rng: &mut Rng) -> Matrix {
+    let dist = Normal::new(0.0f32, std).expect("std validated > 0");
+    let data: Vec<f32> = (0..rows * cols).map(|_| dist.sample(rng)).collect();
+    dev.tensor_from_vec(data, (rows, cols))
+}
+
+pub fn filled_vector(dev: &Dev, n: usize, value: f32) -> Vector {
+    dev.tensor_from_vec(vec![value; n], (n,))
+}
+
+/// `y = x Wᵀ + b`, weights stored `(out, in)` as in PyTorch so HF checkpoints load as they are.
+#[derive(Clone, Debug)]
+pub struct Linear {
+    pub weight: Matrix,
+    pub bias: Vector,
+}
+
+impl Linear {
+    pub fn new(dev: &Dev, inp: usize, out: usize, std: f32, rng: &mut Rng) -> Self {
+        Self {
+            weight: normal_matrix(dev, out, inp, std, rng),
+            bias: filled_vector(dev, out, 0.0),
+        }
+    }
+}
+
+impl Params for Linear {
+    fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, Param<'a>)) {
+        f(join(prefix, "weight"), Param::Matrix(&self.weight));
+        f(join(prefix, "bias"), Param::Vector(&self.bias));
+    }
+    fn visit_mut<'a>(&'a mut self, prefix: &str, f: &mut dyn FnMut(String, ParamMut<'a>)) {
+        f(join(prefix, "weight"), ParamMut::Matrix(&mut self.weight));
+        f(join(prefix, "bias"), ParamMut::Vector(&mut self.bias));
+    }
+}
+
+/// LayerNorm's affine parameters (also PowerNorm's: both end in `γ ⊙ ẑ + β`).
+#[derive(Clone, Debug)]
+pub struct Affine {
+    pub weight: Vector,
+    pub bias: Vector,
+}
+
+impl Affine {
+    pub fn new(dev: &Dev, n: usize) -> Self {
+        Self {
+            weight: filled_vector(dev, n, 1.0),
+            bias: filled_vector(dev, n, 0.0),
+        }
+    }
+}
+
+impl Params for Affine {
+    fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, Param<'a>)) {
+        f(join(prefix, "weight"), Param::Vector(&self.weight));
+        f(join(prefix, "bias"), Param::Vector(&self.bias));
+    }
+    fn visit_mut<'a>(&'a mut self, prefix: &str, f: &mut dyn FnMut(String, ParamMut<'a>)) {
+        f(join(prefix, "weight"), ParamMut::Vector(&mut self.weight));
+        f(join(prefix, "bias"), ParamMut::Vector(&mut self.bias));
+    }
+}
+
+impl Param<'_> {
+    /// This parameter's gradient in `grads` (zeros if the loss did not reach it).
+    pub fn grad(&self, grads: &mut Gradients<f32, Dev>) -> Vec<f32> {
+        match self {
+            Param::Vector(t) => grads.get_or_alloc_mut(*t).map(|g| g.to_vec()).unwrap_or_default(),
+            Param::Matrix(t) => grads.get_or_alloc_mut(*t).map(|g| g.to_vec()).unwrap_or_default(),
+        }
+    }
+}
