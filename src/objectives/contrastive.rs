@@ -33,3 +33,73 @@ impl ContrastiveOptions {
         Ok(())
     }
 }
+
+use super::{cross_entropy, Ctx, Loss, Objective, ObjectiveFor};
+use crate::model::params::{Param, ParamMut, Params};
+use crate::model::{Act, Dev};
+use dfdx::prelude::*;
+
+/// The objective itself: no parameters of its own (the pooler is SimCSE's MLP).
+#[derive(Clone, Debug)]
+pub struct Contrastive {
+    pub options: ContrastiveOptions,
+}
+
+impl Contrastive {
+    fn embed<T: Tape<f32, Dev>>(&self, hidden: Act<T>, ctx: &Ctx) -> Act<T> {
+        let (b, s) = (ctx.inputs.batch, ctx.inputs.seq);
+        let e = match self.options.pooling {
+            Pooling::Cls => ctx.encoder.pool(ctx.dev, hidden, b, s),
+            Pooling::Mean => {
+                // Mean over real tokens: a (B, B·S) averaging matrix times the token rows.
+                let mut avg = vec![0.0f32; b * b * s];
+                for r in 0..b {
+                    let real: Vec<usize> = (0..s).filter(|&j| ctx.inputs.mask[r * s + j] > 0.0).collect();
+                    for &j in &real {
+                        avg[r * b * s + r * s + j] = 1.0 / real.len() as f32;
+                    }
+                }
+                let avg: Tensor<(usize, usize), f32, Dev> = ctx.dev.tensor_from_vec(avg, (b, b * s));
+                // (B, B·S) × (B·S, H), with the tape moved onto the left operand.
+                let (h, tape) = hidden.split_tape();
+                avg.put_tape(tape).matmul(h)
+            }
+        };
+        // Unit length, so that dot products are cosine similarities.
+        let (e, tape) = e.split_tape();
+        let shape = *e.shape();
+        let norm = e.clone().put_tape(tape).square().sum::<(usize,), Axis<1>>().sqrt() + 1e-8;
+        norm.recip().broadcast_like::<_, Axis<1>>(&shape) * e
+    }
+}
+
+impl<T: Tape<f32, Dev>> ObjectiveFor<T> for Contrastive {
+    fn loss(&self, hidden: Act<T>, view2: Option<Act<T>>, ctx: &Ctx) -> Loss<T> {
+        let b = ctx.inputs.batch;
+        let a = self.embed(hidden, ctx);
+        let sim = match view2 {
+            Some(v) => a.matmul(self.embed(v, ctx).permute::<_, Axes2<1, 0>>()),
+            // Without a second view (evaluation, no dropout) the positive is the view itself.
+            None => {
+                let (a, tape) = a.split_tape();
+                a.clone().put_tape(tape).matmul(a.permute::<_, Axes2<1, 0>>())
+            }
+        };
+        let sim = sim * (1.0 / self.options.temperature as f32);
+        cross_entropy(ctx.dev, sim, &(0..b).collect::<Vec<_>>())
+    }
+}
+
+impl Objective for Contrastive {
+    fn name(&self) -> &'static str {
+        "contrastive"
+    }
+    fn box_clone(&self) -> Box<dyn Objective> {
+        Box::new(self.clone())
+    }
+}
+
+impl Params for Contrastive {
+    fn visit<'a>(&'a self, _: &str, _: &mut dyn FnMut(String, Param<'a>)) {}
+    fn visit_mut<'a>(&'a mut self, _: &str, _: &mut dyn FnMut(String, ParamMut<'a>)) {}
+}

@@ -1,6 +1,80 @@
 //! Pretraining objectives, one file each, found by name through the registry.
+//!
+//! An objective owns its head's parameters and turns the encoder's hidden states into a loss
+//! and an accuracy. It is written once for both tapes (`OwnedTape` in training, `NoneTape` in
+//! evaluation) through `ObjectiveFor<T>`.
 
 pub mod contrastive;
+pub mod mlm;
+pub mod nsp;
 pub mod registry;
+pub mod sentence_pair;
+pub mod sop;
 
 pub use registry::{find, names, Needs};
+
+use crate::data::Batch;
+use crate::model::{Act, Dev, Encoder, Inputs, Params};
+use dfdx::prelude::*;
+
+/// What an objective may read besides the hidden states.
+pub struct Ctx<'a> {
+    pub dev: &'a Dev,
+    pub encoder: &'a Encoder,
+    pub batch: &'a Batch,
+    pub inputs: &'a Inputs,
+}
+
+/// One objective's loss on one batch, with its accuracy counts.
+pub struct Loss<T> {
+    pub value: Tensor<Rank0, f32, Dev, T>,
+    pub correct: usize,
+    pub total: usize,
+}
+
+pub trait ObjectiveFor<T: Tape<f32, Dev>> {
+    /// `hidden`: token rows `(B·S, H)`; `view2`: the second dropout view's hidden states, given
+    /// only to objectives whose `Needs::two_views` is set.
+    fn loss(&self, hidden: Act<T>, view2: Option<Act<T>>, ctx: &Ctx) -> Loss<T>;
+}
+
+pub trait Objective: ObjectiveFor<OwnedTape<f32, Dev>> + ObjectiveFor<NoneTape> + Params + Send + Sync {
+    fn name(&self) -> &'static str;
+    fn box_clone(&self) -> Box<dyn Objective>;
+}
+
+impl Clone for Box<dyn Objective> {
+    fn clone(&self) -> Self {
+        self.box_clone()
+    }
+}
+
+/// Sizes a head needs from the encoder.
+#[derive(Debug, Clone, Copy)]
+pub struct HeadDims {
+    pub hidden: usize,
+    pub vocab: usize,
+    pub layer_norm_eps: f32,
+    pub init_std: f32,
+}
+
+/// Mean cross-entropy of `logits` `(N, C)` against class `labels`, and how many argmaxes hit.
+pub fn cross_entropy<T: Tape<f32, Dev>>(dev: &Dev, logits: Act<T>, labels: &[usize]) -> Loss<T> {
+    let (n, c) = *logits.shape();
+    let values = logits.as_vec();
+    let correct = values
+        .chunks_exact(c)
+        .zip(labels)
+        .filter(|(row, &l)| row.iter().enumerate().fold((0, f32::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best }).0 == l)
+        .count();
+    let mut onehot = vec![0.0f32; n * c];
+    for (i, &l) in labels.iter().enumerate() {
+        onehot[i * c + l] = 1.0;
+    }
+    let target: Tensor<(usize, usize), f32, Dev> = dev.tensor_from_vec(onehot, (n, c));
+    Loss {
+        value: cross_entropy_with_logits_loss(logits, target),
+        correct,
+        total: n,
+    }
+}

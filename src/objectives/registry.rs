@@ -4,7 +4,15 @@
 //! Adding an objective: write `src/objectives/<name>.rs` with its options and head, then add
 //! one `Entry` line below.
 
+use super::contrastive::Contrastive;
+use super::mlm::Mlm;
+use super::nsp::Nsp;
+use super::sentence_pair::PairHead;
+use super::sop::Sop;
+use super::{HeadDims, Objective};
 use crate::data::{MaskingConfig, PairMode};
+use crate::model::Dev;
+use crate::rng::Rng;
 use serde::de::DeserializeOwned;
 
 /// What an objective needs from a batch, so the sampler only does the work a run needs.
@@ -22,6 +30,8 @@ pub struct Entry {
     pub needs: Needs,
     /// Checks the `options` table of an `[[objectives]]` entry.
     pub check_options: fn(&toml::Table) -> Result<(), String>,
+    /// Builds the objective and its head from checked options.
+    pub build: fn(&toml::Table, &HeadDims, &Dev, &mut Rng) -> Box<dyn Objective>,
 }
 
 /// Parses an options table into `T`, naming the offending option on failure.
@@ -59,24 +69,28 @@ pub const ENTRIES: &[Entry] = &[
         summary: "masked language modelling: 15% of tokens, 80% [MASK] / 10% random / 10% kept; tied decoder",
         needs: Needs { mlm_labels: true, pair: None, two_views: false },
         check_options: check_mlm,
+        build: |_, d, dev, rng| Box::new(Mlm::new(dev, d, rng)),
     },
     Entry {
         name: "nsp",
         summary: "next sentence prediction: is segment B the true continuation (50%) or from another document?",
         needs: Needs { mlm_labels: false, pair: Some(PairMode::Nsp), two_views: false },
         check_options: check_none,
+        build: |_, d, dev, rng| Box::new(Nsp(PairHead::new(dev, d, rng))),
     },
     Entry {
         name: "sop",
         summary: "sentence order prediction (ALBERT): are the two contiguous segments in order or swapped?",
         needs: Needs { mlm_labels: false, pair: Some(PairMode::Sop), two_views: false },
         check_options: check_none,
+        build: |_, d, dev, rng| Box::new(Sop(PairHead::new(dev, d, rng))),
     },
     Entry {
         name: "contrastive",
         summary: "SimCSE-style siamese InfoNCE: two dropout views, in-batch negatives, cosine / temperature",
         needs: Needs { mlm_labels: false, pair: None, two_views: true },
         check_options: check_contrastive,
+        build: |o, _, _, _| Box::new(Contrastive { options: parse_options(o).unwrap_or_default() }),
     },
 ];
 

@@ -1,0 +1,69 @@
+//! Masked language modelling (BERT): predict the original token at the masked positions
+//! only, through a dense + GELU + LayerNorm transform and a decoder tied to the word
+//! embeddings (plus its own output bias).
+
+use super::{cross_entropy, Ctx, HeadDims, Loss, Objective, ObjectiveFor};
+use crate::model::gelu::gelu;
+use crate::model::ops::{layer_norm, linear};
+use crate::model::params::{join, Affine, Linear, Param, ParamMut, Params};
+use crate::model::{Act, Dev, Vector};
+use crate::rng::Rng;
+use dfdx::prelude::*;
+
+#[derive(Clone, Debug)]
+pub struct Mlm {
+    pub transform: Linear,
+    pub norm: Affine,
+    pub bias: Vector,
+    pub eps: f32,
+}
+
+impl Mlm {
+    pub fn new(dev: &Dev, d: &HeadDims, rng: &mut Rng) -> Self {
+        Self {
+            transform: Linear::new(dev, d.hidden, d.hidden, d.init_std, rng),
+            norm: Affine::new(dev, d.hidden),
+            bias: dev.tensor_from_vec(vec![0.0; d.vocab], (d.vocab,)),
+            eps: d.layer_norm_eps,
+        }
+    }
+}
+
+impl<T: Tape<f32, Dev>> ObjectiveFor<T> for Mlm {
+    fn loss(&self, hidden: Act<T>, _: Option<Act<T>>, ctx: &Ctx) -> Loss<T> {
+        let b = ctx.batch;
+        let m = b.mlm_positions.len();
+        if m == 0 {
+            return Loss { value: hidden.sum::<Rank0, _>() * 0.0, correct: 0, total: 0 };
+        }
+        let idx: Tensor<(usize,), usize, Dev> = ctx.dev.tensor_from_vec(b.mlm_positions.clone(), (m,));
+        let x = layer_norm(gelu(linear(hidden.gather(idx), &self.transform)), &self.norm, self.eps);
+        let word = ctx.encoder.embeddings.word.clone();
+        let vocab = word.shape().0;
+        let logits = x.matmul(word.permute::<_, Axes2<1, 0>>()) + self.bias.clone().broadcast_like::<_, Axis<0>>(&(m, vocab));
+        let labels: Vec<usize> = b.mlm_labels.iter().map(|&l| l as usize).collect();
+        cross_entropy(ctx.dev, logits, &labels)
+    }
+}
+
+impl Objective for Mlm {
+    fn name(&self) -> &'static str {
+        "mlm"
+    }
+    fn box_clone(&self) -> Box<dyn Objective> {
+        Box::new(self.clone())
+    }
+}
+
+impl Params for Mlm {
+    fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, Param<'a>)) {
+        self.transform.visit(&join(prefix, "transform"), f);
+        self.norm.visit(&join(prefix, "norm"), f);
+        f(join(prefix, "bias"), Param::Vector(&self.bias));
+    }
+    fn visit_mut<'a>(&'a mut self, prefix: &str, f: &mut dyn FnMut(String, ParamMut<'a>)) {
+        self.transform.visit_mut(&join(prefix, "transform"), f);
+        self.norm.visit_mut(&join(prefix, "norm"), f);
+        f(join(prefix, "bias"), ParamMut::Vector(&mut self.bias));
+    }
+}

@@ -1,0 +1,35 @@
+//! Next sentence prediction (BERT): is segment B the text that follows A (label 0) or a
+//! segment from another document (label 1)?
+
+use super::sentence_pair::PairHead;
+use super::{Ctx, Loss, Objective, ObjectiveFor};
+use crate::model::params::{Param, ParamMut, Params};
+use crate::model::{Act, Dev};
+use dfdx::prelude::*;
+
+#[derive(Clone, Debug)]
+pub struct Nsp(pub PairHead);
+
+impl<T: Tape<f32, Dev>> ObjectiveFor<T> for Nsp {
+    fn loss(&self, hidden: Act<T>, view2: Option<Act<T>>, ctx: &Ctx) -> Loss<T> {
+        self.0.loss(hidden, view2, ctx)
+    }
+}
+
+impl Objective for Nsp {
+    fn name(&self) -> &'static str {
+        "nsp"
+    }
+    fn box_clone(&self) -> Box<dyn Objective> {
+        Box::new(self.clone())
+    }
+}
+
+impl Params for Nsp {
+    fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, Param<'a>)) {
+        self.0.visit(prefix, f)
+    }
+    fn visit_mut<'a>(&'a mut self, prefix: &str, f: &mut dyn FnMut(String, ParamMut<'a>)) {
+        self.0.visit_mut(prefix, f)
+    }
+}

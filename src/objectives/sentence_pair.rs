@@ -1,0 +1,37 @@
+//! The head NSP and SOP share: the pooled [CLS] state → a 2-way classifier. The two
+//! objectives differ only in how the sampler builds segment B (see `data::instances`).
+
+use super::{cross_entropy, Ctx, HeadDims, Loss, ObjectiveFor};
+use crate::model::ops::linear;
+use crate::model::params::{join, Linear, Param, ParamMut, Params};
+use crate::model::{Act, Dev};
+use crate::rng::Rng;
+use dfdx::prelude::*;
+
+#[derive(Clone, Debug)]
+pub struct PairHead {
+    pub classifier: Linear,
+}
+
+impl PairHead {
+    pub fn new(dev: &Dev, d: &HeadDims, rng: &mut Rng) -> Self {
+        Self { classifier: Linear::new(dev, d.hidden, 2, d.init_std, rng) }
+    }
+}
+
+impl<T: Tape<f32, Dev>> ObjectiveFor<T> for PairHead {
+    fn loss(&self, hidden: Act<T>, _: Option<Act<T>>, ctx: &Ctx) -> Loss<T> {
+        let pooled = ctx.encoder.pool(ctx.dev, hidden, ctx.inputs.batch, ctx.inputs.seq);
+        let labels: Vec<usize> = ctx.batch.pair_labels.iter().map(|&l| l as usize).collect();
+        cross_entropy(ctx.dev, linear(pooled, &self.classifier), &labels)
+    }
+}
+
+impl Params for PairHead {
+    fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, Param<'a>)) {
+        self.classifier.visit(&join(prefix, "classifier"), f);
+    }
+    fn visit_mut<'a>(&'a mut self, prefix: &str, f: &mut dyn FnMut(String, ParamMut<'a>)) {
+        self.classifier.visit_mut(&join(prefix, "classifier"), f);
+    }
+}

@@ -1,0 +1,35 @@
+//! Sentence order prediction (ALBERT, Lan et al. 2020): are two contiguous segments in their
+//! order (label 0) or swapped (label 1)? Harder than NSP: topic alone cannot tell.
+
+use super::sentence_pair::PairHead;
+use super::{Ctx, Loss, Objective, ObjectiveFor};
+use crate::model::params::{Param, ParamMut, Params};
+use crate::model::{Act, Dev};
+use dfdx::prelude::*;
+
+#[derive(Clone, Debug)]
+pub struct Sop(pub PairHead);
+
+impl<T: Tape<f32, Dev>> ObjectiveFor<T> for Sop {
+    fn loss(&self, hidden: Act<T>, view2: Option<Act<T>>, ctx: &Ctx) -> Loss<T> {
+        self.0.loss(hidden, view2, ctx)
+    }
+}
+
+impl Objective for Sop {
+    fn name(&self) -> &'static str {
+        "sop"
+    }
+    fn box_clone(&self) -> Box<dyn Objective> {
+        Box::new(self.clone())
+    }
+}
+
+impl Params for Sop {
+    fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, Param<'a>)) {
+        self.0.visit(prefix, f)
+    }
+    fn visit_mut<'a>(&'a mut self, prefix: &str, f: &mut dyn FnMut(String, ParamMut<'a>)) {
+        self.0.visit_mut(prefix, f)
+    }
+}
