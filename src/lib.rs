@@ -8,3 +8,4 @@ pub mod data;
 pub mod model;
 pub mod objectives;
 pub mod rng;
+pub mod train;

@@ -72,7 +72,7 @@ fn candidates(ours: &str, naming: Naming) -> Vec<String> {
     }
 }
 
-fn to_f32(file: &Path, name: &str, view: &TensorView) -> Result<Vec<f32>, WeightsError> {
+pub fn tensor_f32(file: &Path, name: &str, view: &TensorView) -> Result<Vec<f32>, WeightsError> {
     if view.dtype() != StDtype::F32 {
         return Err(WeightsError::Dtype {
             file: file.into(),
@@ -107,14 +107,24 @@ pub fn load_bytes(enc: &mut Encoder, bytes: &[u8], file: &Path, naming: Naming) 
         file: file.into(),
         reason: e.to_string(),
     })?;
+    let used = load_into(enc, &st, file, &|name| candidates(name, naming))?;
+    let mut unused: Vec<String> = st.names().into_iter().filter(|n| !used.contains(*n)).cloned().collect();
+    unused.sort();
+    Ok(unused)
+}
+
+/// Copies every parameter of `target` from `st`, trying the file names `names(ours)` in
+/// order. All tensors are checked (presence, shape, dtype, finiteness) before any is copied,
+/// so a bad file leaves `target` untouched. Returns the file names that were used.
+pub fn load_into(target: &mut dyn Params, st: &SafeTensors, file: &Path, names: &dyn Fn(&str) -> Vec<String>) -> Result<std::collections::HashSet<String>, WeightsError> {
     let mut staged: Vec<(String, Vec<f32>)> = Vec::new();
     let mut used = std::collections::HashSet::new();
     let mut problem = None;
-    enc.visit_mut("", &mut |name, p| {
+    target.visit_mut("", &mut |name, p| {
         if problem.is_some() {
             return;
         }
-        let cands = candidates(&name, naming);
+        let cands = names(&name);
         let Some((found, view)) = cands.iter().find_map(|c| st.tensor(c).ok().map(|v| (c.clone(), v))) else {
             problem = Some(WeightsError::Missing {
                 file: file.into(),
@@ -133,7 +143,7 @@ pub fn load_bytes(enc: &mut Encoder, bytes: &[u8], file: &Path, naming: Naming) 
             });
             return;
         }
-        match to_f32(file, &found, &view) {
+        match tensor_f32(file, &found, &view) {
             Ok(data) => {
                 used.insert(found);
                 staged.push((name, data));
@@ -145,26 +155,30 @@ pub fn load_bytes(enc: &mut Encoder, bytes: &[u8], file: &Path, naming: Naming) 
         return Err(e);
     }
     let mut staged: BTreeMap<String, Vec<f32>> = staged.into_iter().collect();
-    enc.visit_mut("", &mut |name, mut p: ParamMut| {
+    target.visit_mut("", &mut |name, mut p: ParamMut| {
         if let Some(data) = staged.remove(&name) {
             p.copy_from(&data);
         }
     });
-    let mut unused: Vec<String> = st.names().into_iter().filter(|n| !used.contains(*n)).cloned().collect();
-    unused.sort();
-    Ok(unused)
+    Ok(used)
 }
 
-/// The encoder's parameters as safetensors bytes, with our names.
-pub fn to_bytes(enc: &Encoder) -> Vec<u8> {
-    let owned: Vec<(String, Vec<usize>, Vec<u8>)> = enc
-        .named_params()
-        .into_iter()
-        .map(|(n, p)| (n, p.shape(), p.to_vec().iter().flat_map(|v| v.to_le_bytes()).collect()))
-        .collect();
+/// Raw little-endian bytes of `(name, shape, values)` triples, ready for `serialize`.
+pub fn encode(tensors: Vec<(String, Vec<usize>, Vec<f32>)>) -> Vec<(String, Vec<usize>, Vec<u8>)> {
+    tensors.into_iter().map(|(n, s, v)| (n, s, v.iter().flat_map(|x| x.to_le_bytes()).collect())).collect()
+}
+
+/// Serialises encoded tensors with optional string metadata.
+pub fn serialize(owned: &[(String, Vec<usize>, Vec<u8>)], metadata: Option<std::collections::HashMap<String, String>>) -> Vec<u8> {
     let views: Vec<(String, TensorView)> = owned
         .iter()
         .map(|(n, shape, data)| (n.clone(), TensorView::new(StDtype::F32, shape.clone(), data).expect("shape matches data")))
         .collect();
-    safetensors::serialize(views, &None).expect("serialising in-memory f32 tensors cannot fail")
+    safetensors::serialize(views, &metadata).expect("serialising in-memory f32 tensors cannot fail")
+}
+
+/// The encoder's parameters as safetensors bytes, with our names.
+pub fn to_bytes(enc: &Encoder) -> Vec<u8> {
+    let tensors = enc.named_params().into_iter().map(|(n, p)| (n, p.shape(), p.to_vec())).collect();
+    serialize(&encode(tensors), None)
 }

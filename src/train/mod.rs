@@ -1,0 +1,11 @@
+//! The one training loop: AdamW + schedule, clipping, accumulation, evaluation, checkpoints
+//! with exact resume, and logging. Knows objectives only through the registry's trait.
+
+pub mod bundle;
+pub mod checkpoint;
+pub mod log;
+pub mod optimizer;
+pub mod trainer;
+
+pub use bundle::Bundle;
+pub use trainer::{run, Metrics, Options, Summary, TrainError, Trainer};

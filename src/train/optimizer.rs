@@ -1,0 +1,85 @@
+//! AdamW with decoupled weight decay (Loshchilov & Hutter), bias-corrected as in HF's AdamW,
+//! and the learning-rate schedule.
+//!
+//! Why not dfdx's `Adam`: it applies one weight-decay setting to every tensor (BERT exempts
+//! biases and norm weights) and keeps its moments private, so a checkpoint could not save
+//! them and resume would not be exact. This one keeps its state in plain vectors.
+
+use crate::config::{OptimizerConfig, Schedule};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdamW {
+    pub step: u64,
+    pub m: Vec<Vec<f32>>,
+    pub v: Vec<Vec<f32>>,
+    /// Whether each parameter gets weight decay.
+    pub decay: Vec<bool>,
+}
+
+/// BERT's rule: no decay on biases and normalisation weights.
+pub fn decays(name: &str) -> bool {
+    !(name.ends_with(".bias") || name.contains("norm."))
+}
+
+impl AdamW {
+    pub fn new(names_and_sizes: &[(String, usize)]) -> Self {
+        Self {
+            step: 0,
+            m: names_and_sizes.iter().map(|(_, n)| vec![0.0; *n]).collect(),
+            v: names_and_sizes.iter().map(|(_, n)| vec![0.0; *n]).collect(),
+            decay: names_and_sizes.iter().map(|(n, _)| decays(n)).collect(),
+        }
+    }
+
+    /// One update of every parameter `params[i]` with gradient `grads[i]` at learning rate `lr`.
+    pub fn update(&mut self, cfg: &OptimizerConfig, lr: f64, params: &mut [Vec<f32>], grads: &[Vec<f32>]) {
+        self.step += 1;
+        let [b1, b2] = cfg.betas;
+        let c1 = 1.0 - b1.powi(self.step as i32);
+        let c2 = 1.0 - b2.powi(self.step as i32);
+        let (b1, b2, eps) = (b1 as f32, b2 as f32, cfg.eps as f32);
+        let step_size = (lr * c2.sqrt() / c1) as f32;
+        let wd = (lr * cfg.weight_decay) as f32;
+        for i in 0..params.len() {
+            let decay = self.decay[i];
+            let (p, g, m, v) = (&mut params[i], &grads[i], &mut self.m[i], &mut self.v[i]);
+            for j in 0..p.len() {
+                m[j] = b1 * m[j] + (1.0 - b1) * g[j];
+                v[j] = b2 * v[j] + (1.0 - b2) * g[j] * g[j];
+                if decay {
+                    p[j] -= wd * p[j];
+                }
+                p[j] -= step_size * m[j] / (v[j].sqrt() + eps);
+            }
+        }
+    }
+}
+
+/// Learning rate at `step` (1-based): linear warm-up, then constant, linear or cosine decay
+/// to zero at `total`.
+pub fn learning_rate(cfg: &OptimizerConfig, step: u64, total: u64) -> f64 {
+    let w = cfg.warmup_steps;
+    if w > 0 && step <= w {
+        return cfg.lr * step as f64 / w as f64;
+    }
+    let progress = if total > w { (step - w) as f64 / (total - w) as f64 } else { 1.0 };
+    let progress = progress.clamp(0.0, 1.0);
+    cfg.lr
+        * match cfg.schedule {
+            Schedule::Constant => 1.0,
+            Schedule::Linear => 1.0 - progress,
+            Schedule::Cosine => 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()),
+        }
+}
+
+/// Scales `grads` so their global L2 norm is at most `max_norm` (0 disables); returns the
+/// norm before clipping.
+pub fn clip_global_norm(grads: &mut [Vec<f32>], max_norm: f64) -> f64 {
+    let norm = grads.iter().flat_map(|g| g.iter()).map(|&x| (x as f64) * (x as f64)).sum::<f64>().sqrt();
+    if max_norm > 0.0 && norm > max_norm {
+        let s = (max_norm / (norm + 1e-6)) as f32;
+        grads.iter_mut().flat_map(|g| g.iter_mut()).for_each(|x| *x *= s);
+    }
+    norm
+}

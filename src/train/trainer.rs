@@ -1,0 +1,332 @@
+//! The one training loop, for every objective mix and every encoder variant.
+
+use super::bundle::Bundle;
+use super::checkpoint::{self, CheckpointError, TrainState};
+use super::log::RunLog;
+use super::optimizer::{clip_global_norm, learning_rate, AdamW};
+use crate::config::Experiment;
+use crate::data::{BatchStream, MaskingConfig, Prepared, StreamSettings};
+use crate::model::{Dev, InputError, Params};
+use crate::objectives::{registry, Ctx, ObjectiveFor};
+use crate::rng::{stream, Rng};
+use dfdx::prelude::*;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("step {step}: the loss of objective `{objective}` is {value}; training stopped (lower optimizer.lr or raise optimizer.warmup_steps)")]
+    NonFiniteLoss { step: u64, objective: String, value: f32 },
+    #[error("step {step}: the gradient of `{param}` holds a non-finite value; training stopped")]
+    NonFiniteGrad { step: u64, param: String },
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error(transparent)]
+    Input(#[from] InputError),
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
+    #[error("{path}: {reason}")]
+    Io { path: PathBuf, reason: String },
+}
+
+fn io_err(path: &Path) -> impl Fn(std::io::Error) -> TrainError + '_ {
+    move |e| TrainError::Io { path: path.into(), reason: e.to_string() }
+}
+
+/// Losses and accuracies of one batch (or the mean over several).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Metrics {
+    /// `(name, loss, correct, total)` per objective, in file order.
+    pub per_objective: Vec<(String, f64, usize, usize)>,
+    pub total_loss: f64,
+}
+
+impl Metrics {
+    pub fn scalars(&self) -> Vec<(String, f64)> {
+        let mut out = vec![("loss".to_string(), self.total_loss)];
+        for (name, loss, c, t) in &self.per_objective {
+            out.push((format!("{name}/loss"), *loss));
+            if *t > 0 {
+                out.push((format!("{name}/accuracy"), *c as f64 / *t as f64));
+            }
+        }
+        out
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub resume: bool,
+    /// Show a progress bar (only drawn when stderr is a terminal).
+    pub progress: bool,
+}
+
+/// What a finished run reports.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub steps: u64,
+    pub first: Metrics,
+    pub last_train: Metrics,
+    pub last_eval: Option<Metrics>,
+    pub tokens_per_second: f64,
+    pub resumed_from: Option<u64>,
+}
+
+pub struct Trainer<'a> {
+    cfg: &'a Experiment,
+    config_text: String,
+    dev: Dev,
+    pub bundle: Bundle,
+    optim: AdamW,
+    stream: BatchStream,
+    prepared: &'a Prepared,
+    settings: StreamSettings,
+    dropout_rng: Rng,
+    needs: registry::Needs,
+    pub step: u64,
+}
+
+impl<'a> Trainer<'a> {
+    pub fn new(cfg: &'a Experiment, prepared: &'a Prepared) -> Result<Self, TrainError> {
+        let dev = Dev::seed_from_u64(cfg.training.seed);
+        let bundle = Bundle::new(&dev, cfg, prepared.tokenizer.vocab_size());
+        let sizes: Vec<(String, usize)> = bundle.named_params().into_iter().map(|(n, p)| (n, p.shape().iter().product())).collect();
+        let needs = registry::combined_needs(cfg.objectives.iter().map(|o| o.name.as_str()));
+        let masking = cfg
+            .objectives
+            .iter()
+            .find(|o| registry::find(&o.name).is_some_and(|e| e.needs.mlm_labels))
+            .map(|o| registry::parse_options::<MaskingConfig>(&o.options).unwrap_or_default());
+        let settings = StreamSettings {
+            seq_len: cfg.training.seq_len,
+            short_seq_prob: cfg.training.short_seq_prob,
+            mode: needs.pair.unwrap_or(crate::data::PairMode::Single),
+            masking,
+        };
+        let stream = BatchStream::new(prepared.train.clone(), prepared.tokenizer.clone(), settings.clone(), cfg.training.seed, "data.train")
+            .map_err(crate::data::DataError::from)?;
+        Ok(Self {
+            config_text: toml::to_string(cfg).expect("the config serialises"),
+            cfg,
+            dev,
+            optim: AdamW::new(&sizes),
+            bundle,
+            stream,
+            prepared,
+            settings,
+            dropout_rng: stream_rng(cfg.training.seed),
+            needs,
+            step: 0,
+        })
+    }
+
+    pub fn state(&self) -> TrainState {
+        TrainState {
+            step: self.step,
+            stream: self.stream.state(),
+            dropout_rng: self.dropout_rng.clone(),
+            optimizer_step: self.optim.step,
+            powernorm_iters: self.bundle.encoder.powernorms().into_iter().map(|(n, p)| (n, p.stats().iters)).collect(),
+            config: self.config_text.clone(),
+        }
+    }
+
+    pub fn save_checkpoint(&self, path: &Path) -> Result<(), TrainError> {
+        Ok(checkpoint::save(path, &self.bundle, &self.optim, &self.state())?)
+    }
+
+    pub fn load_checkpoint(&mut self, path: &Path) -> Result<(), TrainError> {
+        let state = checkpoint::load(path, &mut self.bundle, &mut self.optim, &self.config_text)?;
+        self.step = state.step;
+        self.stream.restore(state.stream);
+        self.dropout_rng = state.dropout_rng;
+        Ok(())
+    }
+
+    /// One optimiser step over `grad_accum` micro-batches. Returns the step's metrics and the
+    /// gradient norm before clipping.
+    pub fn train_step(&mut self) -> Result<(Metrics, f64, usize), TrainError> {
+        let t = &self.cfg.training;
+        let step = self.step + 1;
+        let accum = t.grad_accum;
+        let params = self.bundle.named_params();
+        let names: Vec<String> = params.iter().map(|(n, _)| n.clone()).collect();
+        let mut grads: Vec<Vec<f32>> = params.iter().map(|(_, p)| vec![0.0; p.shape().iter().product()]).collect();
+        drop(params);
+        let mut metrics = Metrics::default();
+        let mut tokens = 0;
+        for _ in 0..accum {
+            let batch = self.stream.next_batch(t.batch_size);
+            tokens += batch.real_tokens();
+            let enc = &self.bundle.encoder;
+            let inputs = enc.inputs(batch.size, batch.seq_len, &batch.input_ids, &batch.token_type_ids, &batch.attention_mask)?;
+            let hidden = enc.forward(&self.dev, &inputs, OwnedTape::<f32, Dev>::default(), Some(&mut self.dropout_rng));
+            let mut view2 = self
+                .needs
+                .two_views
+                .then(|| enc.forward(&self.dev, &inputs, OwnedTape::<f32, Dev>::default(), Some(&mut self.dropout_rng)));
+            let ctx = Ctx { dev: &self.dev, encoder: enc, batch: &batch, inputs: &inputs };
+            let (h, tape) = hidden.split_tape();
+            let mut tape = Some(tape);
+            let mut total: Option<Tensor<Rank0, f32, Dev, OwnedTape<f32, Dev>>> = None;
+            for (weight, obj) in &self.bundle.objectives {
+                let hid = match tape.take() {
+                    Some(tape) => h.clone().put_tape(tape),
+                    None => h.retaped(),
+                };
+                let v2 = if registry::find(obj.name()).is_some_and(|e| e.needs.two_views) { view2.take() } else { None };
+                let loss = ObjectiveFor::<OwnedTape<f32, Dev>>::loss(obj.as_ref(), hid, v2, &ctx);
+                let value = loss.value.array();
+                if !value.is_finite() {
+                    return Err(TrainError::NonFiniteLoss { step, objective: obj.name().into(), value });
+                }
+                accumulate(&mut metrics, obj.name(), value as f64 / accum as f64, loss.correct, loss.total, *weight);
+                let scaled = loss.value * (*weight as f32 / accum as f32);
+                total = Some(match total {
+                    None => scaled,
+                    Some(acc) => acc + scaled,
+                });
+            }
+            let mut g = total.expect("at least one objective").backward();
+            for ((name, p), acc) in self.bundle.named_params().into_iter().zip(grads.iter_mut()) {
+                let pg = p.grad(&mut g);
+                if pg.iter().any(|x| !x.is_finite()) {
+                    return Err(TrainError::NonFiniteGrad { step, param: name });
+                }
+                acc.iter_mut().zip(pg).for_each(|(a, b)| *a += b);
+            }
+        }
+        let _ = names;
+        let norm = clip_global_norm(&mut grads, self.cfg.optimizer.clip);
+        let lr = learning_rate(&self.cfg.optimizer, step, t.steps);
+        let mut values: Vec<Vec<f32>> = self.bundle.named_params().into_iter().map(|(_, p)| p.to_vec()).collect();
+        self.optim.update(&self.cfg.optimizer, lr, &mut values, &grads);
+        let mut it = values.into_iter();
+        self.bundle.visit_mut("", &mut |_, mut p| p.copy_from(&it.next().expect("one value per parameter")));
+        self.step = step;
+        Ok((metrics, norm, tokens))
+    }
+
+    /// Mean metrics over `eval_batches` held-out batches, always the same ones.
+    pub fn evaluate(&self) -> Result<Option<Metrics>, TrainError> {
+        if self.prepared.heldout.is_empty() || self.cfg.training.eval_batches == 0 {
+            return Ok(None);
+        }
+        let mut s = match BatchStream::new(self.prepared.heldout.clone(), self.prepared.tokenizer.clone(), self.settings.clone(), self.cfg.training.seed, "data.eval") {
+            Ok(s) => s,
+            Err(_) => return Ok(None),
+        };
+        let n = self.cfg.training.eval_batches;
+        let mut metrics = Metrics::default();
+        for _ in 0..n {
+            let batch = s.next_batch(self.cfg.training.batch_size);
+            let enc = &self.bundle.encoder;
+            let inputs = enc.inputs(batch.size, batch.seq_len, &batch.input_ids, &batch.token_type_ids, &batch.attention_mask)?;
+            let hidden = enc.forward(&self.dev, &inputs, NoneTape, None);
+            let ctx = Ctx { dev: &self.dev, encoder: enc, batch: &batch, inputs: &inputs };
+            for (weight, obj) in &self.bundle.objectives {
+                let loss = ObjectiveFor::<NoneTape>::loss(obj.as_ref(), hidden.clone(), None, &ctx);
+                accumulate(&mut metrics, obj.name(), loss.value.array() as f64 / n as f64, loss.correct, loss.total, *weight);
+            }
+        }
+        Ok(Some(metrics))
+    }
+}
+
+fn stream_rng(seed: u64) -> Rng {
+    stream(seed, "model.dropout")
+}
+
+fn accumulate(m: &mut Metrics, name: &str, loss: f64, correct: usize, total: usize, weight: f64) {
+    m.total_loss += weight * loss;
+    match m.per_objective.iter_mut().find(|(n, ..)| n == name) {
+        Some(e) => {
+            e.1 += loss;
+            e.2 += correct;
+            e.3 += total;
+        }
+        None => m.per_objective.push((name.to_string(), loss, correct, total)),
+    }
+}
+
+/// Trains one run in `dir` (TensorBoard events, metrics.jsonl, checkpoints/latest.safetensors).
+pub fn run(cfg: &Experiment, prepared: &Prepared, dir: &Path, opts: &Options) -> Result<Summary, TrainError> {
+    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let ckpt = dir.join("checkpoints").join("latest.safetensors");
+    let mut trainer = Trainer::new(cfg, prepared)?;
+    let resumed_from = if opts.resume && ckpt.exists() {
+        trainer.load_checkpoint(&ckpt)?;
+        Some(trainer.step)
+    } else {
+        None
+    };
+    let resolved = dir.join("config.resolved.toml");
+    std::fs::write(&resolved, &trainer.config_text).map_err(io_err(&resolved))?;
+    let mut log = RunLog::open(dir, resumed_from).map_err(io_err(dir))?;
+    if resumed_from.is_none() {
+        log.text("config", &format!("```toml\n{}\n```", trainer.config_text), 0);
+    }
+    let t = &cfg.training;
+    let bar = if opts.progress { indicatif::ProgressBar::new(t.steps) } else { indicatif::ProgressBar::hidden() };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} eta {eta}")
+            .expect("static template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(dir.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default());
+    bar.set_position(trainer.step);
+    let mut first = None;
+    let mut last_train = Metrics::default();
+    let mut last_eval = None;
+    let (mut tokens, started) = (0usize, Instant::now());
+    let mut window = (0usize, Instant::now());
+    while trainer.step < t.steps {
+        let (m, grad_norm, n_tok) = trainer.train_step()?;
+        let step = trainer.step;
+        tokens += n_tok;
+        window.0 += n_tok;
+        if first.is_none() {
+            first = Some(m.clone());
+        }
+        if step % t.log_every == 0 || step == t.steps {
+            let tps = window.0 as f64 / window.1.elapsed().as_secs_f64().max(1e-9);
+            window = (0, Instant::now());
+            let mut s = m.scalars();
+            s.push(("lr".into(), learning_rate(&cfg.optimizer, step, t.steps)));
+            s.push(("grad_norm".into(), grad_norm));
+            s.push(("tokens_per_second".into(), tps));
+            log.scalars(step, "train", &s).map_err(io_err(dir))?;
+            bar.set_message(format!("loss {:.3} {:.0} tok/s", m.total_loss, tps));
+        }
+        if (t.eval_every > 0 && step % t.eval_every == 0) || step == t.steps {
+            if let Some(e) = trainer.evaluate()? {
+                log.scalars(step, "eval", &e.scalars()).map_err(io_err(dir))?;
+                last_eval = Some(e);
+            }
+            for (name, p) in trainer.bundle.named_params() {
+                log.histogram(&format!("weights/{name}"), &p.to_vec(), step);
+            }
+            for (name, pn) in trainer.bundle.encoder.powernorms() {
+                let s = pn.stats();
+                log.histogram(&format!("powernorm/{name}/running_phi"), &s.running_phi, step);
+                log.histogram(&format!("powernorm/{name}/ema_gz"), &s.ema_gz, step);
+            }
+        }
+        if (t.checkpoint_every > 0 && step % t.checkpoint_every == 0) || step == t.steps {
+            log.flush().map_err(io_err(dir))?;
+            trainer.save_checkpoint(&ckpt)?;
+        }
+        last_train = m;
+        bar.set_position(step);
+    }
+    log.flush().map_err(io_err(dir))?;
+    bar.finish_and_clear();
+    Ok(Summary {
+        steps: trainer.step,
+        first: first.unwrap_or_default(),
+        last_train,
+        last_eval,
+        tokens_per_second: tokens as f64 / started.elapsed().as_secs_f64().max(1e-9),
+        resumed_from,
+    })
+}

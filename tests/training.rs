@@ -1,0 +1,199 @@
+//! Issue 4: the training loop — exact resume, divergence guard, optimiser arithmetic, and a
+//! short version of the README's quickstart.
+
+use pretext::config::{Experiment, LoadedExperiment, OptimizerConfig, Schedule};
+use pretext::data::{self, Prepared};
+use pretext::model::Params;
+use pretext::train::optimizer::{clip_global_norm, decays, learning_rate, AdamW};
+use pretext::train::{self, TrainError, Trainer};
+use std::path::Path;
+
+fn experiment(extra: &str) -> Experiment {
+    let text = format!(
+        r#"
+[data]
+corpus = ["embedded"]
+[tokenizer]
+vocab_size = 400
+[model]
+layers = 2
+hidden = 32
+heads = 2
+ffn = 64
+max_positions = 32
+dropout = 0.1
+attention_dropout = 0.1
+[optimizer]
+warmup_steps = 4
+[training]
+steps = 20
+batch_size = 8
+seq_len = 32
+checkpoint_every = 10
+eval_every = 10
+eval_batches = 2
+log_every = 5
+grad_accum = 2
+{extra}
+"#
+    );
+    LoadedExperiment::from_str(&text, Path::new("test.toml")).unwrap().runs.remove(0).config
+}
+
+fn prepared(cfg: &Experiment) -> Prepared {
+    let dir = std::env::temp_dir().join(format!("pretext-tok-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    data::prepare(&cfg.data, &cfg.tokenizer, cfg.training.seed, Path::new("."), Some(&dir.join("tokenizer.json"))).unwrap()
+}
+
+fn weights(t: &Trainer) -> Vec<Vec<f32>> {
+    t.bundle.named_params().into_iter().map(|(_, p)| p.to_vec()).collect()
+}
+
+#[test]
+fn resume_continues_bit_identically() {
+    let variants = [
+        r#"[[objectives]]
+name = "mlm"
+[[objectives]]
+name = "sop""#,
+        r#"[[objectives]]
+name = "mlm"
+[[objectives]]
+name = "nsp"
+weight = 0.5
+[model.powernorm]
+warmup = 6"#,
+        r#"[[objectives]]
+name = "mlm"
+[[objectives]]
+name = "contrastive"
+weight = 0.2"#,
+    ];
+    for (i, extra) in variants.iter().enumerate() {
+        let mut cfg = experiment(extra);
+        if i == 1 {
+            cfg.model.norm = pretext::config::NormKind::Powernorm;
+        }
+        if i == 2 {
+            cfg.model.norm = pretext::config::NormKind::PreLn;
+        }
+        let data = prepared(&cfg);
+        let mut straight = Trainer::new(&cfg, &data).unwrap();
+        let full: Vec<f64> = (0..20).map(|_| straight.train_step().unwrap().0.total_loss).collect();
+
+        let dir = std::env::temp_dir().join(format!("pretext-resume-{}-{i}", std::process::id()));
+        let ckpt = dir.join("ckpt.safetensors");
+        let mut first = Trainer::new(&cfg, &data).unwrap();
+        let mut halves: Vec<f64> = (0..10).map(|_| first.train_step().unwrap().0.total_loss).collect();
+        first.save_checkpoint(&ckpt).unwrap();
+        drop(first);
+        let mut second = Trainer::new(&cfg, &data).unwrap();
+        second.load_checkpoint(&ckpt).unwrap();
+        assert_eq!(second.step, 10);
+        halves.extend((0..10).map(|_| second.train_step().unwrap().0.total_loss));
+        assert_eq!(full, halves, "variant {i}: losses after resume differ");
+        assert!(weights(&straight) == weights(&second), "variant {i}: final weights differ");
+        for ((_, a), (_, b)) in straight.bundle.encoder.powernorms().iter().zip(second.bundle.encoder.powernorms()) {
+            assert_eq!(a.stats(), b.stats(), "variant {i}: PowerNorm statistics differ");
+        }
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}
+
+#[test]
+fn resume_refuses_a_checkpoint_of_other_settings() {
+    let cfg = experiment("");
+    let data = prepared(&cfg);
+    let mut t = Trainer::new(&cfg, &data).unwrap();
+    t.train_step().unwrap();
+    let dir = std::env::temp_dir().join(format!("pretext-mismatch-{}", std::process::id()));
+    let ckpt = dir.join("c.safetensors");
+    t.save_checkpoint(&ckpt).unwrap();
+    let mut other = cfg.clone();
+    other.optimizer.lr *= 2.0;
+    let mut t2 = Trainer::new(&other, &data).unwrap();
+    let e = t2.load_checkpoint(&ckpt).unwrap_err().to_string();
+    assert!(e.contains("c.safetensors") && e.contains("other settings"), "{e}");
+    // A truncated file is refused and names the file.
+    let bytes = std::fs::read(&ckpt).unwrap();
+    std::fs::write(&ckpt, &bytes[..bytes.len() - 100]).unwrap();
+    let mut t3 = Trainer::new(&cfg, &data).unwrap();
+    let e = t3.load_checkpoint(&ckpt).unwrap_err().to_string();
+    assert!(e.contains("c.safetensors"), "{e}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_nan_weight_stops_training_with_the_step_and_objective() {
+    let cfg = experiment("");
+    let data = prepared(&cfg);
+    let mut t = Trainer::new(&cfg, &data).unwrap();
+    t.train_step().unwrap();
+    t.bundle.visit_mut("", &mut |name, mut p| {
+        if name == "encoder.layers.0.ffn.up.weight" {
+            let mut v = p.to_vec();
+            v[3] = f32::NAN;
+            p.copy_from(&v);
+        }
+    });
+    match t.train_step() {
+        Err(e @ TrainError::NonFiniteLoss { step: 2, .. }) => assert!(e.to_string().contains("step 2") && e.to_string().contains("mlm")),
+        other => panic!("expected a non-finite loss error, got {:?}", other.map(|m| m.0)),
+    }
+}
+
+#[test]
+fn adamw_matches_hand_computed_step() {
+    let cfg = OptimizerConfig { lr: 0.1, betas: [0.9, 0.999], eps: 1e-8, weight_decay: 0.01, ..Default::default() };
+    let mut opt = AdamW::new(&[("w.weight".into(), 1), ("w.bias".into(), 1)]);
+    let mut p = vec![vec![1.0f32], vec![1.0f32]];
+    opt.update(&cfg, 0.1, &mut p, &[vec![0.5], vec![0.5]]);
+    // PyTorch AdamW: p ← p − lr·wd·p = 0.999, then p ← p − lr · m̂/(√v̂ + ε) = 0.999 − 0.1.
+    assert!((p[0][0] - 0.899).abs() < 1e-6, "{}", p[0][0]);
+    // No decay on biases: 1 − 0.1.
+    assert!((p[1][0] - 0.9).abs() < 1e-6, "{}", p[1][0]);
+    assert!(decays("encoder.layers.0.attn.q.weight") && !decays("encoder.layers.0.attn_norm.weight") && !decays("pooler.dense.bias"));
+}
+
+#[test]
+fn schedule_and_clipping() {
+    let mut cfg = OptimizerConfig { lr: 1.0, warmup_steps: 10, schedule: Schedule::Linear, ..Default::default() };
+    assert!((learning_rate(&cfg, 5, 110) - 0.5).abs() < 1e-12);
+    assert!((learning_rate(&cfg, 10, 110) - 1.0).abs() < 1e-12);
+    assert!((learning_rate(&cfg, 60, 110) - 0.5).abs() < 1e-12);
+    assert!(learning_rate(&cfg, 110, 110).abs() < 1e-12);
+    cfg.schedule = Schedule::Cosine;
+    assert!((learning_rate(&cfg, 60, 110) - 0.5).abs() < 1e-12);
+    assert!((learning_rate(&cfg, 35, 110) - (0.5 * (1.0 + (std::f64::consts::PI / 4.0).cos()))).abs() < 1e-12);
+    let mut g = vec![vec![3.0f32], vec![4.0]];
+    assert!((clip_global_norm(&mut g, 1.0) - 5.0).abs() < 1e-9);
+    assert!((g[0][0] - 0.6).abs() < 1e-5 && (g[1][0] - 0.8).abs() < 1e-5);
+    let mut g = vec![vec![0.3f32]];
+    clip_global_norm(&mut g, 1.0);
+    assert_eq!(g[0][0], 0.3);
+}
+
+/// A shorter version of `pretext run experiments/quickstart.toml`: the MLM loss falls clearly.
+#[test]
+fn quickstart_short_run_learns() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/quickstart.toml");
+    let mut cfg = LoadedExperiment::load(&path).unwrap().runs.remove(0).config;
+    cfg.training.steps = 150;
+    cfg.training.eval_every = 75;
+    let data = prepared(&cfg);
+    let dir = std::env::temp_dir().join(format!("pretext-quick-{}", std::process::id()));
+    let s = train::run(&cfg, &data, &dir, &train::Options::default()).unwrap();
+    let mlm = |m: &train::Metrics| m.per_objective.iter().find(|(n, ..)| n == "mlm").unwrap().1;
+    let (first, last) = (mlm(&s.first), mlm(&s.last_train));
+    assert!(last < first - 0.5, "MLM loss {first} → {last}");
+    let eval = s.last_eval.expect("held-out evaluation ran");
+    assert!(mlm(&eval) < first - 0.5, "held-out MLM loss {}", mlm(&eval));
+    // The run directory has what DESIGN.md promises.
+    assert!(dir.join("config.resolved.toml").exists());
+    assert!(dir.join("checkpoints/latest.safetensors").exists());
+    let lines = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
+    assert!(lines.lines().count() >= 150 / 10);
+    assert!(std::fs::read_dir(&dir).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().starts_with("events.out.tfevents")));
+    std::fs::remove_dir_all(&dir).ok();
+}
