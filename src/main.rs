@@ -4,12 +4,16 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use pretext::config::{LoadedExperiment, NormKind};
 use pretext::data::{self as data, corpus, Tokenizer};
-use pretext::train;
 use pretext::objectives::registry;
+use pretext::train;
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "pretext", version, about = "Self-supervised language-model pretraining experiments")]
+#[command(
+    name = "pretext",
+    version,
+    about = "Self-supervised language-model pretraining experiments"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -72,13 +76,28 @@ fn main() {
 
 fn run() -> Result<()> {
     match Cli::parse().command {
-        Command::Run { file, resume, force, runs_dir, quiet } => run_experiment(&file, resume, force, &runs_dir, quiet)?,
+        Command::Run {
+            file,
+            resume,
+            force,
+            runs_dir,
+            quiet,
+        } => run_experiment(&file, resume, force, &runs_dir, quiet)?,
         Command::Validate { file } => {
             let exp = LoadedExperiment::load(&file)?;
-            println!("{}: experiment `{}`, {} run(s)", file.display(), exp.base.name, exp.runs.len());
+            println!(
+                "{}: experiment `{}`, {} run(s)",
+                file.display(),
+                exp.base.name,
+                exp.runs.len()
+            );
             for r in &exp.runs {
                 let c = &r.config;
-                let objs: Vec<String> = c.objectives.iter().map(|o| format!("{}×{}", o.name, o.weight)).collect();
+                let objs: Vec<String> = c
+                    .objectives
+                    .iter()
+                    .map(|o| format!("{}×{}", o.name, o.weight))
+                    .collect();
                 println!(
                     "  {:<32} norm={} L={} H={} A={} seed={} steps={} objectives=[{}]",
                     r.variant,
@@ -102,50 +121,123 @@ fn run() -> Result<()> {
                 println!("  {:<12} {}", n.name(), n.describe());
             }
         }
-        Command::Tokenizer { command: TokenizerCommand::Train { corpus: sources, vocab_size, cased, min_frequency, out } } => {
+        Command::Tokenizer {
+            command:
+                TokenizerCommand::Train {
+                    corpus: sources,
+                    vocab_size,
+                    cased,
+                    min_frequency,
+                    out,
+                },
+        } => {
             let mut sentences = Vec::new();
             for s in &sources {
-                let docs = corpus::read_source(s, std::path::Path::new("."), Default::default(), 1)?;
+                let docs =
+                    corpus::read_source(s, std::path::Path::new("."), Default::default(), 1)?;
                 sentences.extend(docs.into_iter().flat_map(|d| d.sentences));
             }
-            let tok = Tokenizer::train(sentences.iter().map(String::as_str), vocab_size, !cased, min_frequency)?;
-            tok.save(&out).with_context(|| format!("writing {}", out.display()))?;
-            println!("trained WordPiece on {} sentences: {} tokens → {}", sentences.len(), tok.vocab_size(), out.display());
+            let tok = Tokenizer::train(
+                sentences.iter().map(String::as_str),
+                vocab_size,
+                !cased,
+                min_frequency,
+            )?;
+            tok.save(&out)
+                .with_context(|| format!("writing {}", out.display()))?;
+            println!(
+                "trained WordPiece on {} sentences: {} tokens → {}",
+                sentences.len(),
+                tok.vocab_size(),
+                out.display()
+            );
         }
     }
     Ok(())
 }
 
-fn run_experiment(file: &std::path::Path, resume: bool, force: bool, runs_dir: &std::path::Path, quiet: bool) -> Result<()> {
+fn run_experiment(
+    file: &std::path::Path,
+    resume: bool,
+    force: bool,
+    runs_dir: &std::path::Path,
+    quiet: bool,
+) -> Result<()> {
     let exp = LoadedExperiment::load(file)?;
-    let base_dir = file.parent().unwrap_or(std::path::Path::new(".")).to_path_buf();
+    let base_dir = file
+        .parent()
+        .unwrap_or(std::path::Path::new("."))
+        .to_path_buf();
     let exp_dir = runs_dir.join(&exp.base.name);
-    std::fs::create_dir_all(&exp_dir).with_context(|| format!("cannot create the run directory {}", exp_dir.display()))?;
+    std::fs::create_dir_all(&exp_dir)
+        .with_context(|| format!("cannot create the run directory {}", exp_dir.display()))?;
     let threads = exp.base.training.threads;
     if threads > 0 {
-        rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().ok();
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build_global()
+            .ok();
     }
     let tokenizer_file = exp_dir.join("tokenizer.json");
-    println!("{}: {} run(s) into {}", file.display(), exp.runs.len(), exp_dir.display());
+    println!(
+        "{}: {} run(s) into {}",
+        file.display(),
+        exp.runs.len(),
+        exp_dir.display()
+    );
     for spec in &exp.runs {
         let dir = exp_dir.join(&spec.variant);
         let done = dir.join("summary.json");
         if done.exists() && !force {
-            println!("  {:<32} finished earlier (use --force to retrain)", spec.variant);
+            println!(
+                "  {:<32} finished earlier (use --force to retrain)",
+                spec.variant
+            );
             continue;
         }
         let cfg = &spec.config;
-        let prepared = data::prepare(&cfg.data, &cfg.tokenizer, cfg.training.seed, &base_dir, Some(&tokenizer_file))?;
-        let opts = train::Options { resume: resume && !force, progress: !quiet };
-        let s = train::run(cfg, &prepared, &dir, &opts).with_context(|| format!("run `{}`", spec.variant))?;
-        let first = s.first.per_objective.iter().map(|(n, l, ..)| format!("{n} {l:.3}")).collect::<Vec<_>>().join(", ");
-        let last = s.last_train.per_objective.iter().map(|(n, l, ..)| format!("{n} {l:.3}")).collect::<Vec<_>>().join(", ");
+        let prepared = data::prepare(
+            &cfg.data,
+            &cfg.tokenizer,
+            cfg.training.seed,
+            &base_dir,
+            Some(&tokenizer_file),
+        )?;
+        let opts = train::Options {
+            resume: resume && !force,
+            progress: !quiet,
+        };
+        let s = train::run(cfg, &prepared, &dir, &opts)
+            .with_context(|| format!("run `{}`", spec.variant))?;
+        let first = s
+            .first
+            .per_objective
+            .iter()
+            .map(|(n, l, ..)| format!("{n} {l:.3}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let last = s
+            .last_train
+            .per_objective
+            .iter()
+            .map(|(n, l, ..)| format!("{n} {l:.3}"))
+            .collect::<Vec<_>>()
+            .join(", ");
         let eval = s
             .last_eval
             .as_ref()
-            .map(|e| e.scalars().iter().map(|(n, v)| format!("{n} {v:.3}")).collect::<Vec<_>>().join(", "))
+            .map(|e| {
+                e.scalars()
+                    .iter()
+                    .map(|(n, v)| format!("{n} {v:.3}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
             .unwrap_or_else(|| "none".into());
-        println!("  {:<32} step {}: train loss [{first}] → [{last}]; held-out [{eval}]; {:.0} tokens/s", spec.variant, s.steps, s.tokens_per_second);
+        println!(
+            "  {:<32} step {}: train loss [{first}] → [{last}]; held-out [{eval}]; {:.0} tokens/s",
+            spec.variant, s.steps, s.tokens_per_second
+        );
         let summary = serde_json::json!({
             "steps": s.steps,
             "resumed_from": s.resumed_from,
@@ -154,7 +246,8 @@ fn run_experiment(file: &std::path::Path, resume: bool, force: bool, runs_dir: &
             "last_train": s.last_train.scalars(),
             "last_eval": s.last_eval.as_ref().map(|e| e.scalars()),
         });
-        std::fs::write(&done, serde_json::to_string_pretty(&summary)?).with_context(|| format!("writing {}", done.display()))?;
+        std::fs::write(&done, serde_json::to_string_pretty(&summary)?)
+            .with_context(|| format!("writing {}", done.display()))?;
     }
     println!("TensorBoard: tensorboard --logdir {}", exp_dir.display());
     Ok(())

@@ -65,22 +65,68 @@ fn err(text: &str) -> String {
 #[test]
 fn each_bad_value_is_named_with_file_key_and_expectation() {
     let cases: &[(&str, &[&str])] = &[
-        ("[model]\nhidden = 100\nheads = 3\n", &["exp/test.toml:2", "model.hidden", "multiple of model.heads"]),
-        ("[model]\nnorm = \"batchnorm\"\n", &["exp/test.toml:2", "model.norm", "post-ln", "powernorm"]),
-        ("[model]\nhiden = 10\n", &["exp/test.toml:2", "model.hiden", "unknown field"]),
-        ("[training]\nsteps = \"many\"\n", &["training.steps", "expected u64"]),
-        ("[[objectives]]\nname = \"mlm\"\nweight = -1.0\n", &["objectives.0.weight", ">= 0"]),
-        ("[[objectives]]\nname = \"xlnet\"\n", &["objectives.0.name", "unknown objective `xlnet`", "mlm, nsp, sop, contrastive"]),
-        ("[[objectives]]\nname = \"mlm\"\noptions = { mask_prob = 1.5 }\n", &["objectives.0.options", "mask_prob"]),
-        ("[[objectives]]\nname = \"mlm\"\noptions = { maskprob = 0.2 }\n", &["objectives.0.options", "maskprob"]),
-        ("[[objectives]]\nname = \"nsp\"\n[[objectives]]\nname = \"sop\"\n", &["objectives", "choose one"]),
-        ("[[objectives]]\nname = \"contrastive\"\noptions = { temperature = 0 }\n", &["temperature"]),
+        (
+            "[model]\nhidden = 100\nheads = 3\n",
+            &["exp/test.toml:2", "model.hidden", "multiple of model.heads"],
+        ),
+        (
+            "[model]\nnorm = \"batchnorm\"\n",
+            &["exp/test.toml:2", "model.norm", "post-ln", "powernorm"],
+        ),
+        (
+            "[model]\nhiden = 10\n",
+            &["exp/test.toml:2", "model.hiden", "unknown field"],
+        ),
+        (
+            "[training]\nsteps = \"many\"\n",
+            &["training.steps", "expected u64"],
+        ),
+        (
+            "[[objectives]]\nname = \"mlm\"\nweight = -1.0\n",
+            &["objectives.0.weight", ">= 0"],
+        ),
+        (
+            "[[objectives]]\nname = \"xlnet\"\n",
+            &[
+                "objectives.0.name",
+                "unknown objective `xlnet`",
+                "mlm, nsp, sop, contrastive",
+            ],
+        ),
+        (
+            "[[objectives]]\nname = \"mlm\"\noptions = { mask_prob = 1.5 }\n",
+            &["objectives.0.options", "mask_prob"],
+        ),
+        (
+            "[[objectives]]\nname = \"mlm\"\noptions = { maskprob = 0.2 }\n",
+            &["objectives.0.options", "maskprob"],
+        ),
+        (
+            "[[objectives]]\nname = \"nsp\"\n[[objectives]]\nname = \"sop\"\n",
+            &["objectives", "choose one"],
+        ),
+        (
+            "[[objectives]]\nname = \"contrastive\"\noptions = { temperature = 0 }\n",
+            &["temperature"],
+        ),
         ("[model]\ndropout = 1.0\n", &["model.dropout", "[0, 1)"]),
-        ("[training]\nseq_len = 256\n", &["model.max_positions", "training.seq_len"]),
+        (
+            "[training]\nseq_len = 256\n",
+            &["model.max_positions", "training.seq_len"],
+        ),
         ("[optimizer]\nlr = 0\n", &["optimizer.lr"]),
-        ("[ablation]\n\"model.norm\" = \"pre-ln\"\n", &["ablation.model.norm", "list of values"]),
-        ("[ablation]\n\"model.heads\" = [3]\n", &["ablation", "model.hidden"]),
-        ("[ablation]\n\"model.hiden\" = [3]\n", &["ablation.model.hiden", "hiden"]),
+        (
+            "[ablation]\n\"model.norm\" = \"pre-ln\"\n",
+            &["ablation.model.norm", "list of values"],
+        ),
+        (
+            "[ablation]\n\"model.heads\" = [3]\n",
+            &["ablation", "model.hidden"],
+        ),
+        (
+            "[ablation]\n\"model.hiden\" = [3]\n",
+            &["ablation.model.hiden", "hiden"],
+        ),
         ("[model\n", &["exp/test.toml:1"]),
     ];
     for (text, needles) in cases {
@@ -99,6 +145,8 @@ fn several_problems_are_reported_together() {
 
 #[test]
 fn missing_file_is_named() {
-    let e = LoadedExperiment::load(Path::new("no/such/experiment.toml")).unwrap_err().to_string();
+    let e = LoadedExperiment::load(Path::new("no/such/experiment.toml"))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("no/such/experiment.toml"), "{e}");
 }

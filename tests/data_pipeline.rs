@@ -3,7 +3,7 @@
 use pretext::config::CorpusFormat;
 use pretext::data::corpus::{self, parse, CorpusError, EMBEDDED};
 use pretext::data::instances::{create_instances, PairMode};
-use pretext::data::{BatchStream, MaskingConfig, StreamSettings, Tokenizer};
+use pretext::data::{BatchStream, MaskingConfig, StreamSettings, TokenDoc, Tokenizer};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -13,21 +13,42 @@ fn embedded_docs() -> Vec<corpus::Document> {
 
 /// One tokenizer for every test: WordPiece training in the `tokenizers` crate breaks ties
 /// through randomly seeded hash maps, so a run trains it once and saves it (see `data::prepare`).
-fn setup() -> (Arc<Tokenizer>, Arc<Vec<Vec<Vec<u32>>>>) {
-    static SHARED: std::sync::OnceLock<(Arc<Tokenizer>, Arc<Vec<Vec<Vec<u32>>>>)> = std::sync::OnceLock::new();
+type Shared = (Arc<Tokenizer>, Arc<Vec<TokenDoc>>);
+
+fn setup() -> Shared {
+    static SHARED: std::sync::OnceLock<Shared> = std::sync::OnceLock::new();
     SHARED
         .get_or_init(|| {
             let docs = embedded_docs();
-            let tok = Tokenizer::train(docs.iter().flat_map(|d| d.sentences.iter().map(String::as_str)), 800, true, 2).unwrap();
-            let ids: Vec<_> = docs.iter().map(|d| tok.encode_batch(&d.sentences)).collect();
+            let tok = Tokenizer::train(
+                docs.iter()
+                    .flat_map(|d| d.sentences.iter().map(String::as_str)),
+                800,
+                true,
+                2,
+            )
+            .unwrap();
+            let ids: Vec<_> = docs
+                .iter()
+                .map(|d| tok.encode_batch(&d.sentences))
+                .collect();
             (Arc::new(tok), Arc::new(ids))
         })
         .clone()
 }
 
-fn stream(mode: PairMode, masking: Option<MaskingConfig>, seed: u64) -> (Arc<Tokenizer>, BatchStream) {
+fn stream(
+    mode: PairMode,
+    masking: Option<MaskingConfig>,
+    seed: u64,
+) -> (Arc<Tokenizer>, BatchStream) {
     let (tok, docs) = setup();
-    let s = StreamSettings { seq_len: 64, short_seq_prob: 0.1, mode, masking };
+    let s = StreamSettings {
+        seq_len: 64,
+        short_seq_prob: 0.1,
+        mode,
+        masking,
+    };
     let bs = BatchStream::new(docs, tok.clone(), s, seed, "data.train").unwrap();
     (tok, bs)
 }
@@ -45,7 +66,8 @@ fn embedded_corpus_has_documents_and_sentences() {
 fn masking_statistics_match_bert_on_100k_tokens() {
     let (tok, mut bs) = stream(PairMode::Sop, Some(MaskingConfig::default()), 7);
     let sp = tok.special;
-    let (mut candidates, mut chosen, mut as_mask, mut as_random, mut kept) = (0usize, 0usize, 0usize, 0usize, 0usize);
+    let (mut candidates, mut chosen, mut as_mask, mut as_random, mut kept) =
+        (0usize, 0usize, 0usize, 0usize, 0usize);
     while candidates < 100_000 {
         let b = bs.next_batch(32);
         for (i, &m) in b.attention_mask.iter().enumerate() {
@@ -69,21 +91,39 @@ fn masking_statistics_match_bert_on_100k_tokens() {
     let rate = chosen as f64 / candidates as f64;
     assert!((rate - 0.15).abs() < 0.01, "masked share {rate}");
     let f = |n: usize| n as f64 / chosen as f64;
-    assert!((f(as_mask) - 0.8).abs() < 0.01, "[MASK] share {}", f(as_mask));
-    assert!((f(as_random) - 0.1).abs() < 0.01, "random share {}", f(as_random));
+    assert!(
+        (f(as_mask) - 0.8).abs() < 0.01,
+        "[MASK] share {}",
+        f(as_mask)
+    );
+    assert!(
+        (f(as_random) - 0.1).abs() < 0.01,
+        "random share {}",
+        f(as_random)
+    );
     assert!((f(kept) - 0.1).abs() < 0.01, "kept share {}", f(kept));
 }
 
 #[test]
 fn special_tokens_are_never_masked_and_labels_are_real_tokens() {
-    let (tok, mut bs) = stream(PairMode::Nsp, Some(MaskingConfig { whole_word: true, ..Default::default() }), 3);
+    let (tok, mut bs) = stream(
+        PairMode::Nsp,
+        Some(MaskingConfig {
+            whole_word: true,
+            ..Default::default()
+        }),
+        3,
+    );
     let sp = tok.special;
     for _ in 0..50 {
         let b = bs.next_batch(16);
         for (&p, &label) in b.mlm_positions.iter().zip(&b.mlm_labels) {
             assert!(b.attention_mask[p] > 0.0, "masked a padding position");
             assert!(p % b.seq_len != 0, "masked [CLS]");
-            assert!(!sp.contains(label) || label == sp.unk, "label {label} is a special token");
+            assert!(
+                !sp.contains(label) || label == sp.unk,
+                "label {label} is a special token"
+            );
         }
         // Every [CLS]/[SEP]/[PAD] in the input is where the instance put it: row starts with
         // [CLS], and no predicted position holds a special token's original.
@@ -95,7 +135,14 @@ fn special_tokens_are_never_masked_and_labels_are_real_tokens() {
 
 #[test]
 fn whole_word_masking_masks_all_pieces_of_a_word() {
-    let (tok, mut bs) = stream(PairMode::Single, Some(MaskingConfig { whole_word: true, ..Default::default() }), 11);
+    let (tok, mut bs) = stream(
+        PairMode::Single,
+        Some(MaskingConfig {
+            whole_word: true,
+            ..Default::default()
+        }),
+        11,
+    );
     let mut checked = 0;
     for _ in 0..40 {
         let b = bs.next_batch(16);
@@ -103,12 +150,18 @@ fn whole_word_masking_masks_all_pieces_of_a_word() {
         for (&p, &label) in b.mlm_positions.iter().zip(&b.mlm_labels) {
             // A chosen continuation piece implies its predecessor was chosen too.
             if tok.is_continuation(label) {
-                assert!(chosen.contains(&(p - 1)), "## piece masked without its word start");
+                assert!(
+                    chosen.contains(&(p - 1)),
+                    "## piece masked without its word start"
+                );
                 checked += 1;
             }
         }
     }
-    assert!(checked > 0, "the corpus produced no multi-piece words; the test would prove nothing");
+    assert!(
+        checked > 0,
+        "the corpus produced no multi-piece words; the test would prove nothing"
+    );
 }
 
 #[test]
@@ -123,14 +176,19 @@ fn pair_labels_are_balanced() {
             ones += b.pair_labels.iter().filter(|&&l| l == 1).count();
         }
         let share = ones as f64 / n as f64;
-        assert!((share - 0.5).abs() < 0.03, "{mode:?}: label-1 share {share}");
+        assert!(
+            (share - 0.5).abs() < 0.03,
+            "{mode:?}: label-1 share {share}"
+        );
     }
 }
 
 /// Each document is a run of increasing single-token sentences in its own id range, so
 /// order and provenance can be read off the ids.
 fn numbered_docs() -> Vec<Vec<Vec<u32>>> {
-    (0..20u32).map(|d| (0..30u32).map(|s| vec![1000 * (d + 1) + s]).collect()).collect()
+    (0..20u32)
+        .map(|d| (0..30u32).map(|s| vec![1000 * (d + 1) + s]).collect())
+        .collect()
 }
 
 #[test]
@@ -151,7 +209,10 @@ fn sop_swaps_and_nsp_draws_from_another_document() {
     for inst in create_instances(&docs, &order, 16, 0.0, PairMode::Nsp, &mut rng) {
         let same = doc_of(inst.a[0]) == doc_of(inst.b[0]);
         match inst.pair_label {
-            Some(0) => assert!(same && inst.a.iter().max() < inst.b.iter().min(), "{inst:?}"),
+            Some(0) => assert!(
+                same && inst.a.iter().max() < inst.b.iter().min(),
+                "{inst:?}"
+            ),
             Some(1) => assert!(!same, "random-next B from the same document: {inst:?}"),
             other => panic!("unexpected label {other:?}"),
         }
@@ -166,17 +227,32 @@ fn sequences_never_exceed_seq_len() {
             let order: Vec<usize> = (0..docs.len()).collect();
             let mut rng = pretext::rng::stream(2, "test");
             for inst in create_instances(&docs, &order, seq_len, 0.3, mode, &mut rng) {
-                assert!(inst.len() <= seq_len, "{mode:?} seq_len {seq_len}: instance of {}", inst.len());
+                assert!(
+                    inst.len() <= seq_len,
+                    "{mode:?} seq_len {seq_len}: instance of {}",
+                    inst.len()
+                );
             }
-            let s = StreamSettings { seq_len, short_seq_prob: 0.3, mode, masking: Some(MaskingConfig::default()) };
+            let s = StreamSettings {
+                seq_len,
+                short_seq_prob: 0.3,
+                mode,
+                masking: Some(MaskingConfig::default()),
+            };
             let mut bs = BatchStream::new(docs.clone(), tok.clone(), s, 9, "t").unwrap();
             let b = bs.next_batch(8);
             assert_eq!(b.input_ids.len(), 8 * seq_len);
             for row in 0..8 {
                 let real = &b.attention_mask[row * seq_len..(row + 1) * seq_len];
-                let last_sep = b.input_ids[row * seq_len..(row + 1) * seq_len].iter().rposition(|&t| t == tok.special.sep);
+                let last_sep = b.input_ids[row * seq_len..(row + 1) * seq_len]
+                    .iter()
+                    .rposition(|&t| t == tok.special.sep);
                 let n_real = real.iter().filter(|&&m| m > 0.0).count();
-                assert_eq!(last_sep, Some(n_real - 1), "row must end in [SEP] before padding");
+                assert_eq!(
+                    last_sep,
+                    Some(n_real - 1),
+                    "row must end in [SEP] before padding"
+                );
             }
         }
     }
@@ -212,26 +288,50 @@ fn bad_corpus_inputs_give_named_errors() {
     let empty = dir.join("empty.txt");
     std::fs::write(&empty, "  \n\n").unwrap();
     let e = corpus::read_source("empty.txt", &dir, CorpusFormat::Auto, 2).unwrap_err();
-    assert_eq!(e, CorpusError::Empty { file: empty.clone() });
+    assert_eq!(
+        e,
+        CorpusError::Empty {
+            file: empty.clone()
+        }
+    );
     assert!(e.to_string().contains("empty.txt"));
 
     let bad = dir.join("latin1.txt");
     std::fs::write(&bad, b"Fine text here.\nCaf\xe9 au lait.\n").unwrap();
     let e = corpus::read_source("latin1.txt", &dir, CorpusFormat::Auto, 2).unwrap_err();
-    assert_eq!(e, CorpusError::InvalidUtf8 { file: bad, offset: 19 });
+    assert_eq!(
+        e,
+        CorpusError::InvalidUtf8 {
+            file: bad,
+            offset: 19
+        }
+    );
     assert!(e.to_string().contains("byte offset 19"), "{e}");
 
     let short = dir.join("short.txt");
     std::fs::write(&short, "One sentence only.\n\nAnother lonely one.\n").unwrap();
     let e = corpus::read_source("short.txt", &dir, CorpusFormat::Text, 2).unwrap_err();
-    assert!(matches!(e, CorpusError::NoUsableDocuments { documents: 2, min_sentences: 2, .. }), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            CorpusError::NoUsableDocuments {
+                documents: 2,
+                min_sentences: 2,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
     assert!(e.to_string().contains("short.txt") && e.to_string().contains("min_sentences"));
 
     let e = corpus::read_source("missing.txt", &dir, CorpusFormat::Auto, 2).unwrap_err();
     assert!(matches!(e, CorpusError::Unreadable { .. }) && e.to_string().contains("missing.txt"));
 
     let e = pretext::data::Corpus::split(embedded_docs()[..1].to_vec(), 0.5, 1).unwrap_err();
-    assert!(matches!(e, CorpusError::NoTrainingDocuments { total: 1, .. }), "{e:?}");
+    assert!(
+        matches!(e, CorpusError::NoTrainingDocuments { total: 1, .. }),
+        "{e:?}"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -242,15 +342,25 @@ fn vocab_txt_without_special_tokens_is_refused_by_name() {
     let vocab = dir.join("vocab.txt");
     std::fs::write(&vocab, "[PAD]\n[UNK]\n[CLS]\n[SEP]\nthe\ncat\n##s\n").unwrap();
     let e = Tokenizer::load(&vocab, true).unwrap_err();
-    assert!(e.to_string().contains("[MASK]") && e.to_string().contains("vocab.txt"), "{e}");
-    std::fs::write(&vocab, "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nthe\ncat\n##s\n").unwrap();
+    assert!(
+        e.to_string().contains("[MASK]") && e.to_string().contains("vocab.txt"),
+        "{e}"
+    );
+    std::fs::write(
+        &vocab,
+        "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nthe\ncat\n##s\n",
+    )
+    .unwrap();
     let tok = Tokenizer::load(&vocab, true).unwrap();
     assert_eq!(tok.encode("The cats"), vec![5, 6, 7]);
     assert!(tok.is_continuation(7) && !tok.is_continuation(6));
     // Round trip through tokenizer.json.
     let json = dir.join("tokenizer.json");
     tok.save(&json).unwrap();
-    assert_eq!(Tokenizer::load(&json, true).unwrap().encode("the cats"), vec![5, 6, 7]);
+    assert_eq!(
+        Tokenizer::load(&json, true).unwrap().encode("the cats"),
+        vec![5, 6, 7]
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -275,11 +385,26 @@ fn reads_wikitext_and_gutenberg_layouts() {
         return;
     }
     let wiki = corpus::read_source("wikitext-2/valid.txt", &root, CorpusFormat::Auto, 2).unwrap();
-    assert!(wiki.len() >= 55 && wiki.len() <= 70, "{} WikiText valid articles", wiki.len());
-    assert!(wiki.iter().all(|d| d.sentences.iter().all(|s| !s.starts_with("= ="))));
-    let grimm = corpus::read_source("gutenberg/grimm-tales.txt", &root, CorpusFormat::Auto, 2).unwrap();
+    assert!(
+        wiki.len() >= 55 && wiki.len() <= 70,
+        "{} WikiText valid articles",
+        wiki.len()
+    );
+    assert!(wiki
+        .iter()
+        .all(|d| d.sentences.iter().all(|s| !s.starts_with("= ="))));
+    let grimm =
+        corpus::read_source("gutenberg/grimm-tales.txt", &root, CorpusFormat::Auto, 2).unwrap();
     assert!(grimm.len() >= 40, "{} tales", grimm.len());
-    assert!(grimm.iter().all(|d| d.sentences.iter().all(|s| !s.contains("PROJECT GUTENBERG"))));
-    let japanese = corpus::read_source("gutenberg/japanese-fairy-tales.txt", &root, CorpusFormat::Auto, 2).unwrap();
+    assert!(grimm
+        .iter()
+        .all(|d| d.sentences.iter().all(|s| !s.contains("PROJECT GUTENBERG"))));
+    let japanese = corpus::read_source(
+        "gutenberg/japanese-fairy-tales.txt",
+        &root,
+        CorpusFormat::Auto,
+        2,
+    )
+    .unwrap();
     assert!(japanese.len() >= 15, "{} tales", japanese.len());
 }

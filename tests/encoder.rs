@@ -10,7 +10,9 @@ use safetensors::SafeTensors;
 use std::path::{Path, PathBuf};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 /// The configuration `make_bert_fixture.py` writes.
@@ -41,25 +43,48 @@ fn read_io(enc: &Encoder) -> Io {
     let st = SafeTensors::deserialize(&bytes).unwrap();
     let mut tensors = std::collections::HashMap::new();
     for (name, view) in st.tensors() {
-        let v: Vec<f32> = view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        let v: Vec<f32> = view
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
         tensors.insert(name, v);
     }
     let u = |k: &str| tensors[k].iter().map(|&v| v as u32).collect::<Vec<u32>>();
-    let inputs = enc.inputs(2, 16, &u("input_ids"), &u("token_type_ids"), &tensors["attention_mask"]).unwrap();
+    let inputs = enc
+        .inputs(
+            2,
+            16,
+            &u("input_ids"),
+            &u("token_type_ids"),
+            &tensors["attention_mask"],
+        )
+        .unwrap();
     Io { inputs, tensors }
 }
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 fn hf_encoder(norm: NormKind) -> (Dev, Encoder) {
     let dev = Dev::seed_from_u64(0);
     let mut enc = Encoder::new(&dev, &tiny(norm), 64, &mut stream(0, "model.init"));
-    let unused = io::load(&mut enc, &fixture("bert_tiny_weights.safetensors"), Naming::HfBert).unwrap();
+    let unused = io::load(
+        &mut enc,
+        &fixture("bert_tiny_weights.safetensors"),
+        Naming::HfBert,
+    )
+    .unwrap();
     if norm == NormKind::PostLn {
-        assert_eq!(unused, vec!["encoder.final_norm.bias", "encoder.final_norm.weight"]);
+        assert_eq!(
+            unused,
+            vec!["encoder.final_norm.bias", "encoder.final_norm.weight"]
+        );
     }
     (dev, enc)
 }
@@ -70,10 +95,16 @@ fn post_ln_matches_hf_bert_model() {
     let io = read_io(&enc);
     let hidden = enc.forward(&dev, &io.inputs, NoneTape, None);
     let err = max_abs_diff(&hidden.as_vec(), &io.tensors["post_ln.hidden"]);
-    assert!(err < 1e-4, "hidden states differ from HF BertModel by {err}");
+    assert!(
+        err < 1e-4,
+        "hidden states differ from HF BertModel by {err}"
+    );
     let pooled = enc.pool(&dev, hidden, 2, 16);
     let err = max_abs_diff(&pooled.as_vec(), &io.tensors["post_ln.pooled"]);
-    assert!(err < 1e-4, "pooled output differs from HF BertModel by {err}");
+    assert!(
+        err < 1e-4,
+        "pooled output differs from HF BertModel by {err}"
+    );
 }
 
 #[test]
@@ -82,7 +113,10 @@ fn pre_ln_matches_reference() {
     let io = read_io(&enc);
     let hidden = enc.forward(&dev, &io.inputs, NoneTape, None);
     let err = max_abs_diff(&hidden.as_vec(), &io.tensors["pre_ln.hidden"]);
-    assert!(err < 1e-4, "pre-LN hidden states differ from the reference by {err}");
+    assert!(
+        err < 1e-4,
+        "pre-LN hidden states differ from the reference by {err}"
+    );
     // And the placements really differ: post-LN output is not pre-LN's.
     assert!(max_abs_diff(&hidden.as_vec(), &io.tensors["post_ln.hidden"]) > 1e-2);
 }
@@ -91,7 +125,12 @@ fn pre_ln_matches_reference() {
 fn weights_round_trip_through_safetensors() {
     let (dev, enc) = hf_encoder(NormKind::PostLn);
     let bytes = io::to_bytes(&enc);
-    let mut other = Encoder::new(&dev, &tiny(NormKind::PostLn), 64, &mut stream(9, "model.init"));
+    let mut other = Encoder::new(
+        &dev,
+        &tiny(NormKind::PostLn),
+        64,
+        &mut stream(9, "model.init"),
+    );
     io::load_bytes(&mut other, &bytes, Path::new("mem"), Naming::Pretext).unwrap();
     let io_ = read_io(&enc);
     let a = enc.forward(&dev, &io_.inputs, NoneTape, None).as_vec();
@@ -107,32 +146,85 @@ fn bad_weight_files_are_refused_by_file_and_tensor() {
     let dev = Dev::seed_from_u64(0);
     let path = fixture("bert_tiny_weights.safetensors");
     let bytes = std::fs::read(&path).unwrap();
-    let mut enc = Encoder::new(&dev, &tiny(NormKind::PostLn), 64, &mut stream(0, "model.init"));
+    let mut enc = Encoder::new(
+        &dev,
+        &tiny(NormKind::PostLn),
+        64,
+        &mut stream(0, "model.init"),
+    );
     let before = io::to_bytes(&enc);
 
     let e = io::load_bytes(&mut enc, &bytes[..bytes.len() / 2], &path, Naming::HfBert).unwrap_err();
-    assert!(matches!(e, WeightsError::Format { .. }) && e.to_string().contains("bert_tiny_weights"), "{e}");
+    assert!(
+        matches!(e, WeightsError::Format { .. }) && e.to_string().contains("bert_tiny_weights"),
+        "{e}"
+    );
 
-    let mut wide = Encoder::new(&dev, &ModelConfig { hidden: 16, ffn: 32, ..tiny(NormKind::PostLn) }, 64, &mut stream(0, "i"));
+    let mut wide = Encoder::new(
+        &dev,
+        &ModelConfig {
+            hidden: 16,
+            ffn: 32,
+            ..tiny(NormKind::PostLn)
+        },
+        64,
+        &mut stream(0, "i"),
+    );
     let e = io::load_bytes(&mut wide, &bytes, &path, Naming::HfBert).unwrap_err();
-    assert!(matches!(e, WeightsError::Shape { .. }) && e.to_string().contains("embeddings.word_embeddings.weight"), "{e}");
+    assert!(
+        matches!(e, WeightsError::Shape { .. })
+            && e.to_string().contains("embeddings.word_embeddings.weight"),
+        "{e}"
+    );
 
     let e = io::load_bytes(&mut enc, &bytes, &path, Naming::Pretext).unwrap_err();
-    assert!(e.to_string().contains("embeddings.word.weight") && e.to_string().contains("missing"), "{e}");
+    assert!(
+        e.to_string().contains("embeddings.word.weight") && e.to_string().contains("missing"),
+        "{e}"
+    );
 
-    let mut deep = Encoder::new(&dev, &ModelConfig { layers: 3, ..tiny(NormKind::PostLn) }, 64, &mut stream(0, "i"));
+    let mut deep = Encoder::new(
+        &dev,
+        &ModelConfig {
+            layers: 3,
+            ..tiny(NormKind::PostLn)
+        },
+        64,
+        &mut stream(0, "i"),
+    );
     let e = io::load_bytes(&mut deep, &bytes, &path, Naming::HfBert).unwrap_err();
     assert!(e.to_string().contains("encoder.layer.2."), "{e}");
-    assert_eq!(io::to_bytes(&enc), before, "a refused file must leave the model untouched");
+    assert_eq!(
+        io::to_bytes(&enc),
+        before,
+        "a refused file must leave the model untouched"
+    );
 }
 
 #[test]
 fn out_of_range_inputs_are_errors_not_panics() {
     let dev = Dev::seed_from_u64(0);
-    let enc = Encoder::new(&dev, &tiny(NormKind::PostLn), 64, &mut stream(0, "model.init"));
-    assert!(enc.inputs(1, 2, &[1, 64], &[0, 0], &[1.0, 1.0]).unwrap_err().to_string().contains("token id 64"));
-    assert!(enc.inputs(1, 2, &[1, 2], &[0, 2], &[1.0, 1.0]).unwrap_err().to_string().contains("token type 2"));
-    assert!(enc.inputs(1, 40, &[1; 40], &[0; 40], &[1.0; 40]).unwrap_err().to_string().contains("max_positions"));
+    let enc = Encoder::new(
+        &dev,
+        &tiny(NormKind::PostLn),
+        64,
+        &mut stream(0, "model.init"),
+    );
+    assert!(enc
+        .inputs(1, 2, &[1, 64], &[0, 0], &[1.0, 1.0])
+        .unwrap_err()
+        .to_string()
+        .contains("token id 64"));
+    assert!(enc
+        .inputs(1, 2, &[1, 2], &[0, 2], &[1.0, 1.0])
+        .unwrap_err()
+        .to_string()
+        .contains("token type 2"));
+    assert!(enc
+        .inputs(1, 40, &[1; 40], &[0; 40], &[1.0; 40])
+        .unwrap_err()
+        .to_string()
+        .contains("max_positions"));
     assert!(enc.inputs(2, 2, &[1, 2], &[0, 0], &[1.0, 1.0]).is_err());
 }
 
@@ -150,7 +242,12 @@ fn pn_forward(x: &[f64], c: usize, real: &[bool], eps: f64) -> (Vec<f64>, Vec<f6
         }
     }
     let scale: Vec<f64> = var.iter().map(|v| (v + eps).sqrt()).collect();
-    (x.chunks(c).flat_map(|r| r.iter().zip(&scale).map(|(a, s)| a / s).collect::<Vec<_>>()).collect(), scale)
+    (
+        x.chunks(c)
+            .flat_map(|r| r.iter().zip(&scale).map(|(a, s)| a / s).collect::<Vec<_>>())
+            .collect(),
+        scale,
+    )
 }
 
 #[test]
@@ -161,7 +258,14 @@ fn powernorm_exact_backward_matches_finite_differences_f64() {
     let x: Vec<f64> = (0..n * c).map(|_| rng.gen_range(-2.0..2.0)).collect();
     let r: Vec<f64> = (0..n * c).map(|_| rng.gen_range(-1.0..1.0)).collect();
     let real = vec![true, true, false, true, true, true, false];
-    let loss = |x: &[f64]| pn_forward(x, c, &real, 1e-5).0.iter().zip(&r).map(|(z, r)| z * r).sum::<f64>();
+    let loss = |x: &[f64]| {
+        pn_forward(x, c, &real, 1e-5)
+            .0
+            .iter()
+            .zip(&r)
+            .map(|(z, r)| z * r)
+            .sum::<f64>()
+    };
     let (z, scale) = pn_forward(&x, c, &real, 1e-5);
     let analytic = exact_backward(&r, &z, &scale, &real);
     let h = 1e-6;
@@ -170,7 +274,11 @@ fn powernorm_exact_backward_matches_finite_differences_f64() {
         xp[i] += h;
         xm[i] -= h;
         let numeric = (loss(&xp) - loss(&xm)) / (2.0 * h);
-        assert!((numeric - analytic[i]).abs() < 1e-7, "element {i}: analytic {} vs numeric {numeric}", analytic[i]);
+        assert!(
+            (numeric - analytic[i]).abs() < 1e-7,
+            "element {i}: analytic {} vs numeric {numeric}",
+            analytic[i]
+        );
     }
 }
 
@@ -199,7 +307,10 @@ fn powernorm_approximate_backward_is_exact_when_its_statistic_is() {
     }
     // The statistic moves by the mean of g̃·z (official update): here g̃ = exact·scale.
     for j in 0..c {
-        let upd: f64 = (0..n).map(|i| exact[i * c + j] * scale[j] * z[i * c + j]).sum::<f64>() / n as f64;
+        let upd: f64 = (0..n)
+            .map(|i| exact[i * c + j] * scale[j] * z[i * c + j])
+            .sum::<f64>()
+            / n as f64;
         assert!((ema[j] - (mean_gz[j] + upd)).abs() < 1e-12);
     }
     // With a stale statistic the two differ: the approximation is a real approximation.
@@ -213,7 +324,9 @@ fn powernorm_approximate_backward_is_exact_when_its_statistic_is() {
 fn small_inputs(enc: &Encoder) -> Inputs {
     let ids = [2u32, 9, 14, 7, 3, 0, 2, 11, 5, 8, 19, 3];
     let types = [0u32, 0, 0, 1, 1, 0, 0, 0, 1, 1, 1, 1];
-    let mask = [1.0f32, 1.0, 1.0, 1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0];
+    let mask = [
+        1.0f32, 1.0, 1.0, 1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0,
+    ];
     enc.inputs(2, 6, &ids, &types, &mask).unwrap()
 }
 
@@ -229,7 +342,10 @@ fn small_encoder(norm: NormKind, seed: u64) -> (Dev, Encoder) {
         layer_norm_eps: 1e-5,
         init_std: 0.5,
         norm,
-        powernorm: PowerNormConfig { warmup: 1_000_000, ..Default::default() },
+        powernorm: PowerNormConfig {
+            warmup: 1_000_000,
+            ..Default::default()
+        },
         ..tiny(norm)
     };
     let dev = Dev::seed_from_u64(0);
@@ -245,12 +361,18 @@ fn small_encoder(norm: NormKind, seed: u64) -> (Dev, Encoder) {
 }
 
 /// `L = Σ hidden ⊙ R` for a fixed random R, in training mode (PowerNorm batch statistics).
-fn probe_loss(dev: &Dev, enc: &Encoder, inp: &Inputs, tape: bool) -> (f32, Option<Gradients<f32, Dev>>) {
+fn probe_loss(
+    dev: &Dev,
+    enc: &Encoder,
+    inp: &Inputs,
+    tape: bool,
+) -> (f32, Option<Gradients<f32, Dev>>) {
     let n = inp.batch * inp.seq * enc.cfg.hidden;
     let mut rng = stream(77, "probe");
     use rand::Rng;
     let r: Vec<f32> = (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect();
-    let r: Tensor<(usize, usize), f32, Dev> = dev.tensor_from_vec(r, (inp.batch * inp.seq, enc.cfg.hidden));
+    let r: Tensor<(usize, usize), f32, Dev> =
+        dev.tensor_from_vec(r, (inp.batch * inp.seq, enc.cfg.hidden));
     // A dropout stream with p = 0 keeps the pass in training mode without randomness.
     let mut drop = stream(0, "model.dropout");
     if tape {
@@ -269,7 +391,11 @@ fn check_gradients(norm: NormKind) {
     let inp = small_inputs(&enc);
     let (_, grads) = probe_loss(&dev, &enc, &inp, true);
     let mut grads = grads.unwrap();
-    let analytic: Vec<(String, Vec<f32>)> = enc.named_params().into_iter().map(|(n, p)| (n, p.grad(&mut grads))).collect();
+    let analytic: Vec<(String, Vec<f32>)> = enc
+        .named_params()
+        .into_iter()
+        .map(|(n, p)| (n, p.grad(&mut grads)))
+        .collect();
     let h = 1e-3f32;
     let mut checked = 0;
     for (name, g) in &analytic {
@@ -291,7 +417,11 @@ fn check_gradients(norm: NormKind) {
             nudge(&mut enc, h);
             let numeric = (up - down) / (2.0 * h);
             let tol = 2e-2 * (1.0 + numeric.abs().max(g[k].abs()));
-            assert!((numeric - g[k]).abs() < tol, "{norm:?} {name}[{k}]: analytic {} vs numeric {numeric}", g[k]);
+            assert!(
+                (numeric - g[k]).abs() < tol,
+                "{norm:?} {name}[{k}]: analytic {} vs numeric {numeric}",
+                g[k]
+            );
             checked += 1;
         }
     }
@@ -319,7 +449,20 @@ fn gradients_match_finite_differences_powernorm() {
 fn loss_goes_down_for_every_variant() {
     for norm in NormKind::ALL {
         let dev = Dev::seed_from_u64(0);
-        let cfg = ModelConfig { hidden: 16, heads: 2, ffn: 32, max_positions: 8, norm, dropout: 0.1, attention_dropout: 0.0, powernorm: PowerNormConfig { warmup: 5, ..Default::default() }, ..tiny(norm) };
+        let cfg = ModelConfig {
+            hidden: 16,
+            heads: 2,
+            ffn: 32,
+            max_positions: 8,
+            norm,
+            dropout: 0.1,
+            attention_dropout: 0.0,
+            powernorm: PowerNormConfig {
+                warmup: 5,
+                ..Default::default()
+            },
+            ..tiny(norm)
+        };
         let mut enc = Encoder::new(&dev, &cfg, 20, &mut stream(1, "model.init"));
         let inp = small_inputs(&enc);
         let mut drop = stream(1, "model.dropout");
@@ -331,15 +474,29 @@ fn loss_goes_down_for_every_variant() {
         let target: Tensor<(usize, usize), f32, Dev> = dev.tensor_from_vec(onehot, (n, 20));
         let mut losses = vec![];
         for _ in 0..30 {
-            let h = enc.forward(&dev, &inp, OwnedTape::<f32, Dev>::default(), Some(&mut drop));
+            let h = enc.forward(
+                &dev,
+                &inp,
+                OwnedTape::<f32, Dev>::default(),
+                Some(&mut drop),
+            );
             let logits = h.matmul(enc.embeddings.word.clone().permute::<_, Axes2<1, 0>>());
             let loss = cross_entropy_with_logits_loss(logits, target.clone());
             losses.push(loss.array());
             let mut grads = loss.backward();
-            let all: Vec<(String, Vec<f32>)> = enc.named_params().into_iter().map(|(n, p)| (n, p.grad(&mut grads))).collect();
+            let all: Vec<(String, Vec<f32>)> = enc
+                .named_params()
+                .into_iter()
+                .map(|(n, p)| (n, p.grad(&mut grads)))
+                .collect();
             enc.visit_mut("", &mut |name, mut p| {
                 let g = &all.iter().find(|(n, _)| *n == name).unwrap().1;
-                let v: Vec<f32> = p.to_vec().iter().zip(g).map(|(w, g)| w - 0.05 * g).collect();
+                let v: Vec<f32> = p
+                    .to_vec()
+                    .iter()
+                    .zip(g)
+                    .map(|(w, g)| w - 0.05 * g)
+                    .collect();
                 p.copy_from(&v);
             });
         }

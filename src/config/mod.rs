@@ -115,17 +115,30 @@ fn find_key_line(text: &str, key: &str) -> Option<usize> {
 }
 
 /// Flattens `[ablation]` into `(dotted path, values)` axes, in file order.
-fn axes(table: &toml::Table, prefix: &str, out: &mut Vec<(String, Vec<toml::Value>)>) -> Result<(), (String, String)> {
+fn axes(
+    table: &toml::Table,
+    prefix: &str,
+    out: &mut Vec<(String, Vec<toml::Value>)>,
+) -> Result<(), (String, String)> {
     for (k, v) in table {
-        let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
         match v {
             toml::Value::Table(t) => axes(t, &key, out)?,
             toml::Value::Array(vals) if !vals.is_empty() => out.push((key, vals.clone())),
-            toml::Value::Array(_) => return Err((key, "an ablation axis needs at least one value".into())),
+            toml::Value::Array(_) => {
+                return Err((key, "an ablation axis needs at least one value".into()))
+            }
             other => {
                 return Err((
                     key,
-                    format!("an ablation axis is a list of values, got the single {} `{other}`", other.type_str()),
+                    format!(
+                        "an ablation axis is a list of values, got the single {} `{other}`",
+                        other.type_str()
+                    ),
                 ))
             }
         }
@@ -144,16 +157,17 @@ fn set_path(root: &mut toml::Value, path: &str, value: toml::Value) -> Result<()
                     t.insert(seg.to_string(), value);
                     return Ok(());
                 }
-                t.entry(seg.to_string()).or_insert_with(|| toml::Value::Table(Default::default()))
+                t.entry(seg.to_string())
+                    .or_insert_with(|| toml::Value::Table(Default::default()))
             }
             toml::Value::Array(a) => {
                 let idx: usize = seg
                     .parse()
                     .map_err(|_| format!("`{seg}` indexes a list; expected a number"))?;
                 let len = a.len();
-                let slot = a
-                    .get_mut(idx)
-                    .ok_or_else(|| format!("index {idx} is out of range (the list has {len} entries)"))?;
+                let slot = a.get_mut(idx).ok_or_else(|| {
+                    format!("index {idx} is out of range (the list has {len} entries)")
+                })?;
                 if last {
                     *slot = value;
                     return Ok(());
@@ -175,12 +189,19 @@ fn short_value(v: &toml::Value) -> String {
         toml::Value::Table(t) => match t.get("name") {
             Some(name) => {
                 let mut s = short_value(name);
-                if let Some(w) = t.get("weight").filter(|w| w.as_float() != Some(1.0) && w.as_integer() != Some(1)) {
+                if let Some(w) = t
+                    .get("weight")
+                    .filter(|w| w.as_float() != Some(1.0) && w.as_integer() != Some(1))
+                {
                     s = format!("{s}*{}", short_value(w));
                 }
                 s
             }
-            None => t.iter().map(|(k, v)| format!("{k}-{}", short_value(v))).collect::<Vec<_>>().join("+"),
+            None => t
+                .iter()
+                .map(|(k, v)| format!("{k}-{}", short_value(v)))
+                .collect::<Vec<_>>()
+                .join("+"),
         },
         other => other.to_string(),
     }
@@ -188,7 +209,13 @@ fn short_value(v: &toml::Value) -> String {
 
 fn sanitize(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "-_.=,+*".contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.=,+*".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -213,7 +240,10 @@ fn expand(text: &str, base: &Experiment, path: &Path) -> Result<Vec<RunSpec>, Co
         }]);
     }
     // Short names: the last path segment, unless two axes share it.
-    let lasts: Vec<&str> = grid.iter().map(|(k, _)| k.rsplit('.').next().unwrap_or(k)).collect();
+    let lasts: Vec<&str> = grid
+        .iter()
+        .map(|(k, _)| k.rsplit('.').next().unwrap_or(k))
+        .collect();
     let label: Vec<String> = grid
         .iter()
         .zip(&lasts)
@@ -226,7 +256,8 @@ fn expand(text: &str, base: &Experiment, path: &Path) -> Result<Vec<RunSpec>, Co
         })
         .collect();
 
-    let mut raw: toml::Value = toml::from_str(text).map_err(|e| err(String::new(), e.message().to_string()))?;
+    let mut raw: toml::Value =
+        toml::from_str(text).map_err(|e| err(String::new(), e.message().to_string()))?;
     if let toml::Value::Table(t) = &mut raw {
         t.remove("ablation");
         t.insert("name".into(), toml::Value::String(base.name.clone()));
@@ -255,15 +286,32 @@ fn expand(text: &str, base: &Experiment, path: &Path) -> Result<Vec<RunSpec>, Co
         let config: Experiment = serde_path_to_error::deserialize(doc).map_err(|e| {
             let at = e.path().to_string();
             err(
-                format!("ablation.{}", overrides.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join("|")),
-                format!("variant `{variant}` is not a valid experiment: at `{at}`: {}", e.into_inner()),
+                format!(
+                    "ablation.{}",
+                    overrides
+                        .iter()
+                        .map(|(k, _)| k.as_str())
+                        .collect::<Vec<_>>()
+                        .join("|")
+                ),
+                format!(
+                    "variant `{variant}` is not a valid experiment: at `{at}`: {}",
+                    e.into_inner()
+                ),
             )
         })?;
         let problems = validate::check(&config);
         if let Some((k, m)) = problems.into_iter().next() {
-            return Err(err(format!("ablation (variant `{variant}`)"), format!("`{k}`: {m}")));
+            return Err(err(
+                format!("ablation (variant `{variant}`)"),
+                format!("`{k}`: {m}"),
+            ));
         }
-        runs.push(RunSpec { variant, overrides, config });
+        runs.push(RunSpec {
+            variant,
+            overrides,
+            config,
+        });
     }
     Ok(runs)
 }

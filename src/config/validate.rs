@@ -4,6 +4,11 @@
 use super::schema::Experiment;
 use crate::objectives::registry;
 
+/// `x > 0` and finite; written as a function so NaN (which fails every comparison) is refused.
+fn positive(x: f64) -> bool {
+    x > 0.0 && x.is_finite()
+}
+
 /// Returns `(key, message)` for every problem found.
 pub fn check(e: &Experiment) -> Vec<(String, String)> {
     let mut out = Vec::new();
@@ -24,44 +29,74 @@ pub fn check(e: &Experiment) -> Vec<(String, String)> {
     if m.heads > 0 && m.hidden % m.heads != 0 {
         bad(
             "model.hidden",
-            format!("expected a multiple of model.heads ({}), got {}", m.heads, m.hidden),
+            format!(
+                "expected a multiple of model.heads ({}), got {}",
+                m.heads, m.hidden
+            ),
         );
     }
     if m.type_vocab < 2 {
-        bad("model.type_vocab", format!("expected at least 2 (segments A and B), got {}", m.type_vocab));
+        bad(
+            "model.type_vocab",
+            format!(
+                "expected at least 2 (segments A and B), got {}",
+                m.type_vocab
+            ),
+        );
     }
-    for (key, v) in [("model.dropout", m.dropout), ("model.attention_dropout", m.attention_dropout)] {
+    for (key, v) in [
+        ("model.dropout", m.dropout),
+        ("model.attention_dropout", m.attention_dropout),
+    ] {
         if !(0.0..1.0).contains(&v) {
             bad(key, format!("expected a probability in [0, 1), got {v}"));
         }
     }
-    if !(m.layer_norm_eps > 0.0) {
-        bad("model.layer_norm_eps", format!("expected > 0, got {}", m.layer_norm_eps));
+    if !positive(m.layer_norm_eps as f64) {
+        bad(
+            "model.layer_norm_eps",
+            format!("expected > 0, got {}", m.layer_norm_eps),
+        );
     }
     if !(m.init_std > 0.0 && m.init_std.is_finite()) {
-        bad("model.init_std", format!("expected > 0, got {}", m.init_std));
+        bad(
+            "model.init_std",
+            format!("expected > 0, got {}", m.init_std),
+        );
     }
     let p = &m.powernorm;
     if p.groups == 0 || (m.hidden > 0 && m.hidden % p.groups != 0) {
         bad(
             "model.powernorm.groups",
-            format!("expected a positive divisor of model.hidden ({}), got {}", m.hidden, p.groups),
+            format!(
+                "expected a positive divisor of model.hidden ({}), got {}",
+                m.hidden, p.groups
+            ),
         );
     }
-    for (key, v) in [("model.powernorm.alpha_fwd", p.alpha_fwd), ("model.powernorm.alpha_bkw", p.alpha_bkw)] {
+    for (key, v) in [
+        ("model.powernorm.alpha_fwd", p.alpha_fwd),
+        ("model.powernorm.alpha_bkw", p.alpha_bkw),
+    ] {
         if !(0.0..1.0).contains(&v) {
             bad(key, format!("expected a momentum in [0, 1), got {v}"));
         }
     }
-    if !(p.eps > 0.0) {
-        bad("model.powernorm.eps", format!("expected > 0, got {}", p.eps));
+    if !positive(p.eps as f64) {
+        bad(
+            "model.powernorm.eps",
+            format!("expected > 0, got {}", p.eps),
+        );
     }
 
     let t = &e.training;
     if m.max_positions < t.seq_len {
         bad(
             "model.max_positions",
-            format!("expected at least training.seq_len ({}), got {}", t.seq_len, m.max_positions),
+            format!(
+                "expected at least training.seq_len ({}), got {}",
+                t.seq_len, m.max_positions
+            ),
         );
     }
     for (key, v) in [
@@ -75,49 +110,85 @@ pub fn check(e: &Experiment) -> Vec<(String, String)> {
         }
     }
     if t.seq_len < 8 {
-        bad("training.seq_len", format!("expected at least 8 ([CLS] A [SEP] B [SEP] needs room), got {}", t.seq_len));
+        bad(
+            "training.seq_len",
+            format!(
+                "expected at least 8 ([CLS] A [SEP] B [SEP] needs room), got {}",
+                t.seq_len
+            ),
+        );
     }
     if !(0.0..=1.0).contains(&t.short_seq_prob) {
-        bad("training.short_seq_prob", format!("expected a probability in [0, 1], got {}", t.short_seq_prob));
+        bad(
+            "training.short_seq_prob",
+            format!("expected a probability in [0, 1], got {}", t.short_seq_prob),
+        );
     }
 
     let o = &e.optimizer;
     if !(o.lr > 0.0 && o.lr.is_finite()) {
-        bad("optimizer.lr", format!("expected a positive learning rate, got {}", o.lr));
+        bad(
+            "optimizer.lr",
+            format!("expected a positive learning rate, got {}", o.lr),
+        );
     }
     for (i, b) in o.betas.iter().enumerate() {
         if !(0.0..1.0).contains(b) {
-            bad(&format!("optimizer.betas.{i}"), format!("expected a value in [0, 1), got {b}"));
+            bad(
+                &format!("optimizer.betas.{i}"),
+                format!("expected a value in [0, 1), got {b}"),
+            );
         }
     }
-    if !(o.eps > 0.0) {
+    if !positive(o.eps) {
         bad("optimizer.eps", format!("expected > 0, got {}", o.eps));
     }
     if !(o.weight_decay >= 0.0 && o.weight_decay.is_finite()) {
-        bad("optimizer.weight_decay", format!("expected >= 0, got {}", o.weight_decay));
+        bad(
+            "optimizer.weight_decay",
+            format!("expected >= 0, got {}", o.weight_decay),
+        );
     }
     if !(o.clip >= 0.0 && o.clip.is_finite()) {
-        bad("optimizer.clip", format!("expected >= 0 (0 disables clipping), got {}", o.clip));
+        bad(
+            "optimizer.clip",
+            format!("expected >= 0 (0 disables clipping), got {}", o.clip),
+        );
     }
     if o.warmup_steps > t.steps {
         bad(
             "optimizer.warmup_steps",
-            format!("expected at most training.steps ({}), got {}", t.steps, o.warmup_steps),
+            format!(
+                "expected at most training.steps ({}), got {}",
+                t.steps, o.warmup_steps
+            ),
         );
     }
 
     let d = &e.data;
     if d.corpus.is_empty() {
-        bad("data.corpus", "expected at least one corpus file (or \"embedded\")".into());
+        bad(
+            "data.corpus",
+            "expected at least one corpus file (or \"embedded\")".into(),
+        );
     }
     if !(0.0..=0.5).contains(&d.heldout_fraction) {
-        bad("data.heldout_fraction", format!("expected a fraction in [0, 0.5], got {}", d.heldout_fraction));
+        bad(
+            "data.heldout_fraction",
+            format!(
+                "expected a fraction in [0, 0.5], got {}",
+                d.heldout_fraction
+            ),
+        );
     }
     if d.min_sentences == 0 {
         bad("data.min_sentences", "expected at least 1".into());
     }
     if e.tokenizer.path.is_none() && e.tokenizer.vocab_size < 50 {
-        bad("tokenizer.vocab_size", format!("expected at least 50, got {}", e.tokenizer.vocab_size));
+        bad(
+            "tokenizer.vocab_size",
+            format!("expected at least 50, got {}", e.tokenizer.vocab_size),
+        );
     }
 
     if e.objectives.is_empty() {
@@ -127,16 +198,26 @@ pub fn check(e: &Experiment) -> Vec<(String, String)> {
     for (i, spec) in e.objectives.iter().enumerate() {
         let key = format!("objectives.{i}");
         if !(spec.weight >= 0.0 && spec.weight.is_finite()) {
-            bad(&format!("{key}.weight"), format!("expected a finite weight >= 0, got {}", spec.weight));
+            bad(
+                &format!("{key}.weight"),
+                format!("expected a finite weight >= 0, got {}", spec.weight),
+            );
         }
         if seen.contains(&spec.name) {
-            bad(&format!("{key}.name"), format!("objective `{}` is listed twice", spec.name));
+            bad(
+                &format!("{key}.name"),
+                format!("objective `{}` is listed twice", spec.name),
+            );
         }
         seen.push(spec.name.clone());
         match registry::find(&spec.name) {
             None => bad(
                 &format!("{key}.name"),
-                format!("unknown objective `{}`; expected one of: {}", spec.name, registry::names().join(", ")),
+                format!(
+                    "unknown objective `{}`; expected one of: {}",
+                    spec.name,
+                    registry::names().join(", ")
+                ),
             ),
             Some(entry) => {
                 if let Err(msg) = (entry.check_options)(&spec.options) {
@@ -146,7 +227,10 @@ pub fn check(e: &Experiment) -> Vec<(String, String)> {
         }
     }
     if !e.objectives.is_empty() && e.objectives.iter().all(|s| s.weight == 0.0) {
-        bad("objectives", "expected at least one objective with a weight > 0".into());
+        bad(
+            "objectives",
+            "expected at least one objective with a weight > 0".into(),
+        );
     }
     if seen.iter().any(|n| n == "nsp") && seen.iter().any(|n| n == "sop") {
         bad(
@@ -155,7 +239,10 @@ pub fn check(e: &Experiment) -> Vec<(String, String)> {
         );
     }
     if seen.iter().any(|n| n == "contrastive") && t.batch_size < 2 {
-        bad("training.batch_size", "contrastive needs in-batch negatives: expected at least 2".into());
+        bad(
+            "training.batch_size",
+            "contrastive needs in-batch negatives: expected at least 2".into(),
+        );
     }
     out
 }

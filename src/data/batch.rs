@@ -70,7 +70,13 @@ pub struct BatchStream {
 
 impl BatchStream {
     /// A stream over `docs`; `name` picks the random streams (`data.train`, `data.eval`).
-    pub fn new(docs: Arc<Vec<TokenDoc>>, tokenizer: Arc<Tokenizer>, settings: StreamSettings, seed: u64, name: &str) -> Result<Self, NoInstances> {
+    pub fn new(
+        docs: Arc<Vec<TokenDoc>>,
+        tokenizer: Arc<Tokenizer>,
+        settings: StreamSettings,
+        seed: u64,
+        name: &str,
+    ) -> Result<Self, NoInstances> {
         let epoch_rng = stream(seed, &format!("{name}.sampler"));
         let state = StreamState {
             epoch: 0,
@@ -100,7 +106,14 @@ impl BatchStream {
         let mut order: Vec<usize> = (0..self.docs.len()).collect();
         order.shuffle(&mut rng);
         let s = &self.settings;
-        let mut inst = create_instances(&self.docs, &order, s.seq_len, s.short_seq_prob, s.mode, &mut rng);
+        let mut inst = create_instances(
+            &self.docs,
+            &order,
+            s.seq_len,
+            s.short_seq_prob,
+            s.mode,
+            &mut rng,
+        );
         inst.shuffle(&mut rng);
         self.instances = inst;
         self.next_epoch_rng = rng;
@@ -163,8 +176,16 @@ impl BatchStream {
             types.truncate(seq_len);
             if let Some(cfg) = &self.settings.masking {
                 let tok = &self.tokenizer;
-                let m = mask_tokens(&mut tokens, cfg, &sp, tok.vocab_size(), &|t| tok.is_continuation(t), &mut self.state.mask_rng);
-                b.mlm_positions.extend(m.positions.iter().map(|p| row * seq_len + p));
+                let m = mask_tokens(
+                    &mut tokens,
+                    cfg,
+                    &sp,
+                    tok.vocab_size(),
+                    &|t| tok.is_continuation(t),
+                    &mut self.state.mask_rng,
+                );
+                b.mlm_positions
+                    .extend(m.positions.iter().map(|p| row * seq_len + p));
                 b.mlm_labels.extend(m.labels);
             }
             if let Some(l) = inst.pair_label {

@@ -33,13 +33,22 @@ pub enum CorpusError {
         "{file}: no document has at least {min_sentences} sentences ({documents} documents read); \
          check data.format (a blank line separates documents in the `text` layout) or lower data.min_sentences"
     )]
-    NoUsableDocuments { file: PathBuf, documents: usize, min_sentences: usize },
+    NoUsableDocuments {
+        file: PathBuf,
+        documents: usize,
+        min_sentences: usize,
+    },
     #[error("the held-out split left no training documents ({total} documents, data.heldout_fraction = {fraction})")]
     NoTrainingDocuments { total: usize, fraction: f64 },
 }
 
 /// Reads one corpus source: the word `embedded` or a path.
-pub fn read_source(source: &str, base_dir: &Path, format: CorpusFormat, min_sentences: usize) -> Result<Vec<Document>, CorpusError> {
+pub fn read_source(
+    source: &str,
+    base_dir: &Path,
+    format: CorpusFormat,
+    min_sentences: usize,
+) -> Result<Vec<Document>, CorpusError> {
     if source == "embedded" {
         return parse(EMBEDDED, Path::new("<embedded>"), format, min_sentences);
     }
@@ -56,7 +65,12 @@ pub fn read_source(source: &str, base_dir: &Path, format: CorpusFormat, min_sent
 }
 
 /// Parses a corpus held in memory; `file` names it in documents' origins and in errors.
-pub fn parse(text: &str, file: &Path, format: CorpusFormat, min_sentences: usize) -> Result<Vec<Document>, CorpusError> {
+pub fn parse(
+    text: &str,
+    file: &Path,
+    format: CorpusFormat,
+    min_sentences: usize,
+) -> Result<Vec<Document>, CorpusError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     if text.trim().is_empty() {
         return Err(CorpusError::Empty { file: file.into() });
@@ -71,7 +85,10 @@ pub fn parse(text: &str, file: &Path, format: CorpusFormat, min_sentences: usize
         _ => plain(text, file),
     };
     let total = raw.len();
-    let docs: Vec<Document> = raw.into_iter().filter(|d| d.sentences.len() >= min_sentences).collect();
+    let docs: Vec<Document> = raw
+        .into_iter()
+        .filter(|d| d.sentences.len() >= min_sentences)
+        .collect();
     if docs.is_empty() {
         return Err(CorpusError::NoUsableDocuments {
             file: file.into(),
@@ -83,7 +100,9 @@ pub fn parse(text: &str, file: &Path, format: CorpusFormat, min_sentences: usize
 }
 
 fn detect(text: &str) -> CorpusFormat {
-    if text.contains("*** START OF THE PROJECT GUTENBERG") || text.contains("*** START OF THIS PROJECT GUTENBERG") {
+    if text.contains("*** START OF THE PROJECT GUTENBERG")
+        || text.contains("*** START OF THIS PROJECT GUTENBERG")
+    {
         CorpusFormat::Gutenberg
     } else if text.lines().any(is_wiki_title) {
         CorpusFormat::Wikitext
@@ -113,7 +132,11 @@ struct Builder<'a> {
 
 impl<'a> Builder<'a> {
     fn new(file: &'a Path) -> Self {
-        Self { file, docs: vec![], current: None }
+        Self {
+            file,
+            docs: vec![],
+            current: None,
+        }
     }
     fn start(&mut self, line_no: usize) {
         self.finish();
@@ -226,7 +249,14 @@ pub struct Corpus {
 impl Corpus {
     /// Reads every source and splits by document with a seeded shuffle, so the split is the
     /// same for every run that shares a seed, and never mixes one document into both sides.
-    pub fn load(sources: &[String], base_dir: &Path, format: CorpusFormat, min_sentences: usize, heldout_fraction: f64, seed: u64) -> Result<Self, CorpusError> {
+    pub fn load(
+        sources: &[String],
+        base_dir: &Path,
+        format: CorpusFormat,
+        min_sentences: usize,
+        heldout_fraction: f64,
+        seed: u64,
+    ) -> Result<Self, CorpusError> {
         let mut docs = Vec::new();
         for s in sources {
             docs.extend(read_source(s, base_dir, format, min_sentences)?);
@@ -234,7 +264,11 @@ impl Corpus {
         Self::split(docs, heldout_fraction, seed)
     }
 
-    pub fn split(mut docs: Vec<Document>, heldout_fraction: f64, seed: u64) -> Result<Self, CorpusError> {
+    pub fn split(
+        mut docs: Vec<Document>,
+        heldout_fraction: f64,
+        seed: u64,
+    ) -> Result<Self, CorpusError> {
         let total = docs.len();
         let mut rng = crate::rng::stream(seed, "data.split");
         docs.shuffle(&mut rng);
@@ -249,7 +283,9 @@ impl Corpus {
             });
         }
         let train = docs.split_off(n_held);
-        Ok(Self { train, heldout: docs })
+        Ok(Self {
+            train,
+            heldout: docs,
+        })
     }
 }
-

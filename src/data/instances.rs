@@ -42,7 +42,14 @@ impl Instance {
 pub type TokenDoc = Vec<Vec<u32>>;
 
 /// Makes the instances of one pass over `docs`, visiting them in `order`.
-pub fn create_instances(docs: &[TokenDoc], order: &[usize], seq_len: usize, short_seq_prob: f64, mode: PairMode, rng: &mut impl Rng) -> Vec<Instance> {
+pub fn create_instances(
+    docs: &[TokenDoc],
+    order: &[usize],
+    seq_len: usize,
+    short_seq_prob: f64,
+    mode: PairMode,
+    rng: &mut impl Rng,
+) -> Vec<Instance> {
     let mut out = Vec::new();
     for &d in order {
         instances_from_document(docs, d, seq_len, short_seq_prob, mode, rng, &mut out);
@@ -50,7 +57,15 @@ pub fn create_instances(docs: &[TokenDoc], order: &[usize], seq_len: usize, shor
     out
 }
 
-fn instances_from_document(docs: &[TokenDoc], index: usize, seq_len: usize, short_seq_prob: f64, mode: PairMode, rng: &mut impl Rng, out: &mut Vec<Instance>) {
+fn instances_from_document(
+    docs: &[TokenDoc],
+    index: usize,
+    seq_len: usize,
+    short_seq_prob: f64,
+    mode: PairMode,
+    rng: &mut impl Rng,
+    out: &mut Vec<Instance>,
+) {
     let doc = &docs[index];
     let max_tokens = seq_len - if mode == PairMode::Single { 2 } else { 3 };
     let mut target = max_tokens;
@@ -70,7 +85,11 @@ fn instances_from_document(docs: &[TokenDoc], index: usize, seq_len: usize, shor
             if mode == PairMode::Single {
                 let mut a: Vec<u32> = chunk.iter().flat_map(|s| s.iter().copied()).collect();
                 a.truncate(max_tokens);
-                out.push(Instance { a, b: vec![], pair_label: None });
+                out.push(Instance {
+                    a,
+                    b: vec![],
+                    pair_label: None,
+                });
             } else {
                 let label = u32::from(rng.gen::<bool>());
                 let (mut a, mut b, unused) = split_chunk(&chunk, rng);
@@ -101,7 +120,11 @@ fn instances_from_document(docs: &[TokenDoc], index: usize, seq_len: usize, shor
                 }
                 truncate_pair(&mut a, &mut b, max_tokens, rng);
                 if !a.is_empty() && !b.is_empty() {
-                    out.push(Instance { a, b, pair_label: Some(pair_label) });
+                    out.push(Instance {
+                        a,
+                        b,
+                        pair_label: Some(pair_label),
+                    });
                 }
             }
             chunk.clear();
@@ -116,8 +139,14 @@ fn instances_from_document(docs: &[TokenDoc], index: usize, seq_len: usize, shor
 fn split_chunk(chunk: &[&Vec<u32>], rng: &mut impl Rng) -> (Vec<u32>, Vec<u32>, usize) {
     if chunk.len() >= 2 {
         let a_end = rng.gen_range(1..chunk.len());
-        let a = chunk[..a_end].iter().flat_map(|s| s.iter().copied()).collect();
-        let b = chunk[a_end..].iter().flat_map(|s| s.iter().copied()).collect();
+        let a = chunk[..a_end]
+            .iter()
+            .flat_map(|s| s.iter().copied())
+            .collect();
+        let b = chunk[a_end..]
+            .iter()
+            .flat_map(|s| s.iter().copied())
+            .collect();
         (a, b, chunk.len() - a_end)
     } else {
         let s = chunk[0];

@@ -35,9 +35,15 @@ impl Default for MaskingConfig {
 impl MaskingConfig {
     pub fn check(&self) -> Result<(), String> {
         if !(self.mask_prob > 0.0 && self.mask_prob < 1.0) {
-            return Err(format!("mask_prob: expected a probability in (0, 1), got {}", self.mask_prob));
+            return Err(format!(
+                "mask_prob: expected a probability in (0, 1), got {}",
+                self.mask_prob
+            ));
         }
-        for (k, v) in [("mask_token", self.mask_token), ("random_token", self.random_token)] {
+        for (k, v) in [
+            ("mask_token", self.mask_token),
+            ("random_token", self.random_token),
+        ] {
             if !(0.0..=1.0).contains(&v) {
                 return Err(format!("{k}: expected a share in [0, 1], got {v}"));
             }
@@ -61,7 +67,14 @@ pub struct Masked {
 
 /// Corrupts `tokens` in place and returns what the model must predict. `is_continuation`
 /// tells `##` pieces, for whole-word masking.
-pub fn mask_tokens(tokens: &mut [u32], cfg: &MaskingConfig, special: &Special, vocab_size: usize, is_continuation: &dyn Fn(u32) -> bool, rng: &mut impl Rng) -> Masked {
+pub fn mask_tokens(
+    tokens: &mut [u32],
+    cfg: &MaskingConfig,
+    special: &Special,
+    vocab_size: usize,
+    is_continuation: &dyn Fn(u32) -> bool,
+    rng: &mut impl Rng,
+) -> Masked {
     // Candidate units: single positions, or whole words when whole_word is on.
     let mut units: Vec<Vec<usize>> = Vec::new();
     for (i, &t) in tokens.iter().enumerate() {

@@ -38,7 +38,10 @@ pub struct Prepared {
 }
 
 fn tokenize(tok: &Tokenizer, docs: &[Document]) -> Vec<TokenDoc> {
-    docs.iter().map(|d| tok.encode_batch(&d.sentences)).filter(|d: &TokenDoc| d.iter().any(|s| !s.is_empty())).collect()
+    docs.iter()
+        .map(|d| tok.encode_batch(&d.sentences))
+        .filter(|d: &TokenDoc| d.iter().any(|s| !s.is_empty()))
+        .collect()
 }
 
 /// Reads the corpus, splits it by document, gets the tokenizer and tokenises both splits.
@@ -49,14 +52,35 @@ fn tokenize(tok: &Tokenizer, docs: &[Document]) -> Vec<TokenDoc> {
 /// experiment because the `tokenizers` trainer breaks frequency ties through randomly seeded
 /// hash maps: two trainings on the same text can give different vocabularies, so every
 /// variant and every resume must share the saved one to stay bit-identical.
-pub fn prepare(data: &DataConfig, tok_cfg: &TokenizerConfig, seed: u64, base_dir: &Path, trained: Option<&Path>) -> Result<Prepared, DataError> {
-    let corpus = Corpus::load(&data.corpus, base_dir, data.format, data.min_sentences, data.heldout_fraction, seed)?;
+pub fn prepare(
+    data: &DataConfig,
+    tok_cfg: &TokenizerConfig,
+    seed: u64,
+    base_dir: &Path,
+    trained: Option<&Path>,
+) -> Result<Prepared, DataError> {
+    let corpus = Corpus::load(
+        &data.corpus,
+        base_dir,
+        data.format,
+        data.min_sentences,
+        data.heldout_fraction,
+        seed,
+    )?;
     let tokenizer = match (&tok_cfg.path, trained) {
         (Some(p), _) => Tokenizer::load(&base_dir.join(p), tok_cfg.lowercase)?,
         (None, Some(saved)) if saved.exists() => Tokenizer::load(saved, tok_cfg.lowercase)?,
         (None, saved) => {
-            let texts = corpus.train.iter().flat_map(|d| d.sentences.iter().map(String::as_str));
-            let tok = Tokenizer::train(texts, tok_cfg.vocab_size, tok_cfg.lowercase, tok_cfg.min_frequency)?;
+            let texts = corpus
+                .train
+                .iter()
+                .flat_map(|d| d.sentences.iter().map(String::as_str));
+            let tok = Tokenizer::train(
+                texts,
+                tok_cfg.vocab_size,
+                tok_cfg.lowercase,
+                tok_cfg.min_frequency,
+            )?;
             if let Some(path) = saved {
                 tok.save(path)?;
             }

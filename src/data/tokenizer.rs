@@ -48,7 +48,10 @@ pub struct Tokenizer {
 
 impl std::fmt::Debug for Tokenizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tokenizer").field("vocab_size", &self.vocab_size()).field("special", &self.special).finish()
+        f.debug_struct("Tokenizer")
+            .field("vocab_size", &self.vocab_size())
+            .field("special", &self.special)
+            .finish()
     }
 }
 
@@ -63,17 +66,29 @@ fn bert_pipeline(model: WordPiece, lowercase: bool) -> Result<tokenizers::Tokeni
 impl Tokenizer {
     /// Trains BERT-style WordPiece on `texts` (the training split only, so the held-out set
     /// stays unseen).
-    pub fn train<'a>(texts: impl Iterator<Item = &'a str> + Send, vocab_size: usize, lowercase: bool, min_frequency: u64) -> Result<Self, TokenizerError> {
+    pub fn train<'a>(
+        texts: impl Iterator<Item = &'a str> + Send,
+        vocab_size: usize,
+        lowercase: bool,
+        min_frequency: u64,
+    ) -> Result<Self, TokenizerError> {
         let trainer = WordPieceTrainer::builder()
             .vocab_size(vocab_size)
             .min_frequency(min_frequency)
             .show_progress(false)
-            .special_tokens(SPECIAL_TOKENS.iter().map(|t| AddedToken::from(t.to_string(), true)).collect())
+            .special_tokens(
+                SPECIAL_TOKENS
+                    .iter()
+                    .map(|t| AddedToken::from(t.to_string(), true))
+                    .collect(),
+            )
             .build();
-        let mut tok = bert_pipeline(WordPiece::default(), lowercase).map_err(TokenizerError::Train)?;
+        let mut tok =
+            bert_pipeline(WordPiece::default(), lowercase).map_err(TokenizerError::Train)?;
         let texts: Vec<&str> = texts.collect();
         let mut trainer = tokenizers::models::TrainerWrapper::from(trainer);
-        tok.train(&mut trainer, texts.into_iter()).map_err(|e| TokenizerError::Train(e.to_string()))?;
+        tok.train(&mut trainer, texts.into_iter())
+            .map_err(|e| TokenizerError::Train(e.to_string()))?;
         Self::wrap(tok, Path::new("<trained>"))
     }
 
@@ -110,7 +125,10 @@ impl Tokenizer {
             sep: id("[SEP]")?,
             mask: id("[MASK]")?,
         };
-        inner.with_post_processor(Some(BertProcessing::new(("[SEP]".into(), special.sep), ("[CLS]".into(), special.cls))));
+        inner.with_post_processor(Some(BertProcessing::new(
+            ("[SEP]".into(), special.sep),
+            ("[CLS]".into(), special.cls),
+        )));
         let n = inner.get_vocab_size(true);
         let mut continuation = vec![false; n];
         for (tok, id) in inner.get_model().get_vocab() {
@@ -118,14 +136,20 @@ impl Tokenizer {
                 *c = tok.starts_with("##");
             }
         }
-        Ok(Self { inner, special, continuation })
+        Ok(Self {
+            inner,
+            special,
+            continuation,
+        })
     }
 
     pub fn save(&self, path: &Path) -> Result<(), TokenizerError> {
-        self.inner.save(path, true).map_err(|e| TokenizerError::Save {
-            file: path.into(),
-            reason: e.to_string(),
-        })
+        self.inner
+            .save(path, true)
+            .map_err(|e| TokenizerError::Save {
+                file: path.into(),
+                reason: e.to_string(),
+            })
     }
 
     pub fn vocab_size(&self) -> usize {
@@ -149,17 +173,27 @@ impl Tokenizer {
             // back to one at a time so one bad text becomes [UNK] instead of an abort.
             Err(_) => texts
                 .iter()
-                .map(|t| self.inner.encode(t.as_str(), false).map(|e| e.get_ids().to_vec()).unwrap_or_else(|_| vec![self.special.unk]))
+                .map(|t| {
+                    self.inner
+                        .encode(t.as_str(), false)
+                        .map(|e| e.get_ids().to_vec())
+                        .unwrap_or_else(|_| vec![self.special.unk])
+                })
                 .collect(),
         }
     }
 
     pub fn encode(&self, text: &str) -> Vec<u32> {
-        self.encode_batch(&[text.to_string()]).pop().unwrap_or_default()
+        self.encode_batch(&[text.to_string()])
+            .pop()
+            .unwrap_or_default()
     }
 
     /// The underlying WordPiece vocabulary size as the model sees it (max id + 1).
     pub fn model_vocab(&self) -> usize {
-        self.inner.get_model().get_vocab_size().max(self.vocab_size())
+        self.inner
+            .get_model()
+            .get_vocab_size()
+            .max(self.vocab_size())
     }
 }

@@ -17,7 +17,14 @@ pub struct Attention {
 }
 
 impl Attention {
-    pub fn new(dev: &Dev, hidden: usize, heads: usize, dropout: f32, std: f32, rng: &mut Rng) -> Self {
+    pub fn new(
+        dev: &Dev,
+        hidden: usize,
+        heads: usize,
+        dropout: f32,
+        std: f32,
+        rng: &mut Rng,
+    ) -> Self {
         Self {
             q: Linear::new(dev, hidden, hidden, std, rng),
             k: Linear::new(dev, hidden, hidden, std, rng),
@@ -35,13 +42,30 @@ impl Attention {
         let (b, s) = (pass.batch, pass.seq);
         let (a, d) = (self.heads, h / self.heads);
         let (x, tape) = x.split_tape();
-        let q = linear(x.clone().put_tape(tape), &self.q).reshape_like(&(b, s, a, d)).permute::<_, Axes4<0, 2, 1, 3>>();
-        let k = linear(x.retaped::<T>(), &self.k).reshape_like(&(b, s, a, d)).permute::<_, Axes4<0, 2, 3, 1>>();
-        let v = linear(x.retaped::<T>(), &self.v).reshape_like(&(b, s, a, d)).permute::<_, Axes4<0, 2, 1, 3>>();
+        let q = linear(x.clone().put_tape(tape), &self.q)
+            .reshape_like(&(b, s, a, d))
+            .permute::<_, Axes4<0, 2, 1, 3>>();
+        let k = linear(x.retaped::<T>(), &self.k)
+            .reshape_like(&(b, s, a, d))
+            .permute::<_, Axes4<0, 2, 3, 1>>();
+        let v = linear(x.retaped::<T>(), &self.v)
+            .reshape_like(&(b, s, a, d))
+            .permute::<_, Axes4<0, 2, 1, 3>>();
         let scores = q.matmul(k) * (1.0 / (d as f32).sqrt());
-        let scores = scores + pass.mask_bias.clone().broadcast_like::<_, Axes2<1, 2>>(&(b, a, s, s));
-        let probs = dropout(scores.softmax::<Axis<3>>(), self.dropout, pass.rng.as_deref_mut());
-        let ctx = probs.matmul(v).permute::<_, Axes4<0, 2, 1, 3>>().reshape_like(&(n, h));
+        let scores = scores
+            + pass
+                .mask_bias
+                .clone()
+                .broadcast_like::<_, Axes2<1, 2>>(&(b, a, s, s));
+        let probs = dropout(
+            scores.softmax::<Axis<3>>(),
+            self.dropout,
+            pass.rng.as_deref_mut(),
+        );
+        let ctx = probs
+            .matmul(v)
+            .permute::<_, Axes4<0, 2, 1, 3>>()
+            .reshape_like(&(n, h));
         linear(ctx, &self.out)
     }
 }

@@ -36,14 +36,22 @@ impl Block {
     }
 
     pub fn forward<T: Tape<f32, Dev>>(&self, x: Act<T>, pass: &mut Pass) -> Act<T> {
-        let x = self.sublayer(x, pass, &self.attn_norm, |h, pass| self.attn.forward(h, pass));
+        let x = self.sublayer(x, pass, &self.attn_norm, |h, pass| {
+            self.attn.forward(h, pass)
+        });
         self.sublayer(x, pass, &self.ffn_norm, |h, _| {
             linear(super::gelu::gelu(linear(h, &self.ffn_up)), &self.ffn_down)
         })
     }
 
     /// `norm(x + drop(f(x)))` (post) or `x + drop(f(norm(x)))` (pre).
-    fn sublayer<T: Tape<f32, Dev>>(&self, x: Act<T>, pass: &mut Pass, norm: &Norm, f: impl FnOnce(Act<T>, &mut Pass) -> Act<T>) -> Act<T> {
+    fn sublayer<T: Tape<f32, Dev>>(
+        &self,
+        x: Act<T>,
+        pass: &mut Pass,
+        norm: &Norm,
+        f: impl FnOnce(Act<T>, &mut Pass) -> Act<T>,
+    ) -> Act<T> {
         let (x, tape) = x.split_tape();
         let inp = x.clone().put_tape(tape);
         if self.pre_norm {

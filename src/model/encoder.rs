@@ -21,7 +21,11 @@ pub enum InputError {
     #[error("sequence length {seq} exceeds model.max_positions = {max}")]
     TooLong { seq: usize, max: usize },
     #[error("inputs of {got} tokens do not fill a batch of {batch} × {seq}")]
-    Shape { got: usize, batch: usize, seq: usize },
+    Shape {
+        got: usize,
+        batch: usize,
+        seq: usize,
+    },
 }
 
 /// A batch as the encoder reads it, checked against the model's sizes.
@@ -75,18 +79,48 @@ impl Encoder {
         }
     }
 
-    pub fn inputs(&self, batch: usize, seq: usize, ids: &[u32], types: &[u32], mask: &[f32]) -> Result<Inputs, InputError> {
+    pub fn inputs(
+        &self,
+        batch: usize,
+        seq: usize,
+        ids: &[u32],
+        types: &[u32],
+        mask: &[f32],
+    ) -> Result<Inputs, InputError> {
         if ids.len() != batch * seq || types.len() != ids.len() || mask.len() != ids.len() {
-            return Err(InputError::Shape { got: ids.len(), batch, seq });
+            return Err(InputError::Shape {
+                got: ids.len(),
+                batch,
+                seq,
+            });
         }
         if seq > self.cfg.max_positions {
-            return Err(InputError::TooLong { seq, max: self.cfg.max_positions });
+            return Err(InputError::TooLong {
+                seq,
+                max: self.cfg.max_positions,
+            });
         }
-        if let Some((pos, &id)) = ids.iter().enumerate().find(|(_, &id)| id as usize >= self.vocab) {
-            return Err(InputError::TokenOutOfRange { id: id as usize, pos, vocab: self.vocab });
+        if let Some((pos, &id)) = ids
+            .iter()
+            .enumerate()
+            .find(|(_, &id)| id as usize >= self.vocab)
+        {
+            return Err(InputError::TokenOutOfRange {
+                id: id as usize,
+                pos,
+                vocab: self.vocab,
+            });
         }
-        if let Some((pos, &id)) = types.iter().enumerate().find(|(_, &t)| t as usize >= self.cfg.type_vocab) {
-            return Err(InputError::TypeOutOfRange { id: id as usize, pos, limit: self.cfg.type_vocab });
+        if let Some((pos, &id)) = types
+            .iter()
+            .enumerate()
+            .find(|(_, &t)| t as usize >= self.cfg.type_vocab)
+        {
+            return Err(InputError::TypeOutOfRange {
+                id: id as usize,
+                pos,
+                limit: self.cfg.type_vocab,
+            });
         }
         Ok(Inputs {
             batch,
@@ -99,10 +133,20 @@ impl Encoder {
 
     /// Hidden states as token rows `(B·S, H)`. `dropout_rng` is `Some` in training (it also
     /// switches PowerNorm to batch statistics); `None` evaluates deterministically.
-    pub fn forward<T: Tape<f32, Dev>>(&self, dev: &Dev, inp: &Inputs, tape: T, dropout_rng: Option<&mut Rng>) -> Act<T> {
+    pub fn forward<T: Tape<f32, Dev>>(
+        &self,
+        dev: &Dev,
+        inp: &Inputs,
+        tape: T,
+        dropout_rng: Option<&mut Rng>,
+    ) -> Act<T> {
         let (b, s) = (inp.batch, inp.seq);
         let n = b * s;
-        let mask_bias: Vec<f32> = inp.mask.iter().map(|&m| if m > 0.0 { 0.0 } else { MASKED_SCORE }).collect();
+        let mask_bias: Vec<f32> = inp
+            .mask
+            .iter()
+            .map(|&m| if m > 0.0 { 0.0 } else { MASKED_SCORE })
+            .collect();
         let mut pass = Pass {
             batch: b,
             seq: s,
@@ -112,10 +156,13 @@ impl Encoder {
             mask_bias: dev.tensor_from_vec(mask_bias, (b, s)),
         };
         let ids: Tensor<(usize,), usize, Dev> = dev.tensor_from_vec(inp.ids.clone(), (n,));
-        let pos: Tensor<(usize,), usize, Dev> = dev.tensor_from_vec((0..n).map(|i| i % s).collect(), (n,));
+        let pos: Tensor<(usize,), usize, Dev> =
+            dev.tensor_from_vec((0..n).map(|i| i % s).collect(), (n,));
         let types: Tensor<(usize,), usize, Dev> = dev.tensor_from_vec(inp.types.clone(), (n,));
         let e = &self.embeddings;
-        let x = e.word.clone().put_tape(tape).gather(ids) + e.position.retaped::<T>().gather(pos) + e.token_type.retaped::<T>().gather(types);
+        let x = e.word.clone().put_tape(tape).gather(ids)
+            + e.position.retaped::<T>().gather(pos)
+            + e.token_type.retaped::<T>().gather(types);
         let x = layer_norm(x, &e.norm, self.cfg.layer_norm_eps);
         let mut x = dropout(x, self.cfg.dropout, pass.rng.as_deref_mut());
         for layer in &self.layers {
@@ -128,8 +175,15 @@ impl Encoder {
     }
 
     /// BERT's pooler: `tanh(W h_[CLS] + b)`, one row per sequence.
-    pub fn pool<T: Tape<f32, Dev>>(&self, dev: &Dev, hidden: Act<T>, batch: usize, seq: usize) -> Act<T> {
-        let cls: Tensor<(usize,), usize, Dev> = dev.tensor_from_vec((0..batch).map(|b| b * seq).collect(), (batch,));
+    pub fn pool<T: Tape<f32, Dev>>(
+        &self,
+        dev: &Dev,
+        hidden: Act<T>,
+        batch: usize,
+        seq: usize,
+    ) -> Act<T> {
+        let cls: Tensor<(usize,), usize, Dev> =
+            dev.tensor_from_vec((0..batch).map(|b| b * seq).collect(), (batch,));
         linear(hidden.gather(cls), &self.pooler).tanh()
     }
 
@@ -157,9 +211,18 @@ impl Encoder {
 impl Params for Encoder {
     fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, Param<'a>)) {
         let e = &self.embeddings;
-        f(join(prefix, "embeddings.word.weight"), Param::Matrix(&e.word));
-        f(join(prefix, "embeddings.position.weight"), Param::Matrix(&e.position));
-        f(join(prefix, "embeddings.token_type.weight"), Param::Matrix(&e.token_type));
+        f(
+            join(prefix, "embeddings.word.weight"),
+            Param::Matrix(&e.word),
+        );
+        f(
+            join(prefix, "embeddings.position.weight"),
+            Param::Matrix(&e.position),
+        );
+        f(
+            join(prefix, "embeddings.token_type.weight"),
+            Param::Matrix(&e.token_type),
+        );
         e.norm.visit(&join(prefix, "embeddings.norm"), f);
         for (i, l) in self.layers.iter().enumerate() {
             l.visit(&join(prefix, &format!("encoder.layers.{i}")), f);
@@ -171,9 +234,18 @@ impl Params for Encoder {
     }
     fn visit_mut<'a>(&'a mut self, prefix: &str, f: &mut dyn FnMut(String, ParamMut<'a>)) {
         let e = &mut self.embeddings;
-        f(join(prefix, "embeddings.word.weight"), ParamMut::Matrix(&mut e.word));
-        f(join(prefix, "embeddings.position.weight"), ParamMut::Matrix(&mut e.position));
-        f(join(prefix, "embeddings.token_type.weight"), ParamMut::Matrix(&mut e.token_type));
+        f(
+            join(prefix, "embeddings.word.weight"),
+            ParamMut::Matrix(&mut e.word),
+        );
+        f(
+            join(prefix, "embeddings.position.weight"),
+            ParamMut::Matrix(&mut e.position),
+        );
+        f(
+            join(prefix, "embeddings.token_type.weight"),
+            ParamMut::Matrix(&mut e.token_type),
+        );
         e.norm.visit_mut(&join(prefix, "embeddings.norm"), f);
         for (i, l) in self.layers.iter_mut().enumerate() {
             l.visit_mut(&join(prefix, &format!("encoder.layers.{i}")), f);

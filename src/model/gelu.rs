@@ -17,7 +17,8 @@ pub fn gelu_f<F: Float>(x: F, erf: impl Fn(F) -> F) -> F {
 /// `d/dx [x · Φ(x)] = Φ(x) + x · φ(x)`.
 pub fn gelu_df<F: Float>(x: F, erf: impl Fn(F) -> F) -> F {
     let half = F::from(0.5).expect("constant");
-    let cdf = half * (F::one() + erf(x * F::from(std::f64::consts::FRAC_1_SQRT_2).expect("constant")));
+    let cdf =
+        half * (F::one() + erf(x * F::from(std::f64::consts::FRAC_1_SQRT_2).expect("constant")));
     let pdf = (-(x * x) * half).exp() * F::from(0.398_942_280_401_432_7).expect("1/sqrt(2π)");
     cdf + x * pdf
 }

@@ -14,13 +14,30 @@ pub enum WeightsError {
     #[error("{file}: not a safetensors file (truncated or corrupted?): {reason}")]
     Format { file: PathBuf, reason: String },
     #[error("{file}: tensor `{tensor}` is missing (looked for {looked})")]
-    Missing { file: PathBuf, tensor: String, looked: String },
+    Missing {
+        file: PathBuf,
+        tensor: String,
+        looked: String,
+    },
     #[error("{file}: tensor `{tensor}` has shape {got:?}, the model expects {want:?}")]
-    Shape { file: PathBuf, tensor: String, got: Vec<usize>, want: Vec<usize> },
+    Shape {
+        file: PathBuf,
+        tensor: String,
+        got: Vec<usize>,
+        want: Vec<usize>,
+    },
     #[error("{file}: tensor `{tensor}` is {dtype}; only F32 weights can be loaded")]
-    Dtype { file: PathBuf, tensor: String, dtype: String },
+    Dtype {
+        file: PathBuf,
+        tensor: String,
+        dtype: String,
+    },
     #[error("{file}: tensor `{tensor}` holds a non-finite value at index {index}")]
-    NonFinite { file: PathBuf, tensor: String, index: usize },
+    NonFinite {
+        file: PathBuf,
+        tensor: String,
+        index: usize,
+    },
 }
 
 /// Which names the file uses.
@@ -39,7 +56,10 @@ pub fn hf_name(ours: &str) -> String {
     for (from, to) in [
         ("embeddings.word.", "embeddings.word_embeddings."),
         ("embeddings.position.", "embeddings.position_embeddings."),
-        ("embeddings.token_type.", "embeddings.token_type_embeddings."),
+        (
+            "embeddings.token_type.",
+            "embeddings.token_type_embeddings.",
+        ),
         ("embeddings.norm.", "embeddings.LayerNorm."),
         ("encoder.layers.", "encoder.layer."),
         (".attn.q.", ".attention.self.query."),
@@ -63,7 +83,9 @@ fn candidates(ours: &str, naming: Naming) -> Vec<String> {
             let hf = hf_name(ours);
             let mut c = vec![hf.clone(), format!("bert.{hf}")];
             if hf.contains("LayerNorm.") {
-                let old = hf.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta");
+                let old = hf
+                    .replace("LayerNorm.weight", "LayerNorm.gamma")
+                    .replace("LayerNorm.bias", "LayerNorm.beta");
                 c.push(old.clone());
                 c.push(format!("bert.{old}"));
             }
@@ -80,7 +102,11 @@ pub fn tensor_f32(file: &Path, name: &str, view: &TensorView) -> Result<Vec<f32>
             dtype: format!("{:?}", view.dtype()),
         });
     }
-    let data: Vec<f32> = view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    let data: Vec<f32> = view
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
     if let Some(index) = data.iter().position(|v| !v.is_finite()) {
         return Err(WeightsError::NonFinite {
             file: file.into(),
@@ -102,13 +128,23 @@ pub fn load(enc: &mut Encoder, file: &Path, naming: Naming) -> Result<Vec<String
     load_bytes(enc, &bytes, file, naming)
 }
 
-pub fn load_bytes(enc: &mut Encoder, bytes: &[u8], file: &Path, naming: Naming) -> Result<Vec<String>, WeightsError> {
+pub fn load_bytes(
+    enc: &mut Encoder,
+    bytes: &[u8],
+    file: &Path,
+    naming: Naming,
+) -> Result<Vec<String>, WeightsError> {
     let st = SafeTensors::deserialize(bytes).map_err(|e| WeightsError::Format {
         file: file.into(),
         reason: e.to_string(),
     })?;
     let used = load_into(enc, &st, file, &|name| candidates(name, naming))?;
-    let mut unused: Vec<String> = st.names().into_iter().filter(|n| !used.contains(*n)).cloned().collect();
+    let mut unused: Vec<String> = st
+        .names()
+        .into_iter()
+        .filter(|n| !used.contains(*n))
+        .cloned()
+        .collect();
     unused.sort();
     Ok(unused)
 }
@@ -116,7 +152,12 @@ pub fn load_bytes(enc: &mut Encoder, bytes: &[u8], file: &Path, naming: Naming) 
 /// Copies every parameter of `target` from `st`, trying the file names `names(ours)` in
 /// order. All tensors are checked (presence, shape, dtype, finiteness) before any is copied,
 /// so a bad file leaves `target` untouched. Returns the file names that were used.
-pub fn load_into(target: &mut dyn Params, st: &SafeTensors, file: &Path, names: &dyn Fn(&str) -> Vec<String>) -> Result<std::collections::HashSet<String>, WeightsError> {
+pub fn load_into(
+    target: &mut dyn Params,
+    st: &SafeTensors,
+    file: &Path,
+    names: &dyn Fn(&str) -> Vec<String>,
+) -> Result<std::collections::HashSet<String>, WeightsError> {
     let mut staged: Vec<(String, Vec<f32>)> = Vec::new();
     let mut used = std::collections::HashSet::new();
     let mut problem = None;
@@ -125,7 +166,10 @@ pub fn load_into(target: &mut dyn Params, st: &SafeTensors, file: &Path, names: 
             return;
         }
         let cands = names(&name);
-        let Some((found, view)) = cands.iter().find_map(|c| st.tensor(c).ok().map(|v| (c.clone(), v))) else {
+        let Some((found, view)) = cands
+            .iter()
+            .find_map(|c| st.tensor(c).ok().map(|v| (c.clone(), v)))
+        else {
             problem = Some(WeightsError::Missing {
                 file: file.into(),
                 tensor: name.clone(),
@@ -165,20 +209,35 @@ pub fn load_into(target: &mut dyn Params, st: &SafeTensors, file: &Path, names: 
 
 /// Raw little-endian bytes of `(name, shape, values)` triples, ready for `serialize`.
 pub fn encode(tensors: Vec<(String, Vec<usize>, Vec<f32>)>) -> Vec<(String, Vec<usize>, Vec<u8>)> {
-    tensors.into_iter().map(|(n, s, v)| (n, s, v.iter().flat_map(|x| x.to_le_bytes()).collect())).collect()
+    tensors
+        .into_iter()
+        .map(|(n, s, v)| (n, s, v.iter().flat_map(|x| x.to_le_bytes()).collect()))
+        .collect()
 }
 
 /// Serialises encoded tensors with optional string metadata.
-pub fn serialize(owned: &[(String, Vec<usize>, Vec<u8>)], metadata: Option<std::collections::HashMap<String, String>>) -> Vec<u8> {
+pub fn serialize(
+    owned: &[(String, Vec<usize>, Vec<u8>)],
+    metadata: Option<std::collections::HashMap<String, String>>,
+) -> Vec<u8> {
     let views: Vec<(String, TensorView)> = owned
         .iter()
-        .map(|(n, shape, data)| (n.clone(), TensorView::new(StDtype::F32, shape.clone(), data).expect("shape matches data")))
+        .map(|(n, shape, data)| {
+            (
+                n.clone(),
+                TensorView::new(StDtype::F32, shape.clone(), data).expect("shape matches data"),
+            )
+        })
         .collect();
     safetensors::serialize(views, &metadata).expect("serialising in-memory f32 tensors cannot fail")
 }
 
 /// The encoder's parameters as safetensors bytes, with our names.
 pub fn to_bytes(enc: &Encoder) -> Vec<u8> {
-    let tensors = enc.named_params().into_iter().map(|(n, p)| (n, p.shape(), p.to_vec())).collect();
+    let tensors = enc
+        .named_params()
+        .into_iter()
+        .map(|(n, p)| (n, p.shape(), p.to_vec()))
+        .collect();
     serialize(&encode(tensors), None)
 }

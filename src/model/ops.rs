@@ -18,24 +18,32 @@ pub fn linear<T: Tape<f32, Dev>>(x: Act<T>, l: &Linear) -> Act<T> {
 pub fn layer_norm<T: Tape<f32, Dev>>(x: Act<T>, a: &Affine, eps: f32) -> Act<T> {
     let shape = *x.shape();
     let z = x.normalize::<Axis<1>>(eps);
-    z * a.weight.clone().broadcast_like::<_, Axis<0>>(&shape) + a.bias.clone().broadcast_like::<_, Axis<0>>(&shape)
+    z * a.weight.clone().broadcast_like::<_, Axis<0>>(&shape)
+        + a.bias.clone().broadcast_like::<_, Axis<0>>(&shape)
 }
 
 /// `γ ⊙ z + β` for an already normalised `z`.
 pub fn affine<T: Tape<f32, Dev>>(z: Act<T>, a: &Affine) -> Act<T> {
     let shape = *z.shape();
-    z * a.weight.clone().broadcast_like::<_, Axis<0>>(&shape) + a.bias.clone().broadcast_like::<_, Axis<0>>(&shape)
+    z * a.weight.clone().broadcast_like::<_, Axis<0>>(&shape)
+        + a.bias.clone().broadcast_like::<_, Axis<0>>(&shape)
 }
 
 /// An inverted-dropout keep mask drawn from the run's `model.dropout` stream rather than
 /// dfdx's device RNG, whose state a checkpoint cannot save: resume stays bit-identical.
 pub fn keep_mask(len: usize, p: f32, rng: &mut Rng) -> Vec<f32> {
     let scale = 1.0 / (1.0 - p);
-    (0..len).map(|_| if rng.gen::<f32>() < p { 0.0 } else { scale }).collect()
+    (0..len)
+        .map(|_| if rng.gen::<f32>() < p { 0.0 } else { scale })
+        .collect()
 }
 
 /// Dropout with probability `p` when `rng` is given (training), identity otherwise.
-pub fn dropout<S: Shape, T: Tape<f32, Dev>>(x: Tensor<S, f32, Dev, T>, p: f32, rng: Option<&mut Rng>) -> Tensor<S, f32, Dev, T> {
+pub fn dropout<S: Shape, T: Tape<f32, Dev>>(
+    x: Tensor<S, f32, Dev, T>,
+    p: f32,
+    rng: Option<&mut Rng>,
+) -> Tensor<S, f32, Dev, T> {
     match rng {
         Some(rng) if p > 0.0 => {
             let shape = *x.shape();

@@ -135,8 +135,14 @@ impl Param<'_> {
     /// This parameter's gradient in `grads` (zeros if the loss did not reach it).
     pub fn grad(&self, grads: &mut Gradients<f32, Dev>) -> Vec<f32> {
         match self {
-            Param::Vector(t) => grads.get_or_alloc_mut(*t).map(|g| g.to_vec()).unwrap_or_default(),
-            Param::Matrix(t) => grads.get_or_alloc_mut(*t).map(|g| g.to_vec()).unwrap_or_default(),
+            Param::Vector(t) => grads
+                .get_or_alloc_mut(*t)
+                .map(|g| g.to_vec())
+                .unwrap_or_default(),
+            Param::Matrix(t) => grads
+                .get_or_alloc_mut(*t)
+                .map(|g| g.to_vec())
+                .unwrap_or_default(),
         }
     }
 }

@@ -90,9 +90,18 @@ impl PowerNorm {
 
     /// Normalises token rows `x` (N × C); `real[i]` tells whether row `i` is a real token.
     /// `train` selects batch statistics and updates the running ones.
-    pub fn forward<T: Tape<f32, Dev>>(&self, x: Act<T>, real: &Arc<Vec<bool>>, train: bool) -> Act<T> {
+    pub fn forward<T: Tape<f32, Dev>>(
+        &self,
+        x: Act<T>,
+        real: &Arc<Vec<bool>>,
+        train: bool,
+    ) -> Act<T> {
         let x = self.group_scale(x);
-        let z = if train { self.power_function(x, real) } else { self.eval_scale(x) };
+        let z = if train {
+            self.power_function(x, real)
+        } else {
+            self.eval_scale(x)
+        };
         ops::affine(z, &self.affine)
     }
 
@@ -101,7 +110,14 @@ impl PowerNorm {
         let g = self.cfg.groups;
         let xs = x.reshape_like(&(n, g, c / g));
         let (xs, tape) = xs.split_tape();
-        let inv = (xs.clone().put_tape(tape).square().mean::<(usize, usize), Axis<2>>() + self.cfg.eps).sqrt().recip();
+        let inv = (xs
+            .clone()
+            .put_tape(tape)
+            .square()
+            .mean::<(usize, usize), Axis<2>>()
+            + self.cfg.eps)
+            .sqrt()
+            .recip();
         let y = inv.broadcast_like::<_, Axis<2>>(&(n, g, c / g)) * xs;
         y.reshape_like(&(n, c))
     }
@@ -109,7 +125,11 @@ impl PowerNorm {
     fn eval_scale<T: Tape<f32, Dev>>(&self, x: Act<T>) -> Act<T> {
         let shape = *x.shape();
         let s = self.stats();
-        let inv: Vec<f32> = s.running_phi.iter().map(|p| 1.0 / (p + self.cfg.eps).sqrt()).collect();
+        let inv: Vec<f32> = s
+            .running_phi
+            .iter()
+            .map(|p| 1.0 / (p + self.cfg.eps).sqrt())
+            .collect();
         let inv: Tensor<(usize,), f32, Dev> = x.device().tensor_from_vec(inv, (shape.1,));
         x * inv.broadcast_like::<_, Axis<0>>(&shape)
     }
@@ -150,11 +170,19 @@ impl PowerNorm {
             (used_batch, used_scale)
         };
 
-        let z: Vec<f32> = xv.chunks_exact(c).flat_map(|row| row.iter().zip(&used_scale).map(|(x, s)| x / s)).collect();
+        let z: Vec<f32> = xv
+            .chunks_exact(c)
+            .flat_map(|row| row.iter().zip(&used_scale).map(|(x, s)| x / s))
+            .collect();
         let (x, mut tape) = x.split_tape();
         let out: Act<NoneTape> = x.device().tensor_from_vec(z.clone(), (n, c));
         let (x_ghost, out_ghost) = (x.ghost(), out.ghost());
-        let (stats, mode, abkw, real) = (self.stats.clone(), self.backward, self.cfg.alpha_bkw, real.clone());
+        let (stats, mode, abkw, real) = (
+            self.stats.clone(),
+            self.backward,
+            self.cfg.alpha_bkw,
+            real.clone(),
+        );
         tape.add_backward_op(move |grads| {
             grads.try_alloc_for(&x_ghost)?;
             grads.try_alloc_for(&out_ghost)?;
@@ -165,7 +193,10 @@ impl PowerNorm {
                     approximate_backward(&g, &z, &batch_scale, &mut st.ema_gz, abkw, &real)
                 }
                 BackwardMode::Exact if used_batch => exact_backward(&g, &z, &batch_scale, &real),
-                BackwardMode::Exact => g.chunks_exact(c).flat_map(|row| row.iter().zip(&used_scale).map(|(g, s)| g / s)).collect(),
+                BackwardMode::Exact => g
+                    .chunks_exact(c)
+                    .flat_map(|row| row.iter().zip(&used_scale).map(|(g, s)| g / s))
+                    .collect(),
             };
             let buf = grads.get_or_alloc_mut(&x_ghost)?;
             for (b, v) in buf.iter_mut().zip(gx) {
@@ -179,12 +210,24 @@ impl PowerNorm {
 
 /// Step 5 of the module doc: the approximate backward, updating `ema_gz` in place.
 /// Generic over the float type so the gradient checks can run it in f64.
-pub fn approximate_backward<F: Float>(g: &[F], z: &[F], scale: &[F], ema_gz: &mut [F], alpha_bkw: F, real: &[bool]) -> Vec<F> {
+pub fn approximate_backward<F: Float>(
+    g: &[F],
+    z: &[F],
+    scale: &[F],
+    ema_gz: &mut [F],
+    alpha_bkw: F,
+    real: &[bool],
+) -> Vec<F> {
     let c = scale.len();
     let n_real = F::from(real.iter().filter(|&&r| r).count().max(1)).expect("count fits");
     let mut gt = vec![F::zero(); g.len()];
     let mut update = vec![F::zero(); c];
-    for (i, ((gr, zr), out)) in g.chunks_exact(c).zip(z.chunks_exact(c)).zip(gt.chunks_exact_mut(c)).enumerate() {
+    for (i, ((gr, zr), out)) in g
+        .chunks_exact(c)
+        .zip(z.chunks_exact(c))
+        .zip(gt.chunks_exact_mut(c))
+        .enumerate()
+    {
         for j in 0..c {
             out[j] = gr[j] - (F::one() - alpha_bkw) * ema_gz[j] * zr[j];
             if real[i] {
@@ -217,9 +260,18 @@ pub fn exact_backward<F: Float>(g: &[F], z: &[F], scale: &[F], real: &[bool]) ->
         }
     }
     let mut out = vec![F::zero(); g.len()];
-    for (i, ((gr, zr), o)) in g.chunks_exact(c).zip(z.chunks_exact(c)).zip(out.chunks_exact_mut(c)).enumerate() {
+    for (i, ((gr, zr), o)) in g
+        .chunks_exact(c)
+        .zip(z.chunks_exact(c))
+        .zip(out.chunks_exact_mut(c))
+        .enumerate()
+    {
         for j in 0..c {
-            let corr = if real[i] { zr[j] * mean_gz[j] } else { F::zero() };
+            let corr = if real[i] {
+                zr[j] * mean_gz[j]
+            } else {
+                F::zero()
+            };
             o[j] = (gr[j] - corr) / scale[j];
         }
     }

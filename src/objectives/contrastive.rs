@@ -21,14 +21,20 @@ pub enum Pooling {
 
 impl Default for ContrastiveOptions {
     fn default() -> Self {
-        Self { temperature: 0.05, pooling: Pooling::Cls }
+        Self {
+            temperature: 0.05,
+            pooling: Pooling::Cls,
+        }
     }
 }
 
 impl ContrastiveOptions {
     pub fn check(&self) -> Result<(), String> {
         if !(self.temperature > 0.0 && self.temperature.is_finite()) {
-            return Err(format!("temperature: expected > 0, got {}", self.temperature));
+            return Err(format!(
+                "temperature: expected > 0, got {}",
+                self.temperature
+            ));
         }
         Ok(())
     }
@@ -54,12 +60,15 @@ impl Contrastive {
                 // Mean over real tokens: a (B, B·S) averaging matrix times the token rows.
                 let mut avg = vec![0.0f32; b * b * s];
                 for r in 0..b {
-                    let real: Vec<usize> = (0..s).filter(|&j| ctx.inputs.mask[r * s + j] > 0.0).collect();
+                    let real: Vec<usize> = (0..s)
+                        .filter(|&j| ctx.inputs.mask[r * s + j] > 0.0)
+                        .collect();
                     for &j in &real {
                         avg[r * b * s + r * s + j] = 1.0 / real.len() as f32;
                     }
                 }
-                let avg: Tensor<(usize, usize), f32, Dev> = ctx.dev.tensor_from_vec(avg, (b, b * s));
+                let avg: Tensor<(usize, usize), f32, Dev> =
+                    ctx.dev.tensor_from_vec(avg, (b, b * s));
                 // (B, B·S) × (B·S, H), with the tape moved onto the left operand.
                 let (h, tape) = hidden.split_tape();
                 avg.put_tape(tape).matmul(h)
@@ -68,7 +77,13 @@ impl Contrastive {
         // Unit length, so that dot products are cosine similarities.
         let (e, tape) = e.split_tape();
         let shape = *e.shape();
-        let norm = e.clone().put_tape(tape).square().sum::<(usize,), Axis<1>>().sqrt() + 1e-8;
+        let norm = e
+            .clone()
+            .put_tape(tape)
+            .square()
+            .sum::<(usize,), Axis<1>>()
+            .sqrt()
+            + 1e-8;
         norm.recip().broadcast_like::<_, Axis<1>>(&shape) * e
     }
 }
@@ -82,7 +97,9 @@ impl<T: Tape<f32, Dev>> ObjectiveFor<T> for Contrastive {
             // Without a second view (evaluation, no dropout) the positive is the view itself.
             None => {
                 let (a, tape) = a.split_tape();
-                a.clone().put_tape(tape).matmul(a.permute::<_, Axes2<1, 0>>())
+                a.clone()
+                    .put_tape(tape)
+                    .matmul(a.permute::<_, Axes2<1, 0>>())
             }
         };
         let sim = sim * (1.0 / self.options.temperature as f32);

@@ -34,13 +34,23 @@ impl<T: Tape<f32, Dev>> ObjectiveFor<T> for Mlm {
         let b = ctx.batch;
         let m = b.mlm_positions.len();
         if m == 0 {
-            return Loss { value: hidden.sum::<Rank0, _>() * 0.0, correct: 0, total: 0 };
+            return Loss {
+                value: hidden.sum::<Rank0, _>() * 0.0,
+                correct: 0,
+                total: 0,
+            };
         }
-        let idx: Tensor<(usize,), usize, Dev> = ctx.dev.tensor_from_vec(b.mlm_positions.clone(), (m,));
-        let x = layer_norm(gelu(linear(hidden.gather(idx), &self.transform)), &self.norm, self.eps);
+        let idx: Tensor<(usize,), usize, Dev> =
+            ctx.dev.tensor_from_vec(b.mlm_positions.clone(), (m,));
+        let x = layer_norm(
+            gelu(linear(hidden.gather(idx), &self.transform)),
+            &self.norm,
+            self.eps,
+        );
         let word = ctx.encoder.embeddings.word.clone();
         let vocab = word.shape().0;
-        let logits = x.matmul(word.permute::<_, Axes2<1, 0>>()) + self.bias.clone().broadcast_like::<_, Axis<0>>(&(m, vocab));
+        let logits = x.matmul(word.permute::<_, Axes2<1, 0>>())
+            + self.bias.clone().broadcast_like::<_, Axis<0>>(&(m, vocab));
         let labels: Vec<usize> = b.mlm_labels.iter().map(|&l| l as usize).collect();
         cross_entropy(ctx.dev, logits, &labels)
     }

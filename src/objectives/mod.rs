@@ -38,7 +38,9 @@ pub trait ObjectiveFor<T: Tape<f32, Dev>> {
     fn loss(&self, hidden: Act<T>, view2: Option<Act<T>>, ctx: &Ctx) -> Loss<T>;
 }
 
-pub trait Objective: ObjectiveFor<OwnedTape<f32, Dev>> + ObjectiveFor<NoneTape> + Params + Send + Sync {
+pub trait Objective:
+    ObjectiveFor<OwnedTape<f32, Dev>> + ObjectiveFor<NoneTape> + Params + Send + Sync
+{
     fn name(&self) -> &'static str;
     fn box_clone(&self) -> Box<dyn Objective>;
 }
@@ -65,7 +67,19 @@ pub fn cross_entropy<T: Tape<f32, Dev>>(dev: &Dev, logits: Act<T>, labels: &[usi
     let correct = values
         .chunks_exact(c)
         .zip(labels)
-        .filter(|(row, &l)| row.iter().enumerate().fold((0, f32::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best }).0 == l)
+        .filter(|(row, &l)| {
+            row.iter()
+                .enumerate()
+                .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+                    if v > best.1 {
+                        (i, v)
+                    } else {
+                        best
+                    }
+                })
+                .0
+                == l
+        })
         .count();
     let mut onehot = vec![0.0f32; n * c];
     for (i, &l) in labels.iter().enumerate() {

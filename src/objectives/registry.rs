@@ -55,7 +55,9 @@ fn check_mlm(o: &toml::Table) -> Result<(), String> {
 fn check_none(o: &toml::Table) -> Result<(), String> {
     match o.keys().next() {
         None => Ok(()),
-        Some(k) => Err(format!("unknown option `{k}`: this objective takes no options")),
+        Some(k) => Err(format!(
+            "unknown option `{k}`: this objective takes no options"
+        )),
     }
 }
 
@@ -104,7 +106,11 @@ pub fn names() -> Vec<&'static str> {
 
 /// The union of the needs of a run's objectives (names already validated).
 pub fn combined_needs<'a>(names: impl Iterator<Item = &'a str>) -> Needs {
-    let mut n = Needs { mlm_labels: false, pair: None, two_views: false };
+    let mut n = Needs {
+        mlm_labels: false,
+        pair: None,
+        two_views: false,
+    };
     for name in names {
         if let Some(e) = find(name) {
             n.mlm_labels |= e.needs.mlm_labels;

@@ -15,13 +15,17 @@ pub struct PairHead {
 
 impl PairHead {
     pub fn new(dev: &Dev, d: &HeadDims, rng: &mut Rng) -> Self {
-        Self { classifier: Linear::new(dev, d.hidden, 2, d.init_std, rng) }
+        Self {
+            classifier: Linear::new(dev, d.hidden, 2, d.init_std, rng),
+        }
     }
 }
 
 impl<T: Tape<f32, Dev>> ObjectiveFor<T> for PairHead {
     fn loss(&self, hidden: Act<T>, _: Option<Act<T>>, ctx: &Ctx) -> Loss<T> {
-        let pooled = ctx.encoder.pool(ctx.dev, hidden, ctx.inputs.batch, ctx.inputs.seq);
+        let pooled = ctx
+            .encoder
+            .pool(ctx.dev, hidden, ctx.inputs.batch, ctx.inputs.seq);
         let labels: Vec<usize> = ctx.batch.pair_labels.iter().map(|&l| l as usize).collect();
         cross_entropy(ctx.dev, linear(pooled, &self.classifier), &labels)
     }

@@ -28,11 +28,18 @@ impl Bundle {
             .objectives
             .iter()
             .map(|spec| {
-                let entry = registry::find(&spec.name).expect("objective names are validated with the experiment file");
-                (spec.weight, (entry.build)(&spec.options, &dims, dev, &mut rng))
+                let entry = registry::find(&spec.name)
+                    .expect("objective names are validated with the experiment file");
+                (
+                    spec.weight,
+                    (entry.build)(&spec.options, &dims, dev, &mut rng),
+                )
             })
             .collect();
-        Self { encoder, objectives }
+        Self {
+            encoder,
+            objectives,
+        }
     }
 
     pub fn named_params(&self) -> Vec<(String, Param<'_>)> {
@@ -46,14 +53,20 @@ impl Params for Bundle {
     fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, Param<'a>)) {
         self.encoder.visit(prefix, f);
         for (_, o) in &self.objectives {
-            o.visit(&crate::model::params::join(prefix, &format!("heads.{}", o.name())), f);
+            o.visit(
+                &crate::model::params::join(prefix, &format!("heads.{}", o.name())),
+                f,
+            );
         }
     }
     fn visit_mut<'a>(&'a mut self, prefix: &str, f: &mut dyn FnMut(String, ParamMut<'a>)) {
         self.encoder.visit_mut(prefix, f);
         for (_, o) in &mut self.objectives {
             let name = o.name();
-            o.visit_mut(&crate::model::params::join(prefix, &format!("heads.{name}")), f);
+            o.visit_mut(
+                &crate::model::params::join(prefix, &format!("heads.{name}")),
+                f,
+            );
         }
     }
 }

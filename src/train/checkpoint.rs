@@ -44,7 +44,12 @@ pub enum CheckpointError {
 
 const STATE_KEY: &str = "pretext.state";
 
-pub fn save(path: &Path, bundle: &Bundle, optim: &AdamW, state: &TrainState) -> Result<(), CheckpointError> {
+pub fn save(
+    path: &Path,
+    bundle: &Bundle,
+    optim: &AdamW,
+    state: &TrainState,
+) -> Result<(), CheckpointError> {
     let mut tensors = Vec::new();
     for (i, (name, p)) in bundle.named_params().into_iter().enumerate() {
         let n = optim.m[i].len();
@@ -54,11 +59,22 @@ pub fn save(path: &Path, bundle: &Bundle, optim: &AdamW, state: &TrainState) -> 
     }
     for (name, pn) in bundle.encoder.powernorms() {
         let s = pn.stats();
-        tensors.push((format!("powernorm.{name}.running_phi"), vec![s.running_phi.len()], s.running_phi));
-        tensors.push((format!("powernorm.{name}.ema_gz"), vec![s.ema_gz.len()], s.ema_gz));
+        tensors.push((
+            format!("powernorm.{name}.running_phi"),
+            vec![s.running_phi.len()],
+            s.running_phi,
+        ));
+        tensors.push((
+            format!("powernorm.{name}.ema_gz"),
+            vec![s.ema_gz.len()],
+            s.ema_gz,
+        ));
     }
     let state_json = serde_json::to_string(state).expect("plain data serialises");
-    let bytes = io::serialize(&io::encode(tensors), Some(HashMap::from([(STATE_KEY.to_string(), state_json)])));
+    let bytes = io::serialize(
+        &io::encode(tensors),
+        Some(HashMap::from([(STATE_KEY.to_string(), state_json)])),
+    );
     write_atomically(path, &bytes).map_err(|e| CheckpointError::Write {
         file: path.display().to_string(),
         reason: e.to_string(),
@@ -84,29 +100,70 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 /// Restores `bundle` and `optim` from `path` and returns the training state. Nothing is
 /// changed unless the whole checkpoint is valid and was written with `config`.
-pub fn load(path: &Path, bundle: &mut Bundle, optim: &mut AdamW, config: &str) -> Result<TrainState, CheckpointError> {
+pub fn load(
+    path: &Path,
+    bundle: &mut Bundle,
+    optim: &mut AdamW,
+    config: &str,
+) -> Result<TrainState, CheckpointError> {
     let file = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| WeightsError::Io { file: path.into(), reason: e.to_string() })?;
-    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| WeightsError::Format { file: path.into(), reason: e.to_string() })?;
-    let state_json = meta.metadata().as_ref().and_then(|m| m.get(STATE_KEY)).ok_or(CheckpointError::NoState { file: file.clone() })?;
-    let state: TrainState = serde_json::from_str(state_json).map_err(|e| CheckpointError::BadState { file: file.clone(), reason: e.to_string() })?;
+    let bytes = std::fs::read(path).map_err(|e| WeightsError::Io {
+        file: path.into(),
+        reason: e.to_string(),
+    })?;
+    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| WeightsError::Format {
+        file: path.into(),
+        reason: e.to_string(),
+    })?;
+    let state_json = meta
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get(STATE_KEY))
+        .ok_or(CheckpointError::NoState { file: file.clone() })?;
+    let state: TrainState =
+        serde_json::from_str(state_json).map_err(|e| CheckpointError::BadState {
+            file: file.clone(),
+            reason: e.to_string(),
+        })?;
     if state.config != config {
-        let line = state.config.lines().zip(config.lines()).position(|(a, b)| a != b).map_or(0, |i| i + 1);
+        let line = state
+            .config
+            .lines()
+            .zip(config.lines())
+            .position(|(a, b)| a != b)
+            .map_or(0, |i| i + 1);
         return Err(CheckpointError::ConfigMismatch { file, line });
     }
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| WeightsError::Format { file: path.into(), reason: e.to_string() })?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| WeightsError::Format {
+        file: path.into(),
+        reason: e.to_string(),
+    })?;
 
     // Check every optimiser and PowerNorm tensor before touching anything.
-    let names: Vec<(String, usize)> = bundle.named_params().into_iter().map(|(n, p)| (n, p.shape().iter().product())).collect();
+    let names: Vec<(String, usize)> = bundle
+        .named_params()
+        .into_iter()
+        .map(|(n, p)| (n, p.shape().iter().product()))
+        .collect();
     let mut m = Vec::new();
     let mut v = Vec::new();
     for (name, n) in &names {
         for (kind, out) in [("m", &mut m), ("v", &mut v)] {
             let key = format!("optim.{kind}.{name}");
-            let view = st.tensor(&key).map_err(|_| WeightsError::Missing { file: path.into(), tensor: key.clone(), looked: key.clone() })?;
+            let view = st.tensor(&key).map_err(|_| WeightsError::Missing {
+                file: path.into(),
+                tensor: key.clone(),
+                looked: key.clone(),
+            })?;
             let data = io::tensor_f32(path, &key, &view)?;
             if data.len() != *n {
-                return Err(WeightsError::Shape { file: path.into(), tensor: key, got: view.shape().to_vec(), want: vec![*n] }.into());
+                return Err(WeightsError::Shape {
+                    file: path.into(),
+                    tensor: key,
+                    got: view.shape().to_vec(),
+                    want: vec![*n],
+                }
+                .into());
             }
             out.push(data);
         }
@@ -114,19 +171,38 @@ pub fn load(path: &Path, bundle: &mut Bundle, optim: &mut AdamW, config: &str) -
     let mut stats = Vec::new();
     for (name, pn) in bundle.encoder.powernorms() {
         let mut s = pn.stats();
-        for (kind, slot) in [("running_phi", &mut s.running_phi), ("ema_gz", &mut s.ema_gz)] {
+        for (kind, slot) in [
+            ("running_phi", &mut s.running_phi),
+            ("ema_gz", &mut s.ema_gz),
+        ] {
             let key = format!("powernorm.{name}.{kind}");
-            let view = st.tensor(&key).map_err(|_| WeightsError::Missing { file: path.into(), tensor: key.clone(), looked: key.clone() })?;
+            let view = st.tensor(&key).map_err(|_| WeightsError::Missing {
+                file: path.into(),
+                tensor: key.clone(),
+                looked: key.clone(),
+            })?;
             let data = io::tensor_f32(path, &key, &view)?;
             if data.len() != slot.len() {
-                return Err(WeightsError::Shape { file: path.into(), tensor: key, got: view.shape().to_vec(), want: vec![slot.len()] }.into());
+                return Err(WeightsError::Shape {
+                    file: path.into(),
+                    tensor: key,
+                    got: view.shape().to_vec(),
+                    want: vec![slot.len()],
+                }
+                .into());
             }
             *slot = data;
         }
-        s.iters = state.powernorm_iters.iter().find(|(n, _)| *n == name).map_or(0, |(_, i)| *i);
+        s.iters = state
+            .powernorm_iters
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or(0, |(_, i)| *i);
         stats.push(s);
     }
-    io::load_into(bundle as &mut dyn Params, &st, path, &|name| vec![format!("model.{name}")])?;
+    io::load_into(bundle as &mut dyn Params, &st, path, &|name| {
+        vec![format!("model.{name}")]
+    })?;
     optim.m = m;
     optim.v = v;
     optim.step = state.optimizer_step;

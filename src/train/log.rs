@@ -4,7 +4,9 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use tensorboard_proto::summary::{Summary, SummaryMetadata, SummaryMetadata_PluginData, Summary_Value};
+use tensorboard_proto::summary::{
+    Summary, SummaryMetadata, SummaryMetadata_PluginData, Summary_Value,
+};
 use tensorboard_proto::tensor::TensorProto;
 use tensorboard_proto::tensor_shape::{TensorShapeProto, TensorShapeProto_Dim};
 use tensorboard_proto::types::DataType;
@@ -27,7 +29,12 @@ impl RunLog {
             (Some(step), Ok(f)) => BufReader::new(f)
                 .lines()
                 .map_while(Result::ok)
-                .filter(|l| serde_json::from_str::<serde_json::Value>(l).ok().and_then(|v| v["step"].as_u64()).is_some_and(|s| s <= step))
+                .filter(|l| {
+                    serde_json::from_str::<serde_json::Value>(l)
+                        .ok()
+                        .and_then(|v| v["step"].as_u64())
+                        .is_some_and(|s| s <= step)
+                })
                 .collect(),
             _ => vec![],
         };
@@ -35,17 +42,30 @@ impl RunLog {
         for l in kept {
             writeln!(jsonl, "{l}")?;
         }
-        Ok(Self { tb: FileWriter::new(dir), jsonl, dir: dir.into() })
+        Ok(Self {
+            tb: FileWriter::new(dir),
+            jsonl,
+            dir: dir.into(),
+        })
     }
 
     /// Logs `values` as `<split>/<name>` scalars at `step`.
-    pub fn scalars(&mut self, step: u64, split: &str, values: &[(String, f64)]) -> std::io::Result<()> {
+    pub fn scalars(
+        &mut self,
+        step: u64,
+        split: &str,
+        values: &[(String, f64)],
+    ) -> std::io::Result<()> {
         let mut obj = serde_json::Map::new();
         obj.insert("step".into(), step.into());
         obj.insert("split".into(), split.into());
         for (name, v) in values {
-            self.tb.add_summary(scalar(&format!("{split}/{name}"), *v as f32), step as usize);
-            obj.insert(name.clone(), serde_json::Number::from_f64(*v).map_or(serde_json::Value::Null, Into::into));
+            self.tb
+                .add_summary(scalar(&format!("{split}/{name}"), *v as f32), step as usize);
+            obj.insert(
+                name.clone(),
+                serde_json::Number::from_f64(*v).map_or(serde_json::Value::Null, Into::into),
+            );
         }
         writeln!(self.jsonl, "{}", serde_json::Value::Object(obj))
     }
@@ -55,7 +75,9 @@ impl RunLog {
         if values.is_empty() {
             return;
         }
-        let (min, max) = values.iter().fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v as f64), b.max(v as f64)));
+        let (min, max) = values.iter().fold((f64::MAX, f64::MIN), |(a, b), &v| {
+            (a.min(v as f64), b.max(v as f64))
+        });
         let buckets = 30;
         let width = ((max - min) / buckets as f64).max(1e-12);
         let mut counts = vec![0.0; buckets];
@@ -66,7 +88,19 @@ impl RunLog {
         let limits: Vec<f64> = (1..=buckets).map(|i| min + width * i as f64).collect();
         let sum = values.iter().map(|&v| v as f64).sum();
         let sum_sq = values.iter().map(|&v| (v as f64).powi(2)).sum();
-        self.tb.add_summary(histogram_raw(tag, min, max, values.len() as f64, sum, sum_sq, &limits, &counts), step as usize);
+        self.tb.add_summary(
+            histogram_raw(
+                tag,
+                min,
+                max,
+                values.len() as f64,
+                sum,
+                sum_sq,
+                &limits,
+                &counts,
+            ),
+            step as usize,
+        );
     }
 
     /// Text for TensorBoard's Text tab (rendered as Markdown there).

@@ -33,7 +33,13 @@ impl AdamW {
     }
 
     /// One update of every parameter `params[i]` with gradient `grads[i]` at learning rate `lr`.
-    pub fn update(&mut self, cfg: &OptimizerConfig, lr: f64, params: &mut [Vec<f32>], grads: &[Vec<f32>]) {
+    pub fn update(
+        &mut self,
+        cfg: &OptimizerConfig,
+        lr: f64,
+        params: &mut [Vec<f32>],
+        grads: &[Vec<f32>],
+    ) {
         self.step += 1;
         let [b1, b2] = cfg.betas;
         let c1 = 1.0 - b1.powi(self.step as i32);
@@ -63,7 +69,11 @@ pub fn learning_rate(cfg: &OptimizerConfig, step: u64, total: u64) -> f64 {
     if w > 0 && step <= w {
         return cfg.lr * step as f64 / w as f64;
     }
-    let progress = if total > w { (step - w) as f64 / (total - w) as f64 } else { 1.0 };
+    let progress = if total > w {
+        (step - w) as f64 / (total - w) as f64
+    } else {
+        1.0
+    };
     let progress = progress.clamp(0.0, 1.0);
     cfg.lr
         * match cfg.schedule {
@@ -76,10 +86,18 @@ pub fn learning_rate(cfg: &OptimizerConfig, step: u64, total: u64) -> f64 {
 /// Scales `grads` so their global L2 norm is at most `max_norm` (0 disables); returns the
 /// norm before clipping.
 pub fn clip_global_norm(grads: &mut [Vec<f32>], max_norm: f64) -> f64 {
-    let norm = grads.iter().flat_map(|g| g.iter()).map(|&x| (x as f64) * (x as f64)).sum::<f64>().sqrt();
+    let norm = grads
+        .iter()
+        .flat_map(|g| g.iter())
+        .map(|&x| (x as f64) * (x as f64))
+        .sum::<f64>()
+        .sqrt();
     if max_norm > 0.0 && norm > max_norm {
         let s = (max_norm / (norm + 1e-6)) as f32;
-        grads.iter_mut().flat_map(|g| g.iter_mut()).for_each(|x| *x *= s);
+        grads
+            .iter_mut()
+            .flat_map(|g| g.iter_mut())
+            .for_each(|x| *x *= s);
     }
     norm
 }

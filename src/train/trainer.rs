@@ -16,7 +16,11 @@ use std::time::Instant;
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
     #[error("step {step}: the loss of objective `{objective}` is {value}; training stopped (lower optimizer.lr or raise optimizer.warmup_steps)")]
-    NonFiniteLoss { step: u64, objective: String, value: f32 },
+    NonFiniteLoss {
+        step: u64,
+        objective: String,
+        value: f32,
+    },
     #[error("step {step}: the gradient of `{param}` holds a non-finite value; training stopped")]
     NonFiniteGrad { step: u64, param: String },
     #[error(transparent)]
@@ -30,7 +34,10 @@ pub enum TrainError {
 }
 
 fn io_err(path: &Path) -> impl Fn(std::io::Error) -> TrainError + '_ {
-    move |e| TrainError::Io { path: path.into(), reason: e.to_string() }
+    move |e| TrainError::Io {
+        path: path.into(),
+        reason: e.to_string(),
+    }
 }
 
 /// Losses and accuracies of one batch (or the mean over several).
@@ -90,7 +97,11 @@ impl<'a> Trainer<'a> {
     pub fn new(cfg: &'a Experiment, prepared: &'a Prepared) -> Result<Self, TrainError> {
         let dev = Dev::seed_from_u64(cfg.training.seed);
         let bundle = Bundle::new(&dev, cfg, prepared.tokenizer.vocab_size());
-        let sizes: Vec<(String, usize)> = bundle.named_params().into_iter().map(|(n, p)| (n, p.shape().iter().product())).collect();
+        let sizes: Vec<(String, usize)> = bundle
+            .named_params()
+            .into_iter()
+            .map(|(n, p)| (n, p.shape().iter().product()))
+            .collect();
         let needs = registry::combined_needs(cfg.objectives.iter().map(|o| o.name.as_str()));
         let masking = cfg
             .objectives
@@ -103,8 +114,14 @@ impl<'a> Trainer<'a> {
             mode: needs.pair.unwrap_or(crate::data::PairMode::Single),
             masking,
         };
-        let stream = BatchStream::new(prepared.train.clone(), prepared.tokenizer.clone(), settings.clone(), cfg.training.seed, "data.train")
-            .map_err(crate::data::DataError::from)?;
+        let stream = BatchStream::new(
+            prepared.train.clone(),
+            prepared.tokenizer.clone(),
+            settings.clone(),
+            cfg.training.seed,
+            "data.train",
+        )
+        .map_err(crate::data::DataError::from)?;
         Ok(Self {
             config_text: toml::to_string(cfg).expect("the config serialises"),
             cfg,
@@ -126,13 +143,24 @@ impl<'a> Trainer<'a> {
             stream: self.stream.state(),
             dropout_rng: self.dropout_rng.clone(),
             optimizer_step: self.optim.step,
-            powernorm_iters: self.bundle.encoder.powernorms().into_iter().map(|(n, p)| (n, p.stats().iters)).collect(),
+            powernorm_iters: self
+                .bundle
+                .encoder
+                .powernorms()
+                .into_iter()
+                .map(|(n, p)| (n, p.stats().iters))
+                .collect(),
             config: self.config_text.clone(),
         }
     }
 
     pub fn save_checkpoint(&self, path: &Path) -> Result<(), TrainError> {
-        Ok(checkpoint::save(path, &self.bundle, &self.optim, &self.state())?)
+        Ok(checkpoint::save(
+            path,
+            &self.bundle,
+            &self.optim,
+            &self.state(),
+        )?)
     }
 
     pub fn load_checkpoint(&mut self, path: &Path) -> Result<(), TrainError> {
@@ -149,23 +177,45 @@ impl<'a> Trainer<'a> {
         let t = &self.cfg.training;
         let step = self.step + 1;
         let accum = t.grad_accum;
-        let params = self.bundle.named_params();
-        let names: Vec<String> = params.iter().map(|(n, _)| n.clone()).collect();
-        let mut grads: Vec<Vec<f32>> = params.iter().map(|(_, p)| vec![0.0; p.shape().iter().product()]).collect();
-        drop(params);
+        let mut grads: Vec<Vec<f32>> = self
+            .bundle
+            .named_params()
+            .iter()
+            .map(|(_, p)| vec![0.0; p.shape().iter().product()])
+            .collect();
         let mut metrics = Metrics::default();
         let mut tokens = 0;
         for _ in 0..accum {
             let batch = self.stream.next_batch(t.batch_size);
             tokens += batch.real_tokens();
             let enc = &self.bundle.encoder;
-            let inputs = enc.inputs(batch.size, batch.seq_len, &batch.input_ids, &batch.token_type_ids, &batch.attention_mask)?;
-            let hidden = enc.forward(&self.dev, &inputs, OwnedTape::<f32, Dev>::default(), Some(&mut self.dropout_rng));
-            let mut view2 = self
-                .needs
-                .two_views
-                .then(|| enc.forward(&self.dev, &inputs, OwnedTape::<f32, Dev>::default(), Some(&mut self.dropout_rng)));
-            let ctx = Ctx { dev: &self.dev, encoder: enc, batch: &batch, inputs: &inputs };
+            let inputs = enc.inputs(
+                batch.size,
+                batch.seq_len,
+                &batch.input_ids,
+                &batch.token_type_ids,
+                &batch.attention_mask,
+            )?;
+            let hidden = enc.forward(
+                &self.dev,
+                &inputs,
+                OwnedTape::<f32, Dev>::default(),
+                Some(&mut self.dropout_rng),
+            );
+            let mut view2 = self.needs.two_views.then(|| {
+                enc.forward(
+                    &self.dev,
+                    &inputs,
+                    OwnedTape::<f32, Dev>::default(),
+                    Some(&mut self.dropout_rng),
+                )
+            });
+            let ctx = Ctx {
+                dev: &self.dev,
+                encoder: enc,
+                batch: &batch,
+                inputs: &inputs,
+            };
             let (h, tape) = hidden.split_tape();
             let mut tape = Some(tape);
             let mut total: Option<Tensor<Rank0, f32, Dev, OwnedTape<f32, Dev>>> = None;
@@ -174,13 +224,28 @@ impl<'a> Trainer<'a> {
                     Some(tape) => h.clone().put_tape(tape),
                     None => h.retaped(),
                 };
-                let v2 = if registry::find(obj.name()).is_some_and(|e| e.needs.two_views) { view2.take() } else { None };
+                let v2 = if registry::find(obj.name()).is_some_and(|e| e.needs.two_views) {
+                    view2.take()
+                } else {
+                    None
+                };
                 let loss = ObjectiveFor::<OwnedTape<f32, Dev>>::loss(obj.as_ref(), hid, v2, &ctx);
                 let value = loss.value.array();
                 if !value.is_finite() {
-                    return Err(TrainError::NonFiniteLoss { step, objective: obj.name().into(), value });
+                    return Err(TrainError::NonFiniteLoss {
+                        step,
+                        objective: obj.name().into(),
+                        value,
+                    });
                 }
-                accumulate(&mut metrics, obj.name(), value as f64 / accum as f64, loss.correct, loss.total, *weight);
+                accumulate(
+                    &mut metrics,
+                    obj.name(),
+                    value as f64 / accum as f64,
+                    loss.correct,
+                    loss.total,
+                    *weight,
+                );
                 let scaled = loss.value * (*weight as f32 / accum as f32);
                 total = Some(match total {
                     None => scaled,
@@ -196,13 +261,20 @@ impl<'a> Trainer<'a> {
                 acc.iter_mut().zip(pg).for_each(|(a, b)| *a += b);
             }
         }
-        let _ = names;
         let norm = clip_global_norm(&mut grads, self.cfg.optimizer.clip);
         let lr = learning_rate(&self.cfg.optimizer, step, t.steps);
-        let mut values: Vec<Vec<f32>> = self.bundle.named_params().into_iter().map(|(_, p)| p.to_vec()).collect();
-        self.optim.update(&self.cfg.optimizer, lr, &mut values, &grads);
+        let mut values: Vec<Vec<f32>> = self
+            .bundle
+            .named_params()
+            .into_iter()
+            .map(|(_, p)| p.to_vec())
+            .collect();
+        self.optim
+            .update(&self.cfg.optimizer, lr, &mut values, &grads);
         let mut it = values.into_iter();
-        self.bundle.visit_mut("", &mut |_, mut p| p.copy_from(&it.next().expect("one value per parameter")));
+        self.bundle.visit_mut("", &mut |_, mut p| {
+            p.copy_from(&it.next().expect("one value per parameter"))
+        });
         self.step = step;
         Ok((metrics, norm, tokens))
     }
@@ -212,7 +284,13 @@ impl<'a> Trainer<'a> {
         if self.prepared.heldout.is_empty() || self.cfg.training.eval_batches == 0 {
             return Ok(None);
         }
-        let mut s = match BatchStream::new(self.prepared.heldout.clone(), self.prepared.tokenizer.clone(), self.settings.clone(), self.cfg.training.seed, "data.eval") {
+        let mut s = match BatchStream::new(
+            self.prepared.heldout.clone(),
+            self.prepared.tokenizer.clone(),
+            self.settings.clone(),
+            self.cfg.training.seed,
+            "data.eval",
+        ) {
             Ok(s) => s,
             Err(_) => return Ok(None),
         };
@@ -221,12 +299,30 @@ impl<'a> Trainer<'a> {
         for _ in 0..n {
             let batch = s.next_batch(self.cfg.training.batch_size);
             let enc = &self.bundle.encoder;
-            let inputs = enc.inputs(batch.size, batch.seq_len, &batch.input_ids, &batch.token_type_ids, &batch.attention_mask)?;
+            let inputs = enc.inputs(
+                batch.size,
+                batch.seq_len,
+                &batch.input_ids,
+                &batch.token_type_ids,
+                &batch.attention_mask,
+            )?;
             let hidden = enc.forward(&self.dev, &inputs, NoneTape, None);
-            let ctx = Ctx { dev: &self.dev, encoder: enc, batch: &batch, inputs: &inputs };
+            let ctx = Ctx {
+                dev: &self.dev,
+                encoder: enc,
+                batch: &batch,
+                inputs: &inputs,
+            };
             for (weight, obj) in &self.bundle.objectives {
                 let loss = ObjectiveFor::<NoneTape>::loss(obj.as_ref(), hidden.clone(), None, &ctx);
-                accumulate(&mut metrics, obj.name(), loss.value.array() as f64 / n as f64, loss.correct, loss.total, *weight);
+                accumulate(
+                    &mut metrics,
+                    obj.name(),
+                    loss.value.array() as f64 / n as f64,
+                    loss.correct,
+                    loss.total,
+                    *weight,
+                );
             }
         }
         Ok(Some(metrics))
@@ -245,12 +341,19 @@ fn accumulate(m: &mut Metrics, name: &str, loss: f64, correct: usize, total: usi
             e.2 += correct;
             e.3 += total;
         }
-        None => m.per_objective.push((name.to_string(), loss, correct, total)),
+        None => m
+            .per_objective
+            .push((name.to_string(), loss, correct, total)),
     }
 }
 
 /// Trains one run in `dir` (TensorBoard events, metrics.jsonl, checkpoints/latest.safetensors).
-pub fn run(cfg: &Experiment, prepared: &Prepared, dir: &Path, opts: &Options) -> Result<Summary, TrainError> {
+pub fn run(
+    cfg: &Experiment,
+    prepared: &Prepared,
+    dir: &Path,
+    opts: &Options,
+) -> Result<Summary, TrainError> {
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
     let ckpt = dir.join("checkpoints").join("latest.safetensors");
     let mut trainer = Trainer::new(cfg, prepared)?;
@@ -264,16 +367,28 @@ pub fn run(cfg: &Experiment, prepared: &Prepared, dir: &Path, opts: &Options) ->
     std::fs::write(&resolved, &trainer.config_text).map_err(io_err(&resolved))?;
     let mut log = RunLog::open(dir, resumed_from).map_err(io_err(dir))?;
     if resumed_from.is_none() {
-        log.text("config", &format!("```toml\n{}\n```", trainer.config_text), 0);
+        log.text(
+            "config",
+            &format!("```toml\n{}\n```", trainer.config_text),
+            0,
+        );
     }
     let t = &cfg.training;
-    let bar = if opts.progress { indicatif::ProgressBar::new(t.steps) } else { indicatif::ProgressBar::hidden() };
+    let bar = if opts.progress {
+        indicatif::ProgressBar::new(t.steps)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
     bar.set_style(
         indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} eta {eta}")
             .expect("static template")
             .progress_chars("=> "),
     );
-    bar.set_prefix(dir.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default());
+    bar.set_prefix(
+        dir.file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    );
     bar.set_position(trainer.step);
     let mut first = None;
     let mut last_train = Metrics::default();
@@ -300,7 +415,8 @@ pub fn run(cfg: &Experiment, prepared: &Prepared, dir: &Path, opts: &Options) ->
         }
         if (t.eval_every > 0 && step % t.eval_every == 0) || step == t.steps {
             if let Some(e) = trainer.evaluate()? {
-                log.scalars(step, "eval", &e.scalars()).map_err(io_err(dir))?;
+                log.scalars(step, "eval", &e.scalars())
+                    .map_err(io_err(dir))?;
                 last_eval = Some(e);
             }
             for (name, p) in trainer.bundle.named_params() {
@@ -308,7 +424,11 @@ pub fn run(cfg: &Experiment, prepared: &Prepared, dir: &Path, opts: &Options) ->
             }
             for (name, pn) in trainer.bundle.encoder.powernorms() {
                 let s = pn.stats();
-                log.histogram(&format!("powernorm/{name}/running_phi"), &s.running_phi, step);
+                log.histogram(
+                    &format!("powernorm/{name}/running_phi"),
+                    &s.running_phi,
+                    step,
+                );
                 log.histogram(&format!("powernorm/{name}/ema_gz"), &s.ema_gz, step);
             }
         }
