@@ -150,3 +150,23 @@ fn missing_file_is_named() {
         .to_string();
     assert!(e.contains("no/such/experiment.toml"), "{e}");
 }
+
+#[test]
+fn table_values_merge_into_their_section() {
+    let e = load(
+        r#"
+[model]
+layers = 3
+[model.powernorm]
+alpha_fwd = 0.5
+[ablation]
+model = [{ norm = "pre-ln" }, { norm = "powernorm", powernorm = { warmup = 0 } }]
+"#,
+    )
+    .unwrap();
+    assert_eq!(e.runs.len(), 2);
+    let pn = &e.runs[1].config.model;
+    assert_eq!((pn.layers, pn.norm, pn.powernorm.warmup, pn.powernorm.alpha_fwd), (3, NormKind::Powernorm, 0, 0.5));
+    assert_eq!(e.runs[0].config.model.layers, 3);
+    assert_eq!(e.runs[1].variant, "model=norm-powernorm+powernorm-warmup-0");
+}

@@ -146,6 +146,8 @@ fn axes(
     Ok(())
 }
 
+/// Sets `path` to `value`; a table value is merged into a table already there, so an axis
+/// can vary several keys of one section together (`model = [{ norm = "pre-ln" }, …]`).
 fn set_path(root: &mut toml::Value, path: &str, value: toml::Value) -> Result<(), String> {
     let mut cur = root;
     let segs: Vec<&str> = path.split('.').collect();
@@ -154,7 +156,12 @@ fn set_path(root: &mut toml::Value, path: &str, value: toml::Value) -> Result<()
         cur = match cur {
             toml::Value::Table(t) => {
                 if last {
-                    t.insert(seg.to_string(), value);
+                    match (t.get_mut(*seg), value) {
+                        (Some(old @ toml::Value::Table(_)), toml::Value::Table(new)) => merge(old, new),
+                        (_, value) => {
+                            t.insert(seg.to_string(), value);
+                        }
+                    }
                     return Ok(());
                 }
                 t.entry(seg.to_string())
@@ -182,6 +189,19 @@ fn set_path(root: &mut toml::Value, path: &str, value: toml::Value) -> Result<()
 
 /// A value as it appears in a variant name: lists of objectives read `mlm+nsp`, a weight
 /// other than 1 is kept (`contrastive*0.1`).
+fn merge(into: &mut toml::Value, from: toml::Table) {
+    for (k, v) in from {
+        match (into.get_mut(&k), v) {
+            (Some(old @ toml::Value::Table(_)), toml::Value::Table(new)) => merge(old, new),
+            (_, v) => {
+                if let toml::Value::Table(t) = into {
+                    t.insert(k, v);
+                }
+            }
+        }
+    }
+}
+
 fn short_value(v: &toml::Value) -> String {
     match v {
         toml::Value::String(s) => s.clone(),
