@@ -7,5 +7,6 @@ pub mod config;
 pub mod data;
 pub mod model;
 pub mod objectives;
+pub mod report;
 pub mod rng;
 pub mod train;

@@ -37,6 +37,13 @@ enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
+    /// Draw charts and write a Markdown report for runs/<experiment>.
+    Report {
+        runs: PathBuf,
+        /// Where the report goes (default: reports/<experiment>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Check an experiment file and print the runs its ablation grid expands into.
     Validate { file: PathBuf },
     /// Print the registered objectives and normalisation placements.
@@ -83,6 +90,14 @@ fn run() -> Result<()> {
             runs_dir,
             quiet,
         } => run_experiment(&file, resume, force, &runs_dir, quiet)?,
+        Command::Report { runs, out } => {
+            let name = runs
+                .file_name()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "experiment".into());
+            let out = out.unwrap_or_else(|| PathBuf::from("reports").join(&name));
+            report(&runs, &out)?;
+        }
         Command::Validate { file } => {
             let exp = LoadedExperiment::load(&file)?;
             println!(
@@ -179,6 +194,12 @@ fn run_experiment(
             .ok();
     }
     let tokenizer_file = exp_dir.join("tokenizer.json");
+    let command = format!(
+        "pretext {}",
+        std::env::args().skip(1).collect::<Vec<_>>().join(" ")
+    );
+    std::fs::write(exp_dir.join("command.txt"), &command)
+        .with_context(|| format!("writing into {}", exp_dir.display()))?;
     println!(
         "{}: {} run(s) into {}",
         file.display(),
@@ -250,5 +271,17 @@ fn run_experiment(
             .with_context(|| format!("writing {}", done.display()))?;
     }
     println!("TensorBoard: tensorboard --logdir {}", exp_dir.display());
+    report(&exp_dir, &PathBuf::from("reports").join(&exp.base.name))
+}
+
+fn report(exp_dir: &std::path::Path, out: &std::path::Path) -> Result<()> {
+    let command = std::fs::read_to_string(exp_dir.join("command.txt"))
+        .unwrap_or_else(|_| "(the command was not recorded)".into());
+    let w = pretext::report::write(exp_dir, out, command.trim())?;
+    println!(
+        "report: {} ({} charts, PNG and SVG)",
+        w.markdown.display(),
+        w.charts.len()
+    );
     Ok(())
 }

@@ -166,7 +166,15 @@ model = [{ norm = "pre-ln" }, { norm = "powernorm", powernorm = { warmup = 0 } }
     .unwrap();
     assert_eq!(e.runs.len(), 2);
     let pn = &e.runs[1].config.model;
-    assert_eq!((pn.layers, pn.norm, pn.powernorm.warmup, pn.powernorm.alpha_fwd), (3, NormKind::Powernorm, 0, 0.5));
+    assert_eq!(
+        (
+            pn.layers,
+            pn.norm,
+            pn.powernorm.warmup,
+            pn.powernorm.alpha_fwd
+        ),
+        (3, NormKind::Powernorm, 0, 0.5)
+    );
     assert_eq!(e.runs[0].config.model.layers, 3);
     assert_eq!(e.runs[1].variant, "model=norm-powernorm+powernorm-warmup-0");
 }

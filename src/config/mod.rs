@@ -157,7 +157,9 @@ fn set_path(root: &mut toml::Value, path: &str, value: toml::Value) -> Result<()
             toml::Value::Table(t) => {
                 if last {
                     match (t.get_mut(*seg), value) {
-                        (Some(old @ toml::Value::Table(_)), toml::Value::Table(new)) => merge(old, new),
+                        (Some(old @ toml::Value::Table(_)), toml::Value::Table(new)) => {
+                            merge(old, new)
+                        }
                         (_, value) => {
                             t.insert(seg.to_string(), value);
                         }

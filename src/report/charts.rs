@@ -1,0 +1,303 @@
+//! Charts with plotters, as PNG and SVG. The font ships with the project (DejaVu Sans, in
+//! assets/fonts) so charts render on machines without system fonts. Legends sit in a panel
+//! beside the plot, never over the data; a group keeps its colour across every chart.
+
+use super::runs::ReportError;
+use plotters::prelude::*;
+use plotters::style::{register_font, FontStyle};
+use std::path::Path;
+use std::sync::Once;
+
+static FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
+static REGISTER: Once = Once::new();
+
+fn font() {
+    REGISTER.call_once(|| {
+        // Registering a static, valid TTF cannot fail; if it did, text would be missing, not
+        // the chart.
+        let _ = register_font("sans-serif", FontStyle::Normal, FONT);
+    });
+}
+
+/// Ten distinguishable colours (Tableau 10); group `i` always gets `PALETTE[i % 10]`.
+pub const PALETTE: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
+
+pub fn colour(i: usize) -> RGBColor {
+    PALETTE[i % PALETTE.len()]
+}
+
+/// One group's curves on a line chart.
+pub struct Line {
+    pub label: String,
+    pub colour: usize,
+    /// Drawn solid.
+    pub main: Vec<(u64, f64)>,
+    /// Drawn faint underneath (the raw curve behind a smoothed one, or single seeds).
+    pub faint: Vec<Vec<(u64, f64)>>,
+}
+
+pub struct Bar {
+    pub label: String,
+    pub colour: usize,
+    pub mean: f64,
+    pub std: f64,
+    pub n: usize,
+}
+
+const SIZE: (u32, u32) = (1000, 520);
+
+/// Writes `<stem>.png` and `<stem>.svg`.
+pub fn line_chart(
+    stem: &Path,
+    title: &str,
+    y_label: &str,
+    lines: &[Line],
+    log_y: bool,
+) -> Result<(), ReportError> {
+    font();
+    let png = stem.with_extension("png");
+    let svg = stem.with_extension("svg");
+    let err = |p: &Path| {
+        let p = p.to_path_buf();
+        move |e: String| ReportError::Chart {
+            path: p.clone(),
+            reason: e,
+        }
+    };
+    draw_lines(
+        BitMapBackend::new(&png, SIZE).into_drawing_area(),
+        title,
+        y_label,
+        lines,
+        log_y,
+    )
+    .map_err(err(&png))?;
+    draw_lines(
+        SVGBackend::new(&svg, SIZE).into_drawing_area(),
+        title,
+        y_label,
+        lines,
+        log_y,
+    )
+    .map_err(err(&svg))
+}
+
+pub fn bar_chart(stem: &Path, title: &str, y_label: &str, bars: &[Bar]) -> Result<(), ReportError> {
+    font();
+    let png = stem.with_extension("png");
+    let svg = stem.with_extension("svg");
+    let err = |p: &Path| {
+        let p = p.to_path_buf();
+        move |e: String| ReportError::Chart {
+            path: p.clone(),
+            reason: e,
+        }
+    };
+    draw_bars(
+        BitMapBackend::new(&png, SIZE).into_drawing_area(),
+        title,
+        y_label,
+        bars,
+    )
+    .map_err(err(&png))?;
+    draw_bars(
+        SVGBackend::new(&svg, SIZE).into_drawing_area(),
+        title,
+        y_label,
+        bars,
+    )
+    .map_err(err(&svg))
+}
+
+fn legend<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    entries: &[(String, usize)],
+) -> Result<(), String> {
+    for (i, (label, c)) in entries.iter().enumerate() {
+        let y = 60 + i as i32 * 26;
+        area.draw(&PathElement::new(
+            vec![(8, y), (34, y)],
+            colour(*c).stroke_width(3),
+        ))
+        .map_err(|e| e.to_string())?;
+        area.draw(&Text::new(
+            label.clone(),
+            (42, y - 8),
+            ("sans-serif", 15).into_font(),
+        ))
+        .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+fn draw_lines<DB: DrawingBackend>(
+    root: DrawingArea<DB, plotters::coord::Shift>,
+    title: &str,
+    y_label: &str,
+    lines: &[Line],
+    log_y: bool,
+) -> Result<(), String> {
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let (plot, side) = root.split_horizontally(SIZE.0 as i32 * 72 / 100);
+    let all = lines
+        .iter()
+        .flat_map(|l| l.main.iter().chain(l.faint.iter().flatten()));
+    let (mut x1, mut y0, mut y1) = (1u64, f64::MAX, f64::MIN);
+    for &(s, v) in all {
+        if v.is_finite() && (!log_y || v > 0.0) {
+            x1 = x1.max(s);
+            y0 = y0.min(v);
+            y1 = y1.max(v);
+        }
+    }
+    if y0 > y1 {
+        (y0, y1) = (0.0, 1.0);
+    }
+    let pad = ((y1 - y0) * 0.05).max(1e-9);
+    let mut builder = ChartBuilder::on(&plot);
+    let chart = builder
+        .caption(title, ("sans-serif", 22).into_font())
+        .margin(12)
+        .x_label_area_size(42)
+        .y_label_area_size(70);
+    let style = |c: usize, faint: bool| {
+        let col = colour(c);
+        if faint {
+            col.mix(0.25).stroke_width(1)
+        } else {
+            col.stroke_width(2)
+        }
+    };
+    macro_rules! body {
+        ($chart:expr) => {{
+            let mut chart = $chart;
+            chart
+                .configure_mesh()
+                .x_desc("step")
+                .y_desc(y_label)
+                .light_line_style(RGBColor(242, 242, 242))
+                .label_style(("sans-serif", 14).into_font())
+                .axis_desc_style(("sans-serif", 16).into_font())
+                .draw()
+                .map_err(|e| e.to_string())?;
+            for l in lines {
+                for f in &l.faint {
+                    chart
+                        .draw_series(LineSeries::new(
+                            f.iter().map(|&(s, v)| (s, v)),
+                            style(l.colour, true),
+                        ))
+                        .map_err(|e| e.to_string())?;
+                }
+                chart
+                    .draw_series(LineSeries::new(
+                        l.main.iter().map(|&(s, v)| (s, v)),
+                        style(l.colour, false),
+                    ))
+                    .map_err(|e| e.to_string())?;
+            }
+        }};
+    }
+    if log_y {
+        body!(chart
+            .build_cartesian_2d(0u64..x1, ((y0 * 0.9).max(1e-12)..y1 * 1.1).log_scale())
+            .map_err(|e| e.to_string())?);
+    } else {
+        body!(chart
+            .build_cartesian_2d(0u64..x1, (y0 - pad)..(y1 + pad))
+            .map_err(|e| e.to_string())?);
+    }
+    legend(
+        &side,
+        &lines
+            .iter()
+            .map(|l| (l.label.clone(), l.colour))
+            .collect::<Vec<_>>(),
+    )?;
+    root.present().map_err(|e| e.to_string())
+}
+
+fn draw_bars<DB: DrawingBackend>(
+    root: DrawingArea<DB, plotters::coord::Shift>,
+    title: &str,
+    y_label: &str,
+    bars: &[Bar],
+) -> Result<(), String> {
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let (plot, side) = root.split_horizontally(SIZE.0 as i32 * 72 / 100);
+    let top = bars
+        .iter()
+        .map(|b| b.mean + b.std)
+        .fold(f64::MIN, f64::max)
+        .max(1e-9);
+    let bottom = bars
+        .iter()
+        .map(|b| b.mean - b.std)
+        .fold(f64::MAX, f64::min)
+        .min(0.0);
+    let mut chart = ChartBuilder::on(&plot)
+        .caption(title, ("sans-serif", 22).into_font())
+        .margin(12)
+        .x_label_area_size(42)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0f64..bars.len() as f64, bottom..top * 1.08)
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .light_line_style(RGBColor(242, 242, 242))
+        .x_labels(0)
+        .y_desc(y_label)
+        .x_desc("variant (colour: see legend; error bars: ±1 sample std over seeds)")
+        .label_style(("sans-serif", 14).into_font())
+        .axis_desc_style(("sans-serif", 15).into_font())
+        .draw()
+        .map_err(|e| e.to_string())?;
+    for (i, b) in bars.iter().enumerate() {
+        let x = i as f64;
+        chart
+            .draw_series(std::iter::once(Rectangle::new(
+                [(x + 0.15, 0.0), (x + 0.85, b.mean)],
+                colour(b.colour).filled(),
+            )))
+            .map_err(|e| e.to_string())?;
+        if b.n > 1 {
+            let c = BLACK.stroke_width(2);
+            chart
+                .draw_series([
+                    PathElement::new(
+                        vec![(x + 0.5, b.mean - b.std), (x + 0.5, b.mean + b.std)],
+                        c,
+                    ),
+                    PathElement::new(
+                        vec![(x + 0.4, b.mean - b.std), (x + 0.6, b.mean - b.std)],
+                        c,
+                    ),
+                    PathElement::new(
+                        vec![(x + 0.4, b.mean + b.std), (x + 0.6, b.mean + b.std)],
+                        c,
+                    ),
+                ])
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    legend(
+        &side,
+        &bars
+            .iter()
+            .map(|b| (format!("{} (n={})", b.label, b.n), b.colour))
+            .collect::<Vec<_>>(),
+    )?;
+    root.present().map_err(|e| e.to_string())
+}

@@ -1,0 +1,232 @@
+//! Reports: reads `runs/<experiment>/`, draws charts (PNG + SVG) and writes a Markdown report
+//! with the tables, the charts, the command, the config and the machine. Knows nothing about
+//! training beyond the files a run leaves.
+
+pub mod charts;
+pub mod runs;
+
+pub use runs::ReportError;
+
+use charts::{Bar, Line};
+use runs::{groups, mean_curve, mean_std, smooth, Run};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// What `write` produced.
+pub struct Written {
+    pub markdown: PathBuf,
+    pub charts: Vec<PathBuf>,
+}
+
+fn keys(runs: &[Run], split: &str) -> Vec<String> {
+    let mut k: Vec<String> = Vec::new();
+    for r in runs {
+        for row in r.rows.iter().filter(|row| row.split == split) {
+            for key in row.values.keys() {
+                if !k.contains(key) {
+                    k.push(key.clone());
+                }
+            }
+        }
+    }
+    k
+}
+
+fn y_label(key: &str) -> &'static str {
+    if key.ends_with("accuracy") {
+        "accuracy (fraction)"
+    } else if key.ends_with("loss") {
+        "cross-entropy (nats)"
+    } else if key == "lr" {
+        "learning rate"
+    } else if key == "grad_norm" {
+        "global gradient L2 norm (before clipping)"
+    } else if key == "tokens_per_second" {
+        "tokens / second"
+    } else {
+        "value"
+    }
+}
+
+fn file_name(split: &str, key: &str) -> String {
+    format!("{split}_{}", key.replace('/', "_"))
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let os = std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("PRETTY_NAME="))
+                .map(|l| l[12..].trim_matches('"').to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::OS.into());
+    format!("{cpu}, {cores} cores, {os}")
+}
+
+/// Writes charts and `README.md` for the runs in `exp_dir` into `out`. `command` is how the
+/// runs were made, for the report's reproduction section.
+pub fn write(exp_dir: &Path, out: &Path, command: &str) -> Result<Written, ReportError> {
+    let runs = runs::read(exp_dir)?;
+    std::fs::create_dir_all(out).map_err(|e| ReportError::Io {
+        path: out.into(),
+        reason: e.to_string(),
+    })?;
+    let grouped = groups(&runs);
+    let mut charts_written = Vec::new();
+    let mut md = String::new();
+    let name = exp_dir
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let _ = writeln!(md, "# {name}\n");
+    let unfinished = runs.iter().filter(|r| !r.finished).count();
+    let seeds: Vec<usize> = grouped.iter().map(|(_, v)| v.len()).collect();
+    let _ = writeln!(
+        md,
+        "{} runs in {} groups (seeds per group: {:?}){}.\n",
+        runs.len(),
+        grouped.len(),
+        seeds,
+        if unfinished > 0 {
+            format!("; **{unfinished} runs have not finished**, their last logged values are used")
+        } else {
+            String::new()
+        }
+    );
+
+    // Final held-out metrics, mean ± std over seeds.
+    let eval_keys = keys(&runs, "eval");
+    if !eval_keys.is_empty() {
+        let _ = writeln!(
+            md,
+            "## Held-out metrics at the last evaluation (mean ± sample std over seeds)\n"
+        );
+        let _ = writeln!(md, "| variant | n | {} |", eval_keys.join(" | "));
+        let _ = writeln!(md, "|---|---|{}", "---|".repeat(eval_keys.len()));
+        for (g, rs) in &grouped {
+            let cells: Vec<String> = eval_keys
+                .iter()
+                .map(|k| {
+                    let xs: Vec<f64> = rs.iter().filter_map(|r| r.last("eval", k)).collect();
+                    if xs.is_empty() {
+                        "–".into()
+                    } else {
+                        let (m, s) = mean_std(&xs);
+                        format!("{m:.4} ± {s:.4}")
+                    }
+                })
+                .collect();
+            let _ = writeln!(md, "| {g} | {} | {} |", rs.len(), cells.join(" | "));
+        }
+        md.push('\n');
+    }
+
+    // Line charts: every train and eval scalar.
+    let _ = writeln!(md, "## Curves\n\nSolid: mean over seeds (training curves smoothed with an EMA of 0.6, as TensorBoard's slider); faint: the unsmoothed mean. Each variant keeps its colour in every chart.\n");
+    for split in ["train", "eval"] {
+        for key in keys(&runs, split) {
+            let lines: Vec<Line> = grouped
+                .iter()
+                .enumerate()
+                .filter_map(|(i, (g, rs))| {
+                    let curves: Vec<_> = rs
+                        .iter()
+                        .map(|r| r.series(split, &key))
+                        .filter(|c| !c.is_empty())
+                        .collect();
+                    if curves.is_empty() {
+                        return None;
+                    }
+                    let mean = mean_curve(&curves);
+                    let smoothable = split == "train" && key != "lr";
+                    Some(Line {
+                        label: g.clone(),
+                        colour: i,
+                        main: if smoothable {
+                            smooth(&mean, 0.6)
+                        } else {
+                            mean.clone()
+                        },
+                        faint: if smoothable { vec![mean] } else { curves },
+                    })
+                })
+                .collect();
+            if lines.is_empty() {
+                continue;
+            }
+            let stem = out.join(file_name(split, &key));
+            let title = format!("{split}: {key}");
+            charts::line_chart(&stem, &title, y_label(&key), &lines, key == "grad_norm")?;
+            let f = stem
+                .file_name()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let _ = writeln!(md, "![{title}]({f}.png)\n");
+            charts_written.push(stem.with_extension("png"));
+        }
+    }
+
+    // Bars: final held-out metrics with error bars over seeds.
+    if !eval_keys.is_empty() {
+        let _ = writeln!(md, "## Final held-out metrics\n");
+        for key in &eval_keys {
+            let bars: Vec<Bar> = grouped
+                .iter()
+                .enumerate()
+                .filter_map(|(i, (g, rs))| {
+                    let xs: Vec<f64> = rs.iter().filter_map(|r| r.last("eval", key)).collect();
+                    (!xs.is_empty()).then(|| {
+                        let (mean, std) = mean_std(&xs);
+                        Bar {
+                            label: g.clone(),
+                            colour: i,
+                            mean,
+                            std,
+                            n: xs.len(),
+                        }
+                    })
+                })
+                .collect();
+            let stem = out.join(format!("final_{}", file_name("eval", key)));
+            let title = format!("final held-out {key}");
+            charts::bar_chart(&stem, &title, y_label(key), &bars)?;
+            let f = stem
+                .file_name()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let _ = writeln!(md, "![{title}]({f}.png)\n");
+            charts_written.push(stem.with_extension("png"));
+        }
+    }
+
+    let config = runs
+        .first()
+        .and_then(|r| std::fs::read_to_string(r.dir.join("config.resolved.toml")).ok())
+        .unwrap_or_default();
+    let _ = writeln!(
+        md,
+        "## Reproduce\n\n```sh\n{command}\n```\n\nMachine: {}.\n",
+        machine()
+    );
+    let _ = writeln!(md, "<details><summary>Resolved config of the first run ({})</summary>\n\n```toml\n{config}```\n</details>\n", runs[0].variant);
+    let markdown = out.join("README.md");
+    std::fs::write(&markdown, md).map_err(|e| ReportError::Io {
+        path: markdown.clone(),
+        reason: e.to_string(),
+    })?;
+    Ok(Written {
+        markdown,
+        charts: charts_written,
+    })
+}

@@ -1,0 +1,98 @@
+//! Issue 5 (part): reports read run directories back, group seeds, and draw every chart.
+
+use pretext::report::runs::{group_of, mean_curve, mean_std, smooth};
+use std::path::Path;
+
+fn fake_run(dir: &Path, variant: &str, offset: f64) {
+    let d = dir.join(variant);
+    std::fs::create_dir_all(&d).unwrap();
+    let mut lines = String::new();
+    for step in (10..=100).step_by(10) {
+        let loss = 7.0 - step as f64 / 50.0 + offset;
+        lines += &format!("{{\"step\":{step},\"split\":\"train\",\"loss\":{loss},\"mlm/loss\":{loss},\"lr\":0.001,\"grad_norm\":1.5}}\n");
+        if step % 50 == 0 {
+            lines += &format!("{{\"step\":{step},\"split\":\"eval\",\"loss\":{},\"mlm/loss\":{},\"mlm/accuracy\":0.1}}\n", loss + 0.1, loss + 0.1);
+        }
+    }
+    std::fs::write(d.join("metrics.jsonl"), lines).unwrap();
+    std::fs::write(d.join("summary.json"), "{}").unwrap();
+    std::fs::write(d.join("config.resolved.toml"), "[model]\nlayers = 2\n").unwrap();
+}
+
+#[test]
+fn report_groups_seeds_and_draws_png_and_svg() {
+    let root = std::env::temp_dir().join(format!("pretext-report-{}", std::process::id()));
+    let runs = root.join("runs/exp");
+    for (v, o) in [
+        ("norm=post-ln,seed=1", 0.0),
+        ("norm=post-ln,seed=2", 0.2),
+        ("norm=pre-ln,seed=1", -0.3),
+        ("norm=pre-ln,seed=2", -0.1),
+    ] {
+        fake_run(&runs, v, o);
+    }
+    let out = root.join("reports/exp");
+    let w = pretext::report::write(&runs, &out, "pretext run exp.toml").unwrap();
+    let md = std::fs::read_to_string(&w.markdown).unwrap();
+    assert!(md.contains("| norm=post-ln | 2 |"), "{md}");
+    // post-ln final eval mlm/loss: seeds 5.1 and 5.3 → 5.2000 ± 0.1414.
+    assert!(md.contains("5.2000 ± 0.1414"), "{md}");
+    assert!(md.contains("pretext run exp.toml"));
+    for c in [
+        "train_mlm_loss",
+        "eval_mlm_accuracy",
+        "train_lr",
+        "train_grad_norm",
+        "final_eval_mlm_loss",
+    ] {
+        let png = out.join(format!("{c}.png"));
+        let svg = out.join(format!("{c}.svg"));
+        assert!(
+            std::fs::metadata(&png).unwrap().len() > 5_000,
+            "{c}.png is too small to hold a chart"
+        );
+        let svg_text = std::fs::read_to_string(&svg).unwrap();
+        assert!(
+            svg_text.contains("norm=pre-ln"),
+            "{c}.svg has no legend entry"
+        );
+        assert!(md.contains(&format!("({c}.png)")));
+    }
+    std::fs::remove_dir_all(&root).ok();
+}
+
+#[test]
+fn empty_or_malformed_run_directories_are_named() {
+    let root = std::env::temp_dir().join(format!("pretext-report-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&root).unwrap();
+    let e = pretext::report::write(&root, &root.join("out"), "x")
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("no run directories"), "{e}");
+    std::fs::create_dir_all(root.join("v")).unwrap();
+    std::fs::write(
+        root.join("v/metrics.jsonl"),
+        "{\"step\":1,\"split\":\"train\"}\nnot json\n",
+    )
+    .unwrap();
+    let e = pretext::report::write(&root, &root.join("out"), "x")
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("metrics.jsonl:2"), "{e}");
+    std::fs::remove_dir_all(&root).ok();
+}
+
+#[test]
+fn grouping_and_statistics() {
+    assert_eq!(group_of("objectives=mlm+sop,seed=3"), "objectives=mlm+sop");
+    assert_eq!(group_of("seed=3"), "base");
+    let (m, s) = mean_std(&[1.0, 2.0, 3.0]);
+    assert!((m - 2.0).abs() < 1e-12 && (s - 1.0).abs() < 1e-12);
+    assert_eq!(
+        mean_curve(&[vec![(1, 1.0), (2, 2.0)], vec![(1, 3.0)]]),
+        vec![(1, 2.0)]
+    );
+    assert_eq!(smooth(&[(1, 1.0), (2, 3.0)], 0.5), vec![(1, 1.0), (2, 2.0)]);
+}
