@@ -24,12 +24,16 @@ enum Command {
     /// Train every run of an experiment file's grid into runs/<experiment>/<variant>/.
     Run {
         file: PathBuf,
-        /// Continue runs from their latest checkpoint (bit-identical to an uninterrupted run).
+        /// Ignore the checkpoints of unfinished runs and start them over (by default they
+        /// continue from their latest checkpoint, bit-identically).
         #[arg(long)]
-        resume: bool,
-        /// Retrain runs that already finished.
+        fresh: bool,
+        /// Retrain every run, finished ones included.
         #[arg(long)]
         force: bool,
+        /// Runs trained at the same time (each uses `training.threads` threads).
+        #[arg(long, short)]
+        jobs: Option<usize>,
         /// Where run directories go.
         #[arg(long, default_value = "runs")]
         runs_dir: PathBuf,
@@ -85,11 +89,12 @@ fn run() -> Result<()> {
     match Cli::parse().command {
         Command::Run {
             file,
-            resume,
+            fresh,
             force,
             runs_dir,
             quiet,
-        } => run_experiment(&file, resume, force, &runs_dir, quiet)?,
+            jobs,
+        } => run_experiment(&file, fresh, force, &runs_dir, quiet, jobs)?,
         Command::Report { runs, out } => {
             let name = runs
                 .file_name()
@@ -173,10 +178,11 @@ fn run() -> Result<()> {
 
 fn run_experiment(
     file: &std::path::Path,
-    resume: bool,
+    fresh: bool,
     force: bool,
     runs_dir: &std::path::Path,
     quiet: bool,
+    jobs: Option<usize>,
 ) -> Result<()> {
     let exp = LoadedExperiment::load(file)?;
     let base_dir = file
@@ -186,6 +192,7 @@ fn run_experiment(
     let exp_dir = runs_dir.join(&exp.base.name);
     std::fs::create_dir_all(&exp_dir)
         .with_context(|| format!("cannot create the run directory {}", exp_dir.display()))?;
+    let jobs = jobs.unwrap_or(1).max(1);
     let threads = exp.base.training.threads;
     if threads > 0 {
         rayon::ThreadPoolBuilder::new()
@@ -201,77 +208,127 @@ fn run_experiment(
     std::fs::write(exp_dir.join("command.txt"), &command)
         .with_context(|| format!("writing into {}", exp_dir.display()))?;
     println!(
-        "{}: {} run(s) into {}",
+        "{}: {} run(s) into {}, {jobs} at a time",
         file.display(),
         exp.runs.len(),
         exp_dir.display()
     );
-    for spec in &exp.runs {
-        let dir = exp_dir.join(&spec.variant);
-        let done = dir.join("summary.json");
-        if done.exists() && !force {
-            println!(
-                "  {:<32} finished earlier (use --force to retrain)",
-                spec.variant
-            );
-            continue;
-        }
-        let cfg = &spec.config;
-        let prepared = data::prepare(
-            &cfg.data,
-            &cfg.tokenizer,
-            cfg.training.seed,
+
+    let todo: Vec<&pretext::config::RunSpec> = exp
+        .runs
+        .iter()
+        .filter(|spec| {
+            let finished = exp_dir.join(&spec.variant).join("summary.json").exists();
+            if finished && !force {
+                println!(
+                    "  {:<32} finished earlier (use --force to retrain)",
+                    spec.variant
+                );
+            }
+            !finished || force
+        })
+        .collect();
+    // The tokenizer is trained once, before any run starts, so parallel runs share it.
+    if let Some(first) = todo.first() {
+        let c = &first.config;
+        data::prepare(
+            &c.data,
+            &c.tokenizer,
+            c.training.seed,
             &base_dir,
             Some(&tokenizer_file),
         )?;
-        let opts = train::Options {
-            resume: resume && !force,
-            progress: !quiet,
-        };
-        let s = train::run(cfg, &prepared, &dir, &opts)
-            .with_context(|| format!("run `{}`", spec.variant))?;
-        let first = s
-            .first
-            .per_objective
-            .iter()
-            .map(|(n, l, ..)| format!("{n} {l:.3}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let last = s
-            .last_train
-            .per_objective
-            .iter()
-            .map(|(n, l, ..)| format!("{n} {l:.3}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let eval = s
-            .last_eval
-            .as_ref()
-            .map(|e| {
-                e.scalars()
-                    .iter()
-                    .map(|(n, v)| format!("{n} {v:.3}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            })
-            .unwrap_or_else(|| "none".into());
-        println!(
-            "  {:<32} step {}: train loss [{first}] → [{last}]; held-out [{eval}]; {:.0} tokens/s",
-            spec.variant, s.steps, s.tokens_per_second
-        );
-        let summary = serde_json::json!({
-            "steps": s.steps,
-            "resumed_from": s.resumed_from,
-            "tokens_per_second": s.tokens_per_second,
-            "first_train": s.first.scalars(),
-            "last_train": s.last_train.scalars(),
-            "last_eval": s.last_eval.as_ref().map(|e| e.scalars()),
-        });
-        std::fs::write(&done, serde_json::to_string_pretty(&summary)?)
-            .with_context(|| format!("writing {}", done.display()))?;
     }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failures = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.min(todo.len()) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Some(spec) = todo.get(i) else { break };
+                let dir = exp_dir.join(&spec.variant);
+                let result = (|| -> Result<()> {
+                    let cfg = &spec.config;
+                    let prepared = data::prepare(
+                        &cfg.data,
+                        &cfg.tokenizer,
+                        cfg.training.seed,
+                        &base_dir,
+                        Some(&tokenizer_file),
+                    )?;
+                    // Unfinished runs continue from their checkpoint unless told otherwise.
+                    let opts = train::Options {
+                        resume: !fresh && !force,
+                        progress: !quiet && jobs == 1,
+                    };
+                    let s = train::run(cfg, &prepared, &dir, &opts)?;
+                    print_summary(&spec.variant, &s);
+                    let summary = serde_json::json!({
+                        "steps": s.steps,
+                        "resumed_from": s.resumed_from,
+                        "tokens_per_second": s.tokens_per_second,
+                        "first_train": s.first.scalars(),
+                        "last_train": s.last_train.scalars(),
+                        "last_eval": s.last_eval.as_ref().map(|e| e.scalars()),
+                    });
+                    let done = dir.join("summary.json");
+                    std::fs::write(&done, serde_json::to_string_pretty(&summary)?)
+                        .with_context(|| format!("writing {}", done.display()))?;
+                    Ok(())
+                })();
+                if let Err(e) = result {
+                    eprintln!("  {:<32} FAILED: {e:#}", spec.variant);
+                    failures
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(spec.variant.clone());
+                }
+            });
+        }
+    });
     println!("TensorBoard: tensorboard --logdir {}", exp_dir.display());
-    report(&exp_dir, &PathBuf::from("reports").join(&exp.base.name))
+    report(&exp_dir, &PathBuf::from("reports").join(&exp.base.name))?;
+    let failures = failures.into_inner().unwrap_or_else(|p| p.into_inner());
+    if !failures.is_empty() {
+        anyhow::bail!(
+            "{} run(s) failed: {}; re-running the command continues them",
+            failures.len(),
+            failures.join(", ")
+        );
+    }
+    Ok(())
+}
+
+fn print_summary(variant: &str, s: &train::Summary) {
+    let fmt = |m: &train::Metrics| {
+        m.per_objective
+            .iter()
+            .map(|(n, l, ..)| format!("{n} {l:.3}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let eval = s
+        .last_eval
+        .as_ref()
+        .map(|e| {
+            e.scalars()
+                .iter()
+                .map(|(n, v)| format!("{n} {v:.3}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_else(|| "none".into());
+    let resumed = s
+        .resumed_from
+        .map(|r| format!(" (resumed at step {r})"))
+        .unwrap_or_default();
+    println!(
+        "  {variant:<32} step {}{resumed}: train loss [{}] → [{}]; held-out [{eval}]; {:.0} tokens/s",
+        s.steps,
+        fmt(&s.first),
+        fmt(&s.last_train),
+        s.tokens_per_second
+    );
 }
 
 fn report(exp_dir: &std::path::Path, out: &std::path::Path) -> Result<()> {

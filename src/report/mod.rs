@@ -90,6 +90,10 @@ pub fn write(exp_dir: &Path, out: &Path, command: &str) -> Result<Written, Repor
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
     let _ = writeln!(md, "# {name}\n");
+    // A researcher's findings, kept in the report folder, survive regeneration.
+    if let Ok(findings) = std::fs::read_to_string(out.join("findings.md")) {
+        let _ = writeln!(md, "## Findings\n\n{}\n", findings.trim());
+    }
     let unfinished = runs.iter().filter(|r| !r.finished).count();
     let seeds: Vec<usize> = grouped.iter().map(|(_, v)| v.len()).collect();
     let _ = writeln!(
