@@ -193,10 +193,11 @@ fn run_experiment(
     std::fs::create_dir_all(&exp_dir)
         .with_context(|| format!("cannot create the run directory {}", exp_dir.display()))?;
     let jobs = jobs.unwrap_or(1).max(1);
+    // dfdx's matmuls run on the global rayon pool, which every job shares: size it for all.
     let threads = exp.base.training.threads;
     if threads > 0 {
         rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
+            .num_threads(threads * jobs)
             .build_global()
             .ok();
     }
