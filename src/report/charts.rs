@@ -57,7 +57,29 @@ pub struct Bar {
 
 const SIZE: (u32, u32) = (1000, 520);
 
-/// Writes `<stem>.png` and `<stem>.svg`.
+/// Runs one drawing function on a PNG and on an SVG backend: `<stem>.png`, `<stem>.svg`.
+macro_rules! png_and_svg {
+    ($stem:expr, |$area:ident| $draw:expr) => {{
+        font();
+        let png = $stem.with_extension("png");
+        let svg = $stem.with_extension("svg");
+        let chart_err = |p: &Path| {
+            let path = p.to_path_buf();
+            move |reason: String| ReportError::Chart {
+                path: path.clone(),
+                reason,
+            }
+        };
+        {
+            let $area = BitMapBackend::new(&png, SIZE).into_drawing_area();
+            $draw.map_err(chart_err(&png))?;
+        }
+        let $area = SVGBackend::new(&svg, SIZE).into_drawing_area();
+        $draw.map_err(chart_err(&svg))
+    }};
+}
+
+/// A line chart of `lines`, written as `<stem>.png` and `<stem>.svg`.
 pub fn line_chart(
     stem: &Path,
     title: &str,
@@ -65,59 +87,12 @@ pub fn line_chart(
     lines: &[Line],
     log_y: bool,
 ) -> Result<(), ReportError> {
-    font();
-    let png = stem.with_extension("png");
-    let svg = stem.with_extension("svg");
-    let err = |p: &Path| {
-        let p = p.to_path_buf();
-        move |e: String| ReportError::Chart {
-            path: p.clone(),
-            reason: e,
-        }
-    };
-    draw_lines(
-        BitMapBackend::new(&png, SIZE).into_drawing_area(),
-        title,
-        y_label,
-        lines,
-        log_y,
-    )
-    .map_err(err(&png))?;
-    draw_lines(
-        SVGBackend::new(&svg, SIZE).into_drawing_area(),
-        title,
-        y_label,
-        lines,
-        log_y,
-    )
-    .map_err(err(&svg))
+    png_and_svg!(stem, |area| draw_lines(area, title, y_label, lines, log_y))
 }
 
+/// A bar chart with error bars, written as `<stem>.png` and `<stem>.svg`.
 pub fn bar_chart(stem: &Path, title: &str, y_label: &str, bars: &[Bar]) -> Result<(), ReportError> {
-    font();
-    let png = stem.with_extension("png");
-    let svg = stem.with_extension("svg");
-    let err = |p: &Path| {
-        let p = p.to_path_buf();
-        move |e: String| ReportError::Chart {
-            path: p.clone(),
-            reason: e,
-        }
-    };
-    draw_bars(
-        BitMapBackend::new(&png, SIZE).into_drawing_area(),
-        title,
-        y_label,
-        bars,
-    )
-    .map_err(err(&png))?;
-    draw_bars(
-        SVGBackend::new(&svg, SIZE).into_drawing_area(),
-        title,
-        y_label,
-        bars,
-    )
-    .map_err(err(&svg))
+    png_and_svg!(stem, |area| draw_bars(area, title, y_label, bars))
 }
 
 fn legend<DB: DrawingBackend>(

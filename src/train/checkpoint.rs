@@ -148,51 +148,24 @@ pub fn load(
     let mut m = Vec::new();
     let mut v = Vec::new();
     for (name, n) in &names {
-        for (kind, out) in [("m", &mut m), ("v", &mut v)] {
-            let key = format!("optim.{kind}.{name}");
-            let view = st.tensor(&key).map_err(|_| WeightsError::Missing {
-                file: path.into(),
-                tensor: key.clone(),
-                looked: key.clone(),
-            })?;
-            let data = io::tensor_f32(path, &key, &view)?;
-            if data.len() != *n {
-                return Err(WeightsError::Shape {
-                    file: path.into(),
-                    tensor: key,
-                    got: view.shape().to_vec(),
-                    want: vec![*n],
-                }
-                .into());
-            }
-            out.push(data);
-        }
+        m.push(flat_tensor(&st, path, &format!("optim.m.{name}"), *n)?);
+        v.push(flat_tensor(&st, path, &format!("optim.v.{name}"), *n)?);
     }
     let mut stats = Vec::new();
     for (name, pn) in bundle.encoder.powernorms() {
         let mut s = pn.stats();
-        for (kind, slot) in [
-            ("running_phi", &mut s.running_phi),
-            ("ema_gz", &mut s.ema_gz),
-        ] {
-            let key = format!("powernorm.{name}.{kind}");
-            let view = st.tensor(&key).map_err(|_| WeightsError::Missing {
-                file: path.into(),
-                tensor: key.clone(),
-                looked: key.clone(),
-            })?;
-            let data = io::tensor_f32(path, &key, &view)?;
-            if data.len() != slot.len() {
-                return Err(WeightsError::Shape {
-                    file: path.into(),
-                    tensor: key,
-                    got: view.shape().to_vec(),
-                    want: vec![slot.len()],
-                }
-                .into());
-            }
-            *slot = data;
-        }
+        s.running_phi = flat_tensor(
+            &st,
+            path,
+            &format!("powernorm.{name}.running_phi"),
+            s.running_phi.len(),
+        )?;
+        s.ema_gz = flat_tensor(
+            &st,
+            path,
+            &format!("powernorm.{name}.ema_gz"),
+            s.ema_gz.len(),
+        )?;
         s.iters = state
             .powernorm_iters
             .iter()
@@ -210,4 +183,28 @@ pub fn load(
         pn.set_stats(s);
     }
     Ok(state)
+}
+
+/// The 1-D tensor `key` of `len` finite f32 values, or an error naming the file and tensor.
+fn flat_tensor(
+    st: &SafeTensors,
+    path: &Path,
+    key: &str,
+    len: usize,
+) -> Result<Vec<f32>, WeightsError> {
+    let view = st.tensor(key).map_err(|_| WeightsError::Missing {
+        file: path.into(),
+        tensor: key.into(),
+        looked: key.into(),
+    })?;
+    let data = io::tensor_f32(path, key, &view)?;
+    if data.len() != len {
+        return Err(WeightsError::Shape {
+            file: path.into(),
+            tensor: key.into(),
+            got: view.shape().to_vec(),
+            want: vec![len],
+        });
+    }
+    Ok(data)
 }

@@ -189,13 +189,7 @@ impl<'a> Trainer<'a> {
             let batch = self.stream.next_batch(t.batch_size);
             tokens += batch.real_tokens();
             let enc = &self.bundle.encoder;
-            let inputs = enc.inputs(
-                batch.size,
-                batch.seq_len,
-                &batch.input_ids,
-                &batch.token_type_ids,
-                &batch.attention_mask,
-            )?;
+            let inputs = inputs_of(enc, &batch)?;
             let hidden = enc.forward(
                 &self.dev,
                 &inputs,
@@ -299,13 +293,7 @@ impl<'a> Trainer<'a> {
         for _ in 0..n {
             let batch = s.next_batch(self.cfg.training.batch_size);
             let enc = &self.bundle.encoder;
-            let inputs = enc.inputs(
-                batch.size,
-                batch.seq_len,
-                &batch.input_ids,
-                &batch.token_type_ids,
-                &batch.attention_mask,
-            )?;
+            let inputs = inputs_of(enc, &batch)?;
             let hidden = enc.forward(&self.dev, &inputs, NoneTape, None);
             let ctx = Ctx {
                 dev: &self.dev,
@@ -327,6 +315,20 @@ impl<'a> Trainer<'a> {
         }
         Ok(Some(metrics))
     }
+}
+
+/// The encoder's view of a batch, checked against the model's sizes.
+fn inputs_of(
+    enc: &crate::model::Encoder,
+    b: &crate::data::Batch,
+) -> Result<crate::model::Inputs, InputError> {
+    enc.inputs(
+        b.size,
+        b.seq_len,
+        &b.input_ids,
+        &b.token_type_ids,
+        &b.attention_mask,
+    )
 }
 
 fn stream_rng(seed: u64) -> Rng {
