@@ -22,25 +22,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Train every run of an experiment file's grid into runs/<experiment>/<variant>/.
-    Run {
-        file: PathBuf,
-        /// Ignore the checkpoints of unfinished runs and start them over (by default they
-        /// continue from their latest checkpoint, bit-identically).
-        #[arg(long)]
-        fresh: bool,
-        /// Retrain every run, finished ones included.
-        #[arg(long)]
-        force: bool,
-        /// Runs trained at the same time (each uses `training.threads` threads).
-        #[arg(long, short)]
-        jobs: Option<usize>,
-        /// Where run directories go.
-        #[arg(long, default_value = "runs")]
-        runs_dir: PathBuf,
-        /// No progress bar.
-        #[arg(long, short)]
-        quiet: bool,
-    },
+    Run(RunArgs),
     /// Draw charts and write a Markdown report for runs/<experiment>.
     Report {
         runs: PathBuf,
@@ -57,6 +39,33 @@ enum Command {
         #[command(subcommand)]
         command: TokenizerCommand,
     },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    file: PathBuf,
+    /// Ignore the checkpoints of unfinished runs and start them over (by default they
+    /// continue from their latest checkpoint, bit-identically).
+    #[arg(long)]
+    fresh: bool,
+    /// Retrain every run, finished ones included.
+    #[arg(long)]
+    force: bool,
+    /// Stop every run after this step, checkpointed; the same command without it continues.
+    #[arg(long)]
+    stop_at: Option<u64>,
+    /// Runs trained at the same time (each uses `training.threads` threads).
+    #[arg(long, short)]
+    jobs: Option<usize>,
+    /// Where run directories go.
+    #[arg(long, default_value = "runs")]
+    runs_dir: PathBuf,
+    /// Where the report goes: <reports-dir>/<experiment>/.
+    #[arg(long, default_value = "reports")]
+    reports_dir: PathBuf,
+    /// No progress bar.
+    #[arg(long, short)]
+    quiet: bool,
 }
 
 #[derive(Subcommand)]
@@ -87,14 +96,7 @@ fn main() {
 
 fn run() -> Result<()> {
     match Cli::parse().command {
-        Command::Run {
-            file,
-            fresh,
-            force,
-            runs_dir,
-            quiet,
-            jobs,
-        } => run_experiment(&file, fresh, force, &runs_dir, quiet, jobs)?,
+        Command::Run(args) => run_experiment(&args)?,
         Command::Report { runs, out } => {
             let name = runs
                 .file_name()
@@ -176,14 +178,18 @@ fn run() -> Result<()> {
     Ok(())
 }
 
-fn run_experiment(
-    file: &std::path::Path,
-    fresh: bool,
-    force: bool,
-    runs_dir: &std::path::Path,
-    quiet: bool,
-    jobs: Option<usize>,
-) -> Result<()> {
+fn run_experiment(args: &RunArgs) -> Result<()> {
+    let RunArgs {
+        file,
+        reports_dir,
+        fresh,
+        force,
+        runs_dir,
+        quiet,
+        stop_at,
+        jobs,
+    } = args;
+    let (fresh, force, quiet, stop_at) = (*fresh, *force, *quiet, *stop_at);
     let exp = LoadedExperiment::load(file)?;
     let base_dir = file
         .parent()
@@ -261,9 +267,13 @@ fn run_experiment(
                     let opts = train::Options {
                         resume: !fresh && !force,
                         progress: !quiet && jobs == 1,
+                        stop_at,
                     };
                     let s = train::run(cfg, &prepared, &dir, &opts)?;
                     print_summary(&spec.variant, &s);
+                    if s.steps < cfg.training.steps {
+                        return Ok(()); // stopped early on request: not finished
+                    }
                     let summary = serde_json::json!({
                         "steps": s.steps,
                         "resumed_from": s.resumed_from,
@@ -288,7 +298,7 @@ fn run_experiment(
         }
     });
     println!("TensorBoard: tensorboard --logdir {}", exp_dir.display());
-    report(&exp_dir, &PathBuf::from("reports").join(&exp.base.name))?;
+    report(&exp_dir, &reports_dir.join(&exp.base.name))?;
     let failures = failures.into_inner().unwrap_or_else(|p| p.into_inner());
     if !failures.is_empty() {
         anyhow::bail!(

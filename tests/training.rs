@@ -264,3 +264,44 @@ fn quickstart_short_run_learns() {
         .starts_with("events.out.tfevents")));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A crash between checkpoints: the steps after the last checkpoint were logged, then lost.
+/// After resume, metrics.jsonl holds every step once, with the losses of an uninterrupted run.
+#[test]
+fn logs_after_a_crash_and_resume_equal_an_uninterrupted_run() {
+    let cfg = experiment("");
+    let data = prepared(&cfg);
+    let root = std::env::temp_dir().join(format!("pretext-crash-{}", std::process::id()));
+    let (straight, crashed) = (root.join("straight"), root.join("crashed"));
+    train::run(&cfg, &data, &straight, &train::Options::default()).unwrap();
+
+    let opts = |stop_at, resume| train::Options {
+        resume,
+        progress: false,
+        stop_at,
+    };
+    train::run(&cfg, &data, &crashed, &opts(Some(10), false)).unwrap();
+    let ckpt = crashed.join("checkpoints/latest.safetensors");
+    let at_10 = std::fs::read(&ckpt).unwrap();
+    train::run(&cfg, &data, &crashed, &opts(Some(15), true)).unwrap();
+    std::fs::write(&ckpt, at_10).unwrap(); // the step-15 checkpoint never made it to disk
+    let s = train::run(&cfg, &data, &crashed, &opts(None, true)).unwrap();
+    assert_eq!(s.resumed_from, Some(10));
+
+    let rows = |dir: &Path| -> Vec<(u64, String, Option<f64>)> {
+        std::fs::read_to_string(dir.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                (
+                    v["step"].as_u64().unwrap(),
+                    v["split"].as_str().unwrap().to_string(),
+                    v["loss"].as_f64(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(rows(&straight), rows(&crashed));
+    std::fs::remove_dir_all(&root).ok();
+}

@@ -20,33 +20,55 @@ pub struct RunLog {
 }
 
 impl RunLog {
-    /// Opens the run's logs. With `resume_step`, lines of `metrics.jsonl` past that step (work
-    /// that the checkpoint does not hold and that will be redone) are dropped first.
-    pub fn open(dir: &Path, resume_step: Option<u64>) -> std::io::Result<Self> {
+    /// Opens the run's logs. With `resume_step`, the logs are cut back to that step: lines of
+    /// `metrics.jsonl` past it (work the checkpoint does not hold, about to be redone) are
+    /// dropped, and the TensorBoard event files are replaced by one that replays the kept
+    /// lines, so neither shows a step twice. (Histograms of earlier evaluations are not
+    /// replayed: metrics.jsonl holds only scalars.)
+    pub fn open(dir: &Path, resume_step: Option<u64>, config_text: &str) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let path = dir.join("metrics.jsonl");
-        let kept: Vec<String> = match (resume_step, File::open(&path)) {
+        let kept: Vec<serde_json::Value> = match (resume_step, File::open(&path)) {
             (Some(step), Ok(f)) => BufReader::new(f)
                 .lines()
                 .map_while(Result::ok)
-                .filter(|l| {
-                    serde_json::from_str::<serde_json::Value>(l)
-                        .ok()
-                        .and_then(|v| v["step"].as_u64())
-                        .is_some_and(|s| s <= step)
-                })
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(&l).ok())
+                .filter(|v| v["step"].as_u64().is_some_and(|s| s <= step))
                 .collect(),
             _ => vec![],
         };
-        let mut jsonl = BufWriter::new(File::create(&path)?);
-        for l in kept {
-            writeln!(jsonl, "{l}")?;
+        if resume_step.is_some() {
+            for e in std::fs::read_dir(dir)?.filter_map(Result::ok) {
+                if e.file_name()
+                    .to_string_lossy()
+                    .starts_with("events.out.tfevents")
+                {
+                    std::fs::remove_file(e.path())?;
+                }
+            }
         }
-        Ok(Self {
+        let jsonl = BufWriter::new(File::create(&path)?);
+        let mut log = Self {
             tb: FileWriter::new(dir),
             jsonl,
             dir: dir.into(),
-        })
+        };
+        // Step 0 first: TensorBoard reads a step that goes backwards as a restart.
+        log.text("config", &format!("```toml\n{config_text}\n```"), 0);
+        for row in kept {
+            let (Some(step), Some(split)) = (row["step"].as_u64(), row["split"].as_str()) else {
+                continue;
+            };
+            let values: Vec<(String, f64)> = row
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter(|(k, _)| *k != "step" && *k != "split")
+                .filter_map(|(k, v)| v.as_f64().map(|v| (k.clone(), v)))
+                .collect();
+            log.scalars(step, split, &values)?;
+        }
+        Ok(log)
     }
 
     /// Logs `values` as `<split>/<name>` scalars at `step`.

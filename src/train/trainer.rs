@@ -66,6 +66,9 @@ pub struct Options {
     pub resume: bool,
     /// Show a progress bar (only drawn when stderr is a terminal).
     pub progress: bool,
+    /// Stop after this step (with a checkpoint), leaving the run to be continued later, as a
+    /// job that must end before a cluster's time limit would.
+    pub stop_at: Option<u64>,
 }
 
 /// What a finished run reports.
@@ -367,14 +370,7 @@ pub fn run(
     };
     let resolved = dir.join("config.resolved.toml");
     std::fs::write(&resolved, &trainer.config_text).map_err(io_err(&resolved))?;
-    let mut log = RunLog::open(dir, resumed_from).map_err(io_err(dir))?;
-    if resumed_from.is_none() {
-        log.text(
-            "config",
-            &format!("```toml\n{}\n```", trainer.config_text),
-            0,
-        );
-    }
+    let mut log = RunLog::open(dir, resumed_from, &trainer.config_text).map_err(io_err(dir))?;
     let t = &cfg.training;
     let bar = if opts.progress {
         indicatif::ProgressBar::new(t.steps)
@@ -397,7 +393,8 @@ pub fn run(
     let mut last_eval = None;
     let (mut tokens, started) = (0usize, Instant::now());
     let mut window = (0usize, Instant::now());
-    while trainer.step < t.steps {
+    let last = opts.stop_at.map_or(t.steps, |s| s.min(t.steps));
+    while trainer.step < last {
         let (m, grad_norm, n_tok) = trainer.train_step()?;
         let step = trainer.step;
         tokens += n_tok;
@@ -434,7 +431,7 @@ pub fn run(
                 log.histogram(&format!("powernorm/{name}/ema_gz"), &s.ema_gz, step);
             }
         }
-        if (t.checkpoint_every > 0 && step % t.checkpoint_every == 0) || step == t.steps {
+        if (t.checkpoint_every > 0 && step % t.checkpoint_every == 0) || step == last {
             log.flush().map_err(io_err(dir))?;
             trainer.save_checkpoint(&ckpt)?;
         }
