@@ -305,3 +305,24 @@ fn logs_after_a_crash_and_resume_equal_an_uninterrupted_run() {
     assert_eq!(rows(&straight), rows(&crashed));
     std::fs::remove_dir_all(&root).ok();
 }
+
+#[test]
+fn a_second_process_on_one_run_directory_is_refused() {
+    use pretext::train::lock::RunLock;
+    let dir = std::env::temp_dir().join(format!("pretext-lock-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // A live process (pid 1 always exists on Linux) holds the lock.
+    std::fs::write(dir.join(".lock"), "1").unwrap();
+    let e = RunLock::acquire(&dir).unwrap_err().to_string();
+    assert!(e.contains("pid 1") && e.contains("pretext-lock"), "{e}");
+    // A stale lock of a dead process is taken over, and released on drop.
+    std::fs::write(dir.join(".lock"), "4000000000").unwrap();
+    let lock = RunLock::acquire(&dir).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(dir.join(".lock")).unwrap(),
+        std::process::id().to_string()
+    );
+    drop(lock);
+    assert!(!dir.join(".lock").exists());
+    std::fs::remove_dir_all(&dir).ok();
+}

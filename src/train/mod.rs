@@ -3,6 +3,7 @@
 
 pub mod bundle;
 pub mod checkpoint;
+pub mod lock;
 pub mod log;
 pub mod optimizer;
 pub mod trainer;

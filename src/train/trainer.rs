@@ -29,6 +29,8 @@ pub enum TrainError {
     Input(#[from] InputError),
     #[error(transparent)]
     Data(#[from] crate::data::DataError),
+    #[error(transparent)]
+    Lock(#[from] super::lock::LockError),
     #[error("{path}: {reason}")]
     Io { path: PathBuf, reason: String },
 }
@@ -360,6 +362,7 @@ pub fn run(
     opts: &Options,
 ) -> Result<Summary, TrainError> {
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let _lock = super::lock::RunLock::acquire(dir)?;
     let ckpt = dir.join("checkpoints").join("latest.safetensors");
     let mut trainer = Trainer::new(cfg, prepared)?;
     let resumed_from = if opts.resume && ckpt.exists() {
