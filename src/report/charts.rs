@@ -19,6 +19,51 @@ fn font() {
     });
 }
 
+/// Labels like `objectives=mlm+sop` share their axis name: say it once, as the legend's title.
+fn legend_title(entries: &[(String, usize)]) -> (String, Vec<(String, usize)>) {
+    let prefix = entries
+        .first()
+        .and_then(|(l, _)| l.split_once('='))
+        .map(|(k, _)| format!("{k}="));
+    match prefix {
+        Some(p)
+            if !p.contains(',')
+                && entries
+                    .iter()
+                    .all(|(l, _)| l.starts_with(&p) && !l[p.len()..].contains('=')) =>
+        {
+            (
+                format!("{}:", p.trim_end_matches('=')),
+                entries
+                    .iter()
+                    .map(|(l, c)| (l[p.len()..].to_string(), *c))
+                    .collect(),
+            )
+        }
+        _ => ("variant:".into(), entries.to_vec()),
+    }
+}
+
+/// Splits a label into lines of at most `width` characters, after `+` or `,` where possible.
+fn wrap(label: &str, width: usize) -> Vec<String> {
+    let mut lines = vec![String::new()];
+    let mut piece = String::new();
+    for ch in label.chars().chain(std::iter::once('\0')) {
+        if ch != '\0' {
+            piece.push(ch);
+        }
+        if ch == '+' || ch == ',' || ch == '\0' {
+            let last = lines.last_mut().expect("never empty");
+            if !last.is_empty() && last.chars().count() + piece.chars().count() > width {
+                lines.push(String::new());
+            }
+            lines.last_mut().expect("never empty").push_str(&piece);
+            piece.clear();
+        }
+    }
+    lines
+}
+
 /// Ten distinguishable colours (Tableau 10); group `i` always gets `PALETTE[i % 10]`.
 pub const PALETTE: [RGBColor; 10] = [
     RGBColor(31, 119, 180),
@@ -99,19 +144,26 @@ fn legend<DB: DrawingBackend>(
     area: &DrawingArea<DB, plotters::coord::Shift>,
     entries: &[(String, usize)],
 ) -> Result<(), String> {
-    for (i, (label, c)) in entries.iter().enumerate() {
-        let y = 60 + i as i32 * 26;
+    let (title, entries) = legend_title(entries);
+    area.draw(&Text::new(title, (8, 30), ("sans-serif", 15).into_font()))
+        .map_err(|e| e.to_string())?;
+    let mut y = 60;
+    for (label, c) in &entries {
         area.draw(&PathElement::new(
             vec![(8, y), (34, y)],
             colour(*c).stroke_width(3),
         ))
         .map_err(|e| e.to_string())?;
-        area.draw(&Text::new(
-            label.clone(),
-            (42, y - 8),
-            ("sans-serif", 15).into_font(),
-        ))
-        .map_err(|e| e.to_string())?;
+        let lines = wrap(label, 30);
+        for (k, line) in lines.iter().enumerate() {
+            area.draw(&Text::new(
+                line.clone(),
+                (42, y - 8 + 17 * k as i32),
+                ("sans-serif", 15).into_font(),
+            ))
+            .map_err(|e| e.to_string())?;
+        }
+        y += 26 + 17 * (lines.len() as i32 - 1);
     }
     Ok(())
 }
@@ -211,67 +263,64 @@ fn draw_bars<DB: DrawingBackend>(
 ) -> Result<(), String> {
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let (plot, side) = root.split_horizontally(SIZE.0 as i32 * 72 / 100);
-    let top = bars
-        .iter()
-        .map(|b| b.mean + b.std)
-        .fold(f64::MIN, f64::max)
-        .max(1e-9);
-    let bottom = bars
-        .iter()
-        .map(|b| b.mean - b.std)
-        .fold(f64::MAX, f64::min)
-        .min(0.0);
+    // Mean ± std as points and whiskers on an axis zoomed to the data: bars from zero would
+    // hide differences of hundredths, and truncated bars would mislead.
+    let hi = bars.iter().map(|b| b.mean + b.std).fold(f64::MIN, f64::max);
+    let lo = bars.iter().map(|b| b.mean - b.std).fold(f64::MAX, f64::min);
+    let pad = ((hi - lo) * 0.15).max(hi.abs().max(1.0) * 1e-3);
     let mut chart = ChartBuilder::on(&plot)
         .caption(title, ("sans-serif", 22).into_font())
         .margin(12)
         .x_label_area_size(42)
         .y_label_area_size(70)
-        .build_cartesian_2d(0f64..bars.len() as f64, bottom..top * 1.08)
+        .build_cartesian_2d(0f64..bars.len() as f64, (lo - pad)..(hi + pad))
         .map_err(|e| e.to_string())?;
+    let ns: Vec<String> = bars.iter().map(|b| b.n.to_string()).collect();
     chart
         .configure_mesh()
         .disable_x_mesh()
         .light_line_style(RGBColor(242, 242, 242))
         .x_labels(0)
         .y_desc(y_label)
-        .x_desc("variant (colour: see legend; error bars: ±1 sample std over seeds)")
+        .x_desc(format!(
+            "variant (see legend): mean ± 1 sample std over seeds (n = {})",
+            ns.join(", ")
+        ))
         .label_style(("sans-serif", 14).into_font())
         .axis_desc_style(("sans-serif", 15).into_font())
         .draw()
         .map_err(|e| e.to_string())?;
     for (i, b) in bars.iter().enumerate() {
-        let x = i as f64;
-        chart
-            .draw_series(std::iter::once(Rectangle::new(
-                [(x + 0.15, 0.0), (x + 0.85, b.mean)],
-                colour(b.colour).filled(),
-            )))
-            .map_err(|e| e.to_string())?;
+        let x = i as f64 + 0.5;
+        let c = colour(b.colour).stroke_width(3);
         if b.n > 1 {
-            let c = BLACK.stroke_width(2);
             chart
                 .draw_series([
+                    PathElement::new(vec![(x, b.mean - b.std), (x, b.mean + b.std)], c),
                     PathElement::new(
-                        vec![(x + 0.5, b.mean - b.std), (x + 0.5, b.mean + b.std)],
+                        vec![(x - 0.12, b.mean - b.std), (x + 0.12, b.mean - b.std)],
                         c,
                     ),
                     PathElement::new(
-                        vec![(x + 0.4, b.mean - b.std), (x + 0.6, b.mean - b.std)],
-                        c,
-                    ),
-                    PathElement::new(
-                        vec![(x + 0.4, b.mean + b.std), (x + 0.6, b.mean + b.std)],
+                        vec![(x - 0.12, b.mean + b.std), (x + 0.12, b.mean + b.std)],
                         c,
                     ),
                 ])
                 .map_err(|e| e.to_string())?;
         }
+        chart
+            .draw_series(std::iter::once(Circle::new(
+                (x, b.mean),
+                7,
+                colour(b.colour).filled(),
+            )))
+            .map_err(|e| e.to_string())?;
     }
     legend(
         &side,
         &bars
             .iter()
-            .map(|b| (format!("{} (n={})", b.label, b.n), b.colour))
+            .map(|b| (b.label.clone(), b.colour))
             .collect::<Vec<_>>(),
     )?;
     root.present().map_err(|e| e.to_string())

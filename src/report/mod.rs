@@ -171,7 +171,7 @@ pub fn write(exp_dir: &Path, out: &Path, command: &str) -> Result<Written, Repor
             }
             let stem = out.join(file_name(split, &key));
             let title = format!("{split}: {key}");
-            charts::line_chart(&stem, &title, y_label(&key), &lines, key == "grad_norm")?;
+            charts::line_chart(&stem, &title, y_label(&key), &lines, false)?;
             let f = stem
                 .file_name()
                 .map(|s| s.to_string_lossy().into_owned())
