@@ -52,8 +52,14 @@ fn report_groups_seeds_and_draws_png_and_svg() {
             "{c}.png is too small to hold a chart"
         );
         let svg_text = std::fs::read_to_string(&svg).unwrap();
+        // The shared axis name is the legend title, the values its entries.
         assert!(
-            svg_text.contains("norm=pre-ln"),
+            svg_text.contains("norm:")
+                && svg_text.contains(
+                    "
+pre-ln
+"
+                ),
             "{c}.svg has no legend entry"
         );
         assert!(md.contains(&format!("({c}.png)")));
