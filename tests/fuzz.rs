@@ -70,7 +70,6 @@ proptest! {
         cut in prop::option::of(0usize..20_000),
         flips in prop::collection::vec((0usize..20_000, any::<u8>()), 0..8),
     ) {
-        use dfdx::prelude::*;
         thread_local! {
             static VALID: Vec<u8> = {
                 let dev = Dev::seed_from_u64(0);
