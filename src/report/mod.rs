@@ -52,6 +52,16 @@ fn file_name(split: &str, key: &str) -> String {
     format!("{split}_{}", key.replace('/', "_"))
 }
 
+/// Links a chart written at `<stem>.png` from the Markdown and records it.
+fn embed(md: &mut String, charts: &mut Vec<PathBuf>, stem: &Path, title: &str) {
+    let f = stem
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let _ = writeln!(md, "![{title}]({f}.png)\n");
+    charts.push(stem.with_extension("png"));
+}
+
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -172,16 +182,11 @@ pub fn write(exp_dir: &Path, out: &Path, command: &str) -> Result<Written, Repor
             let stem = out.join(file_name(split, &key));
             let title = format!("{split}: {key}");
             charts::line_chart(&stem, &title, y_label(&key), &lines, false)?;
-            let f = stem
-                .file_name()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let _ = writeln!(md, "![{title}]({f}.png)\n");
-            charts_written.push(stem.with_extension("png"));
+            embed(&mut md, &mut charts_written, &stem, &title);
         }
     }
 
-    // Bars: final held-out metrics with error bars over seeds.
+    // Final held-out metrics: mean ± std over seeds per variant.
     if !eval_keys.is_empty() {
         let _ = writeln!(md, "## Final held-out metrics\n");
         for key in &eval_keys {
@@ -205,12 +210,7 @@ pub fn write(exp_dir: &Path, out: &Path, command: &str) -> Result<Written, Repor
             let stem = out.join(format!("final_{}", file_name("eval", key)));
             let title = format!("final held-out {key}");
             charts::bar_chart(&stem, &title, y_label(key), &bars)?;
-            let f = stem
-                .file_name()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let _ = writeln!(md, "![{title}]({f}.png)\n");
-            charts_written.push(stem.with_extension("png"));
+            embed(&mut md, &mut charts_written, &stem, &title);
         }
     }
 
