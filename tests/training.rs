@@ -150,6 +150,20 @@ fn resume_refuses_a_checkpoint_of_other_settings() {
         e.contains("c.safetensors") && e.contains("other settings"),
         "{e}"
     );
+    // One flipped byte in the tensor data is caught by the checksum.
+    let good = std::fs::read(&ckpt).unwrap();
+    let mut bad = good.clone();
+    let n = bad.len();
+    bad[n - 5] ^= 0x40;
+    std::fs::write(&ckpt, &bad).unwrap();
+    let mut t4 = Trainer::new(&cfg, &data).unwrap();
+    let e = t4.load_checkpoint(&ckpt).unwrap_err().to_string();
+    assert!(e.contains("c.safetensors") && e.contains("checksum"), "{e}");
+    std::fs::write(&ckpt, &good).unwrap();
+    Trainer::new(&cfg, &data)
+        .unwrap()
+        .load_checkpoint(&ckpt)
+        .unwrap();
     // A truncated file is refused and names the file.
     let bytes = std::fs::read(&ckpt).unwrap();
     std::fs::write(&ckpt, &bytes[..bytes.len() - 100]).unwrap();
