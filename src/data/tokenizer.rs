@@ -143,13 +143,18 @@ impl Tokenizer {
         })
     }
 
+    /// Saves as an HF `tokenizer.json`, atomically: a run killed mid-write must not leave a
+    /// truncated file that every later run of the experiment would fail to load.
     pub fn save(&self, path: &Path) -> Result<(), TokenizerError> {
+        let err = |reason: String| TokenizerError::Save {
+            file: path.into(),
+            reason,
+        };
+        let tmp = path.with_extension("json.tmp");
         self.inner
-            .save(path, true)
-            .map_err(|e| TokenizerError::Save {
-                file: path.into(),
-                reason: e.to_string(),
-            })
+            .save(&tmp, true)
+            .map_err(|e| err(e.to_string()))?;
+        std::fs::rename(&tmp, path).map_err(|e| err(e.to_string()))
     }
 
     pub fn vocab_size(&self) -> usize {
