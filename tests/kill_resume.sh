@@ -39,6 +39,7 @@ TOML
 
 restarts=0
 mid_write=0
+planted=0
 for trial in $(seq 1 "$trials"); do
   dir="$work/trial-$trial"
   attempts=0
@@ -52,6 +53,12 @@ for trial in $(seq 1 "$trials"); do
     wait "$pid" 2> /dev/null || true
     # A temporary checkpoint left behind means the kill landed during a checkpoint write.
     if [ -f "$dir/kill/base/checkpoints/latest.tmp" ]; then mid_write=$((mid_write + 1)); fi
+    # Such writes take under a millisecond here, so random kills rarely hit one: after the
+    # first kill, leave what one would leave (a half-written temporary file) on purpose.
+    if [ "$attempts" -eq 1 ] && [ -d "$dir/kill/base/checkpoints" ]; then
+      head -c 3000 /dev/urandom > "$dir/kill/base/checkpoints/latest.tmp"
+      planted=$((planted + 1))
+    fi
   done
   restarts=$((restarts + attempts - 1))
   python3 - "$work/reference/kill/base" "$dir/kill/base" "$trial" <<'PY'
@@ -84,4 +91,4 @@ done
 if [ "$restarts" -lt "$trials" ]; then
   echo "kill test inconclusive: only $restarts interrupted runs in $trials trials (runs too short?)"; exit 1
 fi
-echo "kill test passed: $trials trials, $restarts runs killed and continued ($mid_write during a checkpoint write), final weights and logged losses identical"
+echo "kill test passed: $trials trials, $restarts runs killed and continued ($mid_write during a checkpoint write, $planted half-written checkpoints planted), final weights and logged losses identical"
