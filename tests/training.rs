@@ -158,7 +158,10 @@ fn resume_refuses_a_checkpoint_of_other_settings() {
     std::fs::write(&ckpt, &bad).unwrap();
     let mut t4 = Trainer::new(&cfg, &data).unwrap();
     let e = t4.load_checkpoint(&ckpt).unwrap_err().to_string();
-    assert!(e.contains("c.safetensors") && e.contains("checksum"), "{e}");
+    assert!(
+        e.contains("c.safetensors") && e.contains("checksum") && e.contains("tensor `"),
+        "{e}"
+    );
     std::fs::write(&ckpt, &good).unwrap();
     Trainer::new(&cfg, &data)
         .unwrap()

@@ -34,8 +34,8 @@ pub enum CheckpointError {
     Write { file: String, reason: String },
     #[error(transparent)]
     Weights(#[from] WeightsError),
-    #[error("{file}: the checkpoint's data does not match its checksum (corrupted or truncated); it is not used")]
-    Corrupt { file: String },
+    #[error("{file}: tensor `{tensor}` does not match its checksum (corrupted or missing); the checkpoint is not used")]
+    Corrupt { file: String, tensor: String },
     #[error("{file}: the checkpoint has no training state (`pretext.state` metadata); it is not a pretext checkpoint")]
     NoState { file: String },
     #[error("{file}: the checkpoint's training state is unreadable: {reason}")]
@@ -45,15 +45,10 @@ pub enum CheckpointError {
 }
 
 const STATE_KEY: &str = "pretext.state";
-/// CRC-32 of every byte after the header: safetensors checks the header's offsets but not the
-/// data, so a corrupted tensor would otherwise load silently.
+/// CRC-32 of each tensor's bytes, as JSON: safetensors checks the header's offsets but not
+/// the data, so a corrupted tensor would otherwise load silently. Per tensor, so that the
+/// refusal can name it.
 const CRC_KEY: &str = "pretext.crc32";
-
-/// Where the tensor data starts: after the 8-byte header length and the JSON header.
-fn data_start(bytes: &[u8]) -> Option<usize> {
-    let n = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?) as usize;
-    8usize.checked_add(n).filter(|&end| end <= bytes.len())
-}
 
 pub fn save(
     path: &Path,
@@ -83,14 +78,16 @@ pub fn save(
     }
     let state_json = serde_json::to_string(state).expect("plain data serialises");
     let encoded = io::encode(tensors);
-    // The data region does not depend on the metadata: checksum it from a first serialisation.
-    let probe = io::serialize(&encoded, None);
-    let crc = crc32fast::hash(&probe[data_start(&probe).expect("own serialisation")..]);
+    let crcs: std::collections::BTreeMap<&str, u32> = encoded
+        .iter()
+        .map(|(n, _, data)| (n.as_str(), crc32fast::hash(data)))
+        .collect();
+    let crcs = serde_json::to_string(&crcs).expect("plain data serialises");
     let bytes = io::serialize(
         &encoded,
         Some(HashMap::from([
             (STATE_KEY.to_string(), state_json),
-            (CRC_KEY.to_string(), crc.to_string()),
+            (CRC_KEY.to_string(), crcs),
         ])),
     );
     write_atomically(path, &bytes).map_err(|e| CheckpointError::Write {
@@ -138,15 +135,15 @@ pub fn load(
         .as_ref()
         .and_then(|m| m.get(STATE_KEY))
         .ok_or(CheckpointError::NoState { file: file.clone() })?;
-    let crc = meta
+    let crcs: std::collections::BTreeMap<String, u32> = meta
         .metadata()
         .as_ref()
         .and_then(|m| m.get(CRC_KEY))
-        .and_then(|c| c.parse::<u32>().ok());
-    let actual = data_start(&bytes).map(|start| crc32fast::hash(&bytes[start..]));
-    if crc.is_none() || crc != actual {
-        return Err(CheckpointError::Corrupt { file: file.clone() });
-    }
+        .and_then(|c| serde_json::from_str(c).ok())
+        .ok_or(CheckpointError::BadState {
+            file: file.clone(),
+            reason: "no tensor checksums (`pretext.crc32`)".into(),
+        })?;
     let state: TrainState =
         serde_json::from_str(state_json).map_err(|e| CheckpointError::BadState {
             file: file.clone(),
@@ -165,6 +162,17 @@ pub fn load(
         file: path.into(),
         reason: e.to_string(),
     })?;
+    for (name, expected) in &crcs {
+        let intact = st
+            .tensor(name)
+            .is_ok_and(|v| crc32fast::hash(v.data()) == *expected);
+        if !intact {
+            return Err(CheckpointError::Corrupt {
+                file,
+                tensor: name.clone(),
+            });
+        }
+    }
 
     // Check every optimiser and PowerNorm tensor before touching anything.
     let names: Vec<(String, usize)> = bundle
