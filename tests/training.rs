@@ -343,3 +343,17 @@ fn a_second_process_on_one_run_directory_is_refused() {
     assert!(!dir.join(".lock").exists());
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn an_unusable_run_directory_is_an_error_before_training() {
+    let cfg = experiment("");
+    let data = prepared(&cfg);
+    // A file where the run directory should be: creating it fails, whoever the user is.
+    let file = std::env::temp_dir().join(format!("pretext-not-a-dir-{}", std::process::id()));
+    std::fs::write(&file, "x").unwrap();
+    let e = train::run(&cfg, &data, &file.join("run"), &train::Options::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("pretext-not-a-dir"), "{e}");
+    std::fs::remove_file(&file).ok();
+}
