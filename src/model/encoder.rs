@@ -187,13 +187,6 @@ impl Encoder {
         linear(hidden.gather(cls), &self.pooler).tanh()
     }
 
-    /// Every parameter with its stable name.
-    pub fn named_params(&self) -> Vec<(String, Param<'_>)> {
-        let mut out = Vec::new();
-        self.visit("", &mut |n, p| out.push((n, p)));
-        out
-    }
-
     /// The PowerNorm layers by name, for checkpoints and histograms of running statistics.
     pub fn powernorms(&self) -> Vec<(String, &super::PowerNorm)> {
         let mut out = Vec::new();

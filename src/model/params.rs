@@ -57,6 +57,13 @@ impl ParamMut<'_> {
 pub trait Params {
     fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, Param<'a>));
     fn visit_mut<'a>(&'a mut self, prefix: &str, f: &mut dyn FnMut(String, ParamMut<'a>));
+
+    /// Every parameter with its stable name, in visiting order.
+    fn named_params(&self) -> Vec<(String, Param<'_>)> {
+        let mut out = Vec::new();
+        self.visit("", &mut |n, p| out.push((n, p)));
+        out
+    }
 }
 
 pub fn join(prefix: &str, name: &str) -> String {

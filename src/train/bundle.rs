@@ -41,12 +41,6 @@ impl Bundle {
             objectives,
         }
     }
-
-    pub fn named_params(&self) -> Vec<(String, Param<'_>)> {
-        let mut out = Vec::new();
-        self.visit("", &mut |n, p| out.push((n, p)));
-        out
-    }
 }
 
 impl Params for Bundle {
