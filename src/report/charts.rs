@@ -92,7 +92,7 @@ pub struct Line {
     pub faint: Vec<Vec<(u64, f64)>>,
 }
 
-pub struct Bar {
+pub struct MeanStd {
     pub label: String,
     pub colour: usize,
     pub mean: f64,
@@ -130,14 +130,18 @@ pub fn line_chart(
     title: &str,
     y_label: &str,
     lines: &[Line],
-    log_y: bool,
 ) -> Result<(), ReportError> {
-    png_and_svg!(stem, |area| draw_lines(area, title, y_label, lines, log_y))
+    png_and_svg!(stem, |area| draw_lines(area, title, y_label, lines))
 }
 
-/// A bar chart with error bars, written as `<stem>.png` and `<stem>.svg`.
-pub fn bar_chart(stem: &Path, title: &str, y_label: &str, bars: &[Bar]) -> Result<(), ReportError> {
-    png_and_svg!(stem, |area| draw_bars(area, title, y_label, bars))
+/// Mean ± std per variant as points with whiskers, written as `<stem>.png` and `<stem>.svg`.
+pub fn mean_std_chart(
+    stem: &Path,
+    title: &str,
+    y_label: &str,
+    points: &[MeanStd],
+) -> Result<(), ReportError> {
+    png_and_svg!(stem, |area| draw_mean_std(area, title, y_label, points))
 }
 
 fn legend<DB: DrawingBackend>(
@@ -173,7 +177,6 @@ fn draw_lines<DB: DrawingBackend>(
     title: &str,
     y_label: &str,
     lines: &[Line],
-    log_y: bool,
 ) -> Result<(), String> {
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let (plot, side) = root.split_horizontally(SIZE.0 as i32 * 72 / 100);
@@ -182,7 +185,7 @@ fn draw_lines<DB: DrawingBackend>(
         .flat_map(|l| l.main.iter().chain(l.faint.iter().flatten()));
     let (mut x1, mut y0, mut y1) = (1u64, f64::MAX, f64::MIN);
     for &(s, v) in all {
-        if v.is_finite() && (!log_y || v > 0.0) {
+        if v.is_finite() {
             x1 = x1.max(s);
             y0 = y0.min(v);
             y1 = y1.max(v);
@@ -192,58 +195,38 @@ fn draw_lines<DB: DrawingBackend>(
         (y0, y1) = (0.0, 1.0);
     }
     let pad = ((y1 - y0) * 0.05).max(1e-9);
-    let mut builder = ChartBuilder::on(&plot);
-    let chart = builder
+    let mut chart = ChartBuilder::on(&plot)
         .caption(title, ("sans-serif", 22).into_font())
         .margin(12)
         .x_label_area_size(42)
-        .y_label_area_size(70);
-    let style = |c: usize, faint: bool| {
-        let col = colour(c);
-        if faint {
-            col.mix(0.25).stroke_width(1)
-        } else {
-            col.stroke_width(2)
-        }
-    };
-    macro_rules! body {
-        ($chart:expr) => {{
-            let mut chart = $chart;
+        .y_label_area_size(70)
+        .build_cartesian_2d(0u64..x1, (y0 - pad)..(y1 + pad))
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .x_desc("step")
+        .y_desc(y_label)
+        .light_line_style(RGBColor(242, 242, 242))
+        .label_style(("sans-serif", 14).into_font())
+        .axis_desc_style(("sans-serif", 16).into_font())
+        .draw()
+        .map_err(|e| e.to_string())?;
+    for l in lines {
+        // Faint curves first, so the solid one of the same colour is drawn over them.
+        for f in &l.faint {
             chart
-                .configure_mesh()
-                .x_desc("step")
-                .y_desc(y_label)
-                .light_line_style(RGBColor(242, 242, 242))
-                .label_style(("sans-serif", 14).into_font())
-                .axis_desc_style(("sans-serif", 16).into_font())
-                .draw()
+                .draw_series(LineSeries::new(
+                    f.iter().copied(),
+                    colour(l.colour).mix(0.25).stroke_width(1),
+                ))
                 .map_err(|e| e.to_string())?;
-            for l in lines {
-                for f in &l.faint {
-                    chart
-                        .draw_series(LineSeries::new(
-                            f.iter().map(|&(s, v)| (s, v)),
-                            style(l.colour, true),
-                        ))
-                        .map_err(|e| e.to_string())?;
-                }
-                chart
-                    .draw_series(LineSeries::new(
-                        l.main.iter().map(|&(s, v)| (s, v)),
-                        style(l.colour, false),
-                    ))
-                    .map_err(|e| e.to_string())?;
-            }
-        }};
-    }
-    if log_y {
-        body!(chart
-            .build_cartesian_2d(0u64..x1, ((y0 * 0.9).max(1e-12)..y1 * 1.1).log_scale())
-            .map_err(|e| e.to_string())?);
-    } else {
-        body!(chart
-            .build_cartesian_2d(0u64..x1, (y0 - pad)..(y1 + pad))
-            .map_err(|e| e.to_string())?);
+        }
+        chart
+            .draw_series(LineSeries::new(
+                l.main.iter().copied(),
+                colour(l.colour).stroke_width(2),
+            ))
+            .map_err(|e| e.to_string())?;
     }
     legend(
         &side,
@@ -255,27 +238,33 @@ fn draw_lines<DB: DrawingBackend>(
     root.present().map_err(|e| e.to_string())
 }
 
-fn draw_bars<DB: DrawingBackend>(
+fn draw_mean_std<DB: DrawingBackend>(
     root: DrawingArea<DB, plotters::coord::Shift>,
     title: &str,
     y_label: &str,
-    bars: &[Bar],
+    points: &[MeanStd],
 ) -> Result<(), String> {
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let (plot, side) = root.split_horizontally(SIZE.0 as i32 * 72 / 100);
     // Mean ± std as points and whiskers on an axis zoomed to the data: bars from zero would
     // hide differences of hundredths, and truncated bars would mislead.
-    let hi = bars.iter().map(|b| b.mean + b.std).fold(f64::MIN, f64::max);
-    let lo = bars.iter().map(|b| b.mean - b.std).fold(f64::MAX, f64::min);
+    let hi = points
+        .iter()
+        .map(|b| b.mean + b.std)
+        .fold(f64::MIN, f64::max);
+    let lo = points
+        .iter()
+        .map(|b| b.mean - b.std)
+        .fold(f64::MAX, f64::min);
     let pad = ((hi - lo) * 0.15).max(hi.abs().max(1.0) * 1e-3);
     let mut chart = ChartBuilder::on(&plot)
         .caption(title, ("sans-serif", 22).into_font())
         .margin(12)
         .x_label_area_size(42)
         .y_label_area_size(70)
-        .build_cartesian_2d(0f64..bars.len() as f64, (lo - pad)..(hi + pad))
+        .build_cartesian_2d(0f64..points.len() as f64, (lo - pad)..(hi + pad))
         .map_err(|e| e.to_string())?;
-    let ns: Vec<String> = bars.iter().map(|b| b.n.to_string()).collect();
+    let ns: Vec<String> = points.iter().map(|b| b.n.to_string()).collect();
     chart
         .configure_mesh()
         .disable_x_mesh()
@@ -290,7 +279,7 @@ fn draw_bars<DB: DrawingBackend>(
         .axis_desc_style(("sans-serif", 15).into_font())
         .draw()
         .map_err(|e| e.to_string())?;
-    for (i, b) in bars.iter().enumerate() {
+    for (i, b) in points.iter().enumerate() {
         let x = i as f64 + 0.5;
         let c = colour(b.colour).stroke_width(3);
         if b.n > 1 {
@@ -318,7 +307,7 @@ fn draw_bars<DB: DrawingBackend>(
     }
     legend(
         &side,
-        &bars
+        &points
             .iter()
             .map(|b| (b.label.clone(), b.colour))
             .collect::<Vec<_>>(),

@@ -7,7 +7,7 @@ pub mod runs;
 
 pub use runs::ReportError;
 
-use charts::{Bar, Line};
+use charts::{Line, MeanStd};
 use runs::{groups, mean_curve, mean_std, smooth, Run};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -181,7 +181,7 @@ pub fn write(exp_dir: &Path, out: &Path, command: &str) -> Result<Written, Repor
             }
             let stem = out.join(file_name(split, &key));
             let title = format!("{split}: {key}");
-            charts::line_chart(&stem, &title, y_label(&key), &lines, false)?;
+            charts::line_chart(&stem, &title, y_label(&key), &lines)?;
             embed(&mut md, &mut charts_written, &stem, &title);
         }
     }
@@ -190,14 +190,14 @@ pub fn write(exp_dir: &Path, out: &Path, command: &str) -> Result<Written, Repor
     if !eval_keys.is_empty() {
         let _ = writeln!(md, "## Final held-out metrics\n");
         for key in &eval_keys {
-            let bars: Vec<Bar> = grouped
+            let points: Vec<MeanStd> = grouped
                 .iter()
                 .enumerate()
                 .filter_map(|(i, (g, rs))| {
                     let xs: Vec<f64> = rs.iter().filter_map(|r| r.last("eval", key)).collect();
                     (!xs.is_empty()).then(|| {
                         let (mean, std) = mean_std(&xs);
-                        Bar {
+                        MeanStd {
                             label: g.clone(),
                             colour: i,
                             mean,
@@ -209,7 +209,7 @@ pub fn write(exp_dir: &Path, out: &Path, command: &str) -> Result<Written, Repor
                 .collect();
             let stem = out.join(format!("final_{}", file_name("eval", key)));
             let title = format!("final held-out {key}");
-            charts::bar_chart(&stem, &title, y_label(key), &bars)?;
+            charts::mean_std_chart(&stem, &title, y_label(key), &points)?;
             embed(&mut md, &mut charts_written, &stem, &title);
         }
     }
