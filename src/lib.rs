@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod data;
+pub mod finetune;
 pub mod model;
 pub mod objectives;
 pub mod report;

@@ -4,6 +4,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use pretext::config::{LoadedExperiment, NormKind};
 use pretext::data::{self as data, corpus, Tokenizer};
+use pretext::finetune;
 use pretext::objectives::registry;
 use pretext::train;
 use std::path::PathBuf;
@@ -30,6 +31,8 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Train one downstream task on a pretraining run's checkpoint (or from scratch).
+    Finetune(FinetuneArgs),
     /// Check an experiment file and print the runs its ablation grid expands into.
     Validate { file: PathBuf },
     /// Print the registered objectives and normalisation placements.
@@ -66,6 +69,55 @@ struct RunArgs {
     /// No progress bar.
     #[arg(long, short)]
     quiet: bool,
+}
+
+#[derive(clap::Args)]
+struct FinetuneArgs {
+    /// A pretraining run directory, or its checkpoint file (checkpoints/latest.safetensors).
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// A task from `pretext list`.
+    #[arg(long)]
+    task: String,
+    /// The task's data: a GLUE task folder, or a SQuAD json file or folder.
+    #[arg(long)]
+    data: PathBuf,
+    #[arg(long, value_enum, default_value = "pretrained")]
+    init: InitArg,
+    #[arg(long, value_enum, default_value = "finetune")]
+    mode: ModeArg,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Peak learning rate (default: 1e-4 for finetune, 1e-3 for probe).
+    #[arg(long)]
+    lr: Option<f64>,
+    #[arg(long)]
+    batch_size: Option<usize>,
+    #[arg(long)]
+    max_seq_len: Option<usize>,
+    /// Train on at most this many examples (0: all).
+    #[arg(long)]
+    max_train_examples: Option<usize>,
+    /// The tokenizer (default: the experiment's tokenizer.json beside the run directory).
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    /// Where the run goes (default: <run>/finetune/<task>/<init=…,mode=…,seed=…>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum InitArg {
+    Pretrained,
+    Scratch,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ModeArg {
+    Finetune,
+    Probe,
 }
 
 #[derive(Subcommand)]
@@ -105,6 +157,7 @@ fn run() -> Result<()> {
             let out = out.unwrap_or_else(|| PathBuf::from("reports").join(&name));
             report(&runs, &out)?;
         }
+        Command::Finetune(args) => finetune_one(&args)?,
         Command::Validate { file } => {
             let exp = LoadedExperiment::load(&file)?;
             println!(
@@ -141,6 +194,10 @@ fn run() -> Result<()> {
             println!("norms (model.norm):");
             for n in NormKind::ALL {
                 println!("  {:<12} {}", n.name(), n.describe());
+            }
+            println!("downstream tasks ([[finetune]] task):");
+            for t in finetune::task::all() {
+                println!("  {:<12} {}", t.name, t.summary);
             }
         }
         Command::Tokenizer {
@@ -246,60 +303,45 @@ fn run_experiment(args: &RunArgs) -> Result<()> {
             Some(&tokenizer_file),
         )?;
     }
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let failures = std::sync::Mutex::new(Vec::new());
-    std::thread::scope(|scope| {
-        for _ in 0..jobs.min(todo.len()) {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let Some(spec) = todo.get(i) else { break };
-                let dir = exp_dir.join(&spec.variant);
-                let result = (|| -> Result<()> {
-                    let cfg = &spec.config;
-                    let prepared = data::prepare(
-                        &cfg.data,
-                        &cfg.tokenizer,
-                        cfg.training.seed,
-                        &base_dir,
-                        Some(&tokenizer_file),
-                    )?;
-                    // Unfinished runs continue from their checkpoint unless told otherwise.
-                    let opts = train::Options {
-                        resume: !fresh && !force,
-                        progress: !quiet && jobs == 1,
-                        stop_at,
-                    };
-                    let s = train::run(cfg, &prepared, &dir, &opts)?;
-                    print_summary(&spec.variant, &s);
-                    if s.steps < cfg.training.steps {
-                        return Ok(()); // stopped early on request: not finished
-                    }
-                    let summary = serde_json::json!({
-                        "steps": s.steps,
-                        "resumed_from": s.resumed_from,
-                        "tokens_per_second": s.tokens_per_second,
-                        "first_train": s.first.scalars(),
-                        "last_train": s.last_train.scalars(),
-                        "last_eval": s.last_eval.as_ref().map(|e| e.scalars()),
-                    });
-                    let done = dir.join("summary.json");
-                    std::fs::write(&done, serde_json::to_string_pretty(&summary)?)
-                        .with_context(|| format!("writing {}", done.display()))?;
-                    Ok(())
-                })();
-                if let Err(e) = result {
-                    eprintln!("  {:<32} FAILED: {e:#}", spec.variant);
-                    failures
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push(spec.variant.clone());
-                }
-            });
+    let failed = parallel(jobs, &todo, |spec| {
+        let dir = exp_dir.join(&spec.variant);
+        let cfg = &spec.config;
+        let prepared = data::prepare(
+            &cfg.data,
+            &cfg.tokenizer,
+            cfg.training.seed,
+            &base_dir,
+            Some(&tokenizer_file),
+        )?;
+        // Unfinished runs continue from their checkpoint unless told otherwise.
+        let opts = train::Options {
+            resume: !fresh && !force,
+            progress: !quiet && jobs == 1,
+            stop_at,
+        };
+        let s = train::run(cfg, &prepared, &dir, &opts)
+            .with_context(|| format!("run {}", spec.variant))?;
+        print_summary(&spec.variant, &s);
+        if s.steps < cfg.training.steps {
+            return Ok(()); // stopped early on request: not finished
         }
+        let summary = serde_json::json!({
+            "steps": s.steps,
+            "resumed_from": s.resumed_from,
+            "tokens_per_second": s.tokens_per_second,
+            "first_train": s.first.scalars(),
+            "last_train": s.last_train.scalars(),
+            "last_eval": s.last_eval.as_ref().map(|e| e.scalars()),
+        });
+        let done = dir.join("summary.json");
+        std::fs::write(&done, serde_json::to_string_pretty(&summary)?)
+            .with_context(|| format!("writing {}", done.display()))?;
+        Ok(())
     });
+    let mut failures: Vec<String> = failed.iter().map(|&i| todo[i].variant.clone()).collect();
+    failures.extend(run_downstream(&exp, &exp_dir, &base_dir, jobs, force)?);
     println!("TensorBoard: tensorboard --logdir {}", exp_dir.display());
     report(&exp_dir, &reports_dir.join(&exp.base.name))?;
-    let failures = failures.into_inner().unwrap_or_else(|p| p.into_inner());
     if !failures.is_empty() {
         anyhow::bail!(
             "{} run(s) failed: {}; re-running the command continues them",
@@ -307,6 +349,191 @@ fn run_experiment(args: &RunArgs) -> Result<()> {
             failures.join(", ")
         );
     }
+    Ok(())
+}
+
+/// Runs every `[[finetune]]` entry on every finished pretraining run; returns the failures.
+fn run_downstream(
+    exp: &LoadedExperiment,
+    exp_dir: &std::path::Path,
+    base_dir: &std::path::Path,
+    jobs: usize,
+    force: bool,
+) -> Result<Vec<String>> {
+    let mut planned = Vec::new();
+    for spec in &exp.runs {
+        let cfg = &spec.config;
+        let run_dir = exp_dir.join(&spec.variant);
+        if cfg.finetune.is_empty() || !run_dir.join("summary.json").exists() {
+            continue;
+        }
+        let tok = tokenizer_for(cfg, base_dir, exp_dir)?;
+        let plan = finetune::plan::plan(cfg, &run_dir, tok, base_dir)
+            .with_context(|| format!("preparing the downstream tasks of {}", spec.variant))?;
+        planned.extend(plan.into_iter().map(|p| (spec.variant.clone(), p)));
+    }
+    let todo: Vec<_> = planned
+        .into_iter()
+        .filter(|(_, p)| force || !p.finished())
+        .collect();
+    if todo.is_empty() {
+        return Ok(vec![]);
+    }
+    println!("downstream: {} run(s), {jobs} at a time", todo.len());
+    let failed = parallel(jobs, &todo, |(variant, p)| {
+        let o = finetune::run(&p.job, &p.source, &p.prepared, &p.dir)?;
+        println!(
+            "  {variant} {} {:<40} {} ({} steps, {:.0} s)",
+            p.job.task.name,
+            p.job.variant(),
+            fmt_metrics(&o.metrics),
+            o.steps,
+            o.seconds
+        );
+        Ok(())
+    });
+    Ok(failed
+        .into_iter()
+        .map(|i| {
+            format!(
+                "{}/finetune/{}/{}",
+                todo[i].0,
+                todo[i].1.job.task.name,
+                todo[i].1.job.variant()
+            )
+        })
+        .collect())
+}
+
+fn fmt_metrics(m: &[(String, f64)]) -> String {
+    m.iter()
+        .map(|(k, v)| format!("{k} {v:.3}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The tokenizer a pretraining run used: the file's `tokenizer.path`, or the one trained for
+/// the experiment.
+fn tokenizer_for(
+    cfg: &pretext::config::Experiment,
+    base_dir: &std::path::Path,
+    exp_dir: &std::path::Path,
+) -> Result<std::sync::Arc<Tokenizer>> {
+    let path = match &cfg.tokenizer.path {
+        Some(p) => base_dir.join(p),
+        None => exp_dir.join("tokenizer.json"),
+    };
+    Ok(std::sync::Arc::new(Tokenizer::load(
+        &path,
+        cfg.tokenizer.lowercase,
+    )?))
+}
+
+/// Calls `f` on every item, `jobs` at a time; returns the indices that failed (each failure
+/// is printed as it happens, and the others carry on).
+fn parallel<T: Sync>(jobs: usize, items: &[T], f: impl Fn(&T) -> Result<()> + Sync) -> Vec<usize> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failures = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.min(items.len()) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Some(item) = items.get(i) else { break };
+                if let Err(e) = f(item) {
+                    eprintln!("  FAILED: {e:#}");
+                    failures.lock().unwrap_or_else(|p| p.into_inner()).push(i);
+                }
+            });
+        }
+    });
+    let mut v = failures.into_inner().unwrap_or_else(|p| p.into_inner());
+    v.sort();
+    v
+}
+
+/// `pretext finetune`: one task on one checkpoint.
+fn finetune_one(a: &FinetuneArgs) -> Result<()> {
+    let (run_dir, ckpt) = if a.checkpoint.is_dir() {
+        (
+            a.checkpoint.clone(),
+            a.checkpoint.join("checkpoints").join("latest.safetensors"),
+        )
+    } else {
+        let run = a
+            .checkpoint
+            .parent()
+            .and_then(|p| p.parent())
+            .unwrap_or(std::path::Path::new("."))
+            .to_path_buf();
+        (run, a.checkpoint.clone())
+    };
+    let config = train::checkpoint::read_config(&ckpt)?;
+    let cfg: pretext::config::Experiment = toml::from_str(&config)
+        .with_context(|| format!("{}: the checkpoint's config is unreadable", ckpt.display()))?;
+    let tok_path = a.tokenizer.clone().unwrap_or_else(|| {
+        run_dir
+            .parent()
+            .unwrap_or(std::path::Path::new("."))
+            .join("tokenizer.json")
+    });
+    let tok = std::sync::Arc::new(
+        Tokenizer::load(&tok_path, cfg.tokenizer.lowercase)
+            .context("pass the pretraining run's tokenizer with --tokenizer")?,
+    );
+    let mut spec = pretext::config::FinetuneSpec {
+        task: a.task.clone(),
+        data: a.data.to_string_lossy().into_owned(),
+        init: vec![match a.init {
+            InitArg::Pretrained => pretext::config::Init::Pretrained,
+            InitArg::Scratch => pretext::config::Init::Scratch,
+        }],
+        mode: vec![match a.mode {
+            ModeArg::Finetune => pretext::config::Mode::Finetune,
+            ModeArg::Probe => pretext::config::Mode::Probe,
+        }],
+        seeds: vec![a.seed],
+        lr: a.lr,
+        probe_lr: a.lr,
+        ..Default::default()
+    };
+    if let Some(v) = a.epochs {
+        spec.epochs = v;
+    }
+    if let Some(v) = a.batch_size {
+        spec.batch_size = v;
+    }
+    if let Some(v) = a.max_seq_len {
+        spec.max_seq_len = v;
+    }
+    if let Some(v) = a.max_train_examples {
+        spec.max_train_examples = v;
+    }
+    // The same checks as an experiment file's [[finetune]] entry.
+    let check = pretext::config::Experiment {
+        finetune: vec![spec.clone()],
+        ..cfg.clone()
+    };
+    let text = toml::to_string(&check).context("serialising the settings")?;
+    pretext::config::LoadedExperiment::from_str(&text, std::path::Path::new("<command line>"))?;
+    let task = finetune::task::find(&spec.task).context("unknown task")?;
+    let splits = finetune::data::load(&task, &spec, std::path::Path::new("."))?;
+    let prepared = finetune::prepare(&task, &spec, splits, &tok);
+    let source = finetune::plan::source(&cfg, &run_dir, tok);
+    let job = finetune::jobs(&spec).remove(0);
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| run_dir.join("finetune").join(task.name).join(job.variant()));
+    let o = finetune::run(&job, &source, &prepared, &out)?;
+    println!(
+        "{} {}: dev {} ({} steps, {:.0} s) → {}",
+        task.name,
+        job.variant(),
+        fmt_metrics(&o.metrics),
+        o.steps,
+        o.seconds,
+        out.display()
+    );
     Ok(())
 }
 

@@ -244,5 +244,87 @@ pub fn check(e: &Experiment) -> Vec<(String, String)> {
             "contrastive needs in-batch negatives: expected at least 2".into(),
         );
     }
+    if !(t.rollback_lr_factor > 0.0 && t.rollback_lr_factor < 1.0) {
+        bad(
+            "training.rollback_lr_factor",
+            format!(
+                "expected a factor in (0, 1) that lowers the learning rate, got {}",
+                t.rollback_lr_factor
+            ),
+        );
+    }
+    for (i, f) in e.finetune.iter().enumerate() {
+        let key = |k: &str| format!("finetune.{i}.{k}");
+        match crate::finetune::task::find(&f.task) {
+            None => bad(
+                &key("task"),
+                format!(
+                    "unknown task `{}`; registered: {}",
+                    f.task,
+                    crate::finetune::task::names().join(", ")
+                ),
+            ),
+            Some(task) if f.max_seq_len > m.max_positions => bad(
+                &key("max_seq_len"),
+                format!(
+                    "{} needs at most model.max_positions = {}, got {}",
+                    task.name, m.max_positions, f.max_seq_len
+                ),
+            ),
+            Some(_) => {}
+        }
+        if f.data.trim().is_empty() {
+            bad(&key("data"), "expected the path of the task's data".into());
+        }
+        for (k, v) in [
+            ("epochs", f.epochs),
+            ("batch_size", f.batch_size),
+            ("doc_stride", f.doc_stride),
+            ("max_query_len", f.max_query_len),
+            ("max_answer_len", f.max_answer_len),
+            ("dev_articles", f.dev_articles),
+            ("log_every", f.log_every as usize),
+        ] {
+            if v == 0 {
+                bad(&key(k), "expected a positive integer, got 0".into());
+            }
+        }
+        if f.max_seq_len < f.max_query_len + 8 {
+            bad(
+                &key("max_seq_len"),
+                format!(
+                    "expected room for [CLS], [SEP]s and text beyond max_query_len ({}), got {}",
+                    f.max_query_len, f.max_seq_len
+                ),
+            );
+        }
+        for (k, list) in [
+            ("init", f.init.len()),
+            ("mode", f.mode.len()),
+            ("seeds", f.seeds.len()),
+        ] {
+            if list == 0 {
+                bad(&key(k), "expected at least one value".into());
+            }
+        }
+        for (k, v) in [("lr", f.lr), ("probe_lr", f.probe_lr)] {
+            if let Some(lr) = v {
+                if !positive(lr) {
+                    bad(&key(k), format!("expected > 0, got {lr}"));
+                }
+            }
+        }
+        if !(0.0..1.0).contains(&f.warmup_fraction) {
+            bad(
+                &key("warmup_fraction"),
+                format!("expected a fraction in [0, 1), got {}", f.warmup_fraction),
+            );
+        }
+        for (k, v) in [("weight_decay", f.weight_decay), ("clip", f.clip)] {
+            if !(v >= 0.0 && v.is_finite()) {
+                bad(&key(k), format!("expected ≥ 0, got {v}"));
+            }
+        }
+    }
     out
 }

@@ -188,6 +188,21 @@ impl Tokenizer {
         }
     }
 
+    /// Token ids with the character span each covers in `text` (for mapping answer spans
+    /// back to text); an unencodable text gives no tokens.
+    pub fn encode_with_offsets(&self, text: &str) -> Vec<(u32, usize, usize)> {
+        self.inner
+            .encode_char_offsets(text, false)
+            .map(|e| {
+                e.get_ids()
+                    .iter()
+                    .zip(e.get_offsets())
+                    .map(|(&id, &(a, b))| (id, a, b))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     pub fn encode(&self, text: &str) -> Vec<u32> {
         self.encode_batch(&[text.to_string()])
             .pop()

@@ -3,6 +3,7 @@
 //! training beyond the files a run leaves.
 
 pub mod charts;
+pub mod downstream;
 pub mod runs;
 
 pub use runs::ReportError;
@@ -213,6 +214,8 @@ pub fn write(exp_dir: &Path, out: &Path, command: &str) -> Result<Written, Repor
             embed(&mut md, &mut charts_written, &stem, &title);
         }
     }
+
+    downstream::write(exp_dir, out, &mut md, &mut charts_written)?;
 
     let config = runs
         .first()

@@ -26,6 +26,15 @@ pub struct TrainState {
     pub powernorm_iters: Vec<(String, u64)>,
     /// The resolved config as TOML; resume refuses a checkpoint of other settings.
     pub config: String,
+    /// Learning-rate multiplier left by divergence roll-backs (1 without any).
+    #[serde(default = "unit")]
+    pub lr_scale: f64,
+    #[serde(default)]
+    pub rollbacks: u32,
+}
+
+fn unit() -> f64 {
+    1.0
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -97,30 +106,29 @@ pub fn save(
 }
 
 /// Writes `bytes` to `path` so that `path` holds either its old content or all of `bytes`.
+/// A failed write (a full disk) removes its temporary file and leaves `path` as it was.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
     let tmp = path.with_extension("tmp");
-    {
+    let written = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
     }
-    std::fs::rename(&tmp, path)?;
     if let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();
     }
     Ok(())
 }
 
-/// Restores `bundle` and `optim` from `path` and returns the training state. Nothing is
-/// changed unless the whole checkpoint is valid and was written with `config`.
-pub fn load(
-    path: &Path,
-    bundle: &mut Bundle,
-    optim: &mut AdamW,
-    config: &str,
-) -> Result<TrainState, CheckpointError> {
+/// A checkpoint's bytes and training state, after every tensor's checksum was verified.
+fn read_verified(path: &Path) -> Result<(Vec<u8>, TrainState), CheckpointError> {
     let file = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|e| WeightsError::Io {
         file: path.into(),
@@ -149,6 +157,80 @@ pub fn load(
             file: file.clone(),
             reason: e.to_string(),
         })?;
+    {
+        let st = SafeTensors::deserialize(&bytes).map_err(|e| WeightsError::Format {
+            file: path.into(),
+            reason: e.to_string(),
+        })?;
+        for (name, expected) in &crcs {
+            let intact = st
+                .tensor(name)
+                .is_ok_and(|v| crc32fast::hash(v.data()) == *expected);
+            if !intact {
+                return Err(CheckpointError::Corrupt {
+                    file,
+                    tensor: name.clone(),
+                });
+            }
+        }
+    }
+    Ok((bytes, state))
+}
+
+/// The resolved experiment config a checkpoint was trained with (TOML).
+pub fn read_config(path: &Path) -> Result<String, CheckpointError> {
+    Ok(read_verified(path)?.1.config)
+}
+
+/// Loads only the encoder of a pretraining checkpoint (weights and PowerNorm running
+/// statistics), for downstream tasks: the heads and optimiser state stay behind.
+pub fn load_encoder(path: &Path, enc: &mut crate::model::Encoder) -> Result<u64, CheckpointError> {
+    let (bytes, state) = read_verified(path)?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| WeightsError::Format {
+        file: path.into(),
+        reason: e.to_string(),
+    })?;
+    let mut stats = Vec::new();
+    for (name, pn) in enc.powernorms() {
+        let mut s = pn.stats();
+        s.running_phi = flat_tensor(
+            &st,
+            path,
+            &format!("powernorm.{name}.running_phi"),
+            s.running_phi.len(),
+        )?;
+        s.ema_gz = flat_tensor(
+            &st,
+            path,
+            &format!("powernorm.{name}.ema_gz"),
+            s.ema_gz.len(),
+        )?;
+        s.iters = state
+            .powernorm_iters
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or(0, |(_, i)| *i);
+        stats.push(s);
+    }
+    io::load_into(enc as &mut dyn Params, &st, path, &|name| {
+        vec![format!("model.{name}")]
+    })?;
+    for ((_, pn), s) in enc.powernorms().into_iter().zip(stats) {
+        pn.set_stats(s);
+    }
+    Ok(state.step)
+}
+
+/// Restores `bundle` and `optim` from `path` and returns the training state. Nothing is
+/// changed unless the whole checkpoint is valid and was written with `config`.
+pub fn load(
+    path: &Path,
+    bundle: &mut Bundle,
+    optim: &mut AdamW,
+    config: &str,
+) -> Result<TrainState, CheckpointError> {
+    let file = path.display().to_string();
+    let (bytes, state) = read_verified(path)?;
     if state.config != config {
         let line = state
             .config
@@ -162,17 +244,6 @@ pub fn load(
         file: path.into(),
         reason: e.to_string(),
     })?;
-    for (name, expected) in &crcs {
-        let intact = st
-            .tensor(name)
-            .is_ok_and(|v| crc32fast::hash(v.data()) == *expected);
-        if !intact {
-            return Err(CheckpointError::Corrupt {
-                file,
-                tensor: name.clone(),
-            });
-        }
-    }
 
     // Check every optimiser and PowerNorm tensor before touching anything.
     let names: Vec<(String, usize)> = bundle

@@ -23,6 +23,12 @@ pub enum TrainError {
     },
     #[error("step {step}: the gradient of `{param}` holds a non-finite value; training stopped")]
     NonFiniteGrad { step: u64, param: String },
+    #[error("step {step}: {what}, after {rollbacks} roll-back(s) to the last checkpoint with a lower learning rate (training.max_rollbacks); training stopped")]
+    Diverged {
+        step: u64,
+        what: String,
+        rollbacks: u32,
+    },
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
     #[error(transparent)]
@@ -96,6 +102,9 @@ pub struct Trainer<'a> {
     dropout_rng: Rng,
     needs: registry::Needs,
     pub step: u64,
+    /// Learning-rate multiplier from divergence roll-backs, and how many there were.
+    pub lr_scale: f64,
+    pub rollbacks: u32,
 }
 
 impl<'a> Trainer<'a> {
@@ -128,7 +137,13 @@ impl<'a> Trainer<'a> {
         )
         .map_err(crate::data::DataError::from)?;
         Ok(Self {
-            config_text: toml::to_string(cfg).expect("the config serialises"),
+            // Downstream entries are not part of what pretraining resumes against: adding a
+            // task to a finished experiment must not invalidate its checkpoints.
+            config_text: toml::to_string(&Experiment {
+                finetune: vec![],
+                ..cfg.clone()
+            })
+            .expect("the config serialises"),
             cfg,
             dev,
             optim: AdamW::new(&sizes),
@@ -139,6 +154,8 @@ impl<'a> Trainer<'a> {
             dropout_rng: stream_rng(cfg.training.seed),
             needs,
             step: 0,
+            lr_scale: 1.0,
+            rollbacks: 0,
         })
     }
 
@@ -156,7 +173,25 @@ impl<'a> Trainer<'a> {
                 .map(|(n, p)| (n, p.stats().iters))
                 .collect(),
             config: self.config_text.clone(),
+            lr_scale: self.lr_scale,
+            rollbacks: self.rollbacks,
         }
+    }
+
+    /// The learning rate of `step`, after roll-backs.
+    pub fn learning_rate(&self, step: u64) -> f64 {
+        learning_rate(&self.cfg.optimizer, step, self.cfg.training.steps) * self.lr_scale
+    }
+
+    /// After a divergence: back to the checkpoint at `path`, with the learning rate scaled by
+    /// `training.rollback_lr_factor`. The data and dropout streams rewind with it, so the
+    /// same batches are retried at the lower rate.
+    pub fn roll_back(&mut self, path: &Path) -> Result<(), TrainError> {
+        let (scale, count) = (self.lr_scale, self.rollbacks);
+        self.load_checkpoint(path)?;
+        self.lr_scale = scale * self.cfg.training.rollback_lr_factor;
+        self.rollbacks = count + 1;
+        Ok(())
     }
 
     pub fn save_checkpoint(&self, path: &Path) -> Result<(), TrainError> {
@@ -173,6 +208,8 @@ impl<'a> Trainer<'a> {
         self.step = state.step;
         self.stream.restore(state.stream);
         self.dropout_rng = state.dropout_rng;
+        self.lr_scale = state.lr_scale;
+        self.rollbacks = state.rollbacks;
         Ok(())
     }
 
@@ -261,7 +298,7 @@ impl<'a> Trainer<'a> {
             }
         }
         let norm = clip_global_norm(&mut grads, self.cfg.optimizer.clip);
-        let lr = learning_rate(&self.cfg.optimizer, step, t.steps);
+        let lr = self.learning_rate(step);
         let mut values: Vec<Vec<f32>> = self
             .bundle
             .named_params()
@@ -354,6 +391,25 @@ fn accumulate(m: &mut Metrics, name: &str, loss: f64, correct: usize, total: usi
     }
 }
 
+/// The step and the culprit of a non-finite loss or gradient.
+fn divergence(e: &TrainError) -> Option<(u64, String)> {
+    match e {
+        TrainError::NonFiniteLoss {
+            step,
+            objective,
+            value,
+        } => Some((
+            *step,
+            format!("the loss of objective `{objective}` is {value}"),
+        )),
+        TrainError::NonFiniteGrad { step, param } => Some((
+            *step,
+            format!("the gradient of `{param}` holds a non-finite value"),
+        )),
+        _ => None,
+    }
+}
+
 /// Trains one run in `dir` (TensorBoard events, metrics.jsonl, checkpoints/latest.safetensors).
 pub fn run(
     cfg: &Experiment,
@@ -397,8 +453,42 @@ pub fn run(
     let (mut tokens, started) = (0usize, Instant::now());
     let mut window = (0usize, Instant::now());
     let last = opts.stop_at.map_or(t.steps, |s| s.min(t.steps));
+    let t_cfg = &cfg.training;
+    let rollback = t_cfg.on_divergence == crate::config::OnDivergence::Rollback;
+    if rollback && !ckpt.exists() {
+        // Something to roll back to before the first scheduled checkpoint.
+        trainer.save_checkpoint(&ckpt)?;
+    }
     while trainer.step < last {
-        let (m, grad_norm, n_tok) = trainer.train_step()?;
+        let (m, grad_norm, n_tok) = match trainer.train_step() {
+            Ok(x) => x,
+            Err(e) => match (rollback, divergence(&e)) {
+                (true, Some((step, what))) if trainer.rollbacks < t_cfg.max_rollbacks => {
+                    trainer.roll_back(&ckpt)?;
+                    let note = format!(
+                        "step {step}: {what}; rolled back to step {} with the learning rate ×{:e} (roll-back {} of at most {})",
+                        trainer.step, trainer.lr_scale, trainer.rollbacks, t_cfg.max_rollbacks
+                    );
+                    eprintln!("{}: {note}", dir.display());
+                    // The logs go back with the weights: nothing past the checkpoint stays.
+                    drop(log);
+                    log = RunLog::open(dir, Some(trainer.step), &trainer.config_text)
+                        .map_err(io_err(dir))?;
+                    log.text("divergence", &note, trainer.step)
+                        .map_err(io_err(dir))?;
+                    bar.set_position(trainer.step);
+                    continue;
+                }
+                (true, Some((step, what))) => {
+                    return Err(TrainError::Diverged {
+                        step,
+                        what,
+                        rollbacks: trainer.rollbacks,
+                    })
+                }
+                _ => return Err(e),
+            },
+        };
         let step = trainer.step;
         tokens += n_tok;
         window.0 += n_tok;
@@ -409,7 +499,7 @@ pub fn run(
             let tps = window.0 as f64 / window.1.elapsed().as_secs_f64().max(1e-9);
             window = (0, Instant::now());
             let mut s = m.scalars();
-            s.push(("lr".into(), learning_rate(&cfg.optimizer, step, t.steps)));
+            s.push(("lr".into(), trainer.learning_rate(step)));
             s.push(("grad_norm".into(), grad_norm));
             s.push(("tokens_per_second".into(), tps));
             log.scalars(step, "train", &s).map_err(io_err(dir))?;
@@ -422,7 +512,8 @@ pub fn run(
                 last_eval = Some(e);
             }
             for (name, p) in trainer.bundle.named_params() {
-                log.histogram(&format!("weights/{name}"), &p.to_vec(), step);
+                log.histogram(&format!("weights/{name}"), &p.to_vec(), step)
+                    .map_err(io_err(dir))?;
             }
             for (name, pn) in trainer.bundle.encoder.powernorms() {
                 let s = pn.stats();
@@ -430,8 +521,10 @@ pub fn run(
                     &format!("powernorm/{name}/running_phi"),
                     &s.running_phi,
                     step,
-                );
-                log.histogram(&format!("powernorm/{name}/ema_gz"), &s.ema_gz, step);
+                )
+                .map_err(io_err(dir))?;
+                log.histogram(&format!("powernorm/{name}/ema_gz"), &s.ema_gz, step)
+                    .map_err(io_err(dir))?;
             }
         }
         if (t.checkpoint_every > 0 && step % t.checkpoint_every == 0) || step == last {

@@ -1,0 +1,222 @@
+//! A task's data as the fine-tuning loop reads it: examples from disk, the fixed training
+//! subset, and token sequences (`[CLS] a [SEP] b [SEP]`, or SQuAD windows).
+
+use super::glue::{self, Example, Label, ReadError};
+use super::squad::{self, Feature, Question, WindowSettings};
+use super::task::{Kind, Task};
+use crate::config::FinetuneSpec;
+use crate::data::Tokenizer;
+use crate::rng::stream;
+use rand::seq::SliceRandom;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// One model input: token ids and segment ids, with its target.
+#[derive(Debug, Clone)]
+pub struct Encoded {
+    pub ids: Vec<u32>,
+    pub types: Vec<u32>,
+    pub target: Target,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Target {
+    Class(usize),
+    Score(f32),
+    /// Answer start and end positions (SQuAD).
+    Span(usize, usize),
+}
+
+/// Both splits of a task, read and checked.
+pub enum Splits {
+    Glue {
+        train: Vec<Example>,
+        dev: Vec<Example>,
+        /// Rows skipped as known-bad (MNLI, QNLI).
+        skipped: usize,
+    },
+    Squad {
+        train: Vec<Question>,
+        dev: Vec<Question>,
+        /// Answers not found at their `answer_start`; unanswerable questions left out.
+        misaligned: usize,
+        unanswerable: usize,
+    },
+}
+
+fn first_existing(dir: &Path, names: &[&str]) -> Result<PathBuf, ReadError> {
+    names
+        .iter()
+        .map(|n| dir.join(n))
+        .find(|p| p.exists())
+        .ok_or_else(|| ReadError::Io {
+            file: dir.join(names.first().copied().unwrap_or("dev.tsv")),
+            reason: "no such file".into(),
+        })
+}
+
+/// The same subset for every seed, init and mode: runs differ only in what they compare.
+fn subset<T>(mut v: Vec<T>, max: usize) -> Vec<T> {
+    if max == 0 || v.len() <= max {
+        return v;
+    }
+    v.shuffle(&mut stream(0, "finetune.subset"));
+    v.truncate(max);
+    v
+}
+
+pub fn load(task: &Task, spec: &FinetuneSpec, base_dir: &Path) -> Result<Splits, ReadError> {
+    let data = base_dir.join(&spec.data);
+    match task.kind {
+        Kind::Span => load_squad(&data, spec),
+        _ => {
+            let layout = task.layout.expect("GLUE tasks have a layout");
+            let dev = glue::read(&first_existing(&data, task.dev_files)?, &layout)?;
+            let (train, skipped) = if task.kind == Kind::Embed {
+                (Vec::new(), 0)
+            } else {
+                let t = glue::read(&data.join("train.tsv"), &layout)?;
+                (t.examples, t.skipped)
+            };
+            Ok(Splits::Glue {
+                train: subset(train, spec.max_train_examples),
+                dev: subset(dev.examples, spec.max_dev_examples),
+                skipped: skipped + dev.skipped,
+            })
+        }
+    }
+}
+
+fn load_squad(data: &Path, spec: &FinetuneSpec) -> Result<Splits, ReadError> {
+    let (train, dev, misaligned) = if data.is_dir() {
+        let pick = |prefix: &str| -> Result<PathBuf, ReadError> {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(data)
+                .map_err(|e| ReadError::Io {
+                    file: data.into(),
+                    reason: e.to_string(),
+                })?
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with(prefix))
+                        && p.extension().is_some_and(|e| e == "json")
+                })
+                .collect();
+            found.sort();
+            found.into_iter().next().ok_or_else(|| ReadError::Io {
+                file: data.join(format!("{prefix}*.json")),
+                reason: "no such file".into(),
+            })
+        };
+        let t = squad::read(&pick("train")?)?;
+        let d = squad::read(&pick("dev")?)?;
+        (t.questions, d.questions, t.misaligned + d.misaligned)
+    } else {
+        let r = squad::read(data)?;
+        if r.articles <= spec.dev_articles {
+            return Err(ReadError::Row {
+                file: data.into(),
+                line: 1,
+                message: format!(
+                    "{} article(s): cannot hold out dev_articles = {} and still train",
+                    r.articles, spec.dev_articles
+                ),
+            });
+        }
+        let cut = r.articles - spec.dev_articles;
+        let (train, dev): (Vec<Question>, Vec<Question>) =
+            r.questions.into_iter().partition(|q| q.article < cut);
+        (train, dev, r.misaligned)
+    };
+    let answerable = |v: Vec<Question>| -> (Vec<Question>, usize) {
+        let n = v.len();
+        let kept: Vec<Question> = v
+            .into_iter()
+            .filter(|q| !q.impossible && !q.answers.is_empty())
+            .collect();
+        let dropped = n - kept.len();
+        (kept, dropped)
+    };
+    let (train, u1) = answerable(train);
+    let (dev, u2) = answerable(dev);
+    Ok(Splits::Squad {
+        train: subset(train, spec.max_train_examples),
+        dev: subset(dev, spec.max_dev_examples),
+        misaligned,
+        unanswerable: u1 + u2,
+    })
+}
+
+/// `[CLS] a [SEP] (b [SEP])`, truncating the longer text first until it fits `max_len`.
+pub fn encode_example(tok: &Tokenizer, ex: &Example, max_len: usize) -> Encoded {
+    let s = tok.special;
+    let mut a = tok.encode(&ex.a);
+    let mut b = ex.b.as_deref().map(|b| tok.encode(b));
+    let room = max_len.saturating_sub(if b.is_some() { 3 } else { 2 });
+    loop {
+        let total = a.len() + b.as_ref().map_or(0, Vec::len);
+        if total <= room {
+            break;
+        }
+        match &mut b {
+            Some(b) if b.len() > a.len() => b.pop(),
+            _ => a.pop(),
+        };
+    }
+    let mut ids = vec![s.cls];
+    ids.extend(&a);
+    ids.push(s.sep);
+    let mut types = vec![0; ids.len()];
+    if let Some(b) = b {
+        ids.extend(&b);
+        ids.push(s.sep);
+        types.resize(ids.len(), 1);
+    }
+    Encoded {
+        ids,
+        types,
+        target: match ex.label {
+            Label::Class(c) => Target::Class(c),
+            Label::Score(x) => Target::Score(x),
+        },
+    }
+}
+
+/// A single text as `[CLS] text [SEP]` (sentence embeddings).
+pub fn encode_single(tok: &Tokenizer, text: &str, max_len: usize) -> Vec<u32> {
+    let mut ids = vec![tok.special.cls];
+    let t = tok.encode(text);
+    ids.extend(t.iter().take(max_len.saturating_sub(2)));
+    ids.push(tok.special.sep);
+    ids
+}
+
+/// SQuAD windows of every question; contexts are tokenised once each.
+pub fn encode_squad(tok: &Tokenizer, questions: &[Question], spec: &FinetuneSpec) -> Vec<Feature> {
+    let settings = WindowSettings {
+        max_seq_len: spec.max_seq_len,
+        doc_stride: spec.doc_stride,
+        max_query_len: spec.max_query_len,
+    };
+    let mut contexts: HashMap<*const String, Vec<(u32, usize, usize)>> = HashMap::new();
+    let mut out = Vec::new();
+    for (qi, q) in questions.iter().enumerate() {
+        let ctx = contexts
+            .entry(std::sync::Arc::as_ptr(&q.context))
+            .or_insert_with(|| tok.encode_with_offsets(&q.context));
+        let query = tok.encode(&q.question);
+        out.extend(squad::windows(qi, q, &query, ctx, tok.special, &settings));
+    }
+    out
+}
+
+impl From<&Feature> for Encoded {
+    fn from(f: &Feature) -> Self {
+        Encoded {
+            ids: f.ids.clone(),
+            types: f.types.clone(),
+            target: Target::Span(f.start, f.end),
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! The downstream tasks by name: what each reads, which head it trains and which metric
+//! ranks it. The one list of tasks; `pretext list` prints it.
+
+use super::glue::{self, Layout};
+
+/// What a task's head predicts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A class of the pooled sequence (cross-entropy).
+    Classify { classes: usize },
+    /// A real score of the pooled sequence (mean squared error), e.g. STS-B.
+    Regress,
+    /// Answer start and end positions over the context tokens (SQuAD).
+    Span,
+    /// No training: cosine similarity of two sentence embeddings against a gold score.
+    Embed,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Task {
+    pub name: &'static str,
+    pub summary: &'static str,
+    pub kind: Kind,
+    /// The dev metric the report ranks by (the GLUE / SQuAD headline number).
+    pub metric: &'static str,
+    /// Tab-separated layout for GLUE tasks.
+    pub layout: Option<Layout>,
+    /// File names of the dev split inside the task folder, tried in order.
+    pub dev_files: &'static [&'static str],
+}
+
+const DEV: &[&str] = &["dev.tsv"];
+
+pub fn all() -> Vec<Task> {
+    let glue = |name, summary, classes: usize, metric| Task {
+        name,
+        summary,
+        kind: if classes == 0 {
+            Kind::Regress
+        } else {
+            Kind::Classify { classes }
+        },
+        metric,
+        layout: glue::layout(name),
+        dev_files: DEV,
+    };
+    vec![
+        glue(
+            "sst2",
+            "GLUE SST-2: sentence sentiment, accuracy",
+            2,
+            "accuracy",
+        ),
+        glue(
+            "cola",
+            "GLUE CoLA: grammatical acceptability, Matthews correlation",
+            2,
+            "mcc",
+        ),
+        glue(
+            "mrpc",
+            "GLUE MRPC: paraphrase pairs, accuracy and F1",
+            2,
+            "accuracy",
+        ),
+        glue("rte", "GLUE RTE: entailment pairs, accuracy", 2, "accuracy"),
+        glue(
+            "wnli",
+            "GLUE WNLI: Winograd entailment pairs, accuracy",
+            2,
+            "accuracy",
+        ),
+        glue(
+            "qnli",
+            "GLUE QNLI: question/sentence entailment, accuracy",
+            2,
+            "accuracy",
+        ),
+        Task {
+            dev_files: &["dev_matched.tsv", "dev.tsv"],
+            ..glue(
+                "mnli",
+                "GLUE MNLI: 3-way entailment (matched dev), accuracy",
+                3,
+                "accuracy",
+            )
+        },
+        glue(
+            "stsb",
+            "GLUE STS-B: pair similarity regression (0–5), Pearson and Spearman",
+            0,
+            "pearson",
+        ),
+        Task {
+            name: "squad",
+            summary: "SQuAD v1.1/v2.0 answerable questions: span extraction, exact match and F1",
+            kind: Kind::Span,
+            metric: "f1",
+            layout: None,
+            dev_files: &[],
+        },
+        Task {
+            name: "sts-embed",
+            summary: "STS-B dev without training: cosine of sentence embeddings vs gold, Spearman",
+            kind: Kind::Embed,
+            metric: "spearman",
+            layout: glue::layout("stsb"),
+            dev_files: DEV,
+        },
+    ]
+}
+
+pub fn find(name: &str) -> Option<Task> {
+    all().into_iter().find(|t| t.name == name)
+}
+
+pub fn names() -> Vec<&'static str> {
+    all().iter().map(|t| t.name).collect()
+}

@@ -1,0 +1,255 @@
+//! The downstream part of a report: per task, dev metrics by `init × mode` (mean ± std over
+//! fine-tuning seeds) with charts, and the two comparisons the experiment is for — pretrained
+//! versus scratch, and probe versus fine-tune — each with its gain in units of seed spread.
+
+use super::charts::{self, Line, MeanStd};
+use super::runs::{self, groups, mean_curve, mean_std, ReportError};
+use super::{embed, y_label};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// `(pretraining variant, task, task folder)` for every `<variant>/finetune/<task>/` found.
+fn task_dirs(exp_dir: &Path) -> Vec<(String, String, PathBuf)> {
+    let mut out = Vec::new();
+    let Ok(variants) = std::fs::read_dir(exp_dir) else {
+        return out;
+    };
+    let mut variants: Vec<PathBuf> = variants.filter_map(Result::ok).map(|e| e.path()).collect();
+    variants.sort();
+    for v in variants {
+        let Ok(tasks) = std::fs::read_dir(v.join("finetune")) else {
+            continue;
+        };
+        let mut tasks: Vec<PathBuf> = tasks.filter_map(Result::ok).map(|e| e.path()).collect();
+        tasks.sort();
+        for t in tasks.into_iter().filter(|t| t.is_dir()) {
+            let name = |p: &Path| p.file_name().map(|s| s.to_string_lossy().into_owned());
+            if let (Some(vn), Some(tn)) = (name(&v), name(&t)) {
+                out.push((vn, tn, t));
+            }
+        }
+    }
+    out
+}
+
+/// The headline metric of a task (from its runs' summaries; the registry as a fallback).
+fn headline(task: &str, dir: &Path) -> String {
+    std::fs::read_dir(dir)
+        .ok()
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .find_map(|e| {
+            let s = std::fs::read_to_string(e.path().join("summary.json")).ok()?;
+            let v: serde_json::Value = serde_json::from_str(&s).ok()?;
+            v["metric"].as_str().map(String::from)
+        })
+        .or_else(|| crate::finetune::task::find(task).map(|t| t.metric.to_string()))
+        .unwrap_or_else(|| "accuracy".into())
+}
+
+fn cell(xs: &[f64]) -> String {
+    if xs.is_empty() {
+        "–".into()
+    } else {
+        let (m, s) = mean_std(xs);
+        format!("{m:.3} ± {s:.3}")
+    }
+}
+
+/// One side of a comparison: the headline values of the runs of `group`.
+fn values(grouped: &[(String, Vec<&runs::Run>)], group: &str, metric: &str) -> Vec<f64> {
+    grouped
+        .iter()
+        .find(|(g, _)| g == group)
+        .map(|(_, rs)| rs.iter().filter_map(|r| r.last("eval", metric)).collect())
+        .unwrap_or_default()
+}
+
+/// `| a | b | a − b | spread | verdict |` cells: the difference of means against the larger
+/// sample std of the two sides.
+fn compare(a: &[f64], b: &[f64]) -> Option<String> {
+    if a.is_empty() || b.is_empty() {
+        return None;
+    }
+    let ((ma, sa), (mb, sb)) = (mean_std(a), mean_std(b));
+    let spread = sa.max(sb);
+    let diff = ma - mb;
+    let verdict = if a.len() < 2 || b.len() < 2 {
+        "one seed: no spread to compare with"
+    } else if diff.abs() > spread {
+        if diff > 0.0 {
+            "higher, beyond seed spread"
+        } else {
+            "lower, beyond seed spread"
+        }
+    } else {
+        "within seed spread"
+    };
+    Some(format!(
+        "{} | {} | {diff:+.3} | {spread:.3} | {verdict}",
+        cell(a),
+        cell(b)
+    ))
+}
+
+/// Appends the downstream section to `md` (nothing if there are no downstream runs).
+pub fn write(
+    exp_dir: &Path,
+    out: &Path,
+    md: &mut String,
+    charts_written: &mut Vec<PathBuf>,
+) -> Result<(), ReportError> {
+    let dirs = task_dirs(exp_dir);
+    if dirs.is_empty() {
+        return Ok(());
+    }
+    let several = dirs.iter().any(|(v, ..)| *v != dirs[0].0);
+    let _ = writeln!(
+        md,
+        "## Downstream tasks\n\nDev metrics after the last epoch (no selection on dev), mean ± sample std over fine-tuning seeds. `init`: the pretraining checkpoint or the same architecture from scratch; `mode`: every parameter trained (finetune) or only a head on frozen features (probe).\n"
+    );
+    let mut pre_vs_scratch = Vec::new();
+    let mut probe_vs_ft = Vec::new();
+    for (variant, task, dir) in &dirs {
+        let Ok(rs) = runs::read(dir) else { continue };
+        let grouped = groups(&rs);
+        let metric = headline(task, dir);
+        let title = if several {
+            format!("{task} (pretraining run {variant})")
+        } else {
+            task.clone()
+        };
+        let _ = writeln!(md, "### {title}\n");
+        let mut keys: Vec<String> = Vec::new();
+        for r in &rs {
+            for row in r.rows.iter().filter(|row| row.split == "eval") {
+                for k in row.values.keys().filter(|k| *k != "epoch") {
+                    if !keys.contains(k) {
+                        keys.push(k.clone());
+                    }
+                }
+            }
+        }
+        keys.sort_by_key(|k| (*k != metric, k.clone()));
+        let _ = writeln!(md, "| runs | n | {} |", keys.join(" | "));
+        let _ = writeln!(md, "|---|---|{}", "---|".repeat(keys.len()));
+        for (g, rs) in &grouped {
+            let cells: Vec<String> = keys
+                .iter()
+                .map(|k| {
+                    cell(
+                        &rs.iter()
+                            .filter_map(|r| r.last("eval", k))
+                            .collect::<Vec<_>>(),
+                    )
+                })
+                .collect();
+            let _ = writeln!(md, "| {g} | {} | {} |", rs.len(), cells.join(" | "));
+        }
+        md.push('\n');
+
+        let stem_base = if several {
+            format!("downstream_{variant}_{task}")
+        } else {
+            format!("downstream_{task}")
+        }
+        .replace([',', '='], "_");
+        let points: Vec<MeanStd> = grouped
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (g, rs))| {
+                let xs: Vec<f64> = rs.iter().filter_map(|r| r.last("eval", &metric)).collect();
+                (!xs.is_empty()).then(|| {
+                    let (mean, std) = mean_std(&xs);
+                    MeanStd {
+                        label: g.clone(),
+                        colour: i,
+                        mean,
+                        std,
+                        n: xs.len(),
+                    }
+                })
+            })
+            .collect();
+        if !points.is_empty() {
+            let stem = out.join(&stem_base);
+            let t = format!("{title}: dev {metric}");
+            charts::mean_std_chart(&stem, &t, &format!("dev {metric}"), &points)?;
+            embed(md, charts_written, &stem, &t);
+        }
+        let lines: Vec<Line> = grouped
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (g, rs))| {
+                let curves: Vec<_> = rs
+                    .iter()
+                    .map(|r| r.series("eval", &metric))
+                    .filter(|c| c.len() > 1)
+                    .collect();
+                (!curves.is_empty()).then(|| Line {
+                    label: g.clone(),
+                    colour: i,
+                    main: mean_curve(&curves),
+                    faint: curves,
+                })
+            })
+            .collect();
+        if !lines.is_empty() {
+            let stem = out.join(format!("{stem_base}_curve"));
+            let t = format!("{title}: dev {metric} after each epoch");
+            charts::line_chart(&stem, &t, y_label(&metric), &lines)?;
+            embed(md, charts_written, &stem, &t);
+        }
+
+        let modes: Vec<&str> = ["finetune", "probe"]
+            .into_iter()
+            .filter(|m| {
+                grouped
+                    .iter()
+                    .any(|(g, _)| g.contains(&format!("mode={m}")))
+            })
+            .collect();
+        let group = |init: &str, mode: Option<&str>| match mode {
+            Some(m) => format!("init={init},mode={m}"),
+            None => format!("init={init}"),
+        };
+        let mode_list: Vec<Option<&str>> = if modes.is_empty() {
+            vec![None]
+        } else {
+            modes.iter().map(|m| Some(*m)).collect()
+        };
+        for mode in &mode_list {
+            let a = values(&grouped, &group("pretrained", *mode), &metric);
+            let b = values(&grouped, &group("scratch", *mode), &metric);
+            if let Some(c) = compare(&a, &b) {
+                pre_vs_scratch.push(format!(
+                    "| {title} | {} | {metric} | {c} |",
+                    mode.unwrap_or("embeddings")
+                ));
+            }
+        }
+        for init in ["pretrained", "scratch"] {
+            let a = values(&grouped, &group(init, Some("finetune")), &metric);
+            let b = values(&grouped, &group(init, Some("probe")), &metric);
+            if let Some(c) = compare(&a, &b) {
+                probe_vs_ft.push(format!("| {title} | {init} | {metric} | {c} |"));
+            }
+        }
+    }
+    if !pre_vs_scratch.is_empty() {
+        let _ = writeln!(md, "### Pretrained versus scratch\n\n`spread`: the larger of the two seed std's; a difference counts only beyond it.\n\n| task | mode | metric | pretrained | scratch | difference | spread | verdict |\n|---|---|---|---|---|---|---|---|");
+        for r in &pre_vs_scratch {
+            let _ = writeln!(md, "{r}");
+        }
+        md.push('\n');
+    }
+    if !probe_vs_ft.is_empty() {
+        let _ = writeln!(md, "### Fine-tuning versus probing a frozen encoder\n\n| task | init | metric | finetune | probe | difference | spread | verdict |\n|---|---|---|---|---|---|---|---|");
+        for r in &probe_vs_ft {
+            let _ = writeln!(md, "{r}");
+        }
+        md.push('\n');
+    }
+    Ok(())
+}
