@@ -201,6 +201,72 @@ fn a_nan_weight_stops_training_with_the_step_and_objective() {
 }
 
 #[test]
+fn a_divergence_rolls_back_to_the_checkpoint_with_a_lower_learning_rate() {
+    let cfg = experiment("on_divergence = \"rollback\"\nrollback_lr_factor = 0.25");
+    let data = prepared(&cfg);
+    let dir = std::env::temp_dir().join(format!("pretext-rollback-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ckpt = dir.join("latest.safetensors");
+    let mut t = Trainer::new(&cfg, &data).unwrap();
+    for _ in 0..4 {
+        t.train_step().unwrap();
+    }
+    t.save_checkpoint(&ckpt).unwrap();
+    let saved = weights(&t);
+    let lr_before = t.learning_rate(5);
+    t.train_step().unwrap();
+    t.bundle.visit_mut("", &mut |name, mut p| {
+        if name == "encoder.layers.0.attn.q.weight" {
+            let mut v = p.to_vec();
+            v[0] = f32::INFINITY;
+            p.copy_from(&v);
+        }
+    });
+    assert!(t.train_step().is_err());
+    t.roll_back(&ckpt).unwrap();
+    assert_eq!((t.step, t.rollbacks), (4, 1));
+    assert_eq!(weights(&t), saved, "the weights are the checkpoint's again");
+    assert!((t.learning_rate(5) - 0.25 * lr_before).abs() < 1e-15);
+    t.train_step().unwrap();
+    assert!(
+        t.state().lr_scale == 0.25,
+        "the scale is saved with the next checkpoint"
+    );
+
+    // Through `run`: a learning rate of 1e30 blows up at once; one roll-back to the step-0
+    // checkpoint with the rate ×1e-33 (1e-3) lets the run finish, and the logs say so.
+    let mut cfg = experiment("on_divergence = \"rollback\"\nrollback_lr_factor = 1e-33");
+    cfg.optimizer.lr = 1e30;
+    cfg.optimizer.warmup_steps = 0;
+    let run_dir = dir.join("run");
+    let s = train::run(&cfg, &data, &run_dir, &train::Options::default()).unwrap();
+    assert_eq!(s.steps, cfg.training.steps);
+    assert!(s.last_train.total_loss.is_finite());
+    let lrs: Vec<f64> = std::fs::read_to_string(run_dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["lr"].as_f64())
+        .collect();
+    assert!(
+        !lrs.is_empty() && lrs.iter().all(|&lr| lr < 1e-2),
+        "only the lowered rate is logged: {lrs:?}"
+    );
+    // With roll-backs exhausted the run stops and says why.
+    let mut cfg = experiment("on_divergence = \"rollback\"\nmax_rollbacks = 2");
+    cfg.optimizer.lr = 1e30;
+    cfg.optimizer.warmup_steps = 0;
+    let err = train::run(&cfg, &data, &dir.join("run2"), &train::Options::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("after 2 roll-back(s)")
+            && err.starts_with("step 2: the loss of objective `mlm` is NaN"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn adamw_matches_hand_computed_step() {
     let cfg = OptimizerConfig {
         lr: 0.1,

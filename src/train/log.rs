@@ -1,20 +1,69 @@
 //! What a run writes as it goes: TensorBoard event files (scalars, histograms, the config as
 //! text) and the same scalars as one JSON object per line in `metrics.jsonl`.
 
+use protobuf::Message;
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use tensorboard_proto::event::Event;
 use tensorboard_proto::summary::{
     Summary, SummaryMetadata, SummaryMetadata_PluginData, Summary_Value,
 };
 use tensorboard_proto::tensor::TensorProto;
 use tensorboard_proto::tensor_shape::{TensorShapeProto, TensorShapeProto_Dim};
 use tensorboard_proto::types::DataType;
+use tensorboard_rs::record_writer::RecordWriter;
 use tensorboard_rs::summary::{histogram_raw, scalar};
-use tensorboard_rs::summary_writer::FileWriter;
+
+/// A TensorBoard event file written on the caller's thread. tensorboard-rs's own `FileWriter`
+/// writes on a background thread that panics when a write fails (a full disk would abort the
+/// run with a panic and no message naming the file); its record framing and summary builders
+/// are used as they are, and write errors come back as `io::Error`s.
+struct Events {
+    records: RecordWriter<BufWriter<File>>,
+}
+
+impl Events {
+    fn create(dir: &Path) -> std::io::Result<Self> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let name = format!(
+            "events.out.tfevents.{:010}.pretext.{}.0",
+            now.as_secs(),
+            std::process::id()
+        );
+        let mut events = Self {
+            records: RecordWriter::new(BufWriter::new(File::create(dir.join(name))?)),
+        };
+        let mut first = Event::new();
+        first.set_wall_time(now.as_secs_f64());
+        first.set_file_version("brain.Event:2".into());
+        events.write(&first)?;
+        Ok(events)
+    }
+
+    fn write(&mut self, event: &Event) -> std::io::Result<()> {
+        let data = event.write_to_bytes().map_err(std::io::Error::other)?;
+        self.records.write(&data)
+    }
+
+    fn add_summary(&mut self, summary: Summary, step: u64) -> std::io::Result<()> {
+        let mut e = Event::new();
+        e.set_wall_time(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs_f64(),
+        );
+        e.set_step(step as i64);
+        e.set_summary(summary);
+        self.write(&e)
+    }
+}
 
 pub struct RunLog {
-    tb: FileWriter,
+    tb: Events,
     jsonl: BufWriter<File>,
     pub dir: PathBuf,
 }
@@ -49,12 +98,12 @@ impl RunLog {
         }
         let jsonl = BufWriter::new(File::create(&path)?);
         let mut log = Self {
-            tb: FileWriter::new(dir),
+            tb: Events::create(dir)?,
             jsonl,
             dir: dir.into(),
         };
         // Step 0 first: TensorBoard reads a step that goes backwards as a restart.
-        log.text("config", &format!("```toml\n{config_text}\n```"), 0);
+        log.text("config", &format!("```toml\n{config_text}\n```"), 0)?;
         for row in kept {
             let (Some(step), Some(split)) = (row["step"].as_u64(), row["split"].as_str()) else {
                 continue;
@@ -83,7 +132,7 @@ impl RunLog {
         obj.insert("split".into(), split.into());
         for (name, v) in values {
             self.tb
-                .add_summary(scalar(&format!("{split}/{name}"), *v as f32), step as usize);
+                .add_summary(scalar(&format!("{split}/{name}"), *v as f32), step)?;
             obj.insert(
                 name.clone(),
                 serde_json::Number::from_f64(*v).map_or(serde_json::Value::Null, Into::into),
@@ -93,9 +142,9 @@ impl RunLog {
     }
 
     /// A histogram of `values` with 30 equal-width buckets.
-    pub fn histogram(&mut self, tag: &str, values: &[f32], step: u64) {
+    pub fn histogram(&mut self, tag: &str, values: &[f32], step: u64) -> std::io::Result<()> {
         if values.is_empty() {
-            return;
+            return Ok(());
         }
         let (min, max) = values.iter().fold((f64::MAX, f64::MIN), |(a, b), &v| {
             (a.min(v as f64), b.max(v as f64))
@@ -121,12 +170,12 @@ impl RunLog {
                 &limits,
                 &counts,
             ),
-            step as usize,
-        );
+            step,
+        )
     }
 
     /// Text for TensorBoard's Text tab (rendered as Markdown there).
-    pub fn text(&mut self, tag: &str, text: &str, step: u64) {
+    pub fn text(&mut self, tag: &str, text: &str, step: u64) -> std::io::Result<()> {
         let mut plugin = SummaryMetadata_PluginData::new();
         plugin.set_plugin_name("text".into());
         let mut meta = SummaryMetadata::new();
@@ -145,11 +194,11 @@ impl RunLog {
         value.set_tensor(tensor);
         let mut summary = Summary::new();
         summary.set_value(vec![value].into());
-        self.tb.add_summary(summary, step as usize);
+        self.tb.add_summary(summary, step)
     }
 
     pub fn flush(&mut self) -> std::io::Result<()> {
-        self.tb.flush();
+        self.tb.records.flush()?;
         self.jsonl.flush()
     }
 }
