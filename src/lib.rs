@@ -10,4 +10,5 @@ pub mod model;
 pub mod objectives;
 pub mod report;
 pub mod rng;
+pub mod sweep;
 pub mod train;

@@ -24,6 +24,8 @@ struct Cli {
 enum Command {
     /// Train every run of an experiment file's grid into runs/<experiment>/<variant>/.
     Run(RunArgs),
+    /// Run a grid here (--local) or on a Slurm cluster as a job array (--slurm).
+    Sweep(SweepArgs),
     /// Draw charts and write a Markdown report for runs/<experiment>.
     Report {
         runs: PathBuf,
@@ -69,6 +71,49 @@ struct RunArgs {
     /// No progress bar.
     #[arg(long, short)]
     quiet: bool,
+    /// Train only this variant of the grid (repeatable); what a Slurm array task does.
+    #[arg(long, value_name = "VARIANT")]
+    only: Vec<String>,
+    /// Do not write the report at the end (a cluster task; run `pretext report` after).
+    #[arg(long)]
+    no_report: bool,
+}
+
+#[derive(clap::Args)]
+struct SweepArgs {
+    file: PathBuf,
+    /// Write a Slurm job-array script, one task per run.
+    #[arg(long, required_unless_present = "local", conflicts_with = "local")]
+    slurm: bool,
+    /// Run the grid on this machine (the same as `pretext run`).
+    #[arg(long)]
+    local: bool,
+    /// --local: runs at the same time.
+    #[arg(long, short)]
+    jobs: Option<usize>,
+    /// --slurm resources; each overrides the file's [slurm] section.
+    #[arg(long)]
+    partition: Option<String>,
+    #[arg(long)]
+    time: Option<String>,
+    #[arg(long)]
+    cpus_per_task: Option<usize>,
+    #[arg(long)]
+    mem: Option<String>,
+    #[arg(long)]
+    gpus: Option<usize>,
+    #[arg(long)]
+    max_parallel: Option<usize>,
+    /// The script's path (default: <runs-dir>/<experiment>/slurm/sweep.sbatch).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Submit the script with sbatch, and a report job that runs after it.
+    #[arg(long)]
+    submit: bool,
+    #[arg(long, default_value = "runs")]
+    runs_dir: PathBuf,
+    #[arg(long, default_value = "reports")]
+    reports_dir: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -158,6 +203,7 @@ fn run() -> Result<()> {
             report(&runs, &out)?;
         }
         Command::Finetune(args) => finetune_one(&args)?,
+        Command::Sweep(args) => sweep(&args)?,
         Command::Validate { file } => {
             let exp = LoadedExperiment::load(&file)?;
             println!(
@@ -245,9 +291,25 @@ fn run_experiment(args: &RunArgs) -> Result<()> {
         quiet,
         stop_at,
         jobs,
+        only,
+        no_report,
     } = args;
     let (fresh, force, quiet, stop_at) = (*fresh, *force, *quiet, *stop_at);
-    let exp = LoadedExperiment::load(file)?;
+    let mut exp = LoadedExperiment::load(file)?;
+    if !only.is_empty() {
+        if let Some(unknown) = only
+            .iter()
+            .find(|v| !exp.runs.iter().any(|r| r.variant == **v))
+        {
+            let known: Vec<&str> = exp.runs.iter().map(|r| r.variant.as_str()).collect();
+            anyhow::bail!(
+                "{}: no variant `{unknown}` in the grid; it has: {}",
+                file.display(),
+                known.join(", ")
+            );
+        }
+        exp.runs.retain(|r| only.contains(&r.variant));
+    }
     let base_dir = file
         .parent()
         .unwrap_or(std::path::Path::new("."))
@@ -341,7 +403,9 @@ fn run_experiment(args: &RunArgs) -> Result<()> {
     let mut failures: Vec<String> = failed.iter().map(|&i| todo[i].variant.clone()).collect();
     failures.extend(run_downstream(&exp, &exp_dir, &base_dir, jobs, force)?);
     println!("TensorBoard: tensorboard --logdir {}", exp_dir.display());
-    report(&exp_dir, &reports_dir.join(&exp.base.name))?;
+    if !no_report {
+        report(&exp_dir, &reports_dir.join(&exp.base.name))?;
+    }
     if !failures.is_empty() {
         anyhow::bail!(
             "{} run(s) failed: {}; re-running the command continues them",
@@ -449,6 +513,126 @@ fn parallel<T: Sync>(jobs: usize, items: &[T], f: impl Fn(&T) -> Result<()> + Sy
     let mut v = failures.into_inner().unwrap_or_else(|p| p.into_inner());
     v.sort();
     v
+}
+
+/// `pretext sweep`: the grid here, or a Slurm job-array script for it.
+fn sweep(a: &SweepArgs) -> Result<()> {
+    if a.local {
+        return run_experiment(&RunArgs {
+            file: a.file.clone(),
+            fresh: false,
+            force: false,
+            stop_at: None,
+            jobs: a.jobs,
+            runs_dir: a.runs_dir.clone(),
+            reports_dir: a.reports_dir.clone(),
+            quiet: false,
+            only: vec![],
+            no_report: false,
+        });
+    }
+    let exp = LoadedExperiment::load(&a.file)?;
+    let mut res = exp.base.slurm.clone().unwrap_or_default();
+    if let Some(v) = &a.partition {
+        res.partition = Some(v.clone());
+    }
+    if let Some(v) = &a.time {
+        res.time = v.clone();
+    }
+    if let Some(v) = a.cpus_per_task {
+        res.cpus_per_task = v;
+    }
+    if let Some(v) = &a.mem {
+        res.mem = v.clone();
+    }
+    if let Some(v) = a.gpus {
+        res.gpus = v;
+    }
+    if let Some(v) = a.max_parallel {
+        res.max_parallel = v;
+    }
+    let abs = |p: &std::path::Path| -> Result<PathBuf> {
+        std::path::absolute(p).with_context(|| format!("resolving {}", p.display()))
+    };
+    let runs_dir = abs(&a.runs_dir)?;
+    let exp_dir = runs_dir.join(&exp.base.name);
+    let slurm_dir = exp_dir.join("slurm");
+    std::fs::create_dir_all(&slurm_dir)
+        .with_context(|| format!("cannot create {}", slurm_dir.display()))?;
+    // Train the tokenizer now, once: array tasks starting together must not each train one.
+    let base_dir = a
+        .file
+        .parent()
+        .unwrap_or(std::path::Path::new("."))
+        .to_path_buf();
+    if let Some(first) = exp.runs.first() {
+        let c = &first.config;
+        data::prepare(
+            &c.data,
+            &c.tokenizer,
+            c.training.seed,
+            &base_dir,
+            Some(&exp_dir.join("tokenizer.json")),
+        )?;
+    }
+    let binary = std::env::current_exe().context("locating the pretext binary")?;
+    let script = pretext::sweep::slurm_script(
+        &exp,
+        &res,
+        &pretext::sweep::Paths {
+            binary: &binary,
+            experiment: &abs(&a.file)?,
+            workdir: &abs(std::path::Path::new("."))?,
+            runs_dir: &runs_dir,
+            reports_dir: &abs(&a.reports_dir)?,
+        },
+    );
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| slurm_dir.join("sweep.sbatch"));
+    std::fs::write(&out, script).with_context(|| format!("writing {}", out.display()))?;
+    println!(
+        "{}: {} run(s) → {}\n  submit: sbatch {}\n  then:   pretext report {}",
+        a.file.display(),
+        exp.runs.len(),
+        out.display(),
+        out.display(),
+        exp_dir.display()
+    );
+    if a.submit {
+        let sbatch = |args: &[&str]| -> Result<String> {
+            let o = std::process::Command::new("sbatch")
+                .args(args)
+                .output()
+                .context("running sbatch (is Slurm installed here?)")?;
+            if !o.status.success() {
+                anyhow::bail!(
+                    "sbatch failed: {}",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                );
+            }
+            Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
+        };
+        let id = sbatch(&["--parsable", &out.to_string_lossy()])?;
+        let id = id.split(';').next().unwrap_or(&id).to_string();
+        let report = format!(
+            "{} report {} --out {}",
+            pretext::sweep::quote(&binary.to_string_lossy()),
+            pretext::sweep::quote(&exp_dir.to_string_lossy()),
+            pretext::sweep::quote(&abs(&a.reports_dir)?.join(&exp.base.name).to_string_lossy())
+        );
+        let rid = sbatch(&[
+            "--parsable",
+            &format!("--dependency=afterany:{id}"),
+            "--job-name=pretext-report",
+            &format!("--output={}/report-%j.out", slurm_dir.display()),
+            "--wrap",
+            &report,
+        ])?;
+        println!("submitted: array job {id}, report job {rid} after it");
+    }
+    Ok(())
 }
 
 /// `pretext finetune`: one task on one checkpoint.

@@ -25,6 +25,9 @@ pub struct Experiment {
     /// Downstream tasks run on every finished pretraining run of the grid (`[[finetune]]`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub finetune: Vec<FinetuneSpec>,
+    /// Cluster resources for `pretext sweep --slurm` (flags override them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slurm: Option<SlurmConfig>,
     /// Axes of the ablation grid: a dotted key path (e.g. `model.norm`) to a list of values.
     /// Kept as raw TOML values: they are applied to the file's own table and re-validated.
     #[serde(default)]
@@ -430,6 +433,39 @@ impl Default for FinetuneSpec {
             max_answer_len: 30,
             dev_articles: 1,
             log_every: 10,
+        }
+    }
+}
+
+/// Resources of one Slurm array task (one run of the grid).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SlurmConfig {
+    pub partition: Option<String>,
+    /// Wall-clock limit per task, `HH:MM:SS` or `D-HH:MM:SS`. A task that hits it is
+    /// requeued and continues from its last checkpoint.
+    pub time: String,
+    pub cpus_per_task: usize,
+    /// Memory per task, as Slurm writes it (`8G`).
+    pub mem: String,
+    /// GPUs per task (`--gres=gpu:N`; needs a `cuda` build).
+    pub gpus: usize,
+    /// At most this many tasks at once (`--array=0-N%max`); 0: no limit.
+    pub max_parallel: usize,
+    /// Extra `#SBATCH` lines, verbatim (e.g. `--account=nlp`).
+    pub extra: Vec<String>,
+}
+
+impl Default for SlurmConfig {
+    fn default() -> Self {
+        Self {
+            partition: None,
+            time: "04:00:00".into(),
+            cpus_per_task: 4,
+            mem: "8G".into(),
+            gpus: 0,
+            max_parallel: 0,
+            extra: vec![],
         }
     }
 }

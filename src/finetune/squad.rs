@@ -335,7 +335,7 @@ mod tests {
         assert_eq!(f[0].ids, vec![2, 7, 8, 3, 10, 11, 12, 13, 3]);
         assert_eq!(f[0].types, vec![0, 0, 0, 0, 1, 1, 1, 1, 1]);
         assert_eq!((f[0].start, f[0].end), (0, 0)); // answer not in the window
-        // Window 3..7 holds token 6 but not token 7: a cut answer is no answer.
+                                                    // Window 3..7 holds token 6 but not token 7: a cut answer is no answer.
         assert_eq!((f[1].start, f[1].end), (0, 0));
         assert_eq!((f[2].start, f[2].end), (4, 5));
         // token 6 sits at offset 3 of window 1 (min(3, 0)) and offset 0 of window 2: window 1

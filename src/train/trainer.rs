@@ -137,10 +137,11 @@ impl<'a> Trainer<'a> {
         )
         .map_err(crate::data::DataError::from)?;
         Ok(Self {
-            // Downstream entries are not part of what pretraining resumes against: adding a
-            // task to a finished experiment must not invalidate its checkpoints.
+            // Downstream entries and cluster resources are not part of what pretraining
+            // resumes against: adding a task or more time must not invalidate checkpoints.
             config_text: toml::to_string(&Experiment {
                 finetune: vec![],
+                slurm: None,
                 ..cfg.clone()
             })
             .expect("the config serialises"),
