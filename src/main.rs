@@ -24,6 +24,22 @@ struct Cli {
 enum Command {
     /// Train every run of an experiment file's grid into runs/<experiment>/<variant>/.
     Run(RunArgs),
+    /// Time the training loop on issue 7's reference configuration (or the large one).
+    Bench {
+        #[arg(long, value_enum, default_value = "reference")]
+        shape: ShapeArg,
+        /// Untimed steps first (allocation, caches).
+        #[arg(long, default_value_t = 2)]
+        warmup: u64,
+        #[arg(long, default_value_t = 10)]
+        steps: u64,
+        /// Worker threads (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// One JSON object instead of text (for benches/compare.sh).
+        #[arg(long)]
+        json: bool,
+    },
     /// Run a grid here (--local) or on a Slurm cluster as a job array (--slurm).
     Sweep(SweepArgs),
     /// Draw charts and write a Markdown report for runs/<experiment>.
@@ -154,6 +170,14 @@ struct FinetuneArgs {
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
+enum ShapeArg {
+    /// L=4, H=256, A=4, FF=1024, vocab 8192, seq 128, batch 32.
+    Reference,
+    /// L=6, H=512, A=8, FF=2048, vocab 8192, seq 128, batch 32.
+    Large,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
 enum InitArg {
     Pretrained,
     Scratch,
@@ -204,6 +228,41 @@ fn run() -> Result<()> {
         }
         Command::Finetune(args) => finetune_one(&args)?,
         Command::Sweep(args) => sweep(&args)?,
+        Command::Bench {
+            shape,
+            warmup,
+            steps,
+            threads,
+            json,
+        } => {
+            if let Some(n) = threads {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(n)
+                    .build_global()
+                    .ok();
+            }
+            let shape = match shape {
+                ShapeArg::Reference => pretext::bench::REFERENCE,
+                ShapeArg::Large => pretext::bench::LARGE,
+            };
+            let dir = std::env::temp_dir().join(format!("pretext-bench-{}", std::process::id()));
+            let m = pretext::bench::run(&shape, warmup, steps, &dir)?;
+            let _ = std::fs::remove_dir_all(&dir);
+            if json {
+                println!("{}", serde_json::to_string(&m)?);
+            } else {
+                println!(
+                    "{shape:?}\n{} steps in {:.1} s: {:.0} tokens/s, {:.1} GFLOP/s, peak RSS {:.0} MiB, loss {:.3} → {:.3}",
+                    m.steps,
+                    m.seconds,
+                    m.tokens_per_second,
+                    m.gflops_per_second,
+                    m.peak_rss_mib,
+                    m.losses.first().copied().unwrap_or(f64::NAN),
+                    m.losses.last().copied().unwrap_or(f64::NAN)
+                );
+            }
+        }
         Command::Validate { file } => {
             let exp = LoadedExperiment::load(&file)?;
             println!(
@@ -448,7 +507,7 @@ fn run_downstream(
         let o = finetune::run(&p.job, &p.source, &p.prepared, &p.dir)?;
         println!(
             "  {variant} {} {:<40} {} ({} steps, {:.0} s)",
-            p.job.task.name,
+            p.job.spec.label(),
             p.job.variant(),
             fmt_metrics(&o.metrics),
             o.steps,
@@ -462,7 +521,7 @@ fn run_downstream(
             format!(
                 "{}/finetune/{}/{}",
                 todo[i].0,
-                todo[i].1.job.task.name,
+                todo[i].1.job.spec.label(),
                 todo[i].1.job.variant()
             )
         })

@@ -98,4 +98,40 @@ mod tests {
     fn quoting_survives_quotes() {
         assert_eq!(quote("a'b c"), r"'a'\''b c'");
     }
+
+    #[test]
+    fn one_array_task_per_variant_with_the_file_resources() {
+        let text = "name = \"n\"\n[slurm]\npartition = \"gpu\"\ngpus = 1\nmax_parallel = 2\nextra = [\"--account=nlp\"]\n[ablation]\n\"training.seed\" = [1, 2, 3]\n";
+        let exp = LoadedExperiment::from_str(text, Path::new("/x/e.toml")).unwrap();
+        let res = exp.base.slurm.clone().unwrap();
+        let p = Path::new;
+        let script = slurm_script(
+            &exp,
+            &res,
+            &Paths {
+                binary: p("/bin/pretext"),
+                experiment: p("/x/e.toml"),
+                workdir: p("/x"),
+                runs_dir: p("/x/runs"),
+                reports_dir: p("/x/reports"),
+            },
+        );
+        for line in [
+            "#SBATCH --array=0-2%2",
+            "#SBATCH --partition=gpu",
+            "#SBATCH --gres=gpu:1",
+            "#SBATCH --time=04:00:00",
+            "#SBATCH --account=nlp",
+            "#SBATCH --requeue",
+            "#SBATCH --output=/x/runs/n/slurm/%x-%A_%a.out",
+            "  'seed=1'",
+            "  'seed=3'",
+        ] {
+            assert!(
+                script.lines().any(|l| l == line),
+                "missing `{line}` in\n{script}"
+            );
+        }
+        assert!(script.contains("--only \"${variants[$SLURM_ARRAY_TASK_ID]}\""));
+    }
 }

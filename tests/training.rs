@@ -267,6 +267,31 @@ fn a_divergence_rolls_back_to_the_checkpoint_with_a_lower_learning_rate() {
 }
 
 #[test]
+fn downstream_entries_and_cluster_resources_do_not_invalidate_checkpoints() {
+    let cfg = experiment("");
+    let data = prepared(&cfg);
+    let dir = std::env::temp_dir().join(format!("pretext-extra-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ckpt = dir.join("latest.safetensors");
+    let mut t = Trainer::new(&cfg, &data).unwrap();
+    t.train_step().unwrap();
+    t.save_checkpoint(&ckpt).unwrap();
+    let mut more = cfg.clone();
+    more.finetune = vec![pretext::config::FinetuneSpec {
+        task: "sst2".into(),
+        data: "glue/SST-2".into(),
+        ..Default::default()
+    }];
+    more.slurm = Some(Default::default());
+    Trainer::new(&more, &data).unwrap().load_checkpoint(&ckpt).unwrap();
+    // A setting that changes training still does.
+    let mut other = cfg.clone();
+    other.optimizer.lr *= 2.0;
+    assert!(Trainer::new(&other, &data).unwrap().load_checkpoint(&ckpt).is_err());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn adamw_matches_hand_computed_step() {
     let cfg = OptimizerConfig {
         lr: 0.1,

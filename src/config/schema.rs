@@ -374,6 +374,9 @@ where
 pub struct FinetuneSpec {
     /// A registered task (`pretext list`): sst2, cola, mrpc, rte, stsb, …, squad, sts-embed.
     pub task: String,
+    /// The entry's folder under `finetune/` and its name in reports; defaults to the task.
+    /// Two entries of one task (say, SST-2 with 1,000 and with 8,000 examples) need two names.
+    pub name: Option<String>,
     /// GLUE: the task's folder (train.tsv, dev.tsv). SQuAD: a json file, split by article
     /// (the last `dev_articles` are held out), or a folder with train*.json and dev*.json.
     /// Relative paths are resolved against the experiment file's folder.
@@ -409,10 +412,18 @@ pub struct FinetuneSpec {
     pub log_every: u64,
 }
 
+impl FinetuneSpec {
+    /// The folder name of this entry's runs.
+    pub fn label(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.task)
+    }
+}
+
 impl Default for FinetuneSpec {
     fn default() -> Self {
         Self {
             task: String::new(),
+            name: None,
             data: String::new(),
             init: vec![Init::Pretrained],
             mode: vec![Mode::Finetune],

@@ -255,6 +255,20 @@ pub fn check(e: &Experiment) -> Vec<(String, String)> {
     }
     for (i, f) in e.finetune.iter().enumerate() {
         let key = |k: &str| format!("finetune.{i}.{k}");
+        if e.finetune[..i].iter().any(|g| g.label() == f.label()) {
+            bad(
+                &key("name"),
+                format!(
+                    "another [[finetune]] entry is already called `{}`; give each entry of one task its own `name`",
+                    f.label()
+                ),
+            );
+        }
+        if let Some(n) = &f.name {
+            if n.is_empty() || n.contains(['/', '\\']) || n.starts_with('.') {
+                bad(&key("name"), format!("expected a folder name, got `{n}`"));
+            }
+        }
         match crate::finetune::task::find(&f.task) {
             None => bad(
                 &key("task"),

@@ -46,7 +46,10 @@ pub fn plan(
         let prepared = Arc::new(prepare(&task, spec, splits, &tokenizer));
         for job in jobs(spec) {
             out.push(Planned {
-                dir: run_dir.join("finetune").join(task.name).join(job.variant()),
+                dir: run_dir
+                    .join("finetune")
+                    .join(spec.label())
+                    .join(job.variant()),
                 job,
                 source: source.clone(),
                 prepared: prepared.clone(),

@@ -27,6 +27,8 @@ pub enum FinetuneError {
     Checkpoint(#[from] crate::train::checkpoint::CheckpointError),
     #[error(transparent)]
     Input(#[from] InputError),
+    #[error(transparent)]
+    Lock(#[from] crate::train::lock::LockError),
     #[error("{task}, step {step}: the loss is {value}; fine-tuning stopped (lower lr)")]
     NonFinite { task: String, step: u64, value: f32 },
     #[error("{path}: {reason}")]
@@ -343,6 +345,7 @@ pub fn run(
     dir: &Path,
 ) -> Result<Outcome, FinetuneError> {
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let _lock = crate::train::lock::RunLock::acquire(dir)?;
     let started = Instant::now();
     let text = config_text(job, source);
     let resolved = dir.join("config.resolved.toml");

@@ -1,0 +1,159 @@
+//! `pretext bench`: throughput of the one training loop on a fixed configuration, with the
+//! numbers a comparison needs — tokens per second, achieved GFLOP/s and peak resident memory.
+//! The reference configuration is issue 7's: BERT L=4, H=256, A=4, FF=1024, vocabulary 8192,
+//! sequence 128, batch 32, AdamW, MLM + NSP; `large` is L=6, H=512, A=8, FF=2048.
+//! `benches/reference.py` trains the same configuration in PyTorch and `benches/compare.sh`
+//! alternates the two.
+//!
+//! The data are random token ids (the text does not change the arithmetic), through the real
+//! sampler, masker and loop, so what is timed is what a run does.
+
+use crate::config::{Experiment, LoadedExperiment};
+use crate::data::{Prepared, Tokenizer};
+use crate::rng::stream;
+use crate::train::{TrainError, Trainer};
+use rand::Rng as _;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    pub layers: usize,
+    pub hidden: usize,
+    pub heads: usize,
+    pub ffn: usize,
+    pub vocab: usize,
+    pub seq: usize,
+    pub batch: usize,
+}
+
+pub const REFERENCE: Shape = Shape {
+    layers: 4,
+    hidden: 256,
+    heads: 4,
+    ffn: 1024,
+    vocab: 8192,
+    seq: 128,
+    batch: 32,
+};
+
+pub const LARGE: Shape = Shape {
+    layers: 6,
+    hidden: 512,
+    heads: 8,
+    ffn: 2048,
+    ..REFERENCE
+};
+
+/// What one benchmark measured.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Measured {
+    pub steps: u64,
+    pub seconds: f64,
+    pub tokens_per_second: f64,
+    pub gflops_per_second: f64,
+    pub peak_rss_mib: f64,
+    /// Loss of every timed step, to compare curves across optimisations.
+    pub losses: Vec<f64>,
+}
+
+/// The experiment of a shape: MLM (15%) + NSP, AdamW with warm-up, dropout 0.1.
+pub fn experiment(s: &Shape, steps: u64, seed: u64) -> Experiment {
+    let text = format!(
+        "name = \"bench\"\n[model]\nlayers = {}\nhidden = {}\nheads = {}\nffn = {}\nmax_positions = {}\n\
+         [[objectives]]\nname = \"mlm\"\n[[objectives]]\nname = \"nsp\"\n\
+         [optimizer]\nlr = 1e-4\nwarmup_steps = 1\n\
+         [training]\nsteps = {steps}\nbatch_size = {}\nseq_len = {}\nshort_seq_prob = 0.0\neval_every = 0\ncheckpoint_every = 0\nseed = {seed}\n",
+        s.layers, s.hidden, s.heads, s.ffn, s.seq, s.batch, s.seq
+    );
+    LoadedExperiment::from_str(&text, Path::new("<bench>"))
+        .expect("the benchmark's own config is valid")
+        .runs
+        .remove(0)
+        .config
+}
+
+/// A vocabulary of `vocab` tokens and random documents over it.
+pub fn synthetic_data(vocab: usize, seed: u64, dir: &Path) -> std::io::Result<Prepared> {
+    let mut words: Vec<String> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    words.extend((words.len()..vocab).map(|i| format!("w{i}")));
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join("bench-vocab.txt");
+    std::fs::write(&path, words.join("\n"))?;
+    let tokenizer = Tokenizer::load(&path, true).map_err(std::io::Error::other)?;
+    let mut rng = stream(seed, "bench.data");
+    let docs: Vec<Vec<Vec<u32>>> = (0..400)
+        .map(|_| {
+            (0..rng.gen_range(8..24))
+                .map(|_| {
+                    (0..rng.gen_range(8..40))
+                        .map(|_| rng.gen_range(5..vocab as u32))
+                        .collect()
+                })
+                .collect()
+        })
+        .collect();
+    let sentences = docs.iter().map(Vec::len).sum();
+    Ok(Prepared {
+        tokenizer: Arc::new(tokenizer),
+        train: Arc::new(docs),
+        heldout: Arc::new(vec![]),
+        train_sentences: sentences,
+    })
+}
+
+/// Training FLOPs of one sequence position, counted the usual way: 6 per weight a token
+/// meets (forward 2, backward 4), attention scores and mixing (12·S·H per layer), and the
+/// MLM head's vocabulary projection for the masked positions only (what pretext computes).
+pub fn flops_per_token(s: &Shape, mask_rate: f64) -> f64 {
+    let (h, f, l) = (s.hidden as f64, s.ffn as f64, s.layers as f64);
+    let per_layer = 4.0 * h * h + 2.0 * h * f;
+    let encoder = 6.0 * l * per_layer + 12.0 * l * s.seq as f64 * h;
+    let heads = 6.0 * mask_rate * (h * h + h * s.vocab as f64) + 6.0 * h * h / s.seq as f64;
+    encoder + heads
+}
+
+/// Peak resident memory of this process so far (VmHWM), in MiB.
+pub fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Trains `warmup` untimed steps, then `steps` timed ones.
+pub fn run(shape: &Shape, warmup: u64, steps: u64, dir: &Path) -> Result<Measured, TrainError> {
+    let cfg = experiment(shape, warmup + steps, 1);
+    let data = synthetic_data(shape.vocab, 1, dir).map_err(|e| TrainError::Io {
+        path: dir.into(),
+        reason: e.to_string(),
+    })?;
+    let mut trainer = Trainer::new(&cfg, &data)?;
+    for _ in 0..warmup {
+        trainer.train_step()?;
+    }
+    let started = Instant::now();
+    let mut losses = Vec::new();
+    for _ in 0..steps {
+        losses.push(trainer.train_step()?.0.total_loss);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let tokens = (shape.batch * shape.seq) as f64 * steps as f64;
+    Ok(Measured {
+        steps,
+        seconds,
+        tokens_per_second: tokens / seconds,
+        gflops_per_second: tokens * flops_per_token(shape, 0.15) / seconds / 1e9,
+        peak_rss_mib: peak_rss_mib(),
+        losses,
+    })
+}
