@@ -415,14 +415,7 @@ fn run_experiment(args: &RunArgs) -> Result<()> {
         .collect();
     // The tokenizer is trained once, before any run starts, so parallel runs share it.
     if let Some(first) = todo.first() {
-        let c = &first.config;
-        data::prepare(
-            &c.data,
-            &c.tokenizer,
-            c.training.seed,
-            &base_dir,
-            Some(&tokenizer_file),
-        )?;
+        train_tokenizer_once(first, &base_dir, &exp_dir)?;
     }
     let failed = parallel(jobs, &todo, |spec| {
         let dir = exp_dir.join(&spec.variant);
@@ -574,6 +567,24 @@ fn parallel<T: Sync>(jobs: usize, items: &[T], f: impl Fn(&T) -> Result<()> + Sy
     v
 }
 
+/// Prepares `spec`'s data once so that `runs/<experiment>/tokenizer.json` exists before runs
+/// that share it start (WordPiece training is not deterministic; see data::prepare).
+fn train_tokenizer_once(
+    spec: &pretext::config::RunSpec,
+    base_dir: &std::path::Path,
+    exp_dir: &std::path::Path,
+) -> Result<()> {
+    let c = &spec.config;
+    data::prepare(
+        &c.data,
+        &c.tokenizer,
+        c.training.seed,
+        base_dir,
+        Some(&exp_dir.join("tokenizer.json")),
+    )?;
+    Ok(())
+}
+
 /// `pretext sweep`: the grid here, or a Slurm job-array script for it.
 fn sweep(a: &SweepArgs) -> Result<()> {
     if a.local {
@@ -625,14 +636,7 @@ fn sweep(a: &SweepArgs) -> Result<()> {
         .unwrap_or(std::path::Path::new("."))
         .to_path_buf();
     if let Some(first) = exp.runs.first() {
-        let c = &first.config;
-        data::prepare(
-            &c.data,
-            &c.tokenizer,
-            c.training.seed,
-            &base_dir,
-            Some(&exp_dir.join("tokenizer.json")),
-        )?;
+        train_tokenizer_once(first, &base_dir, &exp_dir)?;
     }
     let binary = std::env::current_exe().context("locating the pretext binary")?;
     let script = pretext::sweep::slurm_script(

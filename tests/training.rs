@@ -283,11 +283,17 @@ fn downstream_entries_and_cluster_resources_do_not_invalidate_checkpoints() {
         ..Default::default()
     }];
     more.slurm = Some(Default::default());
-    Trainer::new(&more, &data).unwrap().load_checkpoint(&ckpt).unwrap();
+    Trainer::new(&more, &data)
+        .unwrap()
+        .load_checkpoint(&ckpt)
+        .unwrap();
     // A setting that changes training still does.
     let mut other = cfg.clone();
     other.optimizer.lr *= 2.0;
-    assert!(Trainer::new(&other, &data).unwrap().load_checkpoint(&ckpt).is_err());
+    assert!(Trainer::new(&other, &data)
+        .unwrap()
+        .load_checkpoint(&ckpt)
+        .is_err());
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -2,9 +2,9 @@
 //! fine-tuning seeds) with charts, and the two comparisons the experiment is for — pretrained
 //! versus scratch, and probe versus fine-tune — each with its gain in units of seed spread.
 
-use super::charts::{self, Line, MeanStd};
+use super::charts::{self, Line};
 use super::runs::{self, groups, mean_curve, mean_std, ReportError};
-use super::{embed, y_label};
+use super::{embed, final_points, y_label};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -155,23 +155,7 @@ pub fn write(
             format!("downstream_{task}")
         }
         .replace([',', '='], "_");
-        let points: Vec<MeanStd> = grouped
-            .iter()
-            .enumerate()
-            .filter_map(|(i, (g, rs))| {
-                let xs: Vec<f64> = rs.iter().filter_map(|r| r.last("eval", &metric)).collect();
-                (!xs.is_empty()).then(|| {
-                    let (mean, std) = mean_std(&xs);
-                    MeanStd {
-                        label: g.clone(),
-                        colour: i,
-                        mean,
-                        std,
-                        n: xs.len(),
-                    }
-                })
-            })
-            .collect();
+        let points = final_points(&grouped, &metric);
         if !points.is_empty() {
             let stem = out.join(&stem_base);
             let t = format!("{title}: dev {metric}");

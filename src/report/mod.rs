@@ -85,6 +85,28 @@ fn machine() -> String {
     format!("{cpu}, {cores} cores, {os}")
 }
 
+/// Mean ± std over each group's runs of the last held-out `key`, one point per group that
+/// has it; a group keeps its colour (its position) even when another group has no value.
+pub(crate) fn final_points(grouped: &[(String, Vec<&Run>)], key: &str) -> Vec<MeanStd> {
+    grouped
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (g, rs))| {
+            let xs: Vec<f64> = rs.iter().filter_map(|r| r.last("eval", key)).collect();
+            (!xs.is_empty()).then(|| {
+                let (mean, std) = mean_std(&xs);
+                MeanStd {
+                    label: g.clone(),
+                    colour: i,
+                    mean,
+                    std,
+                    n: xs.len(),
+                }
+            })
+        })
+        .collect()
+}
+
 /// Writes charts and `README.md` for the runs in `exp_dir` into `out`. `command` is how the
 /// runs were made, for the report's reproduction section.
 pub fn write(exp_dir: &Path, out: &Path, command: &str) -> Result<Written, ReportError> {
@@ -191,23 +213,7 @@ pub fn write(exp_dir: &Path, out: &Path, command: &str) -> Result<Written, Repor
     if !eval_keys.is_empty() {
         let _ = writeln!(md, "## Final held-out metrics\n");
         for key in &eval_keys {
-            let points: Vec<MeanStd> = grouped
-                .iter()
-                .enumerate()
-                .filter_map(|(i, (g, rs))| {
-                    let xs: Vec<f64> = rs.iter().filter_map(|r| r.last("eval", key)).collect();
-                    (!xs.is_empty()).then(|| {
-                        let (mean, std) = mean_std(&xs);
-                        MeanStd {
-                            label: g.clone(),
-                            colour: i,
-                            mean,
-                            std,
-                            n: xs.len(),
-                        }
-                    })
-                })
-                .collect();
+            let points = final_points(&grouped, key);
             let stem = out.join(format!("final_{}", file_name("eval", key)));
             let title = format!("final held-out {key}");
             charts::mean_std_chart(&stem, &title, y_label(key), &points)?;

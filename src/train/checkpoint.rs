@@ -190,28 +190,7 @@ pub fn load_encoder(path: &Path, enc: &mut crate::model::Encoder) -> Result<u64,
         file: path.into(),
         reason: e.to_string(),
     })?;
-    let mut stats = Vec::new();
-    for (name, pn) in enc.powernorms() {
-        let mut s = pn.stats();
-        s.running_phi = flat_tensor(
-            &st,
-            path,
-            &format!("powernorm.{name}.running_phi"),
-            s.running_phi.len(),
-        )?;
-        s.ema_gz = flat_tensor(
-            &st,
-            path,
-            &format!("powernorm.{name}.ema_gz"),
-            s.ema_gz.len(),
-        )?;
-        s.iters = state
-            .powernorm_iters
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map_or(0, |(_, i)| *i);
-        stats.push(s);
-    }
+    let stats = powernorm_stats(&st, path, enc, &state)?;
     io::load_into(enc as &mut dyn Params, &st, path, &|name| {
         vec![format!("model.{name}")]
     })?;
@@ -257,17 +236,37 @@ pub fn load(
         m.push(flat_tensor(&st, path, &format!("optim.m.{name}"), *n)?);
         v.push(flat_tensor(&st, path, &format!("optim.v.{name}"), *n)?);
     }
+    let stats = powernorm_stats(&st, path, &bundle.encoder, &state)?;
+    io::load_into(bundle as &mut dyn Params, &st, path, &|name| {
+        vec![format!("model.{name}")]
+    })?;
+    optim.m = m;
+    optim.v = v;
+    optim.step = state.optimizer_step;
+    for ((_, pn), s) in bundle.encoder.powernorms().into_iter().zip(stats) {
+        pn.set_stats(s);
+    }
+    Ok(state)
+}
+
+/// The saved running statistics of every PowerNorm layer of `enc`, checked, not yet applied.
+fn powernorm_stats(
+    st: &SafeTensors,
+    path: &Path,
+    enc: &crate::model::Encoder,
+    state: &TrainState,
+) -> Result<Vec<crate::model::powernorm::Stats>, WeightsError> {
     let mut stats = Vec::new();
-    for (name, pn) in bundle.encoder.powernorms() {
+    for (name, pn) in enc.powernorms() {
         let mut s = pn.stats();
         s.running_phi = flat_tensor(
-            &st,
+            st,
             path,
             &format!("powernorm.{name}.running_phi"),
             s.running_phi.len(),
         )?;
         s.ema_gz = flat_tensor(
-            &st,
+            st,
             path,
             &format!("powernorm.{name}.ema_gz"),
             s.ema_gz.len(),
@@ -279,16 +278,7 @@ pub fn load(
             .map_or(0, |(_, i)| *i);
         stats.push(s);
     }
-    io::load_into(bundle as &mut dyn Params, &st, path, &|name| {
-        vec![format!("model.{name}")]
-    })?;
-    optim.m = m;
-    optim.v = v;
-    optim.step = state.optimizer_step;
-    for ((_, pn), s) in bundle.encoder.powernorms().into_iter().zip(stats) {
-        pn.set_stats(s);
-    }
-    Ok(state)
+    Ok(stats)
 }
 
 /// The 1-D tensor `key` of `len` finite f32 values, or an error naming the file and tensor.
