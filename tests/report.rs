@@ -102,3 +102,59 @@ fn grouping_and_statistics() {
     );
     assert_eq!(smooth(&[(1, 1.0), (2, 3.0)], 0.5), vec![(1, 1.0), (2, 2.0)]);
 }
+
+/// A downstream run with dev accuracy `acc` after each of two epochs (the last is `acc`).
+fn fake_downstream(task_dir: &Path, variant: &str, acc: f64) {
+    let d = task_dir.join(variant);
+    std::fs::create_dir_all(&d).unwrap();
+    let lines = format!(
+        "{{\"step\":5,\"split\":\"train\",\"loss\":0.6}}\n{{\"step\":10,\"split\":\"eval\",\"accuracy\":{},\"epoch\":1}}\n{{\"step\":20,\"split\":\"eval\",\"accuracy\":{acc},\"epoch\":2}}\n",
+        acc - 0.05
+    );
+    std::fs::write(d.join("metrics.jsonl"), lines).unwrap();
+    std::fs::write(d.join("summary.json"), r#"{"metric": "accuracy"}"#).unwrap();
+}
+
+#[test]
+fn downstream_section_compares_against_the_seed_spread() {
+    let root = std::env::temp_dir().join(format!("pretext-report-ds-{}", std::process::id()));
+    let runs = root.join("runs/exp");
+    fake_run(&runs, "base", 0.0);
+    let sst = runs.join("base/finetune/sst2");
+    for (v, a) in [
+        ("init=pretrained,mode=finetune,seed=1", 0.80),
+        ("init=pretrained,mode=finetune,seed=2", 0.82),
+        ("init=scratch,mode=finetune,seed=1", 0.70),
+        ("init=scratch,mode=finetune,seed=2", 0.72),
+        ("init=pretrained,mode=probe,seed=1", 0.60),
+        ("init=pretrained,mode=probe,seed=2", 0.70),
+        ("init=scratch,mode=probe,seed=1", 0.62),
+        ("init=scratch,mode=probe,seed=2", 0.64),
+    ] {
+        fake_downstream(&sst, v, a);
+    }
+    let out = root.join("reports/exp");
+    let w = pretext::report::write(&runs, &out, "pretext run exp.toml").unwrap();
+    let md = std::fs::read_to_string(&w.markdown).unwrap();
+    // Fine-tune: 0.810 ± 0.014 vs 0.710 ± 0.014, +0.100 beyond a spread of 0.014.
+    assert!(
+        md.contains("| sst2 | finetune | accuracy | 0.810 ± 0.014 | 0.710 ± 0.014 | +0.100 | 0.014 | higher, beyond seed spread |"),
+        "{md}"
+    );
+    // Probe: 0.650 ± 0.071 vs 0.630 ± 0.014: +0.020 is inside the spread.
+    assert!(md.contains("| sst2 | probe | accuracy | 0.650 ± 0.071 | 0.630 ± 0.014 | +0.020 | 0.071 | within seed spread |"), "{md}");
+    assert!(
+        md.contains("| sst2 | pretrained | accuracy | 0.810 ± 0.014 | 0.650 ± 0.071 |"),
+        "{md}"
+    );
+    for c in ["downstream_sst2", "downstream_sst2_curve"] {
+        assert!(
+            std::fs::metadata(out.join(format!("{c}.png")))
+                .unwrap()
+                .len()
+                > 5_000
+        );
+        assert!(out.join(format!("{c}.svg")).exists());
+    }
+    std::fs::remove_dir_all(&root).ok();
+}
