@@ -761,7 +761,20 @@ fn finetune_one(a: &FinetuneArgs) -> Result<()> {
         ..cfg.clone()
     };
     let text = toml::to_string(&check).context("serialising the settings")?;
-    pretext::config::LoadedExperiment::from_str(&text, std::path::Path::new("<command line>"))?;
+    if let Err(errs) =
+        pretext::config::LoadedExperiment::from_str(&text, std::path::Path::new("<command line>"))
+    {
+        // Name the flag, not the key of an experiment file the user never wrote.
+        let lines: Vec<String> = errs
+            .0
+            .iter()
+            .map(|e| match e.key.strip_prefix("finetune.0.") {
+                Some(k) => format!("--{}: {}", k.replace('_', "-"), e.message),
+                None => format!("{} (from the checkpoint's config): {}", e.key, e.message),
+            })
+            .collect();
+        anyhow::bail!("{}", lines.join("\n"));
+    }
     let task = finetune::task::find(&spec.task).context("unknown task")?;
     let splits = finetune::data::load(&task, &spec, std::path::Path::new("."))?;
     let prepared = finetune::prepare(&task, &spec, splits, &tok);
