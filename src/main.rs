@@ -497,7 +497,8 @@ fn run_downstream(
     }
     println!("downstream: {} run(s), {jobs} at a time", todo.len());
     let failed = parallel(jobs, &todo, |(variant, p)| {
-        let o = finetune::run(&p.job, &p.source, &p.prepared, &p.dir)?;
+        let o = finetune::run(&p.job, &p.source, &p.prepared, &p.dir)
+            .with_context(|| format!("{variant} {} {}", p.job.spec.label(), p.job.variant()))?;
         println!(
             "  {variant} {} {:<40} {} ({} steps, {:.0} s)",
             p.job.spec.label(),
