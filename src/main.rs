@@ -373,6 +373,19 @@ fn run_experiment(args: &RunArgs) -> Result<()> {
         .parent()
         .unwrap_or(std::path::Path::new("."))
         .to_path_buf();
+    // Downstream data is read after pretraining, possibly hours later: check it is there now.
+    for spec in &exp.runs {
+        for (i, f) in spec.config.finetune.iter().enumerate() {
+            let data = base_dir.join(&f.data);
+            if !data.exists() {
+                anyhow::bail!(
+                    "{}: key `finetune.{i}.data`: {} does not exist",
+                    file.display(),
+                    data.display()
+                );
+            }
+        }
+    }
     let exp_dir = runs_dir.join(&exp.base.name);
     std::fs::create_dir_all(&exp_dir)
         .with_context(|| format!("cannot create the run directory {}", exp_dir.display()))?;
@@ -477,6 +490,7 @@ fn run_downstream(
     force: bool,
 ) -> Result<Vec<String>> {
     let mut planned = Vec::new();
+    let mut failures = Vec::new();
     for spec in &exp.runs {
         let cfg = &spec.config;
         let run_dir = exp_dir.join(&spec.variant);
@@ -484,16 +498,24 @@ fn run_downstream(
             continue;
         }
         let tok = tokenizer_for(cfg, base_dir, exp_dir)?;
-        let plan = finetune::plan::plan(cfg, &run_dir, tok, base_dir)
-            .with_context(|| format!("preparing the downstream tasks of {}", spec.variant))?;
-        planned.extend(plan.into_iter().map(|p| (spec.variant.clone(), p)));
+        let source = std::sync::Arc::new(finetune::plan::source(cfg, &run_dir, tok));
+        // A bad entry (a wrong data path) fails alone; the other entries still run.
+        for entry in &cfg.finetune {
+            match finetune::plan::plan_entry(entry, &source, &run_dir, base_dir) {
+                Ok(p) => planned.extend(p.into_iter().map(|p| (spec.variant.clone(), p))),
+                Err(e) => {
+                    eprintln!("  {} {}: FAILED: {e}", spec.variant, entry.label());
+                    failures.push(format!("{}/finetune/{}", spec.variant, entry.label()));
+                }
+            }
+        }
     }
     let todo: Vec<_> = planned
         .into_iter()
         .filter(|(_, p)| force || !p.finished())
         .collect();
     if todo.is_empty() {
-        return Ok(vec![]);
+        return Ok(failures);
     }
     println!("downstream: {} run(s), {jobs} at a time", todo.len());
     let failed = parallel(jobs, &todo, |(variant, p)| {
@@ -509,17 +531,15 @@ fn run_downstream(
         );
         Ok(())
     });
-    Ok(failed
-        .into_iter()
-        .map(|i| {
-            format!(
-                "{}/finetune/{}/{}",
-                todo[i].0,
-                todo[i].1.job.spec.label(),
-                todo[i].1.job.variant()
-            )
-        })
-        .collect())
+    failures.extend(failed.into_iter().map(|i| {
+        format!(
+            "{}/finetune/{}/{}",
+            todo[i].0,
+            todo[i].1.job.spec.label(),
+            todo[i].1.job.variant()
+        )
+    }));
+    Ok(failures)
 }
 
 fn fmt_metrics(m: &[(String, f64)]) -> String {

@@ -3,7 +3,7 @@
 //! `runs/<experiment>/<variant>/finetune/<task>/<init=…,mode=…,seed=…>/`.
 
 use super::run::{jobs, prepare, FinetuneError, Job, Prepared, Source};
-use crate::config::Experiment;
+use crate::config::{Experiment, FinetuneSpec};
 use crate::data::Tokenizer;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -30,31 +30,27 @@ pub fn source(cfg: &Experiment, run_dir: &Path, tokenizer: Arc<Tokenizer>) -> So
     }
 }
 
-/// Reads and tokenises each entry's data once and lists its runs.
-pub fn plan(
-    cfg: &Experiment,
+/// Reads and tokenises one entry's data once and lists its runs.
+pub fn plan_entry(
+    spec: &FinetuneSpec,
+    source: &Arc<Source>,
     run_dir: &Path,
-    tokenizer: Arc<Tokenizer>,
     base_dir: &Path,
 ) -> Result<Vec<Planned>, FinetuneError> {
-    let source = Arc::new(source(cfg, run_dir, tokenizer.clone()));
-    let mut out = Vec::new();
-    for spec in &cfg.finetune {
-        let task = super::task::find(&spec.task)
-            .ok_or_else(|| FinetuneError::Setup(format!("unknown task `{}`", spec.task)))?;
-        let splits = super::data::load(&task, spec, base_dir)?;
-        let prepared = Arc::new(prepare(&task, spec, splits, &tokenizer));
-        for job in jobs(spec) {
-            out.push(Planned {
-                dir: run_dir
-                    .join("finetune")
-                    .join(spec.label())
-                    .join(job.variant()),
-                job,
-                source: source.clone(),
-                prepared: prepared.clone(),
-            });
-        }
-    }
-    Ok(out)
+    let task = super::task::find(&spec.task)
+        .ok_or_else(|| FinetuneError::Setup(format!("unknown task `{}`", spec.task)))?;
+    let splits = super::data::load(&task, spec, base_dir)?;
+    let prepared = Arc::new(prepare(&task, spec, splits, &source.tokenizer));
+    Ok(jobs(spec)
+        .into_iter()
+        .map(|job| Planned {
+            dir: run_dir
+                .join("finetune")
+                .join(spec.label())
+                .join(job.variant()),
+            job,
+            source: source.clone(),
+            prepared: prepared.clone(),
+        })
+        .collect())
 }
