@@ -58,7 +58,7 @@ def main():
     decay = [p for n, p in model.named_parameters() if not (n.endswith("bias") or "LayerNorm" in n)]
     other = [p for n, p in model.named_parameters() if n.endswith("bias") or "LayerNorm" in n]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01},
-                             {"params": other, "weight_decay": 0.0}], lr=1e-4, eps=1e-6)
+                             {"params": other, "weight_decay": 0.0}], lr=5e-4, eps=1e-6)
     gen = torch.Generator().manual_seed(1)
     losses = []
 

@@ -5,7 +5,9 @@
 //! `benches/reference.py` trains the same configuration in PyTorch and `benches/compare.sh`
 //! alternates the two.
 //!
-//! The data are random token ids (the text does not change the arithmetic), through the real
+//! The data are random token ids drawn from a Zipf law, as word frequencies are (the text
+//! does not change the arithmetic, but a loss that can fall makes the loss trace of
+//! tests/bench_trace.rs a check of learning, not only of arithmetic), through the real
 //! sampler, masker and loop, so what is timed is what a run does.
 
 use crate::config::{Experiment, LoadedExperiment};
@@ -63,7 +65,7 @@ pub fn experiment(s: &Shape, steps: u64, seed: u64) -> Experiment {
     let text = format!(
         "name = \"bench\"\n[model]\nlayers = {}\nhidden = {}\nheads = {}\nffn = {}\nmax_positions = {}\n\
          [[objectives]]\nname = \"mlm\"\n[[objectives]]\nname = \"nsp\"\n\
-         [optimizer]\nlr = 1e-4\nwarmup_steps = 1\n\
+         [optimizer]\nlr = 5e-4\nwarmup_steps = 1\n\
          [training]\nsteps = {steps}\nbatch_size = {}\nseq_len = {}\nshort_seq_prob = 0.0\neval_every = 0\ncheckpoint_every = 0\nseed = {seed}\n",
         s.layers, s.hidden, s.heads, s.ffn, s.seq, s.batch, s.seq
     );
@@ -86,12 +88,13 @@ pub fn synthetic_data(vocab: usize, seed: u64, dir: &Path) -> std::io::Result<Pr
     std::fs::write(&path, words.join("\n"))?;
     let tokenizer = Tokenizer::load(&path, true).map_err(std::io::Error::other)?;
     let mut rng = stream(seed, "bench.data");
+    let zipf = rand_distr::Zipf::new((vocab - 5) as u64, 1.1).expect("a valid Zipf law");
     let docs: Vec<Vec<Vec<u32>>> = (0..400)
         .map(|_| {
             (0..rng.gen_range(8..24))
                 .map(|_| {
                     (0..rng.gen_range(8..40))
-                        .map(|_| rng.gen_range(5..vocab as u32))
+                        .map(|_| 4 + rng.sample(zipf) as u32)
                         .collect()
                 })
                 .collect()
