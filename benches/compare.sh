@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
 # pretext versus PyTorch on issue 7's configuration: the two benchmarks in alternation, PAIRS
 # pairs, and the median ratio of tokens/s (pretext / PyTorch) with both peak memories.
-# Usage: benches/compare.sh [reference|large] [PAIRS] [THREADS]
+# Usage: benches/compare.sh [reference|large] [PAIRS] [THREADS] [STEPS]
 #   PYTHON=path/to/python with torch + transformers (default: python3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 shape=${1:-reference}
 pairs=${2:-5}
 threads=${3:-$(nproc)}
+steps=${4:-10}
 py=${PYTHON:-python3}
 cargo build --release --quiet
 out=$(mktemp)
 for i in $(seq 1 "$pairs"); do
-  ours=$(target/release/pretext bench --shape "$shape" --threads "$threads" --json)
-  theirs=$("$py" benches/reference.py --shape "$shape" --threads "$threads")
+  ours=$(target/release/pretext bench --shape "$shape" --threads "$threads" --steps "$steps" --json)
+  theirs=$("$py" benches/reference.py --shape "$shape" --threads "$threads" --steps "$steps")
   echo "{\"pair\": $i, \"pretext\": $ours, \"pytorch\": $theirs}" >> "$out"
   echo "pair $i: pretext $(echo "$ours" | "$py" -c 'import json,sys; print(round(json.load(sys.stdin)["tokens_per_second"]))') tokens/s, PyTorch $(echo "$theirs" | "$py" -c 'import json,sys; print(round(json.load(sys.stdin)["tokens_per_second"]))') tokens/s"
 done
