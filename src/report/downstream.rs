@@ -4,7 +4,7 @@
 
 use super::charts::{self, Line};
 use super::runs::{self, groups, mean_curve, mean_std, ReportError};
-use super::{embed, final_points, y_label};
+use super::{embed, eval_table, final_points, keys, mean_std_cell, y_label};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -49,12 +49,7 @@ fn headline(task: &str, dir: &Path) -> String {
 }
 
 fn cell(xs: &[f64]) -> String {
-    if xs.is_empty() {
-        "–".into()
-    } else {
-        let (m, s) = mean_std(xs);
-        format!("{m:.3} ± {s:.3}")
-    }
+    mean_std_cell(xs, 3)
 }
 
 /// One side of a comparison: the headline values of the runs of `group`.
@@ -121,33 +116,12 @@ pub fn write(
             task.clone()
         };
         let _ = writeln!(md, "### {title}\n");
-        let mut keys: Vec<String> = Vec::new();
-        for r in &rs {
-            for row in r.rows.iter().filter(|row| row.split == "eval") {
-                for k in row.values.keys().filter(|k| *k != "epoch") {
-                    if !keys.contains(k) {
-                        keys.push(k.clone());
-                    }
-                }
-            }
-        }
+        let mut keys: Vec<String> = keys(&rs, "eval")
+            .into_iter()
+            .filter(|k| k != "epoch")
+            .collect();
         keys.sort_by_key(|k| (*k != metric, k.clone()));
-        let _ = writeln!(md, "| runs | n | {} |", keys.join(" | "));
-        let _ = writeln!(md, "|---|---|{}", "---|".repeat(keys.len()));
-        for (g, rs) in &grouped {
-            let cells: Vec<String> = keys
-                .iter()
-                .map(|k| {
-                    cell(
-                        &rs.iter()
-                            .filter_map(|r| r.last("eval", k))
-                            .collect::<Vec<_>>(),
-                    )
-                })
-                .collect();
-            let _ = writeln!(md, "| {g} | {} | {} |", rs.len(), cells.join(" | "));
-        }
-        md.push('\n');
+        eval_table(md, "runs", &grouped, &keys, 3);
 
         let stem_base = if several {
             format!("downstream_{variant}_{task}")

@@ -19,7 +19,7 @@ pub struct Written {
     pub charts: Vec<PathBuf>,
 }
 
-fn keys(runs: &[Run], split: &str) -> Vec<String> {
+pub(crate) fn keys(runs: &[Run], split: &str) -> Vec<String> {
     let mut k: Vec<String> = Vec::new();
     for r in runs {
         for row in r.rows.iter().filter(|row| row.split == split) {
@@ -83,6 +83,39 @@ fn machine() -> String {
         })
         .unwrap_or_else(|| std::env::consts::OS.into());
     format!("{cpu}, {cores} cores, {os}")
+}
+
+/// `mean ± std` of `xs` with `digits` decimals, `–` when there is nothing.
+pub(crate) fn mean_std_cell(xs: &[f64], digits: usize) -> String {
+    if xs.is_empty() {
+        return "–".into();
+    }
+    let (m, s) = mean_std(xs);
+    format!("{m:.digits$} ± {s:.digits$}")
+}
+
+/// A Markdown table: one row per group, one column per key, each cell the mean ± std of the
+/// group's last held-out value of that key; then a blank line.
+pub(crate) fn eval_table(
+    md: &mut String,
+    first: &str,
+    grouped: &[(String, Vec<&Run>)],
+    keys: &[String],
+    digits: usize,
+) {
+    let _ = writeln!(md, "| {first} | n | {} |", keys.join(" | "));
+    let _ = writeln!(md, "|---|---|{}", "---|".repeat(keys.len()));
+    for (g, rs) in grouped {
+        let cells: Vec<String> = keys
+            .iter()
+            .map(|k| {
+                let xs: Vec<f64> = rs.iter().filter_map(|r| r.last("eval", k)).collect();
+                mean_std_cell(&xs, digits)
+            })
+            .collect();
+        let _ = writeln!(md, "| {g} | {} | {} |", rs.len(), cells.join(" | "));
+    }
+    md.push('\n');
 }
 
 /// Mean ± std over each group's runs of the last held-out `key`, one point per group that
@@ -149,24 +182,7 @@ pub fn write(exp_dir: &Path, out: &Path, command: &str) -> Result<Written, Repor
             md,
             "## Held-out metrics at the last evaluation (mean ± sample std over seeds)\n"
         );
-        let _ = writeln!(md, "| variant | n | {} |", eval_keys.join(" | "));
-        let _ = writeln!(md, "|---|---|{}", "---|".repeat(eval_keys.len()));
-        for (g, rs) in &grouped {
-            let cells: Vec<String> = eval_keys
-                .iter()
-                .map(|k| {
-                    let xs: Vec<f64> = rs.iter().filter_map(|r| r.last("eval", k)).collect();
-                    if xs.is_empty() {
-                        "–".into()
-                    } else {
-                        let (m, s) = mean_std(&xs);
-                        format!("{m:.4} ± {s:.4}")
-                    }
-                })
-                .collect();
-            let _ = writeln!(md, "| {g} | {} | {} |", rs.len(), cells.join(" | "));
-        }
-        md.push('\n');
+        eval_table(&mut md, "variant", &grouped, &eval_keys, 4);
     }
 
     // Line charts: every train and eval scalar.
