@@ -150,11 +150,21 @@ impl Tokenizer {
             file: path.into(),
             reason,
         };
-        let tmp = path.with_extension("json.tmp");
-        self.inner
+        // A temporary name of this writer's own: two writers racing to save the same file
+        // (parallel tests, two runs of one experiment starting together) must not rename each
+        // other's temporary file away; the last rename wins and every rename is whole.
+        static WRITERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = WRITERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = path.with_extension(format!("json.{}.{n}.tmp", std::process::id()));
+        let saved = self
+            .inner
             .save(&tmp, true)
-            .map_err(|e| err(e.to_string()))?;
-        std::fs::rename(&tmp, path).map_err(|e| err(e.to_string()))
+            .map_err(|e| e.to_string())
+            .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| e.to_string()));
+        if saved.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        saved.map_err(err)
     }
 
     pub fn vocab_size(&self) -> usize {
