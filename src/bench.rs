@@ -51,6 +51,8 @@ pub const LARGE: Shape = Shape {
 /// What one benchmark measured.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Measured {
+    /// `cpu`, or `cuda` for a build with the `cuda` feature.
+    pub device: &'static str,
     pub steps: u64,
     pub seconds: f64,
     pub tokens_per_second: f64,
@@ -152,6 +154,7 @@ pub fn run(shape: &Shape, warmup: u64, steps: u64, dir: &Path) -> Result<Measure
     let seconds = started.elapsed().as_secs_f64();
     let tokens = (shape.batch * shape.seq) as f64 * steps as f64;
     Ok(Measured {
+        device: crate::model::DEVICE_NAME,
         steps,
         seconds,
         tokens_per_second: tokens / seconds,

@@ -39,6 +39,9 @@ enum Command {
         /// One JSON object instead of text (for benches/compare.sh).
         #[arg(long)]
         json: bool,
+        /// The device's peak dense f32 (or TF32) TFLOP/s, to print model-FLOP utilisation.
+        #[arg(long)]
+        peak_tflops: Option<f64>,
     },
     /// Run a grid here (--local) or on a Slurm cluster as a job array (--slurm).
     Sweep(SweepArgs),
@@ -234,6 +237,7 @@ fn run() -> Result<()> {
             steps,
             threads,
             json,
+            peak_tflops,
         } => {
             if let Some(n) = threads {
                 rayon::ThreadPoolBuilder::new()
@@ -261,6 +265,13 @@ fn run() -> Result<()> {
                     m.losses.first().copied().unwrap_or(f64::NAN),
                     m.losses.last().copied().unwrap_or(f64::NAN)
                 );
+                println!("device: {}", m.device);
+                if let Some(peak) = peak_tflops {
+                    println!(
+                        "model-FLOP utilisation: {:.1} % of {peak} TFLOP/s",
+                        100.0 * m.gflops_per_second / (peak * 1e3)
+                    );
+                }
             }
         }
         Command::Validate { file } => {

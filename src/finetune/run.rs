@@ -29,6 +29,8 @@ pub enum FinetuneError {
     Input(#[from] InputError),
     #[error(transparent)]
     Lock(#[from] crate::train::lock::LockError),
+    #[error(transparent)]
+    Device(#[from] crate::model::DeviceError),
     #[error("{task}, step {step}: the loss is {value}; fine-tuning stopped (lower lr)")]
     NonFinite { task: String, step: u64, value: f32 },
     #[error("{path}: {reason}")]
@@ -395,7 +397,7 @@ pub fn fit(
     mut log: Option<&mut RunLog>,
 ) -> Result<Fitted, FinetuneError> {
     let tok = &source.tokenizer;
-    let dev = Dev::seed_from_u64(job.seed);
+    let dev = crate::model::device(job.seed)?;
     let mut enc = Encoder::new(
         &dev,
         &source.model,

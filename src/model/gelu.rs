@@ -34,11 +34,12 @@ pub fn gelu<T: Tape<f32, Dev>>(x: Act<T>) -> Act<T> {
         grads.try_alloc_for(&x_ghost)?;
         grads.try_alloc_for(&out_ghost)?;
         let g = grads.get(&out_ghost).as_vec();
-        let gx = grads.get_or_alloc_mut(&x_ghost)?;
-        for ((acc, &gi), &xi) in gx.iter_mut().zip(&g).zip(&xv) {
-            *acc += gi * gelu_df(xi, libm::erff);
-        }
-        Ok(())
+        let gx: Vec<f32> = g
+            .iter()
+            .zip(&xv)
+            .map(|(&gi, &xi)| gi * gelu_df(xi, libm::erff))
+            .collect();
+        super::host::add_from_host(grads.get_or_alloc_mut(&x_ghost)?, &gx)
     });
     out.put_tape(tape)
 }

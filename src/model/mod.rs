@@ -8,6 +8,7 @@ pub mod attention;
 pub mod block;
 pub mod encoder;
 pub mod gelu;
+pub mod host;
 pub mod io;
 pub mod norm;
 pub mod ops;
@@ -23,9 +24,30 @@ use crate::rng::Rng;
 use dfdx::prelude::*;
 use std::sync::Arc;
 
+/// The device every tensor lives on: the CPU, or with the `cuda` feature dfdx's CUDA device.
+/// Our own ops (PowerNorm, dropout masks) move host vectors with `tensor_from_vec` and
+/// `as_vec`, which both devices implement, so the model code is the same for both.
+#[cfg(not(feature = "cuda"))]
 pub type Dev = Cpu;
+#[cfg(feature = "cuda")]
+pub type Dev = Cuda;
+/// `Dev` in words, for benchmark output and run summaries.
+pub const DEVICE_NAME: &str = if cfg!(feature = "cuda") { "cuda" } else { "cpu" };
 pub type Vector = Tensor<(usize,), f32, Dev>;
 pub type Matrix = Tensor<(usize, usize), f32, Dev>;
+/// The device a run trains on, seeded with the run's seed. On a CUDA build this is GPU 0,
+/// and a machine without a usable GPU is an error rather than a panic.
+pub fn device(seed: u64) -> Result<Dev, DeviceError> {
+    #[cfg(not(feature = "cuda"))]
+    return Ok(Dev::seed_from_u64(seed));
+    #[cfg(feature = "cuda")]
+    return Cuda::try_seed_from_u64(seed).map_err(|e| DeviceError(format!("{e:?}")));
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot open the CUDA device (this binary was built with the `cuda` feature): {0}")]
+pub struct DeviceError(String);
+
 /// Token rows `(batch·seq, hidden)` carrying tape `T`.
 pub type Act<T> = Tensor<(usize, usize), f32, Dev, T>;
 

@@ -144,11 +144,13 @@ impl Param<'_> {
         match self {
             Param::Vector(t) => grads
                 .get_or_alloc_mut(*t)
-                .map(|g| g.to_vec())
+                .ok()
+                .and_then(|g| super::host::to_host(g).ok())
                 .unwrap_or_default(),
             Param::Matrix(t) => grads
                 .get_or_alloc_mut(*t)
-                .map(|g| g.to_vec())
+                .ok()
+                .and_then(|g| super::host::to_host(g).ok())
                 .unwrap_or_default(),
         }
     }

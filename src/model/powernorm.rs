@@ -198,11 +198,7 @@ impl PowerNorm {
                     .flat_map(|row| row.iter().zip(&used_scale).map(|(g, s)| g / s))
                     .collect(),
             };
-            let buf = grads.get_or_alloc_mut(&x_ghost)?;
-            for (b, v) in buf.iter_mut().zip(gx) {
-                *b += v;
-            }
-            Ok(())
+            super::host::add_from_host(grads.get_or_alloc_mut(&x_ghost)?, &gx)
         });
         out.put_tape(tape)
     }

@@ -39,7 +39,7 @@ pub trait ObjectiveFor<T: Tape<f32, Dev>> {
 }
 
 pub trait Objective:
-    ObjectiveFor<OwnedTape<f32, Dev>> + ObjectiveFor<NoneTape> + Params + Send + Sync
+    ObjectiveFor<OwnedTape<f32, Dev>> + ObjectiveFor<NoneTape> + Params
 {
     fn name(&self) -> &'static str;
     fn box_clone(&self) -> Box<dyn Objective>;

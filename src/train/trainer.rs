@@ -37,6 +37,8 @@ pub enum TrainError {
     Data(#[from] crate::data::DataError),
     #[error(transparent)]
     Lock(#[from] super::lock::LockError),
+    #[error(transparent)]
+    Device(#[from] crate::model::DeviceError),
     #[error("{path}: {reason}")]
     Io { path: PathBuf, reason: String },
 }
@@ -109,7 +111,7 @@ pub struct Trainer<'a> {
 
 impl<'a> Trainer<'a> {
     pub fn new(cfg: &'a Experiment, prepared: &'a Prepared) -> Result<Self, TrainError> {
-        let dev = Dev::seed_from_u64(cfg.training.seed);
+        let dev = crate::model::device(cfg.training.seed)?;
         let bundle = Bundle::new(&dev, cfg, prepared.tokenizer.vocab_size());
         let sizes: Vec<(String, usize)> = bundle
             .named_params()

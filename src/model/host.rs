@@ -1,0 +1,44 @@
+//! Gradient buffers seen from the host. GELU and PowerNorm compute their backward on host
+//! vectors; on the CPU a gradient buffer is already a `Vec<f32>`, on dfdx's CUDA device it is a
+//! device slice that has to be copied. Keeping the two cases here lets those ops stay
+//! device-agnostic (and the CPU path copy-free).
+
+use super::Dev;
+use dfdx::prelude::*;
+use dfdx::tensor::Storage;
+
+/// A gradient buffer on `Dev`.
+pub type GradBuf = <Dev as Storage<f32>>::Vec;
+/// The error a backward op on `Dev` returns.
+pub type DevError = <Dev as HasErr>::Err;
+
+/// `buf += host`, element by element.
+#[cfg(not(feature = "cuda"))]
+pub fn add_from_host(buf: &mut GradBuf, host: &[f32]) -> Result<(), DevError> {
+    for (b, h) in buf.iter_mut().zip(host) {
+        *b += h;
+    }
+    Ok(())
+}
+
+/// The buffer's values in host memory.
+#[cfg(not(feature = "cuda"))]
+pub fn to_host(buf: &GradBuf) -> Result<Vec<f32>, DevError> {
+    Ok(buf.to_vec())
+}
+
+#[cfg(feature = "cuda")]
+pub fn add_from_host(buf: &mut GradBuf, host: &[f32]) -> Result<(), DevError> {
+    let dev = buf.device();
+    let mut sum = dev.dtoh_sync_copy(buf)?;
+    for (s, h) in sum.iter_mut().zip(host) {
+        *s += h;
+    }
+    dev.htod_sync_copy_into(&sum, &mut **buf)?;
+    Ok(())
+}
+
+#[cfg(feature = "cuda")]
+pub fn to_host(buf: &GradBuf) -> Result<Vec<f32>, DevError> {
+    Ok(buf.device().dtoh_sync_copy(buf)?)
+}
