@@ -105,8 +105,9 @@ pub fn synthetic_data(vocab: usize, seed: u64, dir: &Path) -> std::io::Result<Pr
     let sentences = docs.iter().map(Vec::len).sum();
     Ok(Prepared {
         tokenizer: Arc::new(tokenizer),
-        train: Arc::new(docs),
-        heldout: Arc::new(vec![]),
+        train: Arc::new(docs.into()),
+        heldout: Arc::new(Vec::new().into()),
+        cache: None,
         train_sentences: sentences,
     })
 }

@@ -409,7 +409,6 @@ fn run_experiment(args: &RunArgs) -> Result<()> {
             .build_global()
             .ok();
     }
-    let tokenizer_file = exp_dir.join("tokenizer.json");
     let command = format!(
         "pretext {}",
         std::env::args().skip(1).collect::<Vec<_>>().join(" ")
@@ -449,7 +448,7 @@ fn run_experiment(args: &RunArgs) -> Result<()> {
             &cfg.tokenizer,
             cfg.training.seed,
             &base_dir,
-            Some(&tokenizer_file),
+            Some(&exp_dir),
         )?;
         // Unfinished runs continue from their checkpoint unless told otherwise.
         let opts = train::Options {
@@ -567,10 +566,7 @@ fn tokenizer_for(
     base_dir: &std::path::Path,
     exp_dir: &std::path::Path,
 ) -> Result<std::sync::Arc<Tokenizer>> {
-    let path = match &cfg.tokenizer.path {
-        Some(p) => base_dir.join(p),
-        None => exp_dir.join("tokenizer.json"),
-    };
+    let path = data::tokenizer_path(&cfg.tokenizer, base_dir, exp_dir);
     Ok(std::sync::Arc::new(Tokenizer::load(
         &path,
         cfg.tokenizer.lowercase,
@@ -599,21 +595,32 @@ fn parallel<T: Sync>(jobs: usize, items: &[T], f: impl Fn(&T) -> Result<()> + Sy
     v
 }
 
-/// Prepares `spec`'s data once so that `runs/<experiment>/tokenizer.json` exists before runs
-/// that share it start (WordPiece training is not deterministic; see data::prepare).
+/// Prepares `spec`'s data once so that `runs/<experiment>/tokenizer.json` (and the shard
+/// cache, with `data.cache`) exist before runs that share them start (WordPiece training is
+/// not deterministic; see data::prepare).
 fn train_tokenizer_once(
     spec: &pretext::config::RunSpec,
     base_dir: &std::path::Path,
     exp_dir: &std::path::Path,
 ) -> Result<()> {
     let c = &spec.config;
-    data::prepare(
+    let p = data::prepare(
         &c.data,
         &c.tokenizer,
         c.training.seed,
         base_dir,
-        Some(&exp_dir.join("tokenizer.json")),
+        Some(exp_dir),
     )?;
+    if let Some((dir, built)) = &p.cache {
+        println!(
+            "  shard cache {} {}: {} training shard(s), {} tokens; {} held-out document(s)",
+            dir.display(),
+            if *built { "built" } else { "reused" },
+            p.train.shards.len(),
+            p.train.tokens(),
+            p.heldout.documents()
+        );
+    }
     Ok(())
 }
 

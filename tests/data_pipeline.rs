@@ -3,7 +3,7 @@
 use pretext::config::CorpusFormat;
 use pretext::data::corpus::{self, parse, CorpusError, EMBEDDED};
 use pretext::data::instances::{create_instances, PairMode};
-use pretext::data::{BatchStream, MaskingConfig, StreamSettings, TokenDoc, Tokenizer};
+use pretext::data::{BatchStream, MaskingConfig, Shard, StreamSettings, TokenCorpus, Tokenizer};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -13,7 +13,7 @@ fn embedded_docs() -> Vec<corpus::Document> {
 
 /// One tokenizer for every test: WordPiece training in the `tokenizers` crate breaks ties
 /// through randomly seeded hash maps, so a run trains it once and saves it (see `data::prepare`).
-type Shared = (Arc<Tokenizer>, Arc<Vec<TokenDoc>>);
+type Shared = (Arc<Tokenizer>, Arc<TokenCorpus>);
 
 fn setup() -> Shared {
     static SHARED: std::sync::OnceLock<Shared> = std::sync::OnceLock::new();
@@ -32,7 +32,7 @@ fn setup() -> Shared {
                 .iter()
                 .map(|d| tok.encode_batch(&d.sentences))
                 .collect();
-            (Arc::new(tok), Arc::new(ids))
+            (Arc::new(tok), Arc::new(ids.into()))
         })
         .clone()
 }
@@ -69,7 +69,7 @@ fn masking_statistics_match_bert_on_100k_tokens() {
     let (mut candidates, mut chosen, mut as_mask, mut as_random, mut kept) =
         (0usize, 0usize, 0usize, 0usize, 0usize);
     while candidates < 100_000 {
-        let b = bs.next_batch(32);
+        let b = bs.next_batch(32).unwrap();
         for (i, &m) in b.attention_mask.iter().enumerate() {
             let t = b.input_ids[i];
             if m > 0.0 && t != sp.cls && t != sp.sep {
@@ -116,7 +116,7 @@ fn special_tokens_are_never_masked_and_labels_are_real_tokens() {
     );
     let sp = tok.special;
     for _ in 0..50 {
-        let b = bs.next_batch(16);
+        let b = bs.next_batch(16).unwrap();
         for (&p, &label) in b.mlm_positions.iter().zip(&b.mlm_labels) {
             assert!(b.attention_mask[p] > 0.0, "masked a padding position");
             assert!(p % b.seq_len != 0, "masked [CLS]");
@@ -145,7 +145,7 @@ fn whole_word_masking_masks_all_pieces_of_a_word() {
     );
     let mut checked = 0;
     for _ in 0..40 {
-        let b = bs.next_batch(16);
+        let b = bs.next_batch(16).unwrap();
         let chosen: std::collections::HashSet<usize> = b.mlm_positions.iter().copied().collect();
         for (&p, &label) in b.mlm_positions.iter().zip(&b.mlm_labels) {
             // A chosen continuation piece implies its predecessor was chosen too.
@@ -171,7 +171,7 @@ fn pair_labels_are_balanced() {
         let mut ones = 0;
         let n = 4000;
         for _ in 0..n / 40 {
-            let b = bs.next_batch(40);
+            let b = bs.next_batch(40).unwrap();
             assert_eq!(b.pair_labels.len(), 40);
             ones += b.pair_labels.iter().filter(|&&l| l == 1).count();
         }
@@ -195,9 +195,10 @@ fn numbered_docs() -> Vec<Vec<Vec<u32>>> {
 fn sop_swaps_and_nsp_draws_from_another_document() {
     let docs = numbered_docs();
     let order: Vec<usize> = (0..docs.len()).collect();
+    let shard = Shard::Memory(docs);
     let mut rng = pretext::rng::stream(1, "test");
     let doc_of = |t: u32| t / 1000;
-    for inst in create_instances(&docs, &order, 16, 0.0, PairMode::Sop, &mut rng) {
+    for inst in create_instances(&shard, &order, 16, 0.0, PairMode::Sop, &mut rng) {
         let (amax, amin) = (*inst.a.iter().max().unwrap(), *inst.a.iter().min().unwrap());
         let (bmax, bmin) = (*inst.b.iter().max().unwrap(), *inst.b.iter().min().unwrap());
         match inst.pair_label {
@@ -206,7 +207,7 @@ fn sop_swaps_and_nsp_draws_from_another_document() {
             other => panic!("unexpected label {other:?}"),
         }
     }
-    for inst in create_instances(&docs, &order, 16, 0.0, PairMode::Nsp, &mut rng) {
+    for inst in create_instances(&shard, &order, 16, 0.0, PairMode::Nsp, &mut rng) {
         let same = doc_of(inst.a[0]) == doc_of(inst.b[0]);
         match inst.pair_label {
             Some(0) => assert!(
@@ -224,9 +225,9 @@ fn sequences_never_exceed_seq_len() {
     let (tok, docs) = setup();
     for mode in [PairMode::Single, PairMode::Nsp, PairMode::Sop] {
         for seq_len in [8, 17, 64] {
-            let order: Vec<usize> = (0..docs.len()).collect();
+            let order: Vec<usize> = (0..docs.documents()).collect();
             let mut rng = pretext::rng::stream(2, "test");
-            for inst in create_instances(&docs, &order, seq_len, 0.3, mode, &mut rng) {
+            for inst in create_instances(&docs.shards[0], &order, seq_len, 0.3, mode, &mut rng) {
                 assert!(
                     inst.len() <= seq_len,
                     "{mode:?} seq_len {seq_len}: instance of {}",
@@ -240,7 +241,7 @@ fn sequences_never_exceed_seq_len() {
                 masking: Some(MaskingConfig::default()),
             };
             let mut bs = BatchStream::new(docs.clone(), tok.clone(), s, 9, "t").unwrap();
-            let b = bs.next_batch(8);
+            let b = bs.next_batch(8).unwrap();
             assert_eq!(b.input_ids.len(), 8 * seq_len);
             for row in 0..8 {
                 let real = &b.attention_mask[row * seq_len..(row + 1) * seq_len];
@@ -268,16 +269,22 @@ fn same_seed_gives_identical_batches_and_resume_continues_exactly() {
     let steps = per_epoch / 16 + 3;
     let mut differs = false;
     for step in 0..steps {
-        let (x, y, z) = (a.next_batch(16), b.next_batch(16), c.next_batch(16));
+        let (x, y, z) = (
+            a.next_batch(16).unwrap(),
+            b.next_batch(16).unwrap(),
+            c.next_batch(16).unwrap(),
+        );
         assert!(x == y, "same seed, different batch at step {step}");
         differs |= x != z;
     }
     assert!(differs, "a different seed produced the same batches");
     let saved = a.state();
-    let expected: Vec<_> = (0..steps).map(|_| a.next_batch(16)).collect();
+    let expected: Vec<_> = (0..steps).map(|_| a.next_batch(16).unwrap()).collect();
     let (_, mut resumed) = stream(PairMode::Sop, Some(MaskingConfig::default()), 21);
-    resumed.restore(saved);
-    let got: Vec<_> = (0..steps).map(|_| resumed.next_batch(16)).collect();
+    resumed.restore(saved).unwrap();
+    let got: Vec<_> = (0..steps)
+        .map(|_| resumed.next_batch(16).unwrap())
+        .collect();
     assert!(expected == got, "resumed stream diverged");
 }
 

@@ -2,6 +2,8 @@
 # Kill test: SIGKILL a training run at random moments (including during checkpoint writes),
 # restart it each time, and check that the final weights and the logged losses equal those of
 # an uninterrupted run. Usage: tests/kill_resume.sh PRETEXT_BINARY [TRIALS]
+# With CACHE=1 the corpus goes through the shard cache (data.cache, small shards): kills also
+# land while the cache is built, and resumes restore positions inside shards.
 set -euo pipefail
 bin=$(realpath "$1")
 trials=${2:-10}
@@ -12,6 +14,7 @@ work=$(mktemp -d)
 "$bin" tokenizer train --corpus embedded --vocab-size 400 --out "$work/tokenizer.json" > /dev/null
 cat > "$work/kill.toml" <<TOML
 name = "kill"
+$( [ -n "${CACHE:-}" ] && printf '[data]\ncache = true\nshard_tokens = 1000\n' )
 [tokenizer]
 path = "tokenizer.json"
 [model]
@@ -61,6 +64,10 @@ for trial in $(seq 1 "$trials"); do
     fi
   done
   restarts=$((restarts + attempts - 1))
+  if [ -n "${CACHE:-}" ]; then
+    shards=$(ls "$dir"/kill/cache/*/train-*.bin | wc -l)
+    [ "$shards" -ge 3 ] || { echo "trial $trial: $shards shard(s); the cache test needs several"; exit 1; }
+  fi
   python3 - "$work/reference/kill/base" "$dir/kill/base" "$trial" <<'PY'
 import json, struct, sys
 ref, got, trial = sys.argv[1], sys.argv[2], sys.argv[3]

@@ -48,19 +48,21 @@ grad_accum = 2
 /// same one. The file is named after the tokenizer settings: the quickstart test (vocabulary
 /// 1,200) must never load the 400-token vocabulary another test saved first.
 fn prepared(cfg: &Experiment) -> Prepared {
-    let dir = std::env::temp_dir().join(format!("pretext-tok-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
     let t = &cfg.tokenizer;
-    let file = format!(
-        "tokenizer-{}-{}-{}.json",
-        t.vocab_size, t.lowercase, t.min_frequency
-    );
+    let dir = std::env::temp_dir().join(format!(
+        "pretext-tok-{}/{}-{}-{}",
+        std::process::id(),
+        t.vocab_size,
+        t.lowercase,
+        t.min_frequency
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
     data::prepare(
         &cfg.data,
         &cfg.tokenizer,
         cfg.training.seed,
         Path::new("."),
-        Some(&dir.join(file)),
+        Some(&dir),
     )
     .unwrap()
 }

@@ -68,6 +68,15 @@ pub struct DataConfig {
     pub heldout_fraction: f64,
     /// Documents with fewer sentences than this are dropped (NSP/SOP need two segments).
     pub min_sentences: usize,
+    /// Tokenise the corpus once into memory-mapped shards and train from them: for corpora
+    /// larger than memory, and to skip re-tokenising in every run of a grid (see data::cache).
+    pub cache: bool,
+    /// Where the shard cache lives (relative to the experiment file's folder); by default
+    /// `<runs>/<experiment>/cache`. Point several experiments at one folder to share it.
+    pub cache_dir: Option<String>,
+    /// Tokens per shard. The sampler holds one shard's instances at a time and shuffles within
+    /// it (shards are visited in a fresh random order every epoch).
+    pub shard_tokens: usize,
 }
 
 impl Default for DataConfig {
@@ -77,6 +86,9 @@ impl Default for DataConfig {
             format: CorpusFormat::Auto,
             heldout_fraction: 0.1,
             min_sentences: 2,
+            cache: false,
+            cache_dir: None,
+            shard_tokens: 4_000_000,
         }
     }
 }

@@ -184,6 +184,21 @@ pub fn check(e: &Experiment) -> Vec<(String, String)> {
     if d.min_sentences == 0 {
         bad("data.min_sentences", "expected at least 1".into());
     }
+    if d.shard_tokens < 1000 {
+        bad(
+            "data.shard_tokens",
+            format!(
+                "expected at least 1000 tokens per shard, got {}",
+                d.shard_tokens
+            ),
+        );
+    }
+    if d.cache_dir.is_some() && !d.cache {
+        bad(
+            "data.cache_dir",
+            "is set but data.cache is false; set data.cache = true to use the shard cache".into(),
+        );
+    }
     if e.tokenizer.path.is_none() && e.tokenizer.vocab_size < 50 {
         bad(
             "tokenizer.vocab_size",

@@ -1,8 +1,9 @@
 //! The stream of training batches: epochs of instances, dynamic masking (a fresh mask every
 //! time a sequence is served, as RoBERTa does), and a position that a checkpoint can save.
 
-use super::instances::{create_instances, Instance, PairMode, TokenDoc};
+use super::instances::{create_instances, Instance, PairMode};
 use super::masking::{mask_tokens, MaskingConfig};
+use super::shards::TokenCorpus;
 use super::tokenizer::Tokenizer;
 use crate::rng::{stream, Rng};
 use rand::seq::SliceRandom;
@@ -45,33 +46,50 @@ pub struct StreamSettings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StreamState {
     pub epoch: u64,
-    /// Next instance to serve within the epoch.
+    /// Position in the epoch's shard order (always 0 for an in-memory corpus).
+    #[serde(default)]
+    pub shard: usize,
+    /// Next instance to serve within the shard.
     pub index: usize,
-    /// The sampler stream as it was when this epoch's instances were drawn.
+    /// The sampler stream as it was when this epoch's shard order was drawn.
     pub epoch_rng: Rng,
+    /// The sampler stream as it was when the current shard's instances were drawn. Absent in
+    /// checkpoints from before shards, where it is the stream right after the shard order.
+    #[serde(default)]
+    pub shard_rng: Option<Rng>,
     pub mask_rng: Rng,
+    /// The corpus's fingerprint: resuming on other data is refused. Absent in old checkpoints.
+    #[serde(default)]
+    pub corpus: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("the corpus yields no training instances at seq_len {seq_len}: every document is empty after tokenisation")]
-pub struct NoInstances {
-    pub seq_len: usize,
+pub enum NoInstances {
+    #[error("the corpus yields no training instances at seq_len {seq_len}: every document is empty after tokenisation")]
+    Empty { seq_len: usize },
+    #[error("the checkpoint's data position was saved on other data (corpus {saved}, now {now}); a resume needs the same corpus and tokenizer, or restart with --fresh")]
+    OtherCorpus { saved: String, now: String },
+    #[error("the checkpoint's data position (shard {shard}) does not exist in this corpus of {shards} shard(s)")]
+    NoShard { shard: usize, shards: usize },
 }
 
 pub struct BatchStream {
-    docs: Arc<Vec<TokenDoc>>,
+    corpus: Arc<TokenCorpus>,
     tokenizer: Arc<Tokenizer>,
     settings: StreamSettings,
     state: StreamState,
+    /// This epoch's order of shards.
+    shard_order: Vec<usize>,
+    /// The current shard's instances, in serving order.
     instances: Vec<Instance>,
-    /// The sampler stream after drawing the current epoch: it seeds the next one.
-    next_epoch_rng: Rng,
+    /// The sampler stream after drawing the current shard: it seeds the next one.
+    next_rng: Rng,
 }
 
 impl BatchStream {
-    /// A stream over `docs`; `name` picks the random streams (`data.train`, `data.eval`).
+    /// A stream over `corpus`; `name` picks the random streams (`data.train`, `data.eval`).
     pub fn new(
-        docs: Arc<Vec<TokenDoc>>,
+        corpus: Arc<TokenCorpus>,
         tokenizer: Arc<Tokenizer>,
         settings: StreamSettings,
         seed: u64,
@@ -80,73 +98,132 @@ impl BatchStream {
         let epoch_rng = stream(seed, &format!("{name}.sampler"));
         let state = StreamState {
             epoch: 0,
+            shard: 0,
             index: 0,
             epoch_rng: epoch_rng.clone(),
+            shard_rng: None,
             mask_rng: stream(seed, &format!("{name}.masking")),
+            corpus: Some(corpus.fingerprint.clone()),
         };
         let mut s = Self {
-            docs,
+            corpus,
             tokenizer,
             settings,
             state,
+            shard_order: vec![],
             instances: vec![],
-            next_epoch_rng: epoch_rng,
+            next_rng: epoch_rng,
         };
         s.draw_epoch();
-        if s.instances.is_empty() {
-            return Err(NoInstances {
-                seq_len: s.settings.seq_len,
-            });
-        }
+        s.draw_shard();
+        s.skip_empty_shards()?;
         Ok(s)
     }
 
+    /// Draws the epoch's shard order; the current shard starts right after it.
     fn draw_epoch(&mut self) {
         let mut rng = self.state.epoch_rng.clone();
-        let mut order: Vec<usize> = (0..self.docs.len()).collect();
+        let mut order: Vec<usize> = (0..self.corpus.shards.len()).collect();
+        order.shuffle(&mut rng);
+        self.shard_order = order;
+        if self.state.shard_rng.is_none() {
+            self.state.shard_rng = Some(rng);
+        }
+    }
+
+    /// Draws the current shard's instances from `shard_rng`: documents in a random order,
+    /// then the instances shuffled.
+    fn draw_shard(&mut self) {
+        let mut rng = self
+            .state
+            .shard_rng
+            .clone()
+            .expect("draw_epoch sets the shard stream");
+        let shard = &self.corpus.shards[self.shard_order[self.state.shard]];
+        let mut order: Vec<usize> = (0..shard.documents()).collect();
         order.shuffle(&mut rng);
         let s = &self.settings;
-        let mut inst = create_instances(
-            &self.docs,
-            &order,
-            s.seq_len,
-            s.short_seq_prob,
-            s.mode,
-            &mut rng,
-        );
+        let mut inst =
+            create_instances(shard, &order, s.seq_len, s.short_seq_prob, s.mode, &mut rng);
         inst.shuffle(&mut rng);
         self.instances = inst;
-        self.next_epoch_rng = rng;
+        self.next_rng = rng;
+    }
+
+    /// Moves to the next shard, and to the next epoch after the last one.
+    fn advance_shard(&mut self) {
+        let rng = self.next_rng.clone();
+        self.state.index = 0;
+        self.state.shard += 1;
+        if self.state.shard >= self.shard_order.len() {
+            self.state.epoch += 1;
+            self.state.shard = 0;
+            self.state.epoch_rng = rng;
+            self.state.shard_rng = None;
+            self.draw_epoch();
+        } else {
+            self.state.shard_rng = Some(rng);
+        }
+        self.draw_shard();
+    }
+
+    /// Passes over shards that yield no instance; a whole epoch of them is an error.
+    fn skip_empty_shards(&mut self) -> Result<(), NoInstances> {
+        let mut empty = 0;
+        while self.state.index >= self.instances.len() {
+            empty += 1;
+            if empty > self.shard_order.len() {
+                return Err(NoInstances::Empty {
+                    seq_len: self.settings.seq_len,
+                });
+            }
+            self.advance_shard();
+        }
+        Ok(())
     }
 
     pub fn state(&self) -> StreamState {
         self.state.clone()
     }
 
-    /// Continues from a saved position: the epoch is re-drawn from its saved stream, so the
-    /// same instances follow in the same order.
-    pub fn restore(&mut self, state: StreamState) {
+    /// Continues from a saved position: the epoch's shard order and the shard's instances are
+    /// re-drawn from their saved streams, so the same instances follow in the same order.
+    pub fn restore(&mut self, state: StreamState) -> Result<(), NoInstances> {
+        let now = &self.corpus.fingerprint;
+        if let Some(saved) = &state.corpus {
+            if saved != now {
+                return Err(NoInstances::OtherCorpus {
+                    saved: saved.clone(),
+                    now: now.clone(),
+                });
+            }
+        }
+        if state.shard >= self.corpus.shards.len() {
+            return Err(NoInstances::NoShard {
+                shard: state.shard,
+                shards: self.corpus.shards.len(),
+            });
+        }
         self.state = state;
+        self.state.corpus = Some(now.clone());
         self.draw_epoch();
+        self.draw_shard();
+        Ok(())
     }
 
+    /// Instances of the current shard (of the whole epoch for an in-memory corpus).
     pub fn instances_per_epoch(&self) -> usize {
         self.instances.len()
     }
 
-    fn next_instance(&mut self) -> Instance {
-        if self.state.index >= self.instances.len() {
-            self.state.epoch_rng = self.next_epoch_rng.clone();
-            self.state.epoch += 1;
-            self.state.index = 0;
-            self.draw_epoch();
-        }
+    fn next_instance(&mut self) -> Result<Instance, NoInstances> {
+        self.skip_empty_shards()?;
         let i = self.state.index;
         self.state.index += 1;
-        self.instances[i].clone()
+        Ok(self.instances[i].clone())
     }
 
-    pub fn next_batch(&mut self, size: usize) -> Batch {
+    pub fn next_batch(&mut self, size: usize) -> Result<Batch, NoInstances> {
         let seq_len = self.settings.seq_len;
         let sp = self.tokenizer.special;
         let mut b = Batch {
@@ -160,7 +237,7 @@ impl BatchStream {
             pair_labels: vec![],
         };
         for row in 0..size {
-            let inst = self.next_instance();
+            let inst = self.next_instance()?;
             let mut tokens = Vec::with_capacity(inst.len());
             let mut types = Vec::with_capacity(inst.len());
             tokens.push(sp.cls);
@@ -196,6 +273,6 @@ impl BatchStream {
             b.token_type_ids[off..off + types.len()].copy_from_slice(&types);
             b.attention_mask[off..off + tokens.len()].fill(1.0);
         }
-        b
+        Ok(b)
     }
 }

@@ -75,15 +75,7 @@ pub fn parse(
     if text.trim().is_empty() {
         return Err(CorpusError::Empty { file: file.into() });
     }
-    let format = match format {
-        CorpusFormat::Auto => detect(text),
-        f => f,
-    };
-    let raw = match format {
-        CorpusFormat::Wikitext => wikitext(text, file),
-        CorpusFormat::Gutenberg => gutenberg(text, file),
-        _ => plain(text, file),
-    };
+    let raw = parse_all(text, file, format);
     let total = raw.len();
     let docs: Vec<Document> = raw
         .into_iter()
@@ -97,6 +89,169 @@ pub fn parse(
         });
     }
     Ok(docs)
+}
+
+/// Every document of `text`, before the `min_sentences` filter.
+fn parse_all(text: &str, file: &Path, format: CorpusFormat) -> Vec<Document> {
+    let format = match format {
+        CorpusFormat::Auto => detect(text),
+        f => f,
+    };
+    match format {
+        CorpusFormat::Wikitext => wikitext(text, file),
+        CorpusFormat::Gutenberg => gutenberg(text, file),
+        _ => plain(text, file),
+    }
+}
+
+/// A corpus source read in blocks of whole documents, for corpora larger than memory: each
+/// block is cut at a document boundary of the layout and parsed as `parse` parses a file, so
+/// the documents are the ones `read_source` gives. The layout is detected on the first block.
+/// Gutenberg books are never cut (their framing spans the file; a book fits in memory).
+pub struct Blocks {
+    reader: Box<dyn std::io::BufRead + Send>,
+    file: PathBuf,
+    format: CorpusFormat,
+    min_sentences: usize,
+    block_bytes: usize,
+    /// A line read past the end of the last block: it starts the next one.
+    carry: String,
+    /// Bytes read so far, for the offset of invalid UTF-8.
+    offset: usize,
+    /// Documents read, and those long enough to keep.
+    pub documents: usize,
+    pub usable: usize,
+    seen_text: bool,
+    done: bool,
+}
+
+impl Blocks {
+    /// Opens a source (`embedded` or a path relative to `base_dir`) to read blocks of about
+    /// `block_bytes` bytes.
+    pub fn open(
+        source: &str,
+        base_dir: &Path,
+        format: CorpusFormat,
+        min_sentences: usize,
+        block_bytes: usize,
+    ) -> Result<Self, CorpusError> {
+        let (reader, file): (Box<dyn std::io::BufRead + Send>, PathBuf) = if source == "embedded" {
+            (Box::new(EMBEDDED.as_bytes()), "<embedded>".into())
+        } else {
+            let path = base_dir.join(source);
+            let f = std::fs::File::open(&path).map_err(|e| CorpusError::Unreadable {
+                file: path.clone(),
+                reason: e.to_string(),
+            })?;
+            (Box::new(std::io::BufReader::new(f)), path)
+        };
+        Ok(Self {
+            reader,
+            file,
+            format,
+            min_sentences,
+            block_bytes,
+            carry: String::new(),
+            offset: 0,
+            documents: 0,
+            usable: 0,
+            seen_text: false,
+            done: false,
+        })
+    }
+
+    pub fn file(&self) -> &Path {
+        &self.file
+    }
+
+    /// The next line with its end, or `None` at the end of the file.
+    fn line(&mut self, buf: &mut Vec<u8>) -> Result<Option<String>, CorpusError> {
+        buf.clear();
+        let n = self
+            .reader
+            .read_until(b'\n', buf)
+            .map_err(|e| CorpusError::Unreadable {
+                file: self.file.clone(),
+                reason: e.to_string(),
+            })?;
+        if n == 0 {
+            return Ok(None);
+        }
+        let line = std::str::from_utf8(buf).map_err(|e| CorpusError::InvalidUtf8 {
+            file: self.file.clone(),
+            offset: self.offset + e.valid_up_to(),
+        })?;
+        self.offset += n;
+        Ok(Some(line.to_string()))
+    }
+
+    /// Whether `line` may start a block: it starts a document, or follows a blank line.
+    fn starts_document(&self, previous_blank: bool, line: &str) -> bool {
+        match self.format {
+            CorpusFormat::Wikitext => is_wiki_title(line),
+            CorpusFormat::Gutenberg => false,
+            _ => previous_blank && !line.trim().is_empty(),
+        }
+    }
+
+    /// The documents of the next block (those with at least `min_sentences` sentences), or
+    /// `None` when the source is exhausted. An empty source, or one without a usable document,
+    /// is an error naming the file.
+    pub fn next_block(&mut self) -> Result<Option<Vec<Document>>, CorpusError> {
+        if self.done {
+            return Ok(None);
+        }
+        let mut text = std::mem::take(&mut self.carry);
+        let mut buf = Vec::new();
+        let mut previous_blank = false;
+        loop {
+            let Some(line) = self.line(&mut buf)? else {
+                self.done = true;
+                break;
+            };
+            if self.offset == line.len() {
+                // The first line: drop a byte-order mark as `parse` does.
+                let l = line.strip_prefix('\u{feff}').unwrap_or(&line).to_string();
+                text.push_str(&l);
+                continue;
+            }
+            if text.len() >= self.block_bytes {
+                if self.format == CorpusFormat::Auto {
+                    self.format = detect(&text);
+                }
+                if self.starts_document(previous_blank, &line) {
+                    self.carry = line;
+                    break;
+                }
+            }
+            previous_blank = line.trim().is_empty();
+            text.push_str(&line);
+        }
+        if self.format == CorpusFormat::Auto {
+            self.format = detect(&text);
+        }
+        self.seen_text |= !text.trim().is_empty();
+        if self.done && !self.seen_text {
+            return Err(CorpusError::Empty {
+                file: self.file.clone(),
+            });
+        }
+        let raw = parse_all(&text, &self.file, self.format);
+        self.documents += raw.len();
+        let docs: Vec<Document> = raw
+            .into_iter()
+            .filter(|d| d.sentences.len() >= self.min_sentences)
+            .collect();
+        self.usable += docs.len();
+        if self.done && self.usable == 0 {
+            return Err(CorpusError::NoUsableDocuments {
+                file: self.file.clone(),
+                documents: self.documents,
+                min_sentences: self.min_sentences,
+            });
+        }
+        Ok(Some(docs))
+    }
 }
 
 fn detect(text: &str) -> CorpusFormat {

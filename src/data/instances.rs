@@ -7,6 +7,7 @@
 //! first, and a single-sentence chunk that needs a real continuation is split inside the
 //! sentence, so the labels stay balanced.
 
+use super::shards::Shard;
 use rand::Rng;
 
 /// What segment B is, decided by the run's objectives.
@@ -41,9 +42,10 @@ impl Instance {
 /// A tokenised document: one id list per sentence.
 pub type TokenDoc = Vec<Vec<u32>>;
 
-/// Makes the instances of one pass over `docs`, visiting them in `order`.
+/// Makes the instances of one pass over the documents of `shard`, visiting them in `order`.
+/// A random next segment (NSP) comes from another document of the same shard.
 pub fn create_instances(
-    docs: &[TokenDoc],
+    shard: &Shard,
     order: &[usize],
     seq_len: usize,
     short_seq_prob: f64,
@@ -52,13 +54,13 @@ pub fn create_instances(
 ) -> Vec<Instance> {
     let mut out = Vec::new();
     for &d in order {
-        instances_from_document(docs, d, seq_len, short_seq_prob, mode, rng, &mut out);
+        instances_from_document(shard, d, seq_len, short_seq_prob, mode, rng, &mut out);
     }
     out
 }
 
 fn instances_from_document(
-    docs: &[TokenDoc],
+    shard: &Shard,
     index: usize,
     seq_len: usize,
     short_seq_prob: f64,
@@ -66,22 +68,22 @@ fn instances_from_document(
     rng: &mut impl Rng,
     out: &mut Vec<Instance>,
 ) {
-    let doc = &docs[index];
+    let n_sentences = shard.sentences(index);
     let max_tokens = seq_len - if mode == PairMode::Single { 2 } else { 3 };
     let mut target = max_tokens;
     if rng.gen::<f64>() < short_seq_prob {
         target = rng.gen_range(2..=max_tokens.max(2));
     }
-    let mut chunk: Vec<&Vec<u32>> = Vec::new();
+    let mut chunk: Vec<&[u32]> = Vec::new();
     let mut chunk_len = 0;
     let mut i = 0;
-    while i < doc.len() {
-        let seg = &doc[i];
+    while i < n_sentences {
+        let seg = shard.sentence(index, i);
         if !seg.is_empty() {
             chunk.push(seg);
             chunk_len += seg.len();
         }
-        if (i + 1 == doc.len() || chunk_len >= target) && !chunk.is_empty() {
+        if (i + 1 == n_sentences || chunk_len >= target) && !chunk.is_empty() {
             if mode == PairMode::Single {
                 let mut a: Vec<u32> = chunk.iter().flat_map(|s| s.iter().copied()).collect();
                 a.truncate(max_tokens);
@@ -94,18 +96,19 @@ fn instances_from_document(
                 let label = u32::from(rng.gen::<bool>());
                 let (mut a, mut b, unused) = split_chunk(&chunk, rng);
                 let mut pair_label = label;
-                if mode == PairMode::Nsp && label == 1 && docs.len() > 1 {
+                let documents = shard.documents();
+                if mode == PairMode::Nsp && label == 1 && documents > 1 {
                     // B from another document, starting at a random sentence.
                     let target_b = target.saturating_sub(a.len()).max(1);
-                    let mut other = rng.gen_range(0..docs.len() - 1);
+                    let mut other = rng.gen_range(0..documents - 1);
                     if other >= index {
                         other += 1;
                     }
-                    let od = &docs[other];
+                    let other_len = shard.sentences(other);
                     b.clear();
-                    let start = rng.gen_range(0..od.len());
-                    for s in &od[start..] {
-                        b.extend_from_slice(s);
+                    let start = rng.gen_range(0..other_len);
+                    for j in start..other_len {
+                        b.extend_from_slice(shard.sentence(other, j));
                         if b.len() >= target_b {
                             break;
                         }
@@ -136,7 +139,7 @@ fn instances_from_document(
 
 /// Splits a chunk into A and B at a sentence boundary (or inside the sentence when the chunk
 /// has only one); returns also how many sentences went to B.
-fn split_chunk(chunk: &[&Vec<u32>], rng: &mut impl Rng) -> (Vec<u32>, Vec<u32>, usize) {
+fn split_chunk(chunk: &[&[u32]], rng: &mut impl Rng) -> (Vec<u32>, Vec<u32>, usize) {
     if chunk.len() >= 2 {
         let a_end = rng.gen_range(1..chunk.len());
         let a = chunk[..a_end]
@@ -151,7 +154,7 @@ fn split_chunk(chunk: &[&Vec<u32>], rng: &mut impl Rng) -> (Vec<u32>, Vec<u32>, 
     } else {
         let s = chunk[0];
         if s.len() < 2 {
-            return (s.clone(), vec![], 0);
+            return (s.to_vec(), vec![], 0);
         }
         let cut = rng.gen_range(1..s.len());
         (s[..cut].to_vec(), s[cut..].to_vec(), 0)

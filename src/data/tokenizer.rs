@@ -66,8 +66,8 @@ fn bert_pipeline(model: WordPiece, lowercase: bool) -> Result<tokenizers::Tokeni
 impl Tokenizer {
     /// Trains BERT-style WordPiece on `texts` (the training split only, so the held-out set
     /// stays unseen).
-    pub fn train<'a>(
-        texts: impl Iterator<Item = &'a str> + Send,
+    pub fn train<S: AsRef<str> + Send>(
+        texts: impl Iterator<Item = S> + Send,
         vocab_size: usize,
         lowercase: bool,
         min_frequency: u64,
@@ -85,9 +85,8 @@ impl Tokenizer {
             .build();
         let mut tok =
             bert_pipeline(WordPiece::default(), lowercase).map_err(TokenizerError::Train)?;
-        let texts: Vec<&str> = texts.collect();
         let mut trainer = tokenizers::models::TrainerWrapper::from(trainer);
-        tok.train(&mut trainer, texts.into_iter())
+        tok.train(&mut trainer, texts)
             .map_err(|e| TokenizerError::Train(e.to_string()))?;
         Self::wrap(tok, Path::new("<trained>"))
     }
@@ -165,6 +164,17 @@ impl Tokenizer {
             let _ = std::fs::remove_file(&tmp);
         }
         saved.map_err(err)
+    }
+
+    /// A CRC-32 of the vocabulary in id order: names the tokenizer in cache keys, whatever file
+    /// it was loaded from.
+    pub fn fingerprint(&self) -> String {
+        let mut h = crc32fast::Hasher::new();
+        for id in 0..self.model_vocab() as u32 {
+            h.update(self.id_to_token(id).unwrap_or_default().as_bytes());
+            h.update(b"\n");
+        }
+        format!("{:08x}", h.finalize())
     }
 
     pub fn vocab_size(&self) -> usize {

@@ -32,7 +32,11 @@ pub type Dev = Cpu;
 #[cfg(feature = "cuda")]
 pub type Dev = Cuda;
 /// `Dev` in words, for benchmark output and run summaries.
-pub const DEVICE_NAME: &str = if cfg!(feature = "cuda") { "cuda" } else { "cpu" };
+pub const DEVICE_NAME: &str = if cfg!(feature = "cuda") {
+    "cuda"
+} else {
+    "cpu"
+};
 pub type Vector = Tensor<(usize,), f32, Dev>;
 pub type Matrix = Tensor<(usize, usize), f32, Dev>;
 /// The device a run trains on, seeded with the run's seed. On a CUDA build this is GPU 0,

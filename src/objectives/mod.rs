@@ -38,9 +38,7 @@ pub trait ObjectiveFor<T: Tape<f32, Dev>> {
     fn loss(&self, hidden: Act<T>, view2: Option<Act<T>>, ctx: &Ctx) -> Loss<T>;
 }
 
-pub trait Objective:
-    ObjectiveFor<OwnedTape<f32, Dev>> + ObjectiveFor<NoneTape> + Params
-{
+pub trait Objective: ObjectiveFor<OwnedTape<f32, Dev>> + ObjectiveFor<NoneTape> + Params {
     fn name(&self) -> &'static str;
     fn box_clone(&self) -> Box<dyn Objective>;
 }

@@ -5,7 +5,7 @@ use super::checkpoint::{self, CheckpointError, TrainState};
 use super::log::RunLog;
 use super::optimizer::{clip_global_norm, learning_rate, AdamW};
 use crate::config::Experiment;
-use crate::data::{BatchStream, MaskingConfig, Prepared, StreamSettings};
+use crate::data::{BatchStream, DataError, MaskingConfig, Prepared, StreamSettings};
 use crate::model::{Dev, InputError, Params};
 use crate::objectives::{registry, Ctx, ObjectiveFor};
 use crate::rng::{stream, Rng};
@@ -209,7 +209,7 @@ impl<'a> Trainer<'a> {
     pub fn load_checkpoint(&mut self, path: &Path) -> Result<(), TrainError> {
         let state = checkpoint::load(path, &mut self.bundle, &mut self.optim, &self.config_text)?;
         self.step = state.step;
-        self.stream.restore(state.stream);
+        self.stream.restore(state.stream).map_err(DataError::from)?;
         self.dropout_rng = state.dropout_rng;
         self.lr_scale = state.lr_scale;
         self.rollbacks = state.rollbacks;
@@ -231,7 +231,10 @@ impl<'a> Trainer<'a> {
         let mut metrics = Metrics::default();
         let mut tokens = 0;
         for _ in 0..accum {
-            let batch = self.stream.next_batch(t.batch_size);
+            let batch = self
+                .stream
+                .next_batch(t.batch_size)
+                .map_err(DataError::from)?;
             tokens += batch.real_tokens();
             let enc = &self.bundle.encoder;
             let inputs = inputs_of(enc, &batch)?;
@@ -336,7 +339,9 @@ impl<'a> Trainer<'a> {
         let n = self.cfg.training.eval_batches;
         let mut metrics = Metrics::default();
         for _ in 0..n {
-            let batch = s.next_batch(self.cfg.training.batch_size);
+            let batch = s
+                .next_batch(self.cfg.training.batch_size)
+                .map_err(DataError::from)?;
             let enc = &self.bundle.encoder;
             let inputs = inputs_of(enc, &batch)?;
             let hidden = enc.forward(&self.dev, &inputs, NoneTape, None);

@@ -1,0 +1,555 @@
+//! Issue 9: corpora larger than memory — the block reader, the memory-mapped shard cache
+//! (manifest, checksums, reuse across runs), the sharded sampler and exact resume on it.
+
+use pretext::config::{CorpusFormat, Experiment, LoadedExperiment};
+use pretext::data::cache::held_out;
+use pretext::data::corpus::{read_source, Blocks, CorpusError, Document};
+use pretext::data::shards::{write_shard, MappedShard};
+use pretext::data::{
+    self, BatchStream, MaskingConfig, PairMode, Shard, StreamSettings, TokenCorpus, TokenDoc,
+};
+use pretext::train::Trainer;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+fn shared_data() -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data");
+    p.exists().then_some(p)
+}
+
+fn temp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("pretext-cache-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn read_blocks(source: &str, base: &Path, format: CorpusFormat, block: usize) -> Vec<Document> {
+    let mut b = Blocks::open(source, base, format, 2, block).unwrap();
+    let mut docs = vec![];
+    let mut blocks = 0;
+    while let Some(d) = b.next_block().unwrap() {
+        docs.extend(d);
+        blocks += 1;
+    }
+    // Every source here is larger than 4 KiB: it must really have been cut (except a
+    // Gutenberg book, which is read whole by design).
+    assert!(
+        block > 4 << 10 || blocks > 1 || source.starts_with("gutenberg"),
+        "{source}: one block only"
+    );
+    docs
+}
+
+fn sentences(docs: &[Document]) -> Vec<Vec<String>> {
+    docs.iter().map(|d| d.sentences.clone()).collect()
+}
+
+#[test]
+fn blocks_give_the_documents_of_a_whole_read() {
+    let mut cases = vec![("embedded".to_string(), PathBuf::from("."))];
+    if let Some(root) = shared_data() {
+        for f in [
+            "wikitext-2/valid.txt",
+            "gutenberg/grimm-tales.txt",
+            "gutenberg/japanese-fairy-tales.txt",
+        ] {
+            cases.push((f.to_string(), root.clone()));
+        }
+    } else {
+        eprintln!("../shared/data not found: only the embedded corpus is checked");
+    }
+    for (source, base) in &cases {
+        let whole = read_source(source, base, CorpusFormat::Auto, 2).unwrap();
+        for block in [4 << 10, 64 << 10] {
+            let streamed = read_blocks(source, base, CorpusFormat::Auto, block);
+            assert_eq!(
+                sentences(&whole),
+                sentences(&streamed),
+                "{source} in blocks of {block} bytes"
+            );
+        }
+    }
+}
+
+#[test]
+fn block_reader_errors_name_the_file() {
+    let dir = temp("errors");
+    std::fs::write(dir.join("blank.txt"), "\n  \n\n").unwrap();
+    let mut latin1 = "Hello there. This is fine.\n".repeat(300).into_bytes();
+    latin1.extend(b"caf\xe9 au lait.\n");
+    std::fs::write(dir.join("latin1.txt"), &latin1).unwrap();
+    std::fs::write(dir.join("short.txt"), "One sentence.\n\nAnother one.\n").unwrap();
+    let drain = |name: &str| -> CorpusError {
+        let mut b = Blocks::open(name, &dir, CorpusFormat::Auto, 2, 1024).unwrap();
+        loop {
+            match b.next_block() {
+                Ok(Some(_)) => continue,
+                Ok(None) => panic!("{name}: no error"),
+                Err(e) => return e,
+            }
+        }
+    };
+    assert!(matches!(drain("blank.txt"), CorpusError::Empty { .. }));
+    match drain("latin1.txt") {
+        CorpusError::InvalidUtf8 { offset, file } => {
+            assert_eq!(offset, latin1.len() - 11, "the offset of the 0xE9 byte");
+            assert!(file.ends_with("latin1.txt"));
+        }
+        e => panic!("{e}"),
+    }
+    assert!(matches!(
+        drain("short.txt"),
+        CorpusError::NoUsableDocuments { documents: 2, .. }
+    ));
+    let e = Blocks::open("missing.txt", &dir, CorpusFormat::Auto, 2, 1024)
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("missing.txt"), "{e}");
+}
+
+#[test]
+fn held_out_rule_spreads_the_exact_fraction() {
+    for f in [0.0, 0.05, 0.1, 0.25, 0.5] {
+        let n = (0..1000).filter(|&k| held_out(k, f)).count();
+        assert_eq!(n, (1000.0 * f) as usize, "fraction {f}");
+    }
+    assert!(
+        (0..5).any(|k| held_out(k, 0.1)),
+        "a held-out document among the first 5"
+    );
+}
+
+/// Documents whose tokens say where they are: document d, sentence s, token t is
+/// `(d + 1) * 1000 + s * 10 + t` (clear of the special tokens' ids).
+fn numbered(first: usize, n: usize) -> Vec<TokenDoc> {
+    (first..first + n)
+        .map(|d| {
+            (0..6)
+                .map(|s| {
+                    (0..5)
+                        .map(|t| ((d + 1) * 1000 + s * 10 + t) as u32)
+                        .collect()
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn mapped_corpus(dir: &Path, shards: usize, per_shard: usize) -> TokenCorpus {
+    let shards = (0..shards)
+        .map(|i| {
+            let file = dir.join(format!("s{i}.bin"));
+            let (crc, _) = write_shard(&file, &numbered(i * per_shard, per_shard)).unwrap();
+            Shard::Mapped(MappedShard::open(&file, crc).unwrap())
+        })
+        .collect();
+    TokenCorpus {
+        shards,
+        fingerprint: "test".into(),
+    }
+}
+
+#[test]
+fn a_mapped_shard_reads_back_what_was_written() {
+    let dir = temp("roundtrip");
+    let docs = numbered(3, 7);
+    let file = dir.join("s.bin");
+    let (crc, bytes) = write_shard(&file, &docs).unwrap();
+    assert_eq!(bytes, std::fs::metadata(&file).unwrap().len());
+    let shard = Shard::Mapped(MappedShard::open(&file, crc).unwrap());
+    let memory = Shard::Memory(docs.clone());
+    assert_eq!(shard.documents(), 7);
+    assert_eq!(shard.tokens(), memory.tokens());
+    for (d, doc) in docs.iter().enumerate() {
+        assert_eq!(shard.sentences(d), 6);
+        for (s, sentence) in doc.iter().enumerate() {
+            assert_eq!(shard.sentence(d, s), &sentence[..]);
+        }
+    }
+    // A flipped byte fails the checksum; a wrong length fails before any access.
+    let mut raw = std::fs::read(&file).unwrap();
+    raw[100] ^= 1;
+    std::fs::write(dir.join("bad.bin"), &raw).unwrap();
+    let e = MappedShard::open(&dir.join("bad.bin"), crc).err().unwrap();
+    assert!(e.to_string().contains("bad.bin"), "{e}");
+    assert!(e.to_string().contains("checksum mismatch"), "{e}");
+    raw[100] ^= 1;
+    raw.truncate(raw.len() - 4);
+    std::fs::write(dir.join("short.bin"), &raw).unwrap();
+    let e = MappedShard::open(&dir.join("short.bin"), crc32fast::hash(&raw))
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("bytes for 7 documents"), "{e}");
+}
+
+fn tokenizer() -> Arc<data::Tokenizer> {
+    let dir = temp("vocab");
+    let mut words: Vec<String> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    words.extend((words.len()..30_000).map(|i| format!("w{i}")));
+    std::fs::write(dir.join("vocab.txt"), words.join("\n")).unwrap();
+    Arc::new(data::Tokenizer::load(&dir.join("vocab.txt"), true).unwrap())
+}
+
+fn settings(mode: PairMode) -> StreamSettings {
+    StreamSettings {
+        seq_len: 24,
+        short_seq_prob: 0.0,
+        mode,
+        masking: Some(MaskingConfig::default()),
+    }
+}
+
+#[test]
+fn an_epoch_visits_every_shard_once_in_a_fresh_order() {
+    let dir = temp("epoch");
+    let corpus = Arc::new(mapped_corpus(&dir, 5, 4));
+    let s = StreamSettings {
+        masking: None,
+        ..settings(PairMode::Single)
+    };
+    let mut bs = BatchStream::new(corpus, tokenizer(), s, 3, "t").unwrap();
+    // Two instances a document, 4 documents a shard, 5 shards: 40 instances an epoch.
+    let mut orders = vec![vec![]; 4];
+    let mut seen = vec![std::collections::BTreeSet::new(); 4];
+    for _ in 0..130 {
+        let b = bs.next_batch(1).unwrap();
+        let epoch = bs.state().epoch as usize;
+        let doc = b.input_ids[1] as usize / 1000 - 1;
+        let order: &mut Vec<usize> = &mut orders[epoch];
+        if order.last() != Some(&(doc / 4)) {
+            order.push(doc / 4);
+        }
+        seen[epoch].insert(doc);
+    }
+    for e in 0..3 {
+        let mut sorted = orders[e].clone();
+        sorted.sort();
+        assert_eq!(
+            sorted,
+            vec![0, 1, 2, 3, 4],
+            "epoch {e}: shards visited {:?}",
+            orders[e]
+        );
+        assert_eq!(seen[e].len(), 20, "epoch {e}: documents seen");
+    }
+    assert!(
+        orders[0] != orders[1] || orders[1] != orders[2],
+        "shard order never changes: {orders:?}"
+    );
+}
+
+#[test]
+fn nsp_random_next_comes_from_another_document_of_the_shard() {
+    let dir = temp("nsp");
+    let corpus = Arc::new(mapped_corpus(&dir, 3, 4));
+    let mut bs = BatchStream::new(corpus, tokenizer(), settings(PairMode::Nsp), 5, "t").unwrap();
+    let (mut random, mut next) = (0, 0);
+    for _ in 0..60 {
+        let b = bs.next_batch(1).unwrap();
+        let ids = &b.input_ids;
+        let sep = ids.iter().position(|&t| t == 3).unwrap();
+        // Token ids survive masking in 85% of positions: vote on the document of each segment.
+        let doc = |seg: &[u32]| {
+            let mut v: Vec<u32> = seg
+                .iter()
+                .filter(|&&t| t >= 1000)
+                .map(|t| t / 1000 - 1)
+                .collect();
+            v.sort();
+            v[v.len() / 2]
+        };
+        let end = ids[sep + 1..].iter().position(|&t| t == 3).unwrap() + sep + 1;
+        let (a, bb) = (doc(&ids[1..sep]), doc(&ids[sep + 1..end]));
+        if b.pair_labels[0] == 1 {
+            random += 1;
+            assert_ne!(a, bb, "random next from the same document");
+            assert_eq!(a / 4, bb / 4, "random next from another shard");
+        } else {
+            next += 1;
+            assert_eq!(a, bb);
+        }
+    }
+    assert!(random > 10 && next > 10, "{random} random, {next} next");
+}
+
+#[test]
+fn a_sharded_stream_resumes_exactly_across_shard_and_epoch_boundaries() {
+    let dir = temp("resume");
+    let corpus = Arc::new(mapped_corpus(&dir, 4, 3));
+    let tok = tokenizer();
+    let new =
+        || BatchStream::new(corpus.clone(), tok.clone(), settings(PairMode::Sop), 7, "t").unwrap();
+    let mut a = new();
+    let mut saved = vec![];
+    let mut batches = vec![];
+    for _ in 0..120 {
+        saved.push(a.state());
+        batches.push(a.next_batch(3).unwrap());
+    }
+    let epochs = a.state().epoch;
+    assert!(epochs >= 2, "only {epochs} epoch(s) crossed");
+    let shards: std::collections::BTreeSet<_> = saved.iter().map(|s| s.shard).collect();
+    assert_eq!(shards.len(), 4, "positions in every shard");
+    for at in [0, 1, 7, 31, 59, 90] {
+        let mut b = new();
+        b.restore(saved[at].clone()).unwrap();
+        for (k, expected) in batches[at..].iter().enumerate() {
+            assert_eq!(&b.next_batch(3).unwrap(), expected, "from {at}, batch {k}");
+        }
+    }
+    // A position saved on other data is refused.
+    let mut other = saved[5].clone();
+    other.corpus = Some("cache:train:0000".into());
+    let e = new().restore(other).err().unwrap();
+    assert!(e.to_string().contains("--fresh"), "{e}");
+}
+
+/// An in-memory corpus is one shard, and a checkpoint of the old format (no shard fields)
+/// restores to the same position.
+#[test]
+fn old_stream_states_restore() {
+    let corpus: Arc<TokenCorpus> = Arc::new(numbered(0, 8).into());
+    let tok = tokenizer();
+    let mut a =
+        BatchStream::new(corpus.clone(), tok.clone(), settings(PairMode::Sop), 2, "t").unwrap();
+    for _ in 0..5 {
+        a.next_batch(2).unwrap();
+    }
+    let mut json = serde_json::to_value(a.state()).unwrap();
+    let o = json.as_object_mut().unwrap();
+    o.remove("shard");
+    o.remove("shard_rng");
+    o.remove("corpus");
+    let old: data::StreamState = serde_json::from_value(json).unwrap();
+    let mut b = BatchStream::new(corpus, tok, settings(PairMode::Sop), 2, "t").unwrap();
+    b.restore(old).unwrap();
+    for _ in 0..20 {
+        assert_eq!(a.next_batch(2).unwrap(), b.next_batch(2).unwrap());
+    }
+}
+
+fn cached_experiment(corpus: &str, extra: &str) -> Experiment {
+    let text = format!(
+        r#"
+[data]
+corpus = [{corpus}]
+cache = true
+shard_tokens = 2000
+[tokenizer]
+vocab_size = 400
+[model]
+layers = 1
+hidden = 32
+heads = 2
+ffn = 64
+max_positions = 32
+[optimizer]
+warmup_steps = 2
+[training]
+steps = 12
+batch_size = 4
+seq_len = 32
+checkpoint_every = 6
+eval_every = 6
+eval_batches = 2
+[[objectives]]
+name = "mlm"
+[[objectives]]
+name = "nsp"
+{extra}
+"#
+    );
+    LoadedExperiment::from_str(&text, Path::new("test.toml"))
+        .unwrap()
+        .runs
+        .remove(0)
+        .config
+}
+
+fn cache_dirs(root: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn the_cache_is_built_once_reused_by_every_seed_and_rebuilt_when_the_corpus_changes() {
+    let dir = temp("build");
+    let text = pretext::data::corpus::EMBEDDED.repeat(3);
+    std::fs::write(dir.join("corpus.txt"), &text).unwrap();
+    let cfg = cached_experiment("\"corpus.txt\"", "");
+    let prep = |seed| data::prepare(&cfg.data, &cfg.tokenizer, seed, &dir, Some(&dir)).unwrap();
+    let first = prep(1);
+    let (cache_dir, built) = first.cache.clone().unwrap();
+    assert!(built);
+    assert!(cache_dir.join("manifest.json").exists());
+    assert!(
+        first.train.shards.len() >= 3,
+        "{} shards",
+        first.train.shards.len()
+    );
+
+    // The cached splits hold exactly the tokens of an in-memory read split by the same rule.
+    let docs = read_source("corpus.txt", &dir, CorpusFormat::Auto, 2).unwrap();
+    let tok = &first.tokenizer;
+    let (mut train, mut heldout) = (vec![], vec![]);
+    for (k, d) in docs.iter().enumerate() {
+        let ids: TokenDoc = tok
+            .encode_batch(&d.sentences)
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .collect();
+        if ids.is_empty() {
+            continue;
+        }
+        if held_out(k, cfg.data.heldout_fraction) {
+            heldout.push(ids);
+        } else {
+            train.push(ids);
+        }
+    }
+    let flatten = |c: &TokenCorpus| -> Vec<TokenDoc> {
+        c.shards
+            .iter()
+            .flat_map(|s| {
+                (0..s.documents()).map(move |d| {
+                    (0..s.sentences(d))
+                        .map(|i| s.sentence(d, i).to_vec())
+                        .collect()
+                })
+            })
+            .collect()
+    };
+    assert_eq!(flatten(&first.train), train);
+    assert_eq!(flatten(&first.heldout), heldout);
+    assert!(!heldout.is_empty());
+
+    // Another seed (another run of a grid) reuses it: nothing is rewritten.
+    let stamp = |p: &Path| std::fs::metadata(p).unwrap().modified().unwrap();
+    let before = stamp(&cache_dir.join("train-00000.bin"));
+    let second = prep(2);
+    assert_eq!(second.cache, Some((cache_dir.clone(), false)));
+    assert_eq!(before, stamp(&cache_dir.join("train-00000.bin")));
+    assert_eq!(cache_dirs(&dir.join("cache")), vec![cache_dir.clone()]);
+
+    // A corrupted shard is an error naming it.
+    let shard = cache_dir.join("train-00001.bin");
+    let good = std::fs::read(&shard).unwrap();
+    let mut bad = good.clone();
+    bad[40] ^= 0x10;
+    std::fs::write(&shard, &bad).unwrap();
+    let e = data::prepare(&cfg.data, &cfg.tokenizer, 1, &dir, Some(&dir))
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("train-00001.bin"), "{e}");
+    assert!(e.to_string().contains("checksum"), "{e}");
+    std::fs::write(&shard, &good).unwrap();
+
+    // A changed corpus gets a cache of its own, next to the old one.
+    std::fs::write(
+        dir.join("corpus.txt"),
+        text + "\nOne more document. It has two sentences.\n",
+    )
+    .unwrap();
+    let third = prep(1);
+    let (new_dir, built) = third.cache.unwrap();
+    assert!(built);
+    assert_ne!(new_dir, cache_dir);
+    assert_eq!(cache_dirs(&dir.join("cache")).len(), 2);
+    // No temporary build folder is left behind.
+    assert!(cache_dirs(&dir.join("cache"))
+        .iter()
+        .all(|p| !p.to_string_lossy().contains("building")));
+}
+
+#[test]
+fn two_runs_building_one_cache_at_once_both_succeed() {
+    let dir = temp("race");
+    std::fs::write(
+        dir.join("corpus.txt"),
+        pretext::data::corpus::EMBEDDED.repeat(2),
+    )
+    .unwrap();
+    let cfg = cached_experiment("\"corpus.txt\"", "");
+    // The tokenizer first (as `pretext run` does), then two builders race on the cache.
+    data::prepare(&cfg.data, &cfg.tokenizer, 1, &dir, Some(&dir)).unwrap();
+    std::fs::remove_dir_all(dir.join("cache")).unwrap();
+    let results: Vec<_> = std::thread::scope(|s| {
+        let h: Vec<_> = (0..2)
+            .map(|_| s.spawn(|| data::prepare(&cfg.data, &cfg.tokenizer, 1, &dir, Some(&dir))))
+            .collect();
+        h.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let dirs: Vec<_> = results
+        .into_iter()
+        .map(|r| r.unwrap().cache.unwrap().0)
+        .collect();
+    assert_eq!(dirs[0], dirs[1]);
+    assert_eq!(cache_dirs(&dir.join("cache")), vec![dirs[0].clone()]);
+}
+
+#[test]
+fn training_on_a_cached_corpus_resumes_bit_identically() {
+    let dir = temp("train");
+    std::fs::write(
+        dir.join("corpus.txt"),
+        pretext::data::corpus::EMBEDDED.repeat(3),
+    )
+    .unwrap();
+    let cfg = cached_experiment("\"corpus.txt\"", "");
+    let data = data::prepare(&cfg.data, &cfg.tokenizer, 1, &dir, Some(&dir)).unwrap();
+    assert!(data.train.shards.len() >= 3);
+    let weights = |t: &Trainer| -> Vec<Vec<f32>> {
+        use pretext::model::Params;
+        t.bundle
+            .named_params()
+            .into_iter()
+            .map(|(_, p)| p.to_vec())
+            .collect()
+    };
+    let mut straight = Trainer::new(&cfg, &data).unwrap();
+    let full: Vec<f64> = (0..12)
+        .map(|_| straight.train_step().unwrap().0.total_loss)
+        .collect();
+    assert!(full.iter().all(|l| l.is_finite()));
+    assert!(
+        straight.evaluate().unwrap().is_some(),
+        "held-out shards evaluate"
+    );
+
+    let ckpt = dir.join("ckpt.safetensors");
+    let mut first = Trainer::new(&cfg, &data).unwrap();
+    let mut halves: Vec<f64> = (0..6)
+        .map(|_| first.train_step().unwrap().0.total_loss)
+        .collect();
+    first.save_checkpoint(&ckpt).unwrap();
+    drop(first);
+    // A new process would open the cache again: so does this.
+    let reopened = data::prepare(&cfg.data, &cfg.tokenizer, 1, &dir, Some(&dir)).unwrap();
+    assert!(!reopened.cache.as_ref().unwrap().1, "the cache is reused");
+    let mut second = Trainer::new(&cfg, &reopened).unwrap();
+    second.load_checkpoint(&ckpt).unwrap();
+    halves.extend((0..6).map(|_| second.train_step().unwrap().0.total_loss));
+    assert_eq!(full, halves);
+    assert!(weights(&straight) == weights(&second));
+}
+
+#[test]
+fn cache_settings_are_validated() {
+    let bad = |extra: &str| {
+        let text = format!("[data]\n{extra}\n[[objectives]]\nname = \"mlm\"\n");
+        LoadedExperiment::from_str(&text, Path::new("x.toml"))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    };
+    assert!(bad("cache = true\nshard_tokens = 10").contains("data.shard_tokens"));
+    assert!(bad("cache_dir = \"c\"").contains("data.cache_dir"));
+}
