@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// Bytes of text parsed at a time while streaming a source.
-const BLOCK_BYTES: usize = 8 << 20;
+const BLOCK_BYTES: usize = 1 << 20;
 const VERSION: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
