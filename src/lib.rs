@@ -3,6 +3,7 @@
 //! The data flow and module boundaries are drawn in `../shared/DESIGN.md`; each module's doc
 //! comment says what it holds and what it deliberately knows nothing about.
 
+pub mod alloc;
 pub mod bench;
 pub mod config;
 pub mod data;

@@ -212,6 +212,7 @@ enum TokenizerCommand {
 }
 
 fn main() {
+    pretext::alloc::tune_for_training();
     if let Err(e) = run() {
         eprintln!("error: {e:#}");
         std::process::exit(1);
