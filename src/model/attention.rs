@@ -1,6 +1,6 @@
 //! Multi-head self-attention with the padding mask, as in BERT.
 
-use super::ops::{dropout, linear};
+use super::ops::linear;
 use super::params::{join, Linear, Param, ParamMut, Params};
 use super::{Act, Dev, Pass};
 use crate::rng::Rng;
@@ -51,17 +51,28 @@ impl Attention {
         let v = linear(x.retaped::<T>(), &self.v)
             .reshape_like(&(b, s, a, d))
             .permute::<_, Axes4<0, 2, 1, 3>>();
-        let scores = q.matmul(k) * (1.0 / (d as f32).sqrt());
-        let scores = scores
-            + pass
-                .mask_bias
-                .clone()
-                .broadcast_like::<_, Axes2<1, 2>>(&(b, a, s, s));
-        let probs = dropout(
-            scores.softmax::<Axis<3>>(),
+        let scale = 1.0 / (d as f32).sqrt();
+        #[cfg(not(feature = "cuda"))]
+        let probs = super::fused::masked_softmax(
+            q.matmul(k),
+            scale,
+            &pass.mask_bias,
             self.dropout,
             pass.rng.as_deref_mut(),
         );
+        #[cfg(feature = "cuda")]
+        let probs = {
+            let scores = q.matmul(k) * scale
+                + pass
+                    .mask_bias
+                    .clone()
+                    .broadcast_like::<_, Axes2<1, 2>>(&(b, a, s, s));
+            super::ops::dropout(
+                scores.softmax::<Axis<3>>(),
+                self.dropout,
+                pass.rng.as_deref_mut(),
+            )
+        };
         let ctx = probs
             .matmul(v)
             .permute::<_, Axes4<0, 2, 1, 3>>()

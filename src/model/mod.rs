@@ -7,6 +7,7 @@
 pub mod attention;
 pub mod block;
 pub mod encoder;
+pub mod fused;
 pub mod gelu;
 pub mod host;
 pub mod io;

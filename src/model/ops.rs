@@ -6,16 +6,29 @@ use crate::rng::Rng;
 use dfdx::prelude::*;
 use rand::Rng as _;
 
-/// `x Wᵀ + b` on token rows `(N, in)`.
+/// `x Wᵀ + b` on token rows `(N, in)`. The bias add is the fused op on the CPU and dfdx's
+/// broadcast add on CUDA, where dfdx's kernels already run on the device.
 pub fn linear<T: Tape<f32, Dev>>(x: Act<T>, l: &Linear) -> Act<T> {
-    let (n, _) = *x.shape();
-    let out = l.weight.shape().0;
     let y = x.matmul(l.weight.clone().permute::<_, Axes2<1, 0>>());
-    y + l.bias.clone().broadcast_like::<_, Axis<0>>(&(n, out))
+    #[cfg(not(feature = "cuda"))]
+    return super::fused::add_bias(y, &l.bias);
+    #[cfg(feature = "cuda")]
+    {
+        let shape = *y.shape();
+        return y + l.bias.clone().broadcast_like::<_, Axis<0>>(&shape);
+    }
 }
 
-/// LayerNorm over the hidden axis of token rows.
+/// LayerNorm over the hidden axis of token rows (fused on the CPU, as `linear`).
 pub fn layer_norm<T: Tape<f32, Dev>>(x: Act<T>, a: &Affine, eps: f32) -> Act<T> {
+    #[cfg(not(feature = "cuda"))]
+    return super::fused::layer_norm(x, a, eps);
+    #[cfg(feature = "cuda")]
+    return layer_norm_unfused(x, a, eps);
+}
+
+/// LayerNorm from dfdx's own ops: the reference `tests/fused.rs` checks the fused one against.
+pub fn layer_norm_unfused<T: Tape<f32, Dev>>(x: Act<T>, a: &Affine, eps: f32) -> Act<T> {
     let shape = *x.shape();
     let z = x.normalize::<Axis<1>>(eps);
     z * a.weight.clone().broadcast_like::<_, Axis<0>>(&shape)

@@ -1,0 +1,46 @@
+//! Fused operations with hand-written backward passes, added to dfdx's tape through
+//! `Tape::add_backward_op`. dfdx builds LayerNorm, bias adds and the attention softmax from
+//! several generic kernels, each a pass over memory with a fresh buffer and, on the CPU, on a
+//! single thread; these do each in one pass per direction, split over rayon's threads.
+//!
+//! Reductions over rows (the gradients of biases and LayerNorm's affine) are summed in fixed
+//! blocks of rows and the blocks in order, so the result does not depend on how many threads
+//! ran: two runs stay bit-identical, and a resumed run equals an uninterrupted one.
+//!
+//! `tests/fused.rs` checks every op and its gradients against dfdx's unfused composition.
+
+mod bias;
+mod layer_norm;
+mod softmax;
+
+pub use bias::add_bias;
+pub use layer_norm::layer_norm;
+pub use softmax::masked_softmax;
+
+use rayon::prelude::*;
+
+/// Rows per parallel task; also the fixed block size of row reductions.
+const ROWS: usize = 32;
+
+/// Sums the rows of `m` (rows of `c` values), in fixed blocks (see the module doc).
+fn column_sums(m: &[f32], c: usize) -> Vec<f32> {
+    let partial: Vec<Vec<f32>> = m
+        .par_chunks(c * ROWS)
+        .map(|block| {
+            let mut acc = vec![0.0f32; c];
+            for row in block.chunks_exact(c) {
+                for (a, v) in acc.iter_mut().zip(row) {
+                    *a += v;
+                }
+            }
+            acc
+        })
+        .collect();
+    let mut total = vec![0.0f32; c];
+    for p in partial {
+        for (t, v) in total.iter_mut().zip(p) {
+            *t += v;
+        }
+    }
+    total
+}

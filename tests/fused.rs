@@ -1,0 +1,188 @@
+//! Issue 7: each fused op against dfdx's unfused composition of the same maths — outputs and
+//! the gradients of every input and parameter — and bit-identical results whatever the
+//! number of threads.
+
+use dfdx::prelude::*;
+use pretext::model::fused::{add_bias, layer_norm, masked_softmax};
+use pretext::model::ops::keep_mask;
+use pretext::model::params::Affine;
+use pretext::model::{Dev, Matrix, Vector};
+use pretext::rng::stream;
+use rand::Rng;
+
+type Scores<T> = Tensor<(usize, usize, usize, usize), f32, Dev, T>;
+
+fn random(n: usize, seed: u64, scale: f32) -> Vec<f32> {
+    let mut rng = stream(seed, "fused-test");
+    (0..n)
+        .map(|_| scale * rng.gen_range(-1.0f32..1.0))
+        .collect()
+}
+
+fn assert_close(what: &str, a: &[f32], b: &[f32], tol: f32) {
+    assert_eq!(a.len(), b.len(), "{what}: lengths");
+    let worst = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs() / (1.0 + x.abs().max(y.abs())))
+        .fold(0.0f32, f32::max);
+    assert!(worst < tol, "{what}: worst relative difference {worst}");
+    assert!(
+        a.iter().any(|v| *v != 0.0),
+        "{what}: all zeros, nothing compared"
+    );
+}
+
+/// Rows that are not all alike: offsets and scales differ from row to row.
+fn rows(n: usize, c: usize, seed: u64) -> Vec<f32> {
+    let mut v = random(n * c, seed, 1.0);
+    for (i, row) in v.chunks_exact_mut(c).enumerate() {
+        for x in row {
+            *x = *x * (1.0 + i as f32 * 0.3) + i as f32 * 0.1;
+        }
+    }
+    v
+}
+
+#[test]
+fn add_bias_matches_dfdx() {
+    let dev = Dev::seed_from_u64(0);
+    let (n, c) = (77, 24);
+    let x: Matrix = dev.tensor_from_vec(rows(n, c, 1), (n, c));
+    let b: Vector = dev.tensor_from_vec(random(c, 2, 1.0), (c,));
+    let r: Matrix = dev.tensor_from_vec(random(n * c, 3, 1.0), (n, c));
+
+    let y_ref = x.leaky_trace() + b.clone().broadcast_like::<_, Axis<0>>(&(n, c));
+    let out_ref = y_ref.as_vec();
+    let g_ref = (y_ref * r.clone()).sum::<Rank0, _>().backward();
+    let y = add_bias(x.leaky_trace(), &b);
+    let out = y.as_vec();
+    let g = (y * r).sum::<Rank0, _>().backward();
+
+    assert_close("output", &out, &out_ref, 1e-6);
+    assert_close("dx", &g.get(&x).as_vec(), &g_ref.get(&x).as_vec(), 1e-6);
+    assert_close("db", &g.get(&b).as_vec(), &g_ref.get(&b).as_vec(), 1e-5);
+}
+
+#[test]
+fn layer_norm_matches_dfdx() {
+    let dev = Dev::seed_from_u64(0);
+    let (n, c) = (70, 48);
+    let x: Matrix = dev.tensor_from_vec(rows(n, c, 4), (n, c));
+    let a = Affine {
+        weight: dev.tensor_from_vec(random(c, 5, 1.0).iter().map(|v| 1.0 + v).collect(), (c,)),
+        bias: dev.tensor_from_vec(random(c, 6, 0.5), (c,)),
+    };
+    let r: Matrix = dev.tensor_from_vec(random(n * c, 7, 1.0), (n, c));
+    let eps = 1e-5;
+
+    let y_ref = pretext::model::ops::layer_norm_unfused(x.leaky_trace(), &a, eps);
+    let out_ref = y_ref.as_vec();
+    let g_ref = (y_ref * r.clone()).sum::<Rank0, _>().backward();
+    let y = layer_norm(x.leaky_trace(), &a, eps);
+    let out = y.as_vec();
+    let g = (y * r).sum::<Rank0, _>().backward();
+
+    assert_close("output", &out, &out_ref, 1e-5);
+    assert_close("dx", &g.get(&x).as_vec(), &g_ref.get(&x).as_vec(), 1e-4);
+    assert_close(
+        "dgamma",
+        &g.get(&a.weight).as_vec(),
+        &g_ref.get(&a.weight).as_vec(),
+        1e-4,
+    );
+    assert_close(
+        "dbeta",
+        &g.get(&a.bias).as_vec(),
+        &g_ref.get(&a.bias).as_vec(),
+        1e-5,
+    );
+}
+
+/// `drop(softmax(α s + m))` the way the attention computed it before fusing.
+fn softmax_unfused<T: Tape<f32, Dev>>(
+    s: Scores<T>,
+    scale: f32,
+    mask: &Matrix,
+    keep: Option<Vec<f32>>,
+) -> Scores<T> {
+    let shape = *s.shape();
+    let (b, a, q, k) = shape;
+    let z = s * scale + mask.clone().broadcast_like::<_, Axes2<1, 2>>(&(b, a, q, k));
+    let p = z.softmax::<Axis<3>>();
+    match keep {
+        Some(k) => {
+            let m: Scores<NoneTape> = p.device().tensor_from_vec(k, shape);
+            p * m
+        }
+        None => p,
+    }
+}
+
+#[test]
+fn masked_softmax_matches_dfdx_with_and_without_dropout() {
+    let dev = Dev::seed_from_u64(0);
+    let shape = (3, 2, 9, 9);
+    let n = 3 * 2 * 9 * 9;
+    let s: Scores<NoneTape> = dev.tensor_from_vec(random(n, 8, 3.0), shape);
+    // Sequence 1 has three padded keys, sequence 2 one.
+    let mut m = vec![0.0f32; 3 * 9];
+    m[9 + 6..9 + 9].fill(-10_000.0);
+    m[2 * 9 + 8] = -10_000.0;
+    let mask: Matrix = dev.tensor_from_vec(m, (3, 9));
+    let r: Scores<NoneTape> = dev.tensor_from_vec(random(n, 9, 1.0), shape);
+    let scale = 0.35;
+    for p in [0.0f32, 0.2] {
+        let keep = (p > 0.0).then(|| keep_mask(n, p, &mut stream(4, "drop")));
+        let y_ref = softmax_unfused(s.leaky_trace(), scale, &mask, keep);
+        let out_ref = y_ref.as_vec();
+        let g_ref = (y_ref * r.clone()).sum::<Rank0, _>().backward();
+        let mut rng = stream(4, "drop");
+        let y = masked_softmax(s.leaky_trace(), scale, &mask, p, Some(&mut rng));
+        let out = y.as_vec();
+        let g = (y * r.clone()).sum::<Rank0, _>().backward();
+        assert_close(&format!("p={p} output"), &out, &out_ref, 1e-6);
+        assert_close(
+            &format!("p={p} ds"),
+            &g.get(&s).as_vec(),
+            &g_ref.get(&s).as_vec(),
+            1e-5,
+        );
+        // Padded keys get no probability.
+        for (row, probs) in out.chunks_exact(9).enumerate() {
+            let seq = row / (2 * 9);
+            if seq == 1 {
+                assert!(probs[6..].iter().all(|&v| v == 0.0), "{probs:?}");
+            }
+        }
+    }
+}
+
+/// The fused ops sum over rows in fixed blocks: one thread and four give the same bits.
+#[test]
+fn fused_gradients_do_not_depend_on_the_thread_count() {
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let dev = Dev::seed_from_u64(0);
+            let (n, c) = (1000, 64);
+            let x: Matrix = dev.tensor_from_vec(rows(n, c, 10), (n, c));
+            let a = Affine {
+                weight: dev.tensor_from_vec(random(c, 11, 1.0), (c,)),
+                bias: dev.tensor_from_vec(random(c, 12, 1.0), (c,)),
+            };
+            let r: Matrix = dev.tensor_from_vec(random(n * c, 13, 1.0), (n, c));
+            let y = add_bias(layer_norm(x.leaky_trace(), &a, 1e-5), &a.bias);
+            let g = (y * r).sum::<Rank0, _>().backward();
+            (
+                g.get(&x).as_vec(),
+                g.get(&a.weight).as_vec(),
+                g.get(&a.bias).as_vec(),
+            )
+        })
+    };
+    assert!(run(1) == run(4));
+}
