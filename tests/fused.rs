@@ -3,7 +3,7 @@
 //! number of threads.
 
 use dfdx::prelude::*;
-use pretext::model::fused::{add_bias, layer_norm, masked_softmax};
+use pretext::model::fused::{add_bias, layer_norm, masked_softmax, residual_dropout};
 use pretext::model::ops::keep_mask;
 use pretext::model::params::Affine;
 use pretext::model::{Dev, Matrix, Vector};
@@ -155,6 +155,36 @@ fn masked_softmax_matches_dfdx_with_and_without_dropout() {
                 assert!(probs[6..].iter().all(|&v| v == 0.0), "{probs:?}");
             }
         }
+    }
+}
+
+#[test]
+fn residual_dropout_matches_dfdx() {
+    let dev = Dev::seed_from_u64(0);
+    let (n, c) = (40, 16);
+    let h: Matrix = dev.tensor_from_vec(rows(n, c, 14), (n, c));
+    let x: Matrix = dev.tensor_from_vec(rows(n, c, 15), (n, c));
+    let r: Matrix = dev.tensor_from_vec(random(n * c, 16, 1.0), (n, c));
+    for p in [0.0f32, 0.3] {
+        let mut rng = stream(5, "drop");
+        let y_ref = pretext::model::ops::dropout(h.leaky_trace(), p, Some(&mut rng)) + x.clone();
+        let out_ref = y_ref.as_vec();
+        let g_ref = (y_ref * r.clone()).sum::<Rank0, _>().backward();
+        let mut rng = stream(5, "drop");
+        // The tape rides on h, as in a block; x's gradient must still arrive.
+        let (hx, tape) = h.leaky_trace().split_tape();
+        let x_traced = x.clone();
+        let y = residual_dropout(hx.put_tape(tape), &x_traced, p, Some(&mut rng));
+        let out = y.as_vec();
+        let g = (y * r.clone()).sum::<Rank0, _>().backward();
+        assert_close(&format!("p={p} output"), &out, &out_ref, 1e-6);
+        assert_close(
+            &format!("p={p} dh"),
+            &g.get(&h).as_vec(),
+            &g_ref.get(&h).as_vec(),
+            1e-6,
+        );
+        assert_close(&format!("p={p} dx"), &g.get(&x).as_vec(), &r.as_vec(), 1e-6);
     }
 }
 

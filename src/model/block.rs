@@ -3,7 +3,7 @@
 
 use super::attention::Attention;
 use super::norm::Norm;
-use super::ops::{dropout, linear};
+use super::ops::linear;
 use super::params::{join, Linear, Param, ParamMut, Params};
 use super::{Act, Dev, Pass};
 use crate::config::{ModelConfig, NormKind};
@@ -57,13 +57,21 @@ impl Block {
         if self.pre_norm {
             let h = norm.forward(inp, pass);
             let h = f(h, pass);
-            dropout(h, self.dropout, pass.rng.as_deref_mut()) + x
+            residual(h, &x, self.dropout, pass)
         } else {
             let h = f(inp, pass);
-            let h = dropout(h, self.dropout, pass.rng.as_deref_mut()) + x;
+            let h = residual(h, &x, self.dropout, pass);
             norm.forward(h, pass)
         }
     }
+}
+
+/// `x + drop(h)`: fused on the CPU, dfdx's ops on CUDA.
+fn residual<T: Tape<f32, Dev>>(h: Act<T>, x: &Act<NoneTape>, p: f32, pass: &mut Pass) -> Act<T> {
+    #[cfg(not(feature = "cuda"))]
+    return super::fused::residual_dropout(h, x, p, pass.rng.as_deref_mut());
+    #[cfg(feature = "cuda")]
+    return super::ops::dropout(h, p, pass.rng.as_deref_mut()) + x.clone();
 }
 
 impl Params for Block {

@@ -7,6 +7,7 @@
 use super::{Act, Dev};
 use dfdx::prelude::*;
 use num_traits::Float;
+use rayon::prelude::*;
 
 /// `x · Φ(x)` with `Φ` the standard normal CDF.
 pub fn gelu_f<F: Float>(x: F, erf: impl Fn(F) -> F) -> F {
@@ -23,23 +24,23 @@ pub fn gelu_df<F: Float>(x: F, erf: impl Fn(F) -> F) -> F {
     cdf + x * pdf
 }
 
+/// GELU on token rows, forward and backward split over rayon's threads (elementwise, so the
+/// result does not depend on the thread count).
 pub fn gelu<T: Tape<f32, Dev>>(x: Act<T>) -> Act<T> {
     let shape = *x.shape();
     let xv = x.as_vec();
-    let y: Vec<f32> = xv.iter().map(|&v| gelu_f(v, libm::erff)).collect();
+    let y: Vec<f32> = xv.par_iter().map(|&v| gelu_f(v, libm::erff)).collect();
     let (x, mut tape) = x.split_tape();
     let out: Act<NoneTape> = x.device().tensor_from_vec(y, shape);
     let (x_ghost, out_ghost) = (x.ghost(), out.ghost());
     tape.add_backward_op(move |grads| {
         grads.try_alloc_for(&x_ghost)?;
         grads.try_alloc_for(&out_ghost)?;
-        let g = grads.get(&out_ghost).as_vec();
-        let gx: Vec<f32> = g
-            .iter()
+        let mut g = grads.get(&out_ghost).as_vec();
+        g.par_iter_mut()
             .zip(&xv)
-            .map(|(&gi, &xi)| gi * gelu_df(xi, libm::erff))
-            .collect();
-        super::host::add_from_host(grads.get_or_alloc_mut(&x_ghost)?, &gx)
+            .for_each(|(gi, &xi)| *gi *= gelu_df(xi, libm::erff));
+        super::host::add_from_host(grads.get_or_alloc_mut(&x_ghost)?, &g)
     });
     out.put_tape(tape)
 }

@@ -1,7 +1,8 @@
 //! Fused operations with hand-written backward passes, added to dfdx's tape through
 //! `Tape::add_backward_op`. dfdx builds LayerNorm, bias adds and the attention softmax from
 //! several generic kernels, each a pass over memory with a fresh buffer and, on the CPU, on a
-//! single thread; these do each in one pass per direction, split over rayon's threads.
+//! single thread; these do each in one pass per direction, split over rayon's threads. The
+//! CUDA build keeps dfdx's composition, which runs on the device.
 //!
 //! Reductions over rows (the gradients of biases and LayerNorm's affine) are summed in fixed
 //! blocks of rows and the blocks in order, so the result does not depend on how many threads
@@ -11,10 +12,12 @@
 
 mod bias;
 mod layer_norm;
+mod residual;
 mod softmax;
 
 pub use bias::add_bias;
 pub use layer_norm::layer_norm;
+pub use residual::residual_dropout;
 pub use softmax::masked_softmax;
 
 use rayon::prelude::*;
