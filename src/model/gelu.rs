@@ -4,6 +4,7 @@
 //! the chain-rule factor of `erf(x/√2)`, returning `Φ(x) + √2·x·φ(x)` instead of
 //! `Φ(x) + x·φ(x)` — the encoder's gradient checks caught it. HF BERT's `gelu` is this one.
 
+use super::host::fresh_to_vec;
 use super::{Act, Dev};
 use dfdx::prelude::*;
 use num_traits::Float;
@@ -28,7 +29,7 @@ pub fn gelu_df<F: Float>(x: F, erf: impl Fn(F) -> F) -> F {
 /// result does not depend on the thread count).
 pub fn gelu<T: Tape<f32, Dev>>(x: Act<T>) -> Act<T> {
     let shape = *x.shape();
-    let xv = x.as_vec();
+    let xv = fresh_to_vec(&x);
     let y: Vec<f32> = xv.par_iter().map(|&v| gelu_f(v, libm::erff)).collect();
     let (x, mut tape) = x.split_tape();
     let out: Act<NoneTape> = x.device().tensor_from_vec(y, shape);
@@ -36,7 +37,7 @@ pub fn gelu<T: Tape<f32, Dev>>(x: Act<T>) -> Act<T> {
     tape.add_backward_op(move |grads| {
         grads.try_alloc_for(&x_ghost)?;
         grads.try_alloc_for(&out_ghost)?;
-        let mut g = grads.get(&out_ghost).as_vec();
+        let mut g = fresh_to_vec(&grads.get(&out_ghost));
         g.par_iter_mut()
             .zip(&xv)
             .for_each(|(gi, &xi)| *gi *= gelu_df(xi, libm::erff));

@@ -42,3 +42,13 @@ pub fn add_from_host(buf: &mut GradBuf, host: &[f32]) -> Result<(), DevError> {
 pub fn to_host(buf: &GradBuf) -> Result<Vec<f32>, DevError> {
     Ok(buf.device().dtoh_sync_copy(buf)?)
 }
+
+/// The values of a tensor that an op just produced, by a plain copy of its buffer. dfdx's
+/// `as_vec` walks the tensor element by element through its strides, which made it one of
+/// the largest single-threaded costs of a step; a fresh op output is contiguous and
+/// row-major, so its buffer already is the answer. Not for permuted or broadcast views.
+pub fn fresh_to_vec<S: Shape, T>(t: &Tensor<S, f32, Dev, T>) -> Vec<f32> {
+    let mut v = vec![0.0f32; t.shape().num_elements()];
+    t.copy_into(&mut v);
+    v
+}

@@ -1,7 +1,7 @@
 //! `x + b` with a bias `b` broadcast over token rows: the second half of every linear layer.
 
 use super::column_sums;
-use crate::model::host::add_from_host;
+use crate::model::host::{add_from_host, fresh_to_vec};
 use crate::model::{Act, Dev, Vector};
 use dfdx::prelude::*;
 use rayon::prelude::*;
@@ -11,7 +11,7 @@ pub fn add_bias<T: Tape<f32, Dev>>(x: Act<T>, bias: &Vector) -> Act<T> {
     let shape = *x.shape();
     let c = shape.1;
     let b = bias.as_vec();
-    let mut y = x.as_vec();
+    let mut y = fresh_to_vec(&x);
     y.par_chunks_mut(c * super::ROWS).for_each(|block| {
         for row in block.chunks_exact_mut(c) {
             for (v, bb) in row.iter_mut().zip(&b) {
@@ -26,7 +26,7 @@ pub fn add_bias<T: Tape<f32, Dev>>(x: Act<T>, bias: &Vector) -> Act<T> {
         grads.try_alloc_for(&x_ghost)?;
         grads.try_alloc_for(&b_ghost)?;
         grads.try_alloc_for(&out_ghost)?;
-        let g = grads.get(&out_ghost).as_vec();
+        let g = fresh_to_vec(&grads.get(&out_ghost));
         add_from_host(grads.get_or_alloc_mut(&x_ghost)?, &g)?;
         add_from_host(grads.get_or_alloc_mut(&b_ghost)?, &column_sums(&g, c))
     });

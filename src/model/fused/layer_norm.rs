@@ -4,7 +4,7 @@
 //! `dx = r · (h − mean(h) − x̂ · mean(h ⊙ x̂))`, `dγ = Σ_rows g ⊙ x̂`, `dβ = Σ_rows g`.
 
 use super::{column_sums, ROWS};
-use crate::model::host::add_from_host;
+use crate::model::host::{add_from_host, fresh_to_vec};
 use crate::model::params::Affine;
 use crate::model::{Act, Dev};
 use dfdx::prelude::*;
@@ -14,7 +14,7 @@ pub fn layer_norm<T: Tape<f32, Dev>>(x: Act<T>, a: &Affine, eps: f32) -> Act<T> 
     let shape = *x.shape();
     let (n, c) = shape;
     let (gamma, beta) = (a.weight.as_vec(), a.bias.as_vec());
-    let mut xhat = x.as_vec();
+    let mut xhat = fresh_to_vec(&x);
     let mut rstd = vec![0.0f32; n];
     let mut y = vec![0.0f32; n * c];
     xhat.par_chunks_mut(c * ROWS)
@@ -40,7 +40,7 @@ pub fn layer_norm<T: Tape<f32, Dev>>(x: Act<T>, a: &Affine, eps: f32) -> Act<T> 
         grads.try_alloc_for(&w_ghost)?;
         grads.try_alloc_for(&b_ghost)?;
         grads.try_alloc_for(&out_ghost)?;
-        let g = grads.get(&out_ghost).as_vec();
+        let g = fresh_to_vec(&grads.get(&out_ghost));
         let mut dx = vec![0.0f32; n * c];
         let mut gx = vec![0.0f32; n * c];
         dx.par_chunks_mut(c * ROWS)

@@ -7,7 +7,7 @@
 //! `ds = α · p ⊙ (u − Σ u ⊙ p)`.
 
 use super::ROWS;
-use crate::model::host::add_from_host;
+use crate::model::host::{add_from_host, fresh_to_vec};
 use crate::model::ops::keep_mask;
 use crate::model::{Dev, Matrix};
 use crate::rng::Rng;
@@ -32,7 +32,7 @@ pub fn masked_softmax<T: Tape<f32, Dev>>(
         Some(rng) if p > 0.0 => Some(keep_mask(shape.num_elements(), p, rng)),
         _ => None,
     };
-    let mut probs = scores.as_vec();
+    let mut probs = fresh_to_vec(&scores);
     probs
         .par_chunks_mut(s2 * ROWS)
         .enumerate()
@@ -66,7 +66,7 @@ pub fn masked_softmax<T: Tape<f32, Dev>>(
     tape.add_backward_op(move |grads| {
         grads.try_alloc_for(&s_ghost)?;
         grads.try_alloc_for(&out_ghost)?;
-        let mut g = grads.get(&out_ghost).as_vec();
+        let mut g = fresh_to_vec(&grads.get(&out_ghost));
         if let Some(k) = &keep {
             g.par_iter_mut().zip(k).for_each(|(g, k)| *g *= k);
         }
