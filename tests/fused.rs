@@ -3,7 +3,9 @@
 //! number of threads.
 
 use dfdx::prelude::*;
-use pretext::model::fused::{add_bias, layer_norm, masked_softmax, residual_dropout};
+use pretext::model::fused::{
+    add_bias, cross_entropy, layer_norm, masked_softmax, residual_dropout,
+};
 use pretext::model::ops::keep_mask;
 use pretext::model::params::Affine;
 use pretext::model::{Dev, Matrix, Vector};
@@ -186,6 +188,45 @@ fn residual_dropout_matches_dfdx() {
         );
         assert_close(&format!("p={p} dx"), &g.get(&x).as_vec(), &r.as_vec(), 1e-6);
     }
+}
+
+#[test]
+fn cross_entropy_matches_dfdx() {
+    let dev = Dev::seed_from_u64(0);
+    let (n, c) = (45, 300);
+    let x: Matrix = dev.tensor_from_vec(rows(n, c, 17), (n, c));
+    let labels: Vec<usize> = (0..n).map(|i| (i * 37) % c).collect();
+    let mut onehot = vec![0.0f32; n * c];
+    for (i, &l) in labels.iter().enumerate() {
+        onehot[i * c + l] = 1.0;
+    }
+    let target: Matrix = dev.tensor_from_vec(onehot, (n, c));
+    let loss_ref = cross_entropy_with_logits_loss(x.leaky_trace(), target);
+    let v_ref = loss_ref.array();
+    let g_ref = (loss_ref * 3.0).backward();
+    let (loss, correct) = cross_entropy(x.leaky_trace(), &labels);
+    let v = loss.array();
+    let g = (loss * 3.0).backward();
+    assert!((v - v_ref).abs() < 1e-5 * v_ref.abs(), "{v} vs {v_ref}");
+    assert_close(
+        "dlogits",
+        &g.get(&x).as_vec(),
+        &g_ref.get(&x).as_vec(),
+        1e-6,
+    );
+    let xv = x.as_vec();
+    let hits = xv
+        .chunks_exact(c)
+        .zip(&labels)
+        .filter(|(row, &l)| row.iter().all(|&v| v <= row[l]))
+        .count();
+    assert_eq!(correct, hits);
+    // Labels at the argmax are all counted.
+    let argmax: Vec<usize> = xv
+        .chunks_exact(c)
+        .map(|row| (0..c).fold(0, |b, i| if row[i] > row[b] { i } else { b }))
+        .collect();
+    assert_eq!(cross_entropy(x.clone(), &argmax).1, n);
 }
 
 /// The fused ops sum over rows in fixed blocks: one thread and four give the same bits.

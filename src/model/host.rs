@@ -50,5 +50,12 @@ pub fn to_host(buf: &GradBuf) -> Result<Vec<f32>, DevError> {
 pub fn fresh_to_vec<S: Shape, T>(t: &Tensor<S, f32, Dev, T>) -> Vec<f32> {
     let mut v = vec![0.0f32; t.shape().num_elements()];
     t.copy_into(&mut v);
+    // Every test build checks the precondition: a strided view would differ here.
+    debug_assert!(
+        v.iter()
+            .zip(t.as_vec())
+            .all(|(a, b)| a.to_bits() == b.to_bits()),
+        "fresh_to_vec on a permuted or broadcast view"
+    );
     v
 }

@@ -1,7 +1,7 @@
 //! The small building blocks of the forward pass, written once over dfdx ops.
 
 use super::params::{Affine, Linear};
-use super::{Act, Dev};
+use super::{Act, Dev, Vector};
 use crate::rng::Rng;
 use dfdx::prelude::*;
 use rand::Rng as _;
@@ -9,13 +9,20 @@ use rand::Rng as _;
 /// `x Wᵀ + b` on token rows `(N, in)`. The bias add is the fused op on the CPU and dfdx's
 /// broadcast add on CUDA, where dfdx's kernels already run on the device.
 pub fn linear<T: Tape<f32, Dev>>(x: Act<T>, l: &Linear) -> Act<T> {
-    let y = x.matmul(l.weight.clone().permute::<_, Axes2<1, 0>>());
+    add_bias(
+        x.matmul(l.weight.clone().permute::<_, Axes2<1, 0>>()),
+        &l.bias,
+    )
+}
+
+/// `x + b` over token rows: fused on the CPU, dfdx's broadcast add on CUDA.
+pub fn add_bias<T: Tape<f32, Dev>>(x: Act<T>, b: &Vector) -> Act<T> {
     #[cfg(not(feature = "cuda"))]
-    return super::fused::add_bias(y, &l.bias);
+    return super::fused::add_bias(x, b);
     #[cfg(feature = "cuda")]
     {
-        let shape = *y.shape();
-        return y + l.bias.clone().broadcast_like::<_, Axis<0>>(&shape);
+        let shape = *x.shape();
+        return x + b.clone().broadcast_like::<_, Axis<0>>(&shape);
     }
 }
 

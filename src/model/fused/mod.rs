@@ -8,14 +8,19 @@
 //! blocks of rows and the blocks in order, so the result does not depend on how many threads
 //! ran: two runs stay bit-identical, and a resumed run equals an uninterrupted one.
 //!
+//! Inputs must be fresh op outputs (contiguous, row-major), not permuted or broadcast views:
+//! the ops copy buffers as they are (`host::fresh_to_vec`, which test builds check).
+//!
 //! `tests/fused.rs` checks every op and its gradients against dfdx's unfused composition.
 
 mod bias;
+mod cross_entropy;
 mod layer_norm;
 mod residual;
 mod softmax;
 
 pub use bias::add_bias;
+pub use cross_entropy::cross_entropy;
 pub use layer_norm::layer_norm;
 pub use residual::residual_dropout;
 pub use softmax::masked_softmax;
