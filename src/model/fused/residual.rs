@@ -25,7 +25,7 @@ pub fn residual_dropout<T: Tape<f32, Dev>>(
         _ => None,
     };
     let mut y = fresh_to_vec(&h);
-    let xv = fresh_to_vec(&x);
+    let xv = fresh_to_vec(x);
     match &keep {
         Some(k) => y
             .par_iter_mut()
