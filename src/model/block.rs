@@ -71,7 +71,9 @@ fn residual<T: Tape<f32, Dev>>(h: Act<T>, x: &Act<NoneTape>, p: f32, pass: &mut 
     #[cfg(not(feature = "cuda"))]
     return super::fused::residual_dropout(h, x, p, pass.rng.as_deref_mut());
     #[cfg(feature = "cuda")]
-    return super::ops::dropout(h, p, pass.rng.as_deref_mut()) + x.clone();
+    {
+        super::ops::dropout(h, p, pass.rng.as_deref_mut()) + x.clone()
+    }
 }
 
 impl Params for Block {

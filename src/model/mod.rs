@@ -46,7 +46,9 @@ pub fn device(seed: u64) -> Result<Dev, DeviceError> {
     #[cfg(not(feature = "cuda"))]
     return Ok(Dev::seed_from_u64(seed));
     #[cfg(feature = "cuda")]
-    return Cuda::try_seed_from_u64(seed).map_err(|e| DeviceError(format!("{e:?}")));
+    {
+        Cuda::try_seed_from_u64(seed).map_err(|e| DeviceError(format!("{e:?}")))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

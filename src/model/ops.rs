@@ -22,7 +22,7 @@ pub fn add_bias<T: Tape<f32, Dev>>(x: Act<T>, b: &Vector) -> Act<T> {
     #[cfg(feature = "cuda")]
     {
         let shape = *x.shape();
-        return x + b.clone().broadcast_like::<_, Axis<0>>(&shape);
+        x + b.clone().broadcast_like::<_, Axis<0>>(&shape)
     }
 }
 
@@ -31,7 +31,7 @@ pub fn layer_norm<T: Tape<f32, Dev>>(x: Act<T>, a: &Affine, eps: f32) -> Act<T> 
     #[cfg(not(feature = "cuda"))]
     return super::fused::layer_norm(x, a, eps);
     #[cfg(feature = "cuda")]
-    return layer_norm_unfused(x, a, eps);
+    layer_norm_unfused(x, a, eps)
 }
 
 /// LayerNorm from dfdx's own ops: the reference `tests/fused.rs` checks the fused one against.
