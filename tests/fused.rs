@@ -3,16 +3,12 @@
 //! number of threads.
 
 use dfdx::prelude::*;
-use pretext::model::fused::{
-    add_bias, cross_entropy, layer_norm, masked_softmax, residual_dropout,
-};
-use pretext::model::ops::keep_mask;
+use pretext::model::attention::core_unfused;
+use pretext::model::fused::{add_bias, attention, cross_entropy, layer_norm, residual_dropout};
 use pretext::model::params::Affine;
 use pretext::model::{Dev, Matrix, Vector};
 use pretext::rng::stream;
 use rand::Rng;
-
-type Scores<T> = Tensor<(usize, usize, usize, usize), f32, Dev, T>;
 
 fn random(n: usize, seed: u64, scale: f32) -> Vec<f32> {
     let mut rng = stream(seed, "fused-test");
@@ -101,63 +97,54 @@ fn layer_norm_matches_dfdx() {
     );
 }
 
-/// `drop(softmax(α s + m))` the way the attention computed it before fusing.
-fn softmax_unfused<T: Tape<f32, Dev>>(
-    s: Scores<T>,
-    scale: f32,
-    mask: &Matrix,
-    keep: Option<Vec<f32>>,
-) -> Scores<T> {
-    let shape = *s.shape();
-    let (b, a, q, k) = shape;
-    let z = s * scale + mask.clone().broadcast_like::<_, Axes2<1, 2>>(&(b, a, q, k));
-    let p = z.softmax::<Axis<3>>();
-    match keep {
-        Some(k) => {
-            let m: Scores<NoneTape> = p.device().tensor_from_vec(k, shape);
-            p * m
-        }
-        None => p,
-    }
-}
-
 #[test]
-fn masked_softmax_matches_dfdx_with_and_without_dropout() {
+fn attention_matches_dfdx_with_padding_and_dropout() {
     let dev = Dev::seed_from_u64(0);
-    let shape = (3, 2, 9, 9);
-    let n = 3 * 2 * 9 * 9;
-    let s: Scores<NoneTape> = dev.tensor_from_vec(random(n, 8, 3.0), shape);
+    let (b, s, a, d) = (3, 7, 2, 4);
+    let (n, h) = (b * s, a * d);
+    let q: Matrix = dev.tensor_from_vec(random(n * h, 20, 1.5), (n, h));
+    let k: Matrix = dev.tensor_from_vec(random(n * h, 21, 1.5), (n, h));
+    let v: Matrix = dev.tensor_from_vec(random(n * h, 22, 1.0), (n, h));
+    let r: Matrix = dev.tensor_from_vec(random(n * h, 23, 1.0), (n, h));
     // Sequence 1 has three padded keys, sequence 2 one.
-    let mut m = vec![0.0f32; 3 * 9];
-    m[9 + 6..9 + 9].fill(-10_000.0);
-    m[2 * 9 + 8] = -10_000.0;
-    let mask: Matrix = dev.tensor_from_vec(m, (3, 9));
-    let r: Scores<NoneTape> = dev.tensor_from_vec(random(n, 9, 1.0), shape);
-    let scale = 0.35;
-    for p in [0.0f32, 0.2] {
-        let keep = (p > 0.0).then(|| keep_mask(n, p, &mut stream(4, "drop")));
-        let y_ref = softmax_unfused(s.leaky_trace(), scale, &mask, keep);
-        let out_ref = y_ref.as_vec();
-        let g_ref = (y_ref * r.clone()).sum::<Rank0, _>().backward();
-        let mut rng = stream(4, "drop");
-        let y = masked_softmax(s.leaky_trace(), scale, &mask, p, Some(&mut rng));
-        let out = y.as_vec();
-        let g = (y * r.clone()).sum::<Rank0, _>().backward();
-        assert_close(&format!("p={p} output"), &out, &out_ref, 1e-6);
-        assert_close(
-            &format!("p={p} ds"),
-            &g.get(&s).as_vec(),
-            &g_ref.get(&s).as_vec(),
-            1e-5,
-        );
-        // Padded keys get no probability.
-        for (row, probs) in out.chunks_exact(9).enumerate() {
-            let seq = row / (2 * 9);
-            if seq == 1 {
-                assert!(probs[6..].iter().all(|&v| v == 0.0), "{probs:?}");
-            }
-        }
+    let mut m = vec![0.0f32; b * s];
+    m[s + 4..2 * s].fill(-10_000.0);
+    m[3 * s - 1] = -10_000.0;
+    let mask: Matrix = dev.tensor_from_vec(m, (b, s));
+    for p in [0.0f32, 0.25] {
+        let run = |fused: bool| {
+            let mut rng = stream(4, "drop");
+            let (qt, kt, vt) = (q.leaky_trace(), k.leaky_trace(), v.leaky_trace());
+            let y = if fused {
+                attention(qt, kt, vt, (b, s, a), &mask, p, Some(&mut rng))
+            } else {
+                core_unfused(qt, kt, vt, (b, s, a), &mask, p, Some(&mut rng))
+            };
+            let out = y.as_vec();
+            let g = (y * r.clone()).sum::<Rank0, _>().backward();
+            (
+                out,
+                g.get(&q).as_vec(),
+                g.get(&k).as_vec(),
+                g.get(&v).as_vec(),
+            )
+        };
+        let (got, want) = (run(true), run(false));
+        assert_close(&format!("p={p} context"), &got.0, &want.0, 1e-5);
+        assert_close(&format!("p={p} dq"), &got.1, &want.1, 1e-5);
+        assert_close(&format!("p={p} dk"), &got.2, &want.2, 1e-5);
+        assert_close(&format!("p={p} dv"), &got.3, &want.3, 1e-5);
     }
+    // A padded key changes nothing: move its value vector and the context stays.
+    let ctx = |v: &Matrix| {
+        attention(q.clone(), k.clone(), v.clone(), (b, s, a), &mask, 0.0, None).as_vec()
+    };
+    let mut moved = v.as_vec();
+    for x in &mut moved[(s + 5) * h..(s + 6) * h] {
+        *x += 100.0;
+    }
+    let moved: Matrix = dev.tensor_from_vec(moved, (n, h));
+    assert_close("padded key", &ctx(&moved), &ctx(&v), 1e-6);
 }
 
 #[test]

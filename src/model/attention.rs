@@ -1,8 +1,8 @@
 //! Multi-head self-attention with the padding mask, as in BERT.
 
-use super::ops::linear;
+use super::ops::{dropout, linear};
 use super::params::{join, Linear, Param, ParamMut, Params};
-use super::{Act, Dev, Pass};
+use super::{Act, Dev, Matrix, Pass};
 use crate::rng::Rng;
 use dfdx::prelude::*;
 
@@ -38,47 +38,51 @@ impl Attention {
     /// `x`: token rows `(B·S, H)`; `pass.mask_bias`: `(B, S)`, 0 for real keys and a large
     /// negative number for padding, added to the scores before the softmax.
     pub fn forward<T: Tape<f32, Dev>>(&self, x: Act<T>, pass: &mut Pass) -> Act<T> {
-        let (n, h) = *x.shape();
-        let (b, s) = (pass.batch, pass.seq);
-        let (a, d) = (self.heads, h / self.heads);
         let (x, tape) = x.split_tape();
-        let q = linear(x.clone().put_tape(tape), &self.q)
-            .reshape_like(&(b, s, a, d))
-            .permute::<_, Axes4<0, 2, 1, 3>>();
-        let k = linear(x.retaped::<T>(), &self.k)
-            .reshape_like(&(b, s, a, d))
-            .permute::<_, Axes4<0, 2, 3, 1>>();
-        let v = linear(x.retaped::<T>(), &self.v)
-            .reshape_like(&(b, s, a, d))
-            .permute::<_, Axes4<0, 2, 1, 3>>();
-        let scale = 1.0 / (d as f32).sqrt();
+        let q = linear(x.clone().put_tape(tape), &self.q);
+        let k = linear(x.retaped::<T>(), &self.k);
+        let v = linear(x.retaped::<T>(), &self.v);
+        let dims = (pass.batch, pass.seq, self.heads);
+        let rng = pass.rng.as_deref_mut();
         #[cfg(not(feature = "cuda"))]
-        let probs = super::fused::masked_softmax(
-            q.matmul(k),
-            scale,
-            &pass.mask_bias,
-            self.dropout,
-            pass.rng.as_deref_mut(),
-        );
+        let ctx = super::fused::attention(q, k, v, dims, &pass.mask_bias, self.dropout, rng);
         #[cfg(feature = "cuda")]
-        let probs = {
-            let scores = q.matmul(k) * scale
-                + pass
-                    .mask_bias
-                    .clone()
-                    .broadcast_like::<_, Axes2<1, 2>>(&(b, a, s, s));
-            super::ops::dropout(
-                scores.softmax::<Axis<3>>(),
-                self.dropout,
-                pass.rng.as_deref_mut(),
-            )
-        };
-        let ctx = probs
-            .matmul(v)
-            .permute::<_, Axes4<0, 2, 1, 3>>()
-            .reshape_like(&(n, h));
+        let ctx = core_unfused(q, k, v, dims, &pass.mask_bias, self.dropout, rng);
         linear(ctx, &self.out)
     }
+}
+
+/// `drop(softmax(QKᵀ/√D + m)) V` per head from dfdx's ops: the CUDA path, and the reference
+/// `tests/fused.rs` checks the fused op against. `q`, `k`, `v`: `(B·S, H)`.
+pub fn core_unfused<T: Tape<f32, Dev>>(
+    q: Act<T>,
+    k: Act<T>,
+    v: Act<T>,
+    (b, s, a): (usize, usize, usize),
+    mask_bias: &Matrix,
+    p: f32,
+    rng: Option<&mut Rng>,
+) -> Act<T> {
+    let (n, h) = *q.shape();
+    let d = h / a;
+    let q = q
+        .reshape_like(&(b, s, a, d))
+        .permute::<_, Axes4<0, 2, 1, 3>>();
+    let k = k
+        .reshape_like(&(b, s, a, d))
+        .permute::<_, Axes4<0, 2, 3, 1>>();
+    let v = v
+        .reshape_like(&(b, s, a, d))
+        .permute::<_, Axes4<0, 2, 1, 3>>();
+    let scores = q.matmul(k) * (1.0 / (d as f32).sqrt())
+        + mask_bias
+            .clone()
+            .broadcast_like::<_, Axes2<1, 2>>(&(b, a, s, s));
+    let probs = dropout(scores.softmax::<Axis<3>>(), p, rng);
+    probs
+        .matmul(v)
+        .permute::<_, Axes4<0, 2, 1, 3>>()
+        .reshape_like(&(n, h))
 }
 
 impl Params for Attention {

@@ -13,17 +13,17 @@
 //!
 //! `tests/fused.rs` checks every op and its gradients against dfdx's unfused composition.
 
+mod attention;
 mod bias;
 mod cross_entropy;
 mod layer_norm;
 mod residual;
-mod softmax;
 
+pub use attention::attention;
 pub use bias::add_bias;
 pub use cross_entropy::cross_entropy;
 pub use layer_norm::layer_norm;
 pub use residual::residual_dropout;
-pub use softmax::masked_softmax;
 
 use rayon::prelude::*;
 

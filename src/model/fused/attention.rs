@@ -1,0 +1,277 @@
+//! The core of multi-head self-attention in one op. Per sequence `b` and head `h`:
+//!
+//! ```text
+//! P = softmax(α · Q Kᵀ + m_b)        α = 1/√D, m_b the padding bias of sequence b
+//! C = drop(P) V
+//! ```
+//!
+//! Q, K and V are read where the projections wrote them — token rows `(B·S, H)` with the heads
+//! side by side along the hidden axis — through strided matrix views, and C is written the same
+//! way. dfdx would copy Q, K and V into `(B, A, S, D)` permutations, run the B·A small products
+//! one after another (each split over every thread, so the threads meet B·A times per product),
+//! and copy C back. Here one sequence is one task, its products single-threaded.
+//!
+//! The dropout mask is drawn exactly as `ops::dropout` draws it over the `(B, A, S, S)`
+//! probabilities, so fusing changes no random draw. Backward, with `P' = P ⊙ keep`:
+//! `dV = P'ᵀ dC`, `dP = (dC Vᵀ) ⊙ keep`, `dS = α · P ⊙ (dP − rowsum(dP ⊙ P))`,
+//! `dQ = dS K`, `dK = dSᵀ Q`.
+
+use crate::model::host::{add_from_host, fresh_to_vec};
+use crate::model::ops::keep_mask;
+use crate::model::{Act, Dev, Matrix};
+use crate::rng::Rng;
+use dfdx::prelude::*;
+use rayon::prelude::*;
+
+/// A strided matrix view into a slice: element `(i, j)` is `data[offset + i·rs + j·cs]`.
+#[derive(Clone, Copy)]
+struct View<'a> {
+    data: &'a [f32],
+    offset: usize,
+    rows: usize,
+    cols: usize,
+    rs: usize,
+    cs: usize,
+}
+
+impl<'a> View<'a> {
+    fn new(data: &'a [f32], offset: usize, (rows, cols): (usize, usize), rs: usize) -> Self {
+        let v = Self {
+            data,
+            offset,
+            rows,
+            cols,
+            rs,
+            cs: 1,
+        };
+        v.check();
+        v
+    }
+    fn t(self) -> Self {
+        Self {
+            rows: self.cols,
+            cols: self.rows,
+            rs: self.cs,
+            cs: self.rs,
+            ..self
+        }
+    }
+    /// The last element must lie inside the slice: what makes the raw pointers below sound.
+    fn check(&self) {
+        assert!(self.rows > 0 && self.cols > 0);
+        let last = self.offset + (self.rows - 1) * self.rs + (self.cols - 1) * self.cs;
+        assert!(last < self.data.len(), "matrix view out of bounds");
+    }
+}
+
+/// `dst = β · a b` into the `(a.rows, b.cols)` matrix at `dst[offset..]` with row stride `rs`,
+/// single-threaded (the caller parallelises over sequences).
+fn matmul(dst: &mut [f32], offset: usize, rs: usize, a: View, b: View, beta: f32) {
+    assert_eq!(a.cols, b.rows, "inner dimensions");
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    View::new(dst, offset, (m, n), rs).check();
+    a.check();
+    b.check();
+    // SAFETY: every view was bounds-checked above for its full extent, `dst` is borrowed
+    // mutably and the inputs immutably, so nothing aliases.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr().add(offset),
+            1,
+            rs as isize,
+            false,
+            a.data.as_ptr().add(a.offset),
+            a.cs as isize,
+            a.rs as isize,
+            b.data.as_ptr().add(b.offset),
+            b.cs as isize,
+            b.rs as isize,
+            0.0,
+            beta,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+/// What the forward pass keeps for the backward one.
+struct Saved {
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    /// Softmax probabilities before dropout, `(B, A, S, S)`.
+    probs: Vec<f32>,
+    keep: Option<Vec<f32>>,
+}
+
+/// The attention context `(B·S, H)` from the projections `q`, `k`, `v` (each `(B·S, H)`).
+#[allow(clippy::too_many_arguments)]
+pub fn attention<T: Tape<f32, Dev>>(
+    q: Act<T>,
+    k: Act<T>,
+    v: Act<T>,
+    (batch, seq, heads): (usize, usize, usize),
+    mask_bias: &Matrix,
+    p: f32,
+    rng: Option<&mut Rng>,
+) -> Act<T> {
+    let (n, h) = *q.shape();
+    assert_eq!(n, batch * seq, "token rows");
+    let (s, a, d) = (seq, heads, h / heads);
+    let scale = 1.0 / (d as f32).sqrt();
+    let keep = match rng {
+        Some(rng) if p > 0.0 => Some(keep_mask(batch * a * s * s, p, rng)),
+        _ => None,
+    };
+    let mask = mask_bias.as_vec();
+    let (qv, kv, vv) = (fresh_to_vec(&q), fresh_to_vec(&k), fresh_to_vec(&v));
+    let mut probs = vec![0.0f32; batch * a * s * s];
+    let mut ctx = vec![0.0f32; n * h];
+    ctx.par_chunks_mut(s * h)
+        .zip(probs.par_chunks_mut(a * s * s))
+        .enumerate()
+        .for_each(|(b, (ctx_b, probs_b))| {
+            let row0 = b * s * h;
+            let mut dropped = vec![0.0f32; s * s];
+            for hd in 0..a {
+                let at = row0 + hd * d;
+                let pr = &mut probs_b[hd * s * s..(hd + 1) * s * s];
+                let qh = View::new(&qv, at, (s, d), h);
+                let kh = View::new(&kv, at, (s, d), h);
+                matmul(pr, 0, s, qh, kh.t(), scale);
+                let m = &mask[b * s..(b + 1) * s];
+                for row in pr.chunks_exact_mut(s) {
+                    softmax_row(row, m);
+                }
+                let used: &[f32] = match &keep {
+                    Some(kp) => {
+                        let kb = &kp[(b * a + hd) * s * s..(b * a + hd + 1) * s * s];
+                        for ((o, p), k) in dropped.iter_mut().zip(pr.iter()).zip(kb) {
+                            *o = p * k;
+                        }
+                        &dropped
+                    }
+                    None => pr,
+                };
+                let vh = View::new(&vv, at, (s, d), h);
+                matmul(ctx_b, hd * d, h, View::new(used, 0, (s, s), s), vh, 1.0);
+            }
+        });
+    let saved = Saved {
+        q: qv,
+        k: kv,
+        v: vv,
+        probs,
+        keep,
+    };
+    let (q, tq) = q.split_tape();
+    let (k, tk) = k.split_tape();
+    let (v, tv) = v.split_tape();
+    let mut tape = tq.merge(tk).merge(tv);
+    let out: Act<NoneTape> = q.device().tensor_from_vec(ctx, (n, h));
+    let ghosts = (q.ghost(), k.ghost(), v.ghost(), out.ghost());
+    tape.add_backward_op(move |grads| {
+        let (q_ghost, k_ghost, v_ghost, out_ghost) = &ghosts;
+        for g in [q_ghost, k_ghost, v_ghost, out_ghost] {
+            grads.try_alloc_for(g)?;
+        }
+        let g = fresh_to_vec(&grads.get(out_ghost));
+        let (dq, dk, dv) = backward(&saved, &g, (batch, s, a, d), scale);
+        add_from_host(grads.get_or_alloc_mut(q_ghost)?, &dq)?;
+        add_from_host(grads.get_or_alloc_mut(k_ghost)?, &dk)?;
+        add_from_host(grads.get_or_alloc_mut(v_ghost)?, &dv)
+    });
+    out.put_tape(tape)
+}
+
+/// `row ← softmax(row + m)`; `row` already holds the scaled scores.
+fn softmax_row(row: &mut [f32], m: &[f32]) {
+    let mut max = f32::NEG_INFINITY;
+    for (v, mb) in row.iter_mut().zip(m) {
+        *v += mb;
+        max = max.max(*v);
+    }
+    let mut sum = 0.0f32;
+    for v in row.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    let inv = 1.0 / sum;
+    for v in row.iter_mut() {
+        *v *= inv;
+    }
+}
+
+fn backward(
+    sv: &Saved,
+    g: &[f32],
+    (batch, s, a, d): (usize, usize, usize, usize),
+    scale: f32,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let h = a * d;
+    let n = batch * s;
+    let (mut dq, mut dk, mut dv) = (
+        vec![0.0f32; n * h],
+        vec![0.0f32; n * h],
+        vec![0.0f32; n * h],
+    );
+    dq.par_chunks_mut(s * h)
+        .zip(dk.par_chunks_mut(s * h))
+        .zip(dv.par_chunks_mut(s * h))
+        .enumerate()
+        .for_each(|(b, ((dq_b, dk_b), dv_b))| {
+            let row0 = b * s * h;
+            let mut dropped = vec![0.0f32; s * s];
+            let mut dp = vec![0.0f32; s * s];
+            for hd in 0..a {
+                let at = row0 + hd * d;
+                let blk = (b * a + hd) * s * s;
+                let pr = &sv.probs[blk..blk + s * s];
+                let kb = sv.keep.as_ref().map(|k| &k[blk..blk + s * s]);
+                let used: &[f32] = match kb {
+                    Some(kb) => {
+                        for ((o, p), k) in dropped.iter_mut().zip(pr).zip(kb) {
+                            *o = p * k;
+                        }
+                        &dropped
+                    }
+                    None => pr,
+                };
+                let gh = View::new(g, at, (s, d), h);
+                // dV = P'ᵀ dC
+                matmul(dv_b, hd * d, h, View::new(used, 0, (s, s), s).t(), gh, 1.0);
+                // dP = (dC Vᵀ) ⊙ keep
+                let vh = View::new(&sv.v, at, (s, d), h);
+                matmul(&mut dp, 0, s, gh, vh.t(), 1.0);
+                if let Some(kb) = kb {
+                    for (x, k) in dp.iter_mut().zip(kb) {
+                        *x *= k;
+                    }
+                }
+                // dS = α · P ⊙ (dP − rowsum(dP ⊙ P))
+                for (dr, prow) in dp.chunks_exact_mut(s).zip(pr.chunks_exact(s)) {
+                    let dot: f32 = dr.iter().zip(prow).map(|(x, p)| x * p).sum();
+                    for (x, p) in dr.iter_mut().zip(prow) {
+                        *x = scale * p * (*x - dot);
+                    }
+                }
+                let ds = View::new(&dp, 0, (s, s), s);
+                // dQ = dS K, dK = dSᵀ Q
+                matmul(dq_b, hd * d, h, ds, View::new(&sv.k, at, (s, d), h), 1.0);
+                matmul(
+                    dk_b,
+                    hd * d,
+                    h,
+                    ds.t(),
+                    View::new(&sv.q, at, (s, d), h),
+                    1.0,
+                );
+            }
+        });
+    (dq, dk, dv)
+}
