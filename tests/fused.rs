@@ -244,3 +244,27 @@ fn fused_gradients_do_not_depend_on_the_thread_count() {
     };
     assert!(run(1) == run(4));
 }
+
+/// The dropout mask drawn in parallel blocks equals the sequential draw, and leaves the stream
+/// where the sequential draw leaves it.
+#[test]
+fn parallel_keep_mask_is_the_sequential_one() {
+    use pretext::model::ops::{keep_mask, keep_mask_sequential};
+    for len in [0, 1, 1000, (1 << 16) + 3, 3 * (1 << 16)] {
+        let (mut a, mut b) = (stream(9, "drop"), stream(9, "drop"));
+        let _: u32 = a.gen();
+        let _: u32 = b.gen();
+        assert_eq!(
+            keep_mask(len, 0.1, &mut a),
+            keep_mask_sequential(len, 0.1, &mut b)
+        );
+        assert_eq!(
+            a.gen::<u64>(),
+            b.gen::<u64>(),
+            "stream position after {len}"
+        );
+    }
+    let m = keep_mask(100_000, 0.1, &mut stream(1, "drop"));
+    let dropped = m.iter().filter(|&&v| v == 0.0).count();
+    assert!((9_500..10_500).contains(&dropped), "{dropped} dropped");
+}

@@ -5,6 +5,7 @@ use super::{Act, Dev, Vector};
 use crate::rng::Rng;
 use dfdx::prelude::*;
 use rand::Rng as _;
+use rayon::prelude::*;
 
 /// `x Wᵀ + b` on token rows `(N, in)`. The bias add is the fused op on the CPU and dfdx's
 /// broadcast add on CUDA, where dfdx's kernels already run on the device.
@@ -51,7 +52,30 @@ pub fn affine<T: Tape<f32, Dev>>(z: Act<T>, a: &Affine) -> Act<T> {
 
 /// An inverted-dropout keep mask drawn from the run's `model.dropout` stream rather than
 /// dfdx's device RNG, whose state a checkpoint cannot save: resume stays bit-identical.
+///
+/// Element `i` is decided by word `w₀ + i` of the ChaCha stream (`gen::<f32>` reads one 32-bit
+/// word), and ChaCha can seek, so blocks of the mask are drawn on rayon's threads, each from
+/// its own position: the mask is the one a sequential draw gives, bit for bit.
 pub fn keep_mask(len: usize, p: f32, rng: &mut Rng) -> Vec<f32> {
+    const BLOCK: usize = 1 << 16;
+    let scale = 1.0 / (1.0 - p);
+    let start = rng.get_word_pos();
+    let mut mask = vec![0.0f32; len];
+    mask.par_chunks_mut(BLOCK)
+        .enumerate()
+        .for_each(|(i, block)| {
+            let mut r = rng.clone();
+            r.set_word_pos(start + (i * BLOCK) as u128);
+            for m in block {
+                *m = if r.gen::<f32>() < p { 0.0 } else { scale };
+            }
+        });
+    rng.set_word_pos(start + len as u128);
+    mask
+}
+
+/// `keep_mask` drawn one element after another: the definition the parallel one must equal.
+pub fn keep_mask_sequential(len: usize, p: f32, rng: &mut Rng) -> Vec<f32> {
     let scale = 1.0 / (1.0 - p);
     (0..len)
         .map(|_| if rng.gen::<f32>() < p { 0.0 } else { scale })
