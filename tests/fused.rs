@@ -4,7 +4,9 @@
 
 use dfdx::prelude::*;
 use pretext::model::attention::core_unfused;
-use pretext::model::fused::{add_bias, attention, cross_entropy, layer_norm, residual_dropout};
+use pretext::model::fused::{
+    add_bias, attention, cross_entropy, layer_norm, linear, residual_dropout,
+};
 use pretext::model::params::Affine;
 use pretext::model::{Dev, Matrix, Vector};
 use pretext::rng::stream;
@@ -60,6 +62,37 @@ fn add_bias_matches_dfdx() {
     assert_close("output", &out, &out_ref, 1e-6);
     assert_close("dx", &g.get(&x).as_vec(), &g_ref.get(&x).as_vec(), 1e-6);
     assert_close("db", &g.get(&b).as_vec(), &g_ref.get(&b).as_vec(), 1e-5);
+}
+
+#[test]
+fn linear_matches_dfdx() {
+    let dev = Dev::seed_from_u64(0);
+    // Odd sizes, so no kernel sees only multiples of its tile.
+    let (n, d_in, d_out) = (67, 45, 29);
+    let x: Matrix = dev.tensor_from_vec(rows(n, d_in, 30), (n, d_in));
+    let w: Matrix = dev.tensor_from_vec(random(d_out * d_in, 31, 0.5), (d_out, d_in));
+    let b: Vector = dev.tensor_from_vec(random(d_out, 32, 1.0), (d_out,));
+    let r: Matrix = dev.tensor_from_vec(random(n * d_out, 33, 1.0), (n, d_out));
+    let run = |fused: bool| {
+        let y = if fused {
+            linear(x.leaky_trace(), &w, &b)
+        } else {
+            pretext::model::ops::project_unfused(x.leaky_trace(), &w, &b)
+        };
+        let out = y.as_vec();
+        let g = (y * r.clone()).sum::<Rank0, _>().backward();
+        (
+            out,
+            g.get(&x).as_vec(),
+            g.get(&w).as_vec(),
+            g.get(&b).as_vec(),
+        )
+    };
+    let (got, want) = (run(true), run(false));
+    assert_close("output", &got.0, &want.0, 1e-5);
+    assert_close("dx", &got.1, &want.1, 1e-5);
+    assert_close("dW", &got.2, &want.2, 1e-5);
+    assert_close("db", &got.3, &want.3, 1e-5);
 }
 
 #[test]

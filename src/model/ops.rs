@@ -1,19 +1,34 @@
 //! The small building blocks of the forward pass, written once over dfdx ops.
 
 use super::params::{Affine, Linear};
-use super::{Act, Dev, Vector};
+use super::{Act, Dev, Matrix, Vector};
 use crate::rng::Rng;
 use dfdx::prelude::*;
 use rand::Rng as _;
 use rayon::prelude::*;
 
-/// `x Wᵀ + b` on token rows `(N, in)`. The bias add is the fused op on the CPU and dfdx's
-/// broadcast add on CUDA, where dfdx's kernels already run on the device.
+/// `x Wᵀ + b` on token rows `(N, in)`.
 pub fn linear<T: Tape<f32, Dev>>(x: Act<T>, l: &Linear) -> Act<T> {
-    add_bias(
-        x.matmul(l.weight.clone().permute::<_, Axes2<1, 0>>()),
-        &l.bias,
-    )
+    project(x, &l.weight, &l.bias)
+}
+
+/// `x Wᵀ + b` for any weight matrix `(out, in)`: a linear layer, or the MLM decoder tied to
+/// the word embeddings. Our fused op on the CPU; dfdx's matmul and broadcast add on CUDA,
+/// where dfdx's kernels already run on the device.
+pub fn project<T: Tape<f32, Dev>>(x: Act<T>, weight: &Matrix, bias: &Vector) -> Act<T> {
+    #[cfg(not(feature = "cuda"))]
+    return super::fused::linear(x, weight, bias);
+    #[cfg(feature = "cuda")]
+    {
+        add_bias(x.matmul(weight.clone().permute::<_, Axes2<1, 0>>()), bias)
+    }
+}
+
+/// `project` from dfdx's ops: the reference `tests/fused.rs` checks the fused one against.
+pub fn project_unfused<T: Tape<f32, Dev>>(x: Act<T>, weight: &Matrix, bias: &Vector) -> Act<T> {
+    let y = x.matmul(weight.clone().permute::<_, Axes2<1, 0>>());
+    let shape = *y.shape();
+    y + bias.clone().broadcast_like::<_, Axis<0>>(&shape)
 }
 
 /// `x + b` over token rows: fused on the CPU, dfdx's broadcast add on CUDA.

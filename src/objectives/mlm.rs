@@ -4,7 +4,7 @@
 
 use super::{cross_entropy, Ctx, HeadDims, Loss, Objective, ObjectiveFor};
 use crate::model::gelu::gelu;
-use crate::model::ops::{add_bias, layer_norm, linear};
+use crate::model::ops::{layer_norm, linear, project};
 use crate::model::params::{join, Affine, Linear, Param, ParamMut, Params};
 use crate::model::{Act, Dev, Vector};
 use crate::rng::Rng;
@@ -48,7 +48,7 @@ impl<T: Tape<f32, Dev>> ObjectiveFor<T> for Mlm {
             self.eps,
         );
         let word = ctx.encoder.embeddings.word.clone();
-        let logits = add_bias(x.matmul(word.permute::<_, Axes2<1, 0>>()), &self.bias);
+        let logits = project(x, &word, &self.bias);
         let labels: Vec<usize> = b.mlm_labels.iter().map(|&l| l as usize).collect();
         cross_entropy(ctx.dev, logits, &labels)
     }

@@ -16,6 +16,7 @@
 //! `dV = P'ᵀ dC`, `dP = (dC Vᵀ) ⊙ keep`, `dS = α · P ⊙ (dP − rowsum(dP ⊙ P))`,
 //! `dQ = dS K`, `dK = dSᵀ Q`.
 
+use super::gemm::{Into, View};
 use crate::model::host::{add_from_host, fresh_to_vec};
 use crate::model::ops::keep_mask;
 use crate::model::{Act, Dev, Matrix};
@@ -23,80 +24,10 @@ use crate::rng::Rng;
 use dfdx::prelude::*;
 use rayon::prelude::*;
 
-/// A strided matrix view into a slice: element `(i, j)` is `data[offset + i·rs + j·cs]`.
-#[derive(Clone, Copy)]
-struct View<'a> {
-    data: &'a [f32],
-    offset: usize,
-    rows: usize,
-    cols: usize,
-    rs: usize,
-    cs: usize,
-}
-
-impl<'a> View<'a> {
-    fn new(data: &'a [f32], offset: usize, (rows, cols): (usize, usize), rs: usize) -> Self {
-        let v = Self {
-            data,
-            offset,
-            rows,
-            cols,
-            rs,
-            cs: 1,
-        };
-        v.check();
-        v
-    }
-    fn t(self) -> Self {
-        Self {
-            rows: self.cols,
-            cols: self.rows,
-            rs: self.cs,
-            cs: self.rs,
-            ..self
-        }
-    }
-    /// The last element must lie inside the slice: what makes the raw pointers below sound.
-    fn check(&self) {
-        assert!(self.rows > 0 && self.cols > 0);
-        let last = self.offset + (self.rows - 1) * self.rs + (self.cols - 1) * self.cs;
-        assert!(last < self.data.len(), "matrix view out of bounds");
-    }
-}
-
-/// `dst = β · a b` into the `(a.rows, b.cols)` matrix at `dst[offset..]` with row stride `rs`,
-/// single-threaded (the caller parallelises over sequences).
+/// `dst = β · a b` at `offset` with row stride `rs`, single-threaded: the caller parallelises
+/// over sequences.
 fn matmul(dst: &mut [f32], offset: usize, rs: usize, a: View, b: View, beta: f32) {
-    assert_eq!(a.cols, b.rows, "inner dimensions");
-    let (m, k, n) = (a.rows, a.cols, b.cols);
-    View::new(dst, offset, (m, n), rs).check();
-    a.check();
-    b.check();
-    // SAFETY: every view was bounds-checked above for its full extent, `dst` is borrowed
-    // mutably and the inputs immutably, so nothing aliases.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr().add(offset),
-            1,
-            rs as isize,
-            false,
-            a.data.as_ptr().add(a.offset),
-            a.cs as isize,
-            a.rs as isize,
-            b.data.as_ptr().add(b.offset),
-            b.cs as isize,
-            b.rs as isize,
-            0.0,
-            beta,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
+    super::gemm::matmul(dst, offset, rs, a, b, beta, Into::Overwrite, false);
 }
 
 /// What the forward pass keeps for the backward one.

@@ -16,13 +16,16 @@
 mod attention;
 mod bias;
 mod cross_entropy;
+pub mod gemm;
 mod layer_norm;
+mod linear;
 mod residual;
 
 pub use attention::attention;
 pub use bias::add_bias;
 pub use cross_entropy::cross_entropy;
 pub use layer_norm::layer_norm;
+pub use linear::linear;
 pub use residual::residual_dropout;
 
 use rayon::prelude::*;
