@@ -26,7 +26,7 @@ pub fn check(e: &Experiment) -> Vec<(String, String)> {
             bad(key, "expected a positive integer, got 0".into());
         }
     }
-    if m.heads > 0 && m.hidden % m.heads != 0 {
+    if m.heads > 0 && !m.hidden.is_multiple_of(m.heads) {
         bad(
             "model.hidden",
             format!(
@@ -65,7 +65,7 @@ pub fn check(e: &Experiment) -> Vec<(String, String)> {
         );
     }
     let p = &m.powernorm;
-    if p.groups == 0 || (m.hidden > 0 && m.hidden % p.groups != 0) {
+    if p.groups == 0 || (m.hidden > 0 && !m.hidden.is_multiple_of(p.groups)) {
         bad(
             "model.powernorm.groups",
             format!(

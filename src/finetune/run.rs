@@ -509,7 +509,7 @@ pub fn fit(
                     (value, update(&mut head, &mut g, &mut optim, &r.optim, lr))
                 }
             };
-            if step % spec.log_every == 0 || step == total {
+            if step.is_multiple_of(spec.log_every) || step == total {
                 emit(
                     step,
                     "train",

@@ -256,7 +256,7 @@ pub fn best_answer(
                     continue;
                 }
                 let score = start_logits[s] + end_logits[e];
-                if best.map_or(true, |b| score > b.0) {
+                if best.is_none_or(|b| score > b.0) {
                     let (c0, _) = f.offsets[s].expect("context token");
                     let (_, c1) = f.offsets[e].expect("context token");
                     best = Some((score, c0, c1));
