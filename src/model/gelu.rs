@@ -4,7 +4,7 @@
 //! the chain-rule factor of `erf(x/√2)`, returning `Φ(x) + √2·x·φ(x)` instead of
 //! `Φ(x) + x·φ(x)` — the encoder's gradient checks caught it. HF BERT's `gelu` is this one.
 
-use super::host::fresh_to_vec;
+use super::host::{fresh_to_vec, to_host};
 use super::{Act, Dev};
 use dfdx::prelude::*;
 use num_traits::Float;
@@ -26,22 +26,40 @@ pub fn gelu_df<F: Float>(x: F, erf: impl Fn(F) -> F) -> F {
 }
 
 /// GELU on token rows, forward and backward split over rayon's threads (elementwise, so the
-/// result does not depend on the thread count).
+/// result does not depend on the thread count). The forward pass keeps `Φ(x)` for the
+/// backward one, which then needs only `exp` for `φ(x)` (`erf` is the costlier call); the
+/// derivative is `gelu_df`'s, `Φ(x) + x·φ(x)`.
 pub fn gelu<T: Tape<f32, Dev>>(x: Act<T>) -> Act<T> {
     let shape = *x.shape();
     let xv = fresh_to_vec(&x);
-    let y: Vec<f32> = xv.par_iter().map(|&v| gelu_f(v, libm::erff)).collect();
+    let half = 0.5f32;
+    let mut cdf = vec![0.0f32; xv.len()];
+    let mut y = vec![0.0f32; xv.len()];
+    y.par_iter_mut()
+        .zip(cdf.par_iter_mut())
+        .zip(&xv)
+        .for_each(|((y, c), &v)| {
+            *c = half * (1.0 + libm::erff(v * std::f32::consts::FRAC_1_SQRT_2));
+            *y = v * *c;
+        });
     let (x, mut tape) = x.split_tape();
     let out: Act<NoneTape> = x.device().tensor_from_vec(y, shape);
     let (x_ghost, out_ghost) = (x.ghost(), out.ghost());
     tape.add_backward_op(move |grads| {
         grads.try_alloc_for(&x_ghost)?;
         grads.try_alloc_for(&out_ghost)?;
-        let mut g = fresh_to_vec(&grads.get(&out_ghost));
+        let mut g = to_host(grads.get_or_alloc_mut(&out_ghost)?)?;
         g.par_iter_mut()
             .zip(&xv)
-            .for_each(|(gi, &xi)| *gi *= gelu_df(xi, libm::erff));
+            .zip(&cdf)
+            .for_each(|((gi, &xi), &c)| {
+                let pdf = (-(xi * xi) * half).exp() * INV_SQRT_2PI;
+                *gi *= c + xi * pdf;
+            });
         super::host::add_from_host(grads.get_or_alloc_mut(&x_ghost)?, &g)
     });
     out.put_tape(tape)
 }
+
+/// `1/√(2π)`, the peak of the standard normal density.
+const INV_SQRT_2PI: f32 = 0.398_942_3;

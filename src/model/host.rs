@@ -21,7 +21,9 @@ pub fn add_from_host(buf: &mut GradBuf, host: &[f32]) -> Result<(), DevError> {
     Ok(())
 }
 
-/// The buffer's values in host memory.
+/// The buffer's values in host memory. Ops read their incoming gradient with
+/// `to_host(grads.get_or_alloc_mut(&out)?)`: one copy, where dfdx's `Gradients::get` clones the
+/// buffer into a tensor that reading back copies again.
 #[cfg(not(feature = "cuda"))]
 pub fn to_host(buf: &GradBuf) -> Result<Vec<f32>, DevError> {
     Ok(buf.to_vec())

@@ -4,7 +4,7 @@
 //! `dx = r · (h − mean(h) − x̂ · mean(h ⊙ x̂))`, `dγ = Σ_rows g ⊙ x̂`, `dβ = Σ_rows g`.
 
 use super::{column_sums, ROWS};
-use crate::model::host::{add_from_host, fresh_to_vec};
+use crate::model::host::{add_from_host, fresh_to_vec, to_host};
 use crate::model::params::Affine;
 use crate::model::{Act, Dev};
 use dfdx::prelude::*;
@@ -40,7 +40,7 @@ pub fn layer_norm<T: Tape<f32, Dev>>(x: Act<T>, a: &Affine, eps: f32) -> Act<T> 
         grads.try_alloc_for(&w_ghost)?;
         grads.try_alloc_for(&b_ghost)?;
         grads.try_alloc_for(&out_ghost)?;
-        let g = fresh_to_vec(&grads.get(&out_ghost));
+        let g = to_host(grads.get_or_alloc_mut(&out_ghost)?)?;
         let mut dx = vec![0.0f32; n * c];
         let mut gx = vec![0.0f32; n * c];
         dx.par_chunks_mut(c * ROWS)

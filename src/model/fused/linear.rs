@@ -6,7 +6,7 @@
 
 use super::column_sums;
 use super::gemm::{matmul, Into, View};
-use crate::model::host::{add_from_host, fresh_to_vec};
+use crate::model::host::{add_from_host, fresh_to_vec, to_host};
 use crate::model::{Act, Dev, Matrix, Vector};
 use dfdx::prelude::*;
 
@@ -35,7 +35,7 @@ pub fn linear<T: Tape<f32, Dev>>(x: Act<T>, weight: &Matrix, bias: &Vector) -> A
         }
         grads.try_alloc_for(&w_ghost)?;
         grads.try_alloc_for(&b_ghost)?;
-        let g = fresh_to_vec(&grads.get(&out_ghost));
+        let g = to_host(grads.get_or_alloc_mut(&out_ghost)?)?;
         let gs = View::new(&g, 0, (n, d_out), d_out);
         let mut dx = vec![0.0f32; n * d_in];
         matmul(

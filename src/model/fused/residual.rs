@@ -4,7 +4,7 @@
 //! The keep mask is drawn exactly as `ops::dropout` draws it, so fusing changes no random draw.
 //! Backward: `dx = g`, `dh = g ⊙ k`.
 
-use crate::model::host::{add_from_host, fresh_to_vec};
+use crate::model::host::{add_from_host, fresh_to_vec, to_host};
 use crate::model::ops::keep_mask;
 use crate::model::{Act, Dev};
 use crate::rng::Rng;
@@ -41,7 +41,7 @@ pub fn residual_dropout<T: Tape<f32, Dev>>(
         grads.try_alloc_for(&h_ghost)?;
         grads.try_alloc_for(&x_ghost)?;
         grads.try_alloc_for(&out_ghost)?;
-        let mut g = fresh_to_vec(&grads.get(&out_ghost));
+        let mut g = to_host(grads.get_or_alloc_mut(&out_ghost)?)?;
         add_from_host(grads.get_or_alloc_mut(&x_ghost)?, &g)?;
         if let Some(k) = &keep {
             g.par_iter_mut().zip(k).for_each(|(g, k)| *g *= k);
