@@ -26,8 +26,8 @@ impl Param<'_> {
     }
     pub fn to_vec(&self) -> Vec<f32> {
         match self {
-            Param::Vector(t) => t.as_vec(),
-            Param::Matrix(t) => t.as_vec(),
+            Param::Vector(t) => super::host::fresh_to_vec(*t),
+            Param::Matrix(t) => super::host::fresh_to_vec(*t),
         }
     }
 }
@@ -47,8 +47,8 @@ impl ParamMut<'_> {
     }
     pub fn to_vec(&self) -> Vec<f32> {
         match self {
-            ParamMut::Vector(t) => t.as_vec(),
-            ParamMut::Matrix(t) => t.as_vec(),
+            ParamMut::Vector(t) => super::host::fresh_to_vec(*t),
+            ParamMut::Matrix(t) => super::host::fresh_to_vec(*t),
         }
     }
 }

@@ -6,6 +6,7 @@
 //! them and resume would not be exact. This one keeps its state in plain vectors.
 
 use crate::config::{OptimizerConfig, Schedule};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -47,17 +48,23 @@ impl AdamW {
         let (b1, b2, eps) = (b1 as f32, b2 as f32, cfg.eps as f32);
         let step_size = (lr * c2.sqrt() / c1) as f32;
         let wd = (lr * cfg.weight_decay) as f32;
+        // Elementwise, so splitting over threads changes no result.
         for i in 0..params.len() {
             let decay = self.decay[i];
             let (p, g, m, v) = (&mut params[i], &grads[i], &mut self.m[i], &mut self.v[i]);
-            for j in 0..p.len() {
-                m[j] = b1 * m[j] + (1.0 - b1) * g[j];
-                v[j] = b2 * v[j] + (1.0 - b2) * g[j] * g[j];
-                if decay {
-                    p[j] -= wd * p[j];
-                }
-                p[j] -= step_size * m[j] / (v[j].sqrt() + eps);
-            }
+            p.par_iter_mut()
+                .zip(g.par_iter())
+                .zip(m.par_iter_mut())
+                .zip(v.par_iter_mut())
+                .with_min_len(1 << 14)
+                .for_each(|(((p, g), m), v)| {
+                    *m = b1 * *m + (1.0 - b1) * g;
+                    *v = b2 * *v + (1.0 - b2) * g * g;
+                    if decay {
+                        *p -= wd * *p;
+                    }
+                    *p -= step_size * *m / (v.sqrt() + eps);
+                });
         }
     }
 }
