@@ -135,6 +135,19 @@ fn key(data: &DataConfig, base_dir: &Path, tokenizer: &Tokenizer) -> Result<Key,
     })
 }
 
+/// A source read in blocks with the experiment's settings: the two passes over a cached
+/// corpus (tokenizer training, then shards) must see the same documents in the same order,
+/// since the held-out rule counts them.
+fn open_source(source: &str, data: &DataConfig, base_dir: &Path) -> Result<Blocks, CorpusError> {
+    Blocks::open(
+        source,
+        base_dir,
+        data.format,
+        data.min_sentences,
+        BLOCK_BYTES,
+    )
+}
+
 /// The training split's sentences, streamed: what WordPiece is trained on when the corpus is
 /// cached and no tokenizer is given. A read error ends the stream and is kept for the caller,
 /// since the tokenizer trainer takes a plain iterator.
@@ -168,13 +181,7 @@ impl<'a> TrainingText<'a> {
                     return Ok(false);
                 };
                 self.source += 1;
-                self.blocks = Some(Blocks::open(
-                    s,
-                    self.base_dir,
-                    self.data.format,
-                    self.data.min_sentences,
-                    BLOCK_BYTES,
-                )?);
+                self.blocks = Some(open_source(s, self.data, self.base_dir)?);
             }
             let blocks = self.blocks.as_mut().expect("opened above");
             match blocks.next_block()? {
@@ -384,13 +391,7 @@ fn build_into(
     let mut heldout = SplitWriter::new("heldout");
     let mut k = 0;
     for source in &data.corpus {
-        let mut blocks = Blocks::open(
-            source,
-            base_dir,
-            data.format,
-            data.min_sentences,
-            BLOCK_BYTES,
-        )?;
+        let mut blocks = open_source(source, data, base_dir)?;
         while let Some(docs) = blocks.next_block()? {
             for doc in tokenize_block(tokenizer, &docs) {
                 let split = if held_out(k, data.heldout_fraction) {
