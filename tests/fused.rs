@@ -7,6 +7,7 @@ use pretext::model::attention::core_unfused;
 use pretext::model::fused::{
     add_bias, attention, cross_entropy, layer_norm, linear, residual_dropout,
 };
+use pretext::model::gelu::gelu;
 use pretext::model::params::Affine;
 use pretext::model::{Dev, Matrix, Vector};
 use pretext::rng::stream;
@@ -93,6 +94,33 @@ fn linear_matches_dfdx() {
     assert_close("dx", &got.1, &want.1, 1e-5);
     assert_close("dW", &got.2, &want.2, 1e-5);
     assert_close("db", &got.3, &want.3, 1e-5);
+}
+
+/// A permuted view (what mean pooling hands the classifier) is read in its logical order, and
+/// its gradient goes back to the tensor it views.
+#[test]
+fn fused_ops_take_views() {
+    let dev = Dev::seed_from_u64(0);
+    let (n, d_in, d_out) = (9, 12, 5);
+    let xt: Matrix = dev.tensor_from_vec(rows(d_in, n, 34), (d_in, n));
+    let w: Matrix = dev.tensor_from_vec(random(d_out * d_in, 35, 0.5), (d_out, d_in));
+    let b: Vector = dev.tensor_from_vec(random(d_out, 36, 1.0), (d_out,));
+    let r: Matrix = dev.tensor_from_vec(random(n * d_out, 37, 1.0), (n, d_out));
+    let run = |fused: bool| {
+        let view = xt.leaky_trace().permute::<_, Axes2<1, 0>>();
+        let y = if fused {
+            gelu(linear(view, &w, &b))
+        } else {
+            gelu(pretext::model::ops::project_unfused(view, &w, &b))
+        };
+        let out = y.as_vec();
+        let g = (y * r.clone()).sum::<Rank0, _>().backward();
+        (out, g.get(&xt).as_vec(), g.get(&w).as_vec())
+    };
+    let (got, want) = (run(true), run(false));
+    assert_close("output", &got.0, &want.0, 1e-5);
+    assert_close("d(viewed tensor)", &got.1, &want.1, 1e-5);
+    assert_close("dW", &got.2, &want.2, 1e-5);
 }
 
 #[test]

@@ -30,6 +30,7 @@ pub fn gelu_df<F: Float>(x: F, erf: impl Fn(F) -> F) -> F {
 /// backward one, which then needs only `exp` for `φ(x)` (`erf` is the costlier call); the
 /// derivative is `gelu_df`'s, `Φ(x) + x·φ(x)`.
 pub fn gelu<T: Tape<f32, Dev>>(x: Act<T>) -> Act<T> {
+    let x = x.contiguous();
     let shape = *x.shape();
     let xv = fresh_to_vec(&x);
     let half = 0.5f32;

@@ -51,6 +51,8 @@ pub fn attention<T: Tape<f32, Dev>>(
     p: f32,
     rng: Option<&mut Rng>,
 ) -> Act<T> {
+    // Views (permuted, broadcast) become contiguous copies; op outputs pass through free.
+    let (q, k, v) = (q.contiguous(), k.contiguous(), v.contiguous());
     let (n, h) = *q.shape();
     assert_eq!(n, batch * seq, "token rows");
     let (s, a, d) = (seq, heads, h / heads);

@@ -8,6 +8,7 @@ use rayon::prelude::*;
 
 /// `x + b`, `x` of shape `(N, C)` and `b` of shape `(C,)`.
 pub fn add_bias<T: Tape<f32, Dev>>(x: Act<T>, bias: &Vector) -> Act<T> {
+    let x = x.contiguous();
     let shape = *x.shape();
     let c = shape.1;
     let b = bias.as_vec();

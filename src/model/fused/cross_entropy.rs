@@ -15,6 +15,7 @@ pub fn cross_entropy<T: Tape<f32, Dev>>(
     logits: Act<T>,
     labels: &[usize],
 ) -> (Tensor<Rank0, f32, Dev, T>, usize) {
+    let logits = logits.contiguous();
     let (n, c) = *logits.shape();
     let mut probs = fresh_to_vec(&logits);
     // Per row: the loss term and whether the argmax hit.

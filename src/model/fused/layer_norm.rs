@@ -11,6 +11,7 @@ use dfdx::prelude::*;
 use rayon::prelude::*;
 
 pub fn layer_norm<T: Tape<f32, Dev>>(x: Act<T>, a: &Affine, eps: f32) -> Act<T> {
+    let x = x.contiguous();
     let shape = *x.shape();
     let (n, c) = shape;
     let (gamma, beta) = (a.weight.as_vec(), a.bias.as_vec());

@@ -12,6 +12,7 @@ use dfdx::prelude::*;
 
 /// `x`: `(N, in)`; `weight`: `(out, in)`; `bias`: `(out,)`.
 pub fn linear<T: Tape<f32, Dev>>(x: Act<T>, weight: &Matrix, bias: &Vector) -> Act<T> {
+    let x = x.contiguous();
     let (n, d_in) = *x.shape();
     let (d_out, w_in) = *weight.shape();
     assert_eq!(d_in, w_in, "linear: input width against the weight's");

@@ -19,6 +19,7 @@ pub fn residual_dropout<T: Tape<f32, Dev>>(
     p: f32,
     rng: Option<&mut Rng>,
 ) -> Act<T> {
+    let h = h.contiguous();
     let shape = *h.shape();
     let keep = match rng {
         Some(rng) if p > 0.0 => Some(keep_mask(shape.num_elements(), p, rng)),
