@@ -31,34 +31,21 @@ pub fn linear<T: Tape<f32, Dev>>(x: Act<T>, weight: &Matrix, bias: &Vector) -> A
     let (x_ghost, w_ghost, b_ghost, out_ghost) =
         (x.ghost(), weight.ghost(), bias.ghost(), out.ghost());
     tape.add_backward_op(move |grads| {
-        for g in [&x_ghost, &out_ghost] {
-            grads.try_alloc_for(g)?;
-        }
+        grads.try_alloc_for(&x_ghost)?;
         grads.try_alloc_for(&w_ghost)?;
         grads.try_alloc_for(&b_ghost)?;
+        grads.try_alloc_for(&out_ghost)?;
         let g = to_host(grads.get_or_alloc_mut(&out_ghost)?)?;
         let gs = View::new(&g, 0, (n, d_out), d_out);
-        let mut dx = vec![0.0f32; n * d_in];
-        matmul(
-            &mut dx,
-            0,
-            d_in,
-            gs,
-            ws_of(&w, d_out, d_in),
-            1.0,
-            Into::Overwrite,
-            true,
-        );
-        let mut dw = vec![0.0f32; d_out * d_in];
+        let ws = View::new(&w, 0, (d_out, d_in), d_in);
         let xs = View::new(&xv, 0, (n, d_in), d_in);
+        let mut dx = vec![0.0f32; n * d_in];
+        matmul(&mut dx, 0, d_in, gs, ws, 1.0, Into::Overwrite, true);
+        let mut dw = vec![0.0f32; d_out * d_in];
         matmul(&mut dw, 0, d_in, gs.t(), xs, 1.0, Into::Overwrite, true);
         add_from_host(grads.get_or_alloc_mut(&x_ghost)?, &dx)?;
         add_from_host(grads.get_or_alloc_mut(&w_ghost)?, &dw)?;
         add_from_host(grads.get_or_alloc_mut(&b_ghost)?, &column_sums(&g, d_out))
     });
     out.put_tape(tape)
-}
-
-fn ws_of(w: &[f32], d_out: usize, d_in: usize) -> View<'_> {
-    View::new(w, 0, (d_out, d_in), d_in)
 }
