@@ -24,8 +24,8 @@ rows = [json.loads(l) for l in open(sys.argv[1])]
 ratios = [r["pretext"]["tokens_per_second"] / r["pytorch"]["tokens_per_second"] for r in rows]
 med = lambda k, side: statistics.median(r[side][k] for r in rows)
 print(f"{sys.argv[2]} config, {sys.argv[3]} threads, {len(rows)} pairs")
-print(f"  pretext: {med('tokens_per_second', 'pretext'):.0f} tokens/s, {med('gflops_per_second', 'pretext'):.1f} GFLOP/s, peak RSS {med('peak_rss_mib', 'pretext'):.0f} MiB")
-print(f"  PyTorch: {med('tokens_per_second', 'pytorch'):.0f} tokens/s, peak RSS {med('peak_rss_mib', 'pytorch'):.0f} MiB (torch {rows[0]['pytorch']['torch']})")
+print(f"  pretext: {med('tokens_per_second', 'pretext'):.0f} tokens/s, {med('gflops_per_second', 'pretext'):.1f} GFLOP/s, peak RSS {med('peak_rss_mib', 'pretext'):.0f} MiB, {rows[0]['pretext']['simd']} kernels")
+print(f"  PyTorch: {med('tokens_per_second', 'pytorch'):.0f} tokens/s, peak RSS {med('peak_rss_mib', 'pytorch'):.0f} MiB (torch {rows[0]['pytorch']['torch']}, {rows[0]['pytorch']['simd']})")
 print(f"  ratio pretext / PyTorch (median of pairs): {statistics.median(ratios):.2f}  (all: {', '.join(f'{x:.2f}' for x in ratios)})")
 PY
 rm -f "$out"

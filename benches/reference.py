@@ -86,6 +86,8 @@ def main():
         "losses": losses,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        # ATen's kernels; ATEN_CPU_CAPABILITY=avx2 lowers it (faster on some AMD CPUs).
+        "simd": torch.backends.cpu.get_cpu_capability(),
     }))
 
 

@@ -53,6 +53,9 @@ pub const LARGE: Shape = Shape {
 pub struct Measured {
     /// `cpu`, or `cuda` for a build with the `cuda` feature.
     pub device: &'static str,
+    /// The matrix kernels' instruction set on the CPU (`avx512`, `avx2`, or `generic`):
+    /// the one setting that moves these figures most between machines.
+    pub simd: &'static str,
     pub steps: u64,
     pub seconds: f64,
     pub tokens_per_second: f64,
@@ -136,6 +139,27 @@ pub fn peak_rss_mib() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
+/// The kernels `gemm` chooses at run time: AVX-512 where the CPU has x86-64-v4's AVX-512
+/// subsets (our build enables gemm's `x86-v4`), else AVX2 with FMA.
+pub fn simd() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        if has!("avx512f")
+            && has!("avx512bw")
+            && has!("avx512cd")
+            && has!("avx512dq")
+            && has!("avx512vl")
+        {
+            return "avx512";
+        }
+        if has!("avx2") && has!("fma") {
+            return "avx2";
+        }
+    }
+    "generic"
+}
+
 /// Trains `warmup` untimed steps, then `steps` timed ones.
 pub fn run(shape: &Shape, warmup: u64, steps: u64, dir: &Path) -> Result<Measured, TrainError> {
     let cfg = experiment(shape, warmup + steps, 1);
@@ -156,6 +180,7 @@ pub fn run(shape: &Shape, warmup: u64, steps: u64, dir: &Path) -> Result<Measure
     let tokens = (shape.batch * shape.seq) as f64 * steps as f64;
     Ok(Measured {
         device: crate::model::DEVICE_NAME,
+        simd: simd(),
         steps,
         seconds,
         tokens_per_second: tokens / seconds,

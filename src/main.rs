@@ -266,7 +266,7 @@ fn run() -> Result<()> {
                     m.losses.first().copied().unwrap_or(f64::NAN),
                     m.losses.last().copied().unwrap_or(f64::NAN)
                 );
-                println!("device: {}", m.device);
+                println!("device: {} (matrix kernels: {})", m.device, m.simd);
                 if let Some(peak) = peak_tflops {
                     println!(
                         "model-FLOP utilisation: {:.1} % of {peak} TFLOP/s",
