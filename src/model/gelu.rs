@@ -4,7 +4,7 @@
 //! the chain-rule factor of `erf(x/√2)`, returning `Φ(x) + √2·x·φ(x)` instead of
 //! `Φ(x) + x·φ(x)` — the encoder's gradient checks caught it. HF BERT's `gelu` is this one.
 
-use super::host::{fresh_to_vec, to_host};
+use super::host::{accumulate, fresh_to_vec, take_output_grad};
 use super::{Act, Dev};
 use dfdx::prelude::*;
 use num_traits::Float;
@@ -49,15 +49,17 @@ pub fn gelu<T: Tape<f32, Dev>>(x: Act<T>) -> Act<T> {
     tape.add_backward_op(move |grads| {
         grads.try_alloc_for(&x_ghost)?;
         grads.try_alloc_for(&out_ghost)?;
-        let mut g = to_host(grads.get_or_alloc_mut(&out_ghost)?)?;
-        g.par_iter_mut()
-            .zip(&xv)
-            .zip(&cdf)
-            .for_each(|((gi, &xi), &c)| {
-                let pdf = (-(xi * xi) * half).exp() * INV_SQRT_2PI;
-                *gi *= c + xi * pdf;
-            });
-        super::host::add_from_host(grads.get_or_alloc_mut(&x_ghost)?, &g)
+        let g = take_output_grad(grads.get_or_alloc_mut(&out_ghost)?)?;
+        accumulate(grads.get_or_alloc_mut(&x_ghost)?, |dx| {
+            dx.par_iter_mut()
+                .zip(&g)
+                .zip(&xv)
+                .zip(&cdf)
+                .for_each(|(((d, gi), &xi), &c)| {
+                    let pdf = (-(xi * xi) * half).exp() * INV_SQRT_2PI;
+                    *d += gi * (c + xi * pdf);
+                })
+        })
     });
     out.put_tape(tape)
 }

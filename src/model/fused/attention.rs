@@ -17,7 +17,7 @@
 //! `dQ = dS K`, `dK = dSᵀ Q`.
 
 use super::gemm::{Into, View};
-use crate::model::host::{add_from_host, fresh_to_vec, to_host};
+use crate::model::host::{add_from_host, fresh_to_vec, take_output_grad};
 use crate::model::ops::keep_mask;
 use crate::model::{Act, Dev, Matrix};
 use crate::rng::Rng;
@@ -113,7 +113,7 @@ pub fn attention<T: Tape<f32, Dev>>(
         for g in [q_ghost, k_ghost, v_ghost, out_ghost] {
             grads.try_alloc_for(g)?;
         }
-        let g = to_host(grads.get_or_alloc_mut(out_ghost)?)?;
+        let g = take_output_grad(grads.get_or_alloc_mut(out_ghost)?)?;
         let (dq, dk, dv) = backward(&saved, &g, (batch, s, a, d), scale);
         add_from_host(grads.get_or_alloc_mut(q_ghost)?, &dq)?;
         add_from_host(grads.get_or_alloc_mut(k_ghost)?, &dk)?;

@@ -1,7 +1,7 @@
 //! `x + b` with a bias `b` broadcast over token rows: the second half of every linear layer.
 
 use super::column_sums;
-use crate::model::host::{add_from_host, fresh_to_vec, to_host};
+use crate::model::host::{add_from_host, fresh_to_vec, take_output_grad};
 use crate::model::{Act, Dev, Vector};
 use dfdx::prelude::*;
 use rayon::prelude::*;
@@ -27,7 +27,7 @@ pub fn add_bias<T: Tape<f32, Dev>>(x: Act<T>, bias: &Vector) -> Act<T> {
         grads.try_alloc_for(&x_ghost)?;
         grads.try_alloc_for(&b_ghost)?;
         grads.try_alloc_for(&out_ghost)?;
-        let g = to_host(grads.get_or_alloc_mut(&out_ghost)?)?;
+        let g = take_output_grad(grads.get_or_alloc_mut(&out_ghost)?)?;
         add_from_host(grads.get_or_alloc_mut(&x_ghost)?, &g)?;
         add_from_host(grads.get_or_alloc_mut(&b_ghost)?, &column_sums(&g, c))
     });

@@ -5,7 +5,7 @@
 //! Backward: `dlogits = g · (softmax(logits) − onehot(label)) / N`.
 
 use super::ROWS;
-use crate::model::host::{add_from_host, fresh_to_vec, to_host};
+use crate::model::host::{add_from_host, fresh_to_vec, take_output_grad};
 use crate::model::{Act, Dev};
 use dfdx::prelude::*;
 use rayon::prelude::*;
@@ -57,7 +57,7 @@ pub fn cross_entropy<T: Tape<f32, Dev>>(
     tape.add_backward_op(move |grads| {
         grads.try_alloc_for(&l_ghost)?;
         grads.try_alloc_for(&out_ghost)?;
-        let g = to_host(grads.get_or_alloc_mut(&out_ghost)?)?[0] / n as f32;
+        let g = take_output_grad(grads.get_or_alloc_mut(&out_ghost)?)?[0] / n as f32;
         probs
             .par_chunks_mut(c * ROWS)
             .zip(labels.par_chunks(ROWS))

@@ -4,7 +4,7 @@
 //! `dx = r · (h − mean(h) − x̂ · mean(h ⊙ x̂))`, `dγ = Σ_rows g ⊙ x̂`, `dβ = Σ_rows g`.
 
 use super::{column_sums, ROWS};
-use crate::model::host::{add_from_host, fresh_to_vec, to_host};
+use crate::model::host::{accumulate, add_from_host, fresh_to_vec, take_output_grad};
 use crate::model::params::Affine;
 use crate::model::{Act, Dev};
 use dfdx::prelude::*;
@@ -41,38 +41,38 @@ pub fn layer_norm<T: Tape<f32, Dev>>(x: Act<T>, a: &Affine, eps: f32) -> Act<T> 
         grads.try_alloc_for(&w_ghost)?;
         grads.try_alloc_for(&b_ghost)?;
         grads.try_alloc_for(&out_ghost)?;
-        let g = to_host(grads.get_or_alloc_mut(&out_ghost)?)?;
-        let mut dx = vec![0.0f32; n * c];
+        let g = take_output_grad(grads.get_or_alloc_mut(&out_ghost)?)?;
         let mut gx = vec![0.0f32; n * c];
-        dx.par_chunks_mut(c * ROWS)
-            .zip(gx.par_chunks_mut(c * ROWS))
-            .zip(g.par_chunks(c * ROWS))
-            .zip(xhat.par_chunks(c * ROWS))
-            .zip(rstd.par_chunks(ROWS))
-            .for_each(|((((dxs, gxs), gs), xs), rs)| {
-                let rows = dxs
-                    .chunks_exact_mut(c)
-                    .zip(gxs.chunks_exact_mut(c))
-                    .zip(gs.chunks_exact(c))
-                    .zip(xs.chunks_exact(c))
-                    .zip(rs);
-                for ((((d, gxr), gr), xr), r) in rows {
-                    let (mut m1, mut m2) = (0.0f32, 0.0f32);
-                    for ((gi, wi), xi) in gr.iter().zip(&gamma).zip(xr) {
-                        let h = gi * wi;
-                        m1 += h;
-                        m2 += h * xi;
+        accumulate(grads.get_or_alloc_mut(&x_ghost)?, |dx| {
+            dx.par_chunks_mut(c * ROWS)
+                .zip(gx.par_chunks_mut(c * ROWS))
+                .zip(g.par_chunks(c * ROWS))
+                .zip(xhat.par_chunks(c * ROWS))
+                .zip(rstd.par_chunks(ROWS))
+                .for_each(|((((dxs, gxs), gs), xs), rs)| {
+                    let rows = dxs
+                        .chunks_exact_mut(c)
+                        .zip(gxs.chunks_exact_mut(c))
+                        .zip(gs.chunks_exact(c))
+                        .zip(xs.chunks_exact(c))
+                        .zip(rs);
+                    for ((((d, gxr), gr), xr), r) in rows {
+                        let (mut m1, mut m2) = (0.0f32, 0.0f32);
+                        for ((gi, wi), xi) in gr.iter().zip(&gamma).zip(xr) {
+                            let h = gi * wi;
+                            m1 += h;
+                            m2 += h * xi;
+                        }
+                        let (m1, m2) = (m1 / c as f32, m2 / c as f32);
+                        for ((((di, gxi), gi), wi), xi) in
+                            d.iter_mut().zip(gxr.iter_mut()).zip(gr).zip(&gamma).zip(xr)
+                        {
+                            *di += r * (gi * wi - m1 - xi * m2);
+                            *gxi = gi * xi;
+                        }
                     }
-                    let (m1, m2) = (m1 / c as f32, m2 / c as f32);
-                    for ((((di, gxi), gi), wi), xi) in
-                        d.iter_mut().zip(gxr.iter_mut()).zip(gr).zip(&gamma).zip(xr)
-                    {
-                        *di = r * (gi * wi - m1 - xi * m2);
-                        *gxi = gi * xi;
-                    }
-                }
-            });
-        add_from_host(grads.get_or_alloc_mut(&x_ghost)?, &dx)?;
+                })
+        })?;
         add_from_host(grads.get_or_alloc_mut(&w_ghost)?, &column_sums(&gx, c))?;
         add_from_host(grads.get_or_alloc_mut(&b_ghost)?, &column_sums(&g, c))
     });

@@ -2,11 +2,12 @@
 //! `gemm` (AVX-512 where the CPU has it) rather than dfdx's matmul, with the bias folded in:
 //! `y` starts as the bias rows and the product accumulates onto it.
 //!
-//! Backward: `dx = g W`, `dW = gᵀ x`, `db = Σ_rows g`.
+//! Backward: `dx = g W`, `dW = gᵀ x`, `db = Σ_rows g`, the two products accumulating straight
+//! into dfdx's gradient buffers.
 
 use super::column_sums;
 use super::gemm::{matmul, Into, View};
-use crate::model::host::{add_from_host, fresh_to_vec, to_host};
+use crate::model::host::{accumulate, add_from_host, fresh_to_vec, take_output_grad};
 use crate::model::{Act, Dev, Matrix, Vector};
 use dfdx::prelude::*;
 
@@ -35,16 +36,16 @@ pub fn linear<T: Tape<f32, Dev>>(x: Act<T>, weight: &Matrix, bias: &Vector) -> A
         grads.try_alloc_for(&w_ghost)?;
         grads.try_alloc_for(&b_ghost)?;
         grads.try_alloc_for(&out_ghost)?;
-        let g = to_host(grads.get_or_alloc_mut(&out_ghost)?)?;
+        let g = take_output_grad(grads.get_or_alloc_mut(&out_ghost)?)?;
         let gs = View::new(&g, 0, (n, d_out), d_out);
         let ws = View::new(&w, 0, (d_out, d_in), d_in);
         let xs = View::new(&xv, 0, (n, d_in), d_in);
-        let mut dx = vec![0.0f32; n * d_in];
-        matmul(&mut dx, 0, d_in, gs, ws, 1.0, Into::Overwrite, true);
-        let mut dw = vec![0.0f32; d_out * d_in];
-        matmul(&mut dw, 0, d_in, gs.t(), xs, 1.0, Into::Overwrite, true);
-        add_from_host(grads.get_or_alloc_mut(&x_ghost)?, &dx)?;
-        add_from_host(grads.get_or_alloc_mut(&w_ghost)?, &dw)?;
+        accumulate(grads.get_or_alloc_mut(&x_ghost)?, |dx| {
+            matmul(dx, 0, d_in, gs, ws, 1.0, Into::Accumulate, true)
+        })?;
+        accumulate(grads.get_or_alloc_mut(&w_ghost)?, |dw| {
+            matmul(dw, 0, d_in, gs.t(), xs, 1.0, Into::Accumulate, true)
+        })?;
         add_from_host(grads.get_or_alloc_mut(&b_ghost)?, &column_sums(&g, d_out))
     });
     out.put_tape(tape)

@@ -4,7 +4,7 @@
 //! The keep mask is drawn exactly as `ops::dropout` draws it, so fusing changes no random draw.
 //! Backward: `dx = g`, `dh = g ⊙ k`.
 
-use crate::model::host::{add_from_host, fresh_to_vec, to_host};
+use crate::model::host::{accumulate, add_from_host, fresh_to_vec, take_output_grad};
 use crate::model::ops::keep_mask;
 use crate::model::{Act, Dev};
 use crate::rng::Rng;
@@ -42,12 +42,17 @@ pub fn residual_dropout<T: Tape<f32, Dev>>(
         grads.try_alloc_for(&h_ghost)?;
         grads.try_alloc_for(&x_ghost)?;
         grads.try_alloc_for(&out_ghost)?;
-        let mut g = to_host(grads.get_or_alloc_mut(&out_ghost)?)?;
+        let g = take_output_grad(grads.get_or_alloc_mut(&out_ghost)?)?;
         add_from_host(grads.get_or_alloc_mut(&x_ghost)?, &g)?;
-        if let Some(k) = &keep {
-            g.par_iter_mut().zip(k).for_each(|(g, k)| *g *= k);
+        match &keep {
+            Some(k) => accumulate(grads.get_or_alloc_mut(&h_ghost)?, |dh| {
+                dh.par_iter_mut()
+                    .zip(&g)
+                    .zip(k)
+                    .for_each(|((d, g), k)| *d += g * k)
+            }),
+            None => add_from_host(grads.get_or_alloc_mut(&h_ghost)?, &g),
         }
-        add_from_host(grads.get_or_alloc_mut(&h_ghost)?, &g)
     });
     out.put_tape(tape)
 }
