@@ -12,21 +12,6 @@ pub type GradBuf = <Dev as Storage<f32>>::Vec;
 /// The error a backward op on `Dev` returns.
 pub type DevError = <Dev as HasErr>::Err;
 
-/// `buf += host`, element by element, over rayon's threads for large buffers.
-#[cfg(not(feature = "cuda"))]
-pub fn add_from_host(buf: &mut GradBuf, host: &[f32]) -> Result<(), DevError> {
-    use rayon::prelude::*;
-    const CHUNK: usize = 1 << 14;
-    buf.par_chunks_mut(CHUNK)
-        .zip(host.par_chunks(CHUNK))
-        .for_each(|(b, h)| {
-            for (b, h) in b.iter_mut().zip(h) {
-                *b += h;
-            }
-        });
-    Ok(())
-}
-
 /// Lets `f` add to a gradient buffer in place (a matrix product accumulating onto it), which
 /// saves a temporary, its zero-fill and a pass over it.
 #[cfg(not(feature = "cuda"))]
@@ -44,19 +29,38 @@ pub fn accumulate(buf: &mut GradBuf, f: impl FnOnce(&mut [f32])) -> Result<(), D
     Ok(())
 }
 
-/// The buffer's values in host memory. Ops read their incoming gradient with
-/// `to_host(grads.get_or_alloc_mut(&out)?)`: one copy, where dfdx's `Gradients::get` clones the
-/// buffer into a tensor that reading back copies again.
+/// `buf += host`, element by element, over rayon's threads for large buffers.
+pub fn add_from_host(buf: &mut GradBuf, host: &[f32]) -> Result<(), DevError> {
+    use rayon::prelude::*;
+    const CHUNK: usize = 1 << 14;
+    accumulate(buf, |buf| {
+        buf.par_chunks_mut(CHUNK)
+            .zip(host.par_chunks(CHUNK))
+            .for_each(|(b, h)| {
+                for (b, h) in b.iter_mut().zip(h) {
+                    *b += h;
+                }
+            })
+    })
+}
+
+/// A copy of the buffer's values in host memory: for parameter gradients, which stay where
+/// they are for the optimiser.
 #[cfg(not(feature = "cuda"))]
 pub fn to_host(buf: &GradBuf) -> Result<Vec<f32>, DevError> {
     Ok(buf.to_vec())
 }
 
-/// The incoming gradient of an op's own output, taken out of its buffer without a copy.
-/// Sound because only the op that made a tensor reads that tensor's gradient, once, after
-/// every consumer has added to it (dfdx runs backward ops in reverse order, each once), and
-/// dfdx drops the gradients of non-leaf tensors when backward ends. Never for a parameter's
-/// gradient, which the optimiser reads: use `to_host` there.
+#[cfg(feature = "cuda")]
+pub fn to_host(buf: &GradBuf) -> Result<Vec<f32>, DevError> {
+    Ok(buf.device().dtoh_sync_copy(buf)?)
+}
+
+/// The incoming gradient of an op's own output, taken out of its buffer without a copy (one
+/// device-to-host copy on CUDA). Sound because only the op that made a tensor reads that
+/// tensor's gradient, once, after every consumer has added to it (dfdx runs backward ops in
+/// reverse order, each once), and dfdx drops the gradients of non-leaf tensors when backward
+/// ends. Never for a parameter's gradient, which the optimiser reads: use `to_host` there.
 #[cfg(not(feature = "cuda"))]
 pub fn take_output_grad(buf: &mut GradBuf) -> Result<Vec<f32>, DevError> {
     Ok(std::mem::take(&mut **buf))
@@ -65,22 +69,6 @@ pub fn take_output_grad(buf: &mut GradBuf) -> Result<Vec<f32>, DevError> {
 #[cfg(feature = "cuda")]
 pub fn take_output_grad(buf: &mut GradBuf) -> Result<Vec<f32>, DevError> {
     to_host(buf)
-}
-
-#[cfg(feature = "cuda")]
-pub fn add_from_host(buf: &mut GradBuf, host: &[f32]) -> Result<(), DevError> {
-    let dev = buf.device();
-    let mut sum = dev.dtoh_sync_copy(buf)?;
-    for (s, h) in sum.iter_mut().zip(host) {
-        *s += h;
-    }
-    dev.htod_sync_copy_into(&sum, &mut **buf)?;
-    Ok(())
-}
-
-#[cfg(feature = "cuda")]
-pub fn to_host(buf: &GradBuf) -> Result<Vec<f32>, DevError> {
-    Ok(buf.device().dtoh_sync_copy(buf)?)
 }
 
 /// The values of a tensor that an op just produced, by a plain copy of its buffer. dfdx's
