@@ -65,8 +65,10 @@ pub struct Measured {
     pub losses: Vec<f64>,
 }
 
-/// The experiment of a shape: MLM (15%) + NSP, AdamW with warm-up, dropout 0.1.
-pub fn experiment(s: &Shape, steps: u64, seed: u64) -> Experiment {
+/// The experiment of a shape: MLM (15%) + NSP, AdamW with warm-up, dropout 0.1. A shape or
+/// step count the experiment file's rules refuse (0 steps, a hidden size the heads do not
+/// divide) is an error that says why.
+pub fn experiment(s: &Shape, steps: u64, seed: u64) -> Result<Experiment, TrainError> {
     let text = format!(
         "name = \"bench\"\n[model]\nlayers = {}\nhidden = {}\nheads = {}\nffn = {}\nmax_positions = {}\n\
          [[objectives]]\nname = \"mlm\"\n[[objectives]]\nname = \"nsp\"\n\
@@ -74,11 +76,12 @@ pub fn experiment(s: &Shape, steps: u64, seed: u64) -> Experiment {
          [training]\nsteps = {steps}\nbatch_size = {}\nseq_len = {}\nshort_seq_prob = 0.0\neval_every = 0\ncheckpoint_every = 0\nseed = {seed}\n",
         s.layers, s.hidden, s.heads, s.ffn, s.seq, s.batch, s.seq
     );
-    LoadedExperiment::from_str(&text, Path::new("<bench>"))
-        .expect("the benchmark's own config is valid")
-        .runs
-        .remove(0)
-        .config
+    let mut exp =
+        LoadedExperiment::from_str(&text, Path::new("<bench>")).map_err(|e| TrainError::Io {
+            path: "<bench>".into(),
+            reason: format!("the benchmark's settings are refused: {e}"),
+        })?;
+    Ok(exp.runs.remove(0).config)
 }
 
 /// A vocabulary of `vocab` tokens and random documents over it.
@@ -93,7 +96,8 @@ pub fn synthetic_data(vocab: usize, seed: u64, dir: &Path) -> std::io::Result<Pr
     std::fs::write(&path, words.join("\n"))?;
     let tokenizer = Tokenizer::load(&path, true).map_err(std::io::Error::other)?;
     let mut rng = stream(seed, "bench.data");
-    let zipf = rand_distr::Zipf::new((vocab - 5) as u64, 1.1).expect("a valid Zipf law");
+    let zipf = rand_distr::Zipf::new(vocab.saturating_sub(5).max(1) as u64, 1.1)
+        .map_err(|e| std::io::Error::other(format!("vocabulary of {vocab}: {e}")))?;
     let docs: Vec<Vec<Vec<u32>>> = (0..400)
         .map(|_| {
             (0..rng.gen_range(8..24))
@@ -140,8 +144,12 @@ pub fn peak_rss_mib() -> f64 {
 }
 
 /// The kernels `gemm` chooses at run time: AVX-512 where the CPU has x86-64-v4's AVX-512
-/// subsets (our build enables gemm's `x86-v4`), else AVX2 with FMA.
+/// subsets (our build enables gemm's `x86-v4`), else AVX2 with FMA. A CUDA build's products
+/// run in cuBLAS (dfdx's f32 `sgemm`, no TF32), whatever the CPU has.
 pub fn simd() -> &'static str {
+    if cfg!(feature = "cuda") {
+        return "cublas-f32";
+    }
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::is_x86_feature_detected as has;
@@ -162,7 +170,7 @@ pub fn simd() -> &'static str {
 
 /// Trains `warmup` untimed steps, then `steps` timed ones.
 pub fn run(shape: &Shape, warmup: u64, steps: u64, dir: &Path) -> Result<Measured, TrainError> {
-    let cfg = experiment(shape, warmup + steps, 1);
+    let cfg = experiment(shape, warmup.saturating_add(steps), 1)?;
     let data = synthetic_data(shape.vocab, 1, dir).map_err(|e| TrainError::Io {
         path: dir.into(),
         reason: e.to_string(),

@@ -135,3 +135,101 @@ mod tests {
         assert!(script.contains("--only \"${variants[$SLURM_ARRAY_TASK_ID]}\""));
     }
 }
+
+/// What `pretext sweep --slurm` was asked.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub file: std::path::PathBuf,
+    /// The file's `[slurm]` section after the command line's overrides.
+    pub resources: SlurmConfig,
+    pub runs_dir: std::path::PathBuf,
+    pub reports_dir: std::path::PathBuf,
+    /// The script's path (default: `<runs-dir>/<experiment>/slurm/sweep.sbatch`).
+    pub out: Option<std::path::PathBuf>,
+    /// Submit the script, and a report job that runs after it.
+    pub submit: bool,
+}
+
+/// Writes the job-array script (after training the shared tokenizer once, here: array tasks
+/// starting together must not each train one) and, when asked, submits it.
+pub fn write_and_submit(r: &Request) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let exp = LoadedExperiment::load(&r.file)?;
+    let abs = |p: &Path| -> anyhow::Result<std::path::PathBuf> {
+        std::path::absolute(p).with_context(|| format!("resolving {}", p.display()))
+    };
+    let runs_dir = abs(&r.runs_dir)?;
+    let exp_dir = runs_dir.join(&exp.base.name);
+    let slurm_dir = exp_dir.join("slurm");
+    std::fs::create_dir_all(&slurm_dir)
+        .with_context(|| format!("cannot create {}", slurm_dir.display()))?;
+    let base_dir = crate::grid::base_dir(&r.file);
+    if let Some(first) = exp.runs.first() {
+        crate::grid::prepare_shared(first, &base_dir, &exp_dir)?;
+    }
+    let binary = std::env::current_exe().context("locating the pretext binary")?;
+    let reports_dir = abs(&r.reports_dir)?;
+    let script = slurm_script(
+        &exp,
+        &r.resources,
+        &Paths {
+            binary: &binary,
+            experiment: &abs(&r.file)?,
+            workdir: &abs(Path::new("."))?,
+            runs_dir: &runs_dir,
+            reports_dir: &reports_dir,
+        },
+    );
+    let out = r
+        .out
+        .clone()
+        .unwrap_or_else(|| slurm_dir.join("sweep.sbatch"));
+    crate::rundir::refuse_overwriting_input(&out, std::slice::from_ref(&r.file))
+        .map_err(anyhow::Error::msg)?;
+    crate::rundir::write_atomically(&out, script.as_bytes())
+        .with_context(|| format!("writing {}", out.display()))?;
+    println!(
+        "{}: {} run(s) → {}\n  submit: sbatch {}\n  then:   pretext report {}",
+        r.file.display(),
+        exp.runs.len(),
+        out.display(),
+        q(&out),
+        q(&exp_dir)
+    );
+    if !r.submit {
+        return Ok(());
+    }
+    let id = sbatch(&["--parsable", &out.to_string_lossy()])?;
+    let id = id.split(';').next().unwrap_or(&id).to_string();
+    let report = format!(
+        "{} report {} --out {}",
+        q(&binary),
+        q(&exp_dir),
+        q(&reports_dir.join(&exp.base.name))
+    );
+    let rid = sbatch(&[
+        "--parsable",
+        &format!("--dependency=afterany:{id}"),
+        "--job-name=pretext-report",
+        &format!("--output={}/report-%j.out", slurm_dir.display()),
+        "--wrap",
+        &report,
+    ])?;
+    println!("submitted: array job {id}, report job {rid} after it");
+    Ok(())
+}
+
+fn sbatch(args: &[&str]) -> anyhow::Result<String> {
+    use anyhow::Context as _;
+    let o = std::process::Command::new("sbatch")
+        .args(args)
+        .output()
+        .context("running sbatch (is Slurm installed here?)")?;
+    if !o.status.success() {
+        anyhow::bail!(
+            "sbatch failed: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
+}

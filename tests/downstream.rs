@@ -446,3 +446,45 @@ fn span_head_gradients_match_finite_differences_and_mean_pooling_is_a_masked_mea
     // Padding rows get no gradient: their logits are masked out.
     assert!(analytic[3 * h..5 * h].iter().all(|g| *g == 0.0));
 }
+
+/// Issue 19: a dev split with nothing in it is an error that names the data, not a score of
+/// 0.000 that reads like a result.
+#[test]
+fn a_dev_split_without_examples_is_an_error_not_a_score() {
+    let mut words = FILLER.to_vec();
+    words.extend(["good", "bad"]);
+    let tok = tokenizer(&words, "empty-dev");
+    let spec = FinetuneSpec {
+        epochs: 1,
+        batch_size: 8,
+        max_seq_len: 16,
+        data: "glue/empty-dev".into(),
+        ..Default::default()
+    };
+    let t = task::find("sst2").unwrap();
+    let splits = Splits::Glue {
+        train: sentiment(16, 1),
+        dev: Vec::new(),
+        skipped: 0,
+    };
+    let prep = finetune::prepare(&t, &spec, splits, &tok);
+    assert_eq!(prep.dev_items(), 0);
+    let source = Source {
+        model: tiny_model(),
+        tokenizer: tok.clone(),
+        checkpoint: None,
+    };
+    let e = finetune::fit(
+        &job("sst2", Init::Scratch, Mode::Finetune, spec),
+        &source,
+        &prep,
+        None,
+    )
+    .err()
+    .expect("scoring zero dev examples must fail")
+    .to_string();
+    assert!(
+        e.contains("glue/empty-dev") && e.contains("no example"),
+        "{e}"
+    );
+}

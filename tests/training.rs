@@ -432,7 +432,7 @@ fn logs_after_a_crash_and_resume_equal_an_uninterrupted_run() {
 
 #[test]
 fn a_second_process_on_one_run_directory_is_refused() {
-    use pretext::train::lock::RunLock;
+    use pretext::rundir::RunLock;
     let dir = std::env::temp_dir().join(format!("pretext-lock-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     // A live process (pid 1 always exists on Linux) holds the lock.

@@ -318,7 +318,10 @@ pub fn check(e: &Experiment) -> Vec<(String, String)> {
                 bad(&key(k), "expected a positive integer, got 0".into());
             }
         }
-        if f.max_seq_len < f.max_query_len + 8 {
+        // Only span tasks put a question beside the text.
+        let spans = crate::finetune::task::find(&f.task)
+            .is_some_and(|t| t.kind == crate::finetune::task::Kind::Span);
+        if spans && f.max_seq_len < f.max_query_len.saturating_add(8) {
             bad(
                 &key("max_seq_len"),
                 format!(

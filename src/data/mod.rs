@@ -33,6 +33,8 @@ pub enum DataError {
     Cache(#[from] cache::CacheError),
     #[error("data.cache needs a folder: set data.cache_dir (no run directory here)")]
     NoCacheDir,
+    #[error(transparent)]
+    Lock(#[from] crate::rundir::LockError),
 }
 
 /// A corpus read, split and tokenised: what every run of a grid shares.
@@ -109,23 +111,29 @@ pub fn tokenizer_path(cfg: &TokenizerConfig, base_dir: &Path, exp_dir: &Path) ->
 }
 
 /// The experiment's tokenizer: given, saved earlier, or trained on `texts` (and saved).
+/// Looking for the saved file and training it happen under the experiment's lock, so two
+/// processes started together train one vocabulary, not two that replace each other.
 fn tokenizer<S: AsRef<str> + Send>(
     cfg: &TokenizerConfig,
     base_dir: &Path,
     saved: Option<&Path>,
     texts: impl Iterator<Item = S> + Send,
-) -> Result<Tokenizer, TokenizerError> {
-    match (&cfg.path, saved) {
-        (Some(p), _) => Tokenizer::load(&base_dir.join(p), cfg.lowercase),
-        (None, Some(saved)) if saved.exists() => Tokenizer::load(saved, cfg.lowercase),
+) -> Result<Tokenizer, DataError> {
+    let _shared = match (&cfg.path, saved.and_then(Path::parent)) {
+        (None, Some(exp_dir)) => Some(crate::rundir::ExperimentLock::acquire(exp_dir)?),
+        _ => None,
+    };
+    Ok(match (&cfg.path, saved) {
+        (Some(p), _) => Tokenizer::load(&base_dir.join(p), cfg.lowercase)?,
+        (None, Some(saved)) if saved.exists() => Tokenizer::load(saved, cfg.lowercase)?,
         (None, saved) => {
             let tok = Tokenizer::train(texts, cfg.vocab_size, cfg.lowercase, cfg.min_frequency)?;
             if let Some(path) = saved {
                 tok.save(path)?;
             }
-            Ok(tok)
+            tok
         }
-    }
+    })
 }
 
 fn prepare_cached(

@@ -9,6 +9,7 @@ pub mod head;
 pub mod metrics;
 pub mod plan;
 pub mod run;
+pub mod single;
 pub mod squad;
 pub mod task;
 

@@ -17,7 +17,7 @@ pub struct Planned {
 
 impl Planned {
     pub fn finished(&self) -> bool {
-        self.dir.join("summary.json").exists()
+        crate::rundir::finished(&self.dir)
     }
 }
 

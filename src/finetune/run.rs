@@ -28,7 +28,7 @@ pub enum FinetuneError {
     #[error(transparent)]
     Input(#[from] InputError),
     #[error(transparent)]
-    Lock(#[from] crate::train::lock::LockError),
+    Claim(#[from] crate::rundir::ClaimError),
     #[error(transparent)]
     Device(#[from] crate::model::DeviceError),
     #[error("{task}, step {step}: the loss is {value}; fine-tuning stopped (lower lr)")]
@@ -124,6 +124,19 @@ pub struct Prepared {
     pub pairs: Option<Pairs>,
     /// What reading skipped, for the summary.
     pub notes: Vec<String>,
+}
+
+impl Prepared {
+    /// How many dev items a score would average over: questions for SQuAD, pairs for
+    /// embeddings, inputs otherwise.
+    pub fn dev_items(&self) -> usize {
+        match (&self.squad_dev, &self.pairs) {
+            (Some((_, windows)), _) if windows.is_empty() => 0,
+            (Some((questions, _)), _) => questions.len(),
+            (None, Some(p)) => p.gold.len(),
+            (None, None) => self.dev.len(),
+        }
+    }
 }
 
 pub fn prepare(task: &Task, spec: &FinetuneSpec, splits: Splits, tok: &Tokenizer) -> Prepared {
@@ -347,7 +360,7 @@ pub fn run(
     dir: &Path,
 ) -> Result<Outcome, FinetuneError> {
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let _lock = crate::train::lock::RunLock::acquire(dir)?;
+    let _lock = crate::rundir::claim(dir, crate::rundir::RunKind::Finetuning)?;
     let started = Instant::now();
     let text = config_text(job, source);
     let resolved = dir.join("config.resolved.toml");
@@ -377,8 +390,8 @@ pub fn run(
         "notes": prep.notes,
         "dev": outcome.metrics.iter().map(|(k, v)| (k.clone(), serde_json::json!(v))).collect::<serde_json::Map<String, serde_json::Value>>(),
     });
-    let path = dir.join("summary.json");
-    crate::train::checkpoint::write_atomically(
+    let path = crate::rundir::summary_path(dir);
+    crate::rundir::write_atomically(
         &path,
         serde_json::to_string_pretty(&summary)
             .expect("a JSON value serialises")
@@ -396,6 +409,14 @@ pub fn fit(
     prep: &Prepared,
     mut log: Option<&mut RunLog>,
 ) -> Result<Fitted, FinetuneError> {
+    // A score over zero examples would read as a real 0.000; refuse it instead.
+    if prep.dev_items() == 0 {
+        return Err(FinetuneError::Setup(format!(
+            "{}: the dev split of `{}` yields no example to score (check the dev file, \
+             dev_articles and max_train_examples)",
+            job.spec.data, job.task.name
+        )));
+    }
     let tok = &source.tokenizer;
     let dev = crate::model::device(job.seed)?;
     let mut enc = Encoder::new(

@@ -123,7 +123,7 @@ pub fn read(exp_dir: &Path) -> Result<Vec<Run>, ReportError> {
             .unwrap_or_default();
         runs.push(Run {
             group: group_of(&variant),
-            finished: dir.join("summary.json").exists(),
+            finished: crate::rundir::finished(&dir),
             variant,
             dir,
             rows,

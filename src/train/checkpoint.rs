@@ -12,7 +12,6 @@ use crate::rng::Rng;
 use safetensors::SafeTensors;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::Path;
 
 /// Everything besides tensors that an exact resume needs.
@@ -99,32 +98,10 @@ pub fn save(
             (CRC_KEY.to_string(), crcs),
         ])),
     );
-    write_atomically(path, &bytes).map_err(|e| CheckpointError::Write {
+    crate::rundir::write_atomically(path, &bytes).map_err(|e| CheckpointError::Write {
         file: path.display().to_string(),
         reason: e.to_string(),
     })
-}
-
-/// Writes `bytes` to `path` so that `path` holds either its old content or all of `bytes`.
-/// A failed write (a full disk) removes its temporary file and leaves `path` as it was.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = path.with_extension("tmp");
-    let written = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
 }
 
 /// A checkpoint's bytes and training state, after every tensor's checksum was verified.

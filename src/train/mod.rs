@@ -3,7 +3,6 @@
 
 pub mod bundle;
 pub mod checkpoint;
-pub mod lock;
 pub mod log;
 pub mod optimizer;
 pub mod trainer;

@@ -36,7 +36,7 @@ pub enum TrainError {
     #[error(transparent)]
     Data(#[from] crate::data::DataError),
     #[error(transparent)]
-    Lock(#[from] super::lock::LockError),
+    Claim(#[from] crate::rundir::ClaimError),
     #[error(transparent)]
     Device(#[from] crate::model::DeviceError),
     #[error("{path}: {reason}")]
@@ -426,7 +426,7 @@ pub fn run(
     opts: &Options,
 ) -> Result<Summary, TrainError> {
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let _lock = super::lock::RunLock::acquire(dir)?;
+    let _lock = crate::rundir::claim(dir, crate::rundir::RunKind::Pretraining)?;
     let ckpt = dir.join("checkpoints").join("latest.safetensors");
     let mut trainer = Trainer::new(cfg, prepared)?;
     let resumed_from = if opts.resume && ckpt.exists() {

@@ -1,3 +1,6 @@
+//! Locks. One process per run directory ([`RunLock`]); one process at a time making what an
+//! experiment's runs share ([`ExperimentLock`]).
+//!
 //! One process per run directory. Two processes training the same run would interleave their
 //! writes to metrics.jsonl, the event files and the checkpoint; the second one is refused.
 
@@ -75,5 +78,48 @@ impl RunLock {
 impl Drop for RunLock {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// The experiment folder's lock for what its runs share (`tokenizer.json`): held while one
+/// process looks for the shared file and, if it is missing, makes it. A second process waits
+/// rather than failing, then finds the file made. It is an advisory `flock` on
+/// `<experiment>/.shared.lock`, which the kernel releases when the holder dies, so a killed
+/// run never leaves it stuck.
+#[derive(Debug)]
+pub struct ExperimentLock {
+    _file: std::fs::File,
+}
+
+impl ExperimentLock {
+    /// Blocks until the lock of `exp_dir` is ours.
+    pub fn acquire(exp_dir: &Path) -> Result<Self, LockError> {
+        let io = |e: std::io::Error| LockError::Io {
+            dir: exp_dir.into(),
+            reason: e.to_string(),
+        };
+        std::fs::create_dir_all(exp_dir).map_err(io)?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(exp_dir.join(".shared.lock"))
+            .map_err(io)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::io::AsRawFd;
+            loop {
+                // SAFETY: flock on a descriptor this function owns; no memory is involved.
+                let r = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+                if r == 0 {
+                    break;
+                }
+                let e = std::io::Error::last_os_error();
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    return Err(io(e));
+                }
+            }
+        }
+        Ok(Self { _file: file })
     }
 }

@@ -1,0 +1,211 @@
+//! The command line's shape: clap types only. `main.rs` turns each into a call of the library.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "pretext",
+    version,
+    about = "Self-supervised language-model pretraining experiments"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Train every run of an experiment file's grid into runs/<experiment>/<variant>/.
+    Run(RunArgs),
+    /// Time the training loop on issue 7's reference configuration (or the large one).
+    Bench(BenchArgs),
+    /// Run a grid here (--local) or on a Slurm cluster as a job array (--slurm).
+    Sweep(SweepArgs),
+    /// Draw charts and write a Markdown report for runs/<experiment>.
+    Report {
+        runs: PathBuf,
+        /// Where the report goes (default: reports/<experiment>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Train one downstream task on a pretraining run's checkpoint (or from scratch).
+    Finetune(FinetuneArgs),
+    /// Check an experiment file and print the runs its ablation grid expands into.
+    Validate { file: PathBuf },
+    /// Print the registered objectives and normalisation placements.
+    List,
+    /// Tokenizer tools.
+    Tokenizer {
+        #[command(subcommand)]
+        command: TokenizerCommand,
+    },
+}
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    #[arg(long, value_enum, default_value = "reference")]
+    pub shape: ShapeArg,
+    /// Untimed steps first (allocation, caches).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
+    pub warmup: u64,
+    /// Timed steps (at least 1).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub steps: u64,
+    /// Worker threads (default: all cores).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: Option<u16>,
+    /// One JSON object instead of text (for benches/compare.sh).
+    #[arg(long)]
+    pub json: bool,
+    /// The device's peak dense f32 (or TF32) TFLOP/s, to print model-FLOP utilisation.
+    #[arg(long)]
+    pub peak_tflops: Option<f64>,
+}
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    pub file: PathBuf,
+    /// Ignore the checkpoints of unfinished runs and start them over (by default they
+    /// continue from their latest checkpoint, bit-identically).
+    #[arg(long)]
+    pub fresh: bool,
+    /// Retrain every run, finished ones included.
+    #[arg(long)]
+    pub force: bool,
+    /// Stop every run after this step, checkpointed; the same command without it continues.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub stop_at: Option<u64>,
+    /// Runs trained at the same time (each uses `training.threads` threads).
+    #[arg(long, short, value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: Option<u16>,
+    /// Where run directories go.
+    #[arg(long, default_value = "runs")]
+    pub runs_dir: PathBuf,
+    /// Where the report goes: <reports-dir>/<experiment>/.
+    #[arg(long, default_value = "reports")]
+    pub reports_dir: PathBuf,
+    /// No progress bar.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Train only this variant of the grid (repeatable); what a Slurm array task does.
+    #[arg(long, value_name = "VARIANT")]
+    pub only: Vec<String>,
+    /// Do not write the report at the end (a cluster task; run `pretext report` after).
+    #[arg(long)]
+    pub no_report: bool,
+}
+
+#[derive(clap::Args)]
+pub struct SweepArgs {
+    pub file: PathBuf,
+    /// Write a Slurm job-array script, one task per run.
+    #[arg(long, required_unless_present = "local", conflicts_with = "local")]
+    pub slurm: bool,
+    /// Run the grid on this machine (the same as `pretext run`).
+    #[arg(long)]
+    pub local: bool,
+    /// --local: runs at the same time.
+    #[arg(long, short, value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: Option<u16>,
+    /// --slurm resources; each overrides the file's [slurm] section.
+    #[arg(long)]
+    pub partition: Option<String>,
+    #[arg(long)]
+    pub time: Option<String>,
+    #[arg(long)]
+    pub cpus_per_task: Option<usize>,
+    #[arg(long)]
+    pub mem: Option<String>,
+    #[arg(long)]
+    pub gpus: Option<usize>,
+    #[arg(long)]
+    pub max_parallel: Option<usize>,
+    /// The script's path (default: <runs-dir>/<experiment>/slurm/sweep.sbatch).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Submit the script with sbatch, and a report job that runs after it.
+    #[arg(long)]
+    pub submit: bool,
+    #[arg(long, default_value = "runs")]
+    pub runs_dir: PathBuf,
+    #[arg(long, default_value = "reports")]
+    pub reports_dir: PathBuf,
+}
+
+#[derive(clap::Args)]
+pub struct FinetuneArgs {
+    /// A pretraining run directory, or its checkpoint file (checkpoints/latest.safetensors).
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// A task from `pretext list`.
+    #[arg(long)]
+    pub task: String,
+    /// The task's data: a GLUE task folder, or a SQuAD json file or folder.
+    #[arg(long)]
+    pub data: PathBuf,
+    #[arg(long, value_enum, default_value = "pretrained")]
+    pub init: InitArg,
+    #[arg(long, value_enum, default_value = "finetune")]
+    pub mode: ModeArg,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Peak learning rate (default: 1e-4 for finetune, 1e-3 for probe).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    #[arg(long)]
+    pub max_seq_len: Option<usize>,
+    /// Train on at most this many examples (0: all).
+    #[arg(long)]
+    pub max_train_examples: Option<usize>,
+    /// The tokenizer (default: the experiment's tokenizer.json beside the run directory).
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// Where the run goes (default: <run>/finetune/<task>/<init=…,mode=…,seed=…>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum ShapeArg {
+    /// L=4, H=256, A=4, FF=1024, vocab 8192, seq 128, batch 32.
+    Reference,
+    /// L=6, H=512, A=8, FF=2048, vocab 8192, seq 128, batch 32.
+    Large,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum InitArg {
+    Pretrained,
+    Scratch,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum ModeArg {
+    Finetune,
+    Probe,
+}
+
+#[derive(Subcommand)]
+pub enum TokenizerCommand {
+    /// Train a BERT-style WordPiece vocabulary and save it as an HF tokenizer.json.
+    Train {
+        /// Corpus files (plain text, WikiText or Gutenberg; the word `embedded` for the shipped corpus).
+        #[arg(long, required = true, num_args = 1..)]
+        corpus: Vec<String>,
+        /// Vocabulary size, special tokens included.
+        #[arg(long, default_value_t = 8000, value_parser = clap::value_parser!(u32).range(6..=1_000_000))]
+        vocab_size: u32,
+        /// Keep case (the default lower-cases, like bert-base-uncased).
+        #[arg(long)]
+        cased: bool,
+        #[arg(long, default_value_t = 2)]
+        min_frequency: u64,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}

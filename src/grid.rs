@@ -1,0 +1,342 @@
+//! Running an experiment file's grid: the shared preparation (tokenizer, shard cache) done
+//! once up front, every pretraining run through a small job pool, then every `[[finetune]]`
+//! entry on the finished runs, then the report. `pretext run` and `pretext sweep --local` are
+//! this module; `main.rs` only turns flags into [`Options`].
+
+use crate::config::{Experiment, LoadedExperiment, RunSpec};
+use crate::data::{self, Tokenizer};
+use crate::{finetune, rundir, train};
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// How to run a grid (the flags of `pretext run`).
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Ignore the checkpoints of unfinished runs and start them over.
+    pub fresh: bool,
+    /// Retrain finished runs too.
+    pub force: bool,
+    /// Stop every run after this step, checkpointed.
+    pub stop_at: Option<u64>,
+    /// Runs trained at the same time (at least 1).
+    pub jobs: usize,
+    pub runs_dir: PathBuf,
+    pub reports_dir: PathBuf,
+    /// No progress bar.
+    pub quiet: bool,
+    /// Train only these variants (empty: all).
+    pub only: Vec<String>,
+    /// Do not write the report at the end.
+    pub no_report: bool,
+    /// The command line, recorded in the experiment folder for the report.
+    pub command: String,
+}
+
+/// The folder an experiment file's relative paths are anchored at.
+pub fn base_dir(file: &Path) -> PathBuf {
+    file.parent().unwrap_or(Path::new(".")).to_path_buf()
+}
+
+/// `pretext run FILE`: trains every unfinished run of the grid, then the downstream entries,
+/// then writes the report. Runs that fail are named at the end; the others carry on.
+pub fn run(file: &Path, opts: &Options) -> Result<()> {
+    let mut exp = LoadedExperiment::load(file)?;
+    if !opts.only.is_empty() {
+        if let Some(unknown) = opts
+            .only
+            .iter()
+            .find(|v| !exp.runs.iter().any(|r| r.variant == **v))
+        {
+            let known: Vec<&str> = exp.runs.iter().map(|r| r.variant.as_str()).collect();
+            anyhow::bail!(
+                "{}: no variant `{unknown}` in the grid; it has: {}",
+                file.display(),
+                known.join(", ")
+            );
+        }
+        exp.runs.retain(|r| opts.only.contains(&r.variant));
+    }
+    let base_dir = base_dir(file);
+    // Downstream data is read after pretraining, possibly hours later: check it is there now.
+    for spec in &exp.runs {
+        for (i, f) in spec.config.finetune.iter().enumerate() {
+            let data = base_dir.join(&f.data);
+            if !data.exists() {
+                anyhow::bail!(
+                    "{}: key `finetune.{i}.data`: {} does not exist",
+                    file.display(),
+                    data.display()
+                );
+            }
+        }
+    }
+    let exp_dir = opts.runs_dir.join(&exp.base.name);
+    std::fs::create_dir_all(&exp_dir)
+        .with_context(|| format!("cannot create the run directory {}", exp_dir.display()))?;
+    let jobs = opts.jobs.max(1);
+    // dfdx's matmuls run on the global rayon pool, which every job shares: size it for all.
+    let threads = exp.base.training.threads;
+    if threads > 0 {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads.saturating_mul(jobs))
+            .build_global()
+            .ok();
+    }
+    rundir::write_atomically(&exp_dir.join("command.txt"), opts.command.as_bytes())
+        .with_context(|| format!("writing into {}", exp_dir.display()))?;
+    println!(
+        "{}: {} run(s) into {}, {jobs} at a time",
+        file.display(),
+        exp.runs.len(),
+        exp_dir.display()
+    );
+
+    let todo: Vec<&RunSpec> = exp
+        .runs
+        .iter()
+        .filter(|spec| {
+            let finished = rundir::finished(&exp_dir.join(&spec.variant));
+            if finished && !opts.force {
+                println!(
+                    "  {:<32} finished earlier (use --force to retrain)",
+                    spec.variant
+                );
+            }
+            !finished || opts.force
+        })
+        .collect();
+    // The tokenizer is trained once, before any run starts, so parallel runs share it.
+    if let Some(first) = todo.first() {
+        prepare_shared(first, &base_dir, &exp_dir)?;
+    }
+    let failed = parallel(jobs, &todo, |spec| {
+        pretrain_one(spec, &base_dir, &exp_dir, opts, jobs)
+    });
+    let mut failures: Vec<String> = failed.iter().map(|&i| todo[i].variant.clone()).collect();
+    failures.extend(run_downstream(&exp, &exp_dir, &base_dir, jobs, opts.force)?);
+    println!(
+        "TensorBoard: tensorboard --logdir {}",
+        crate::sweep::quote(&exp_dir.to_string_lossy())
+    );
+    if !opts.no_report {
+        write_report(&exp_dir, &opts.reports_dir.join(&exp.base.name))?;
+    }
+    if !failures.is_empty() {
+        anyhow::bail!(
+            "{} run(s) failed: {}; re-running the command continues them",
+            failures.len(),
+            failures.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Trains one run of the grid and, when it reached its last step, writes its summary.
+fn pretrain_one(
+    spec: &RunSpec,
+    base_dir: &Path,
+    exp_dir: &Path,
+    opts: &Options,
+    jobs: usize,
+) -> Result<()> {
+    let dir = exp_dir.join(&spec.variant);
+    let cfg = &spec.config;
+    let prepared = data::prepare(
+        &cfg.data,
+        &cfg.tokenizer,
+        cfg.training.seed,
+        base_dir,
+        Some(exp_dir),
+    )?;
+    // Unfinished runs continue from their checkpoint unless told otherwise.
+    let train_opts = train::Options {
+        resume: !opts.fresh && !opts.force,
+        progress: !opts.quiet && jobs == 1,
+        stop_at: opts.stop_at,
+    };
+    let s = train::run(cfg, &prepared, &dir, &train_opts)
+        .with_context(|| format!("run {}", spec.variant))?;
+    print_summary(&spec.variant, &s);
+    if s.steps < cfg.training.steps {
+        return Ok(()); // stopped early on request: not finished
+    }
+    let summary = serde_json::json!({
+        "steps": s.steps,
+        "resumed_from": s.resumed_from,
+        "tokens_per_second": s.tokens_per_second,
+        "first_train": s.first.scalars(),
+        "last_train": s.last_train.scalars(),
+        "last_eval": s.last_eval.as_ref().map(|e| e.scalars()),
+    });
+    let done = rundir::summary_path(&dir);
+    rundir::write_atomically(&done, serde_json::to_string_pretty(&summary)?.as_bytes())
+        .with_context(|| format!("writing {}", done.display()))?;
+    Ok(())
+}
+
+/// Runs every `[[finetune]]` entry on every finished pretraining run; returns the failures.
+fn run_downstream(
+    exp: &LoadedExperiment,
+    exp_dir: &Path,
+    base_dir: &Path,
+    jobs: usize,
+    force: bool,
+) -> Result<Vec<String>> {
+    let mut planned = Vec::new();
+    let mut failures = Vec::new();
+    for spec in &exp.runs {
+        let cfg = &spec.config;
+        let run_dir = exp_dir.join(&spec.variant);
+        if cfg.finetune.is_empty() || !rundir::finished(&run_dir) {
+            continue;
+        }
+        let tok = tokenizer_for(cfg, base_dir, exp_dir)?;
+        let source = Arc::new(finetune::plan::source(cfg, &run_dir, tok));
+        // A bad entry (a wrong data path) fails alone; the other entries still run.
+        for entry in &cfg.finetune {
+            match finetune::plan::plan_entry(entry, &source, &run_dir, base_dir) {
+                Ok(p) => planned.extend(p.into_iter().map(|p| (spec.variant.clone(), p))),
+                Err(e) => {
+                    eprintln!("  {} {}: FAILED: {e}", spec.variant, entry.label());
+                    failures.push(format!("{}/finetune/{}", spec.variant, entry.label()));
+                }
+            }
+        }
+    }
+    let todo: Vec<_> = planned
+        .into_iter()
+        .filter(|(_, p)| force || !p.finished())
+        .collect();
+    if todo.is_empty() {
+        return Ok(failures);
+    }
+    println!("downstream: {} run(s), {jobs} at a time", todo.len());
+    let failed = parallel(jobs, &todo, |(variant, p)| {
+        let o = finetune::run(&p.job, &p.source, &p.prepared, &p.dir)
+            .with_context(|| format!("{variant} {} {}", p.job.spec.label(), p.job.variant()))?;
+        println!(
+            "  {variant} {} {:<40} {} ({} steps, {:.0} s)",
+            p.job.spec.label(),
+            p.job.variant(),
+            fmt_metrics(&o.metrics),
+            o.steps,
+            o.seconds
+        );
+        Ok(())
+    });
+    failures.extend(failed.into_iter().map(|i| {
+        format!(
+            "{}/finetune/{}/{}",
+            todo[i].0,
+            todo[i].1.job.spec.label(),
+            todo[i].1.job.variant()
+        )
+    }));
+    Ok(failures)
+}
+
+/// `name value, name value` with three decimals.
+pub fn fmt_metrics(m: &[(String, f64)]) -> String {
+    m.iter()
+        .map(|(k, v)| format!("{k} {v:.3}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The tokenizer a pretraining run used: the file's `tokenizer.path`, or the one trained for
+/// the experiment.
+fn tokenizer_for(cfg: &Experiment, base_dir: &Path, exp_dir: &Path) -> Result<Arc<Tokenizer>> {
+    let path = data::tokenizer_path(&cfg.tokenizer, base_dir, exp_dir);
+    Ok(Arc::new(Tokenizer::load(&path, cfg.tokenizer.lowercase)?))
+}
+
+/// Calls `f` on every item, `jobs` at a time; returns the indices that failed (each failure
+/// is printed as it happens, and the others carry on).
+pub fn parallel<T: Sync>(
+    jobs: usize,
+    items: &[T],
+    f: impl Fn(&T) -> Result<()> + Sync,
+) -> Vec<usize> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failures = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.min(items.len()) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Some(item) = items.get(i) else { break };
+                if let Err(e) = f(item) {
+                    eprintln!("  FAILED: {e:#}");
+                    failures.lock().unwrap_or_else(|p| p.into_inner()).push(i);
+                }
+            });
+        }
+    });
+    let mut v = failures.into_inner().unwrap_or_else(|p| p.into_inner());
+    v.sort();
+    v
+}
+
+/// Prepares `spec`'s data once so that `runs/<experiment>/tokenizer.json` (and the shard
+/// cache, with `data.cache`) exist before runs that share them start (WordPiece training is
+/// not deterministic; see data::prepare).
+pub fn prepare_shared(spec: &RunSpec, base_dir: &Path, exp_dir: &Path) -> Result<()> {
+    let c = &spec.config;
+    let p = data::prepare(
+        &c.data,
+        &c.tokenizer,
+        c.training.seed,
+        base_dir,
+        Some(exp_dir),
+    )?;
+    if let Some((dir, built)) = &p.cache {
+        println!(
+            "  shard cache {} {}: {} training shard(s), {} tokens; {} held-out document(s)",
+            dir.display(),
+            if *built { "built" } else { "reused" },
+            p.train.shards.len(),
+            p.train.tokens(),
+            p.heldout.documents()
+        );
+    }
+    Ok(())
+}
+
+fn print_summary(variant: &str, s: &train::Summary) {
+    let fmt = |m: &train::Metrics| {
+        m.per_objective
+            .iter()
+            .map(|(n, l, ..)| format!("{n} {l:.3}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let eval = s
+        .last_eval
+        .as_ref()
+        .map(|e| fmt_metrics(&e.scalars()))
+        .unwrap_or_else(|| "none".into());
+    let resumed = s
+        .resumed_from
+        .map(|r| format!(" (resumed at step {r})"))
+        .unwrap_or_default();
+    println!(
+        "  {variant:<32} step {}{resumed}: train loss [{}] → [{}]; held-out [{eval}]; {:.0} tokens/s",
+        s.steps,
+        fmt(&s.first),
+        fmt(&s.last_train),
+        s.tokens_per_second
+    );
+}
+
+/// Draws the report of `exp_dir` into `out`.
+pub fn write_report(exp_dir: &Path, out: &Path) -> Result<()> {
+    let command = std::fs::read_to_string(exp_dir.join("command.txt"))
+        .unwrap_or_else(|_| "(the command was not recorded)".into());
+    let w = crate::report::write(exp_dir, out, command.trim())?;
+    println!(
+        "report: {} ({} charts, PNG and SVG)",
+        w.markdown.display(),
+        w.charts.len()
+    );
+    Ok(())
+}

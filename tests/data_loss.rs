@@ -1,0 +1,275 @@
+//! Issue 19's data-loss cases, run through the `pretext` binary as a user would: each command
+//! that would have overwritten another run's or an input's files must be refused with a
+//! message naming the file, and the victim files must be byte-identical afterwards.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn pretext() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_pretext"))
+}
+
+fn scratch(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("pretext-loss-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Every file below `dir` with its bytes.
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                out.insert(p.clone(), std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+const TINY: &str = r#"
+name = "victim"
+[data]
+corpus = ["embedded"]
+[tokenizer]
+vocab_size = 300
+[model]
+layers = 1
+hidden = 16
+heads = 2
+ffn = 32
+max_positions = 32
+[[objectives]]
+name = "mlm"
+[optimizer]
+warmup_steps = 1
+[training]
+steps = 4
+batch_size = 4
+seq_len = 32
+eval_every = 0
+log_every = 2
+checkpoint_every = 4
+"#;
+
+/// A finished pretraining run `<dir>/runs/victim/base`.
+fn pretrain(dir: &Path) -> PathBuf {
+    std::fs::write(dir.join("victim.toml"), TINY).unwrap();
+    let o = pretext()
+        .arg("run")
+        .arg(dir.join("victim.toml"))
+        .arg("--runs-dir")
+        .arg(dir.join("runs"))
+        .arg("--reports-dir")
+        .arg(dir.join("reports"))
+        .arg("--quiet")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    dir.join("runs/victim/base")
+}
+
+#[test]
+fn finetune_into_a_pretraining_run_is_refused_and_leaves_it_intact() {
+    let dir = scratch("finetune");
+    let run = pretrain(&dir);
+    let glue = dir.join("sst2");
+    std::fs::create_dir_all(&glue).unwrap();
+    let rows: String = (0..16)
+        .map(|i| format!("the film was {} .\t{}\n", ["bad", "good"][i % 2], i % 2))
+        .collect();
+    for f in ["train.tsv", "dev.tsv"] {
+        std::fs::write(glue.join(f), format!("sentence\tlabel\n{rows}")).unwrap();
+    }
+    let before = snapshot(&run);
+    assert!(before.keys().any(|p| p.ends_with("summary.json")));
+    let o = pretext()
+        .args([
+            "finetune",
+            "--task",
+            "sst2",
+            "--epochs",
+            "1",
+            "--max-seq-len",
+            "32",
+        ])
+        .arg("--checkpoint")
+        .arg(&run)
+        .arg("--data")
+        .arg(&glue)
+        .arg("--out")
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let msg = text(&o);
+    assert!(msg.contains("holds a pretraining run"), "{msg}");
+    assert!(msg.contains(&run.display().to_string()), "{msg}");
+    assert_eq!(
+        snapshot(&run),
+        before,
+        "the pretraining run's files changed"
+    );
+
+    // The default output folder (below the run) is still fine.
+    let o = pretext()
+        .args([
+            "finetune",
+            "--task",
+            "sst2",
+            "--epochs",
+            "1",
+            "--max-seq-len",
+            "32",
+        ])
+        .arg("--checkpoint")
+        .arg(&run)
+        .arg("--data")
+        .arg(&glue)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn tokenizer_out_that_is_the_corpus_is_refused() {
+    let dir = scratch("tokenizer");
+    let corpus = dir.join("a.txt");
+    let words = "the cat sat on the mat . a dog ran in the park .\n";
+    std::fs::write(&corpus, words.repeat(50)).unwrap();
+    let before = std::fs::read(&corpus).unwrap();
+    // Same file, spelled another way: the check compares canonical paths.
+    let spelled = dir.join(".").join("a.txt");
+    let o = pretext()
+        .args(["tokenizer", "train", "--vocab-size", "60", "--corpus"])
+        .arg(&corpus)
+        .arg("--out")
+        .arg(&spelled)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("the output is also an input"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(std::fs::read(&corpus).unwrap(), before);
+
+    // An existing file that is not a tokenizer is not replaced either.
+    let notes = dir.join("notes.txt");
+    std::fs::write(&notes, "my notes").unwrap();
+    let o = pretext()
+        .args(["tokenizer", "train", "--vocab-size", "60", "--corpus"])
+        .arg(&corpus)
+        .arg("--out")
+        .arg(&notes)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("not a tokenizer file"), "{}", text(&o));
+    assert_eq!(std::fs::read(&notes).unwrap(), b"my notes");
+
+    // A fresh path works, and so does replacing a tokenizer with a new one.
+    let out = dir.join("tok.json");
+    for _ in 0..2 {
+        let o = pretext()
+            .args(["tokenizer", "train", "--vocab-size", "60", "--corpus"])
+            .arg(&corpus)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A second `pretext run` of the same experiment waits for the experiment lock, then uses the
+/// tokenizer made under it instead of training and saving its own over it.
+#[test]
+fn a_second_run_of_an_experiment_never_replaces_its_tokenizer() {
+    let dir = scratch("shared");
+    std::fs::write(dir.join("victim.toml"), TINY).unwrap();
+    let exp_dir = dir.join("runs/victim");
+    // Another process is making the shared tokenizer: we hold the lock and write it.
+    let lock = pretext::rundir::ExperimentLock::acquire(&exp_dir).unwrap();
+    let mut child = pretext()
+        .arg("run")
+        .arg(dir.join("victim.toml"))
+        .arg("--runs-dir")
+        .arg(dir.join("runs"))
+        .arg("--reports-dir")
+        .arg(dir.join("reports"))
+        .arg("--quiet")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let corpus = dir.join("c.txt");
+    std::fs::write(&corpus, "alpha beta gamma delta .\n".repeat(20)).unwrap();
+    let tok =
+        pretext::data::Tokenizer::train(std::iter::once("alpha beta gamma delta ."), 300, true, 1)
+            .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the run did not wait for the experiment lock"
+    );
+    let shared = exp_dir.join("tokenizer.json");
+    assert!(
+        !shared.exists(),
+        "the run wrote the tokenizer without the lock"
+    );
+    tok.save(&shared).unwrap();
+    let ours = std::fs::read(&shared).unwrap();
+    drop(lock);
+    let status = child.wait().unwrap();
+    assert!(status.success());
+    assert_eq!(
+        std::fs::read(&shared).unwrap(),
+        ours,
+        "the run replaced the experiment's tokenizer"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bench_refuses_zero_steps_without_panicking() {
+    let o = pretext()
+        .args(["bench", "--steps", "0", "--warmup", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("--steps"), "{}", text(&o));
+    // The library refuses it too, with a reason rather than a panic.
+    let shape = pretext::bench::Shape {
+        layers: 1,
+        hidden: 16,
+        heads: 2,
+        ffn: 32,
+        vocab: 64,
+        seq: 16,
+        batch: 2,
+    };
+    let dir = scratch("bench");
+    let e = pretext::bench::run(&shape, 0, 0, &dir)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("training.steps"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
