@@ -194,7 +194,8 @@ pub enum ModeArg {
 pub enum TokenizerCommand {
     /// Train a BERT-style WordPiece vocabulary and save it as an HF tokenizer.json.
     Train {
-        /// Corpus files (plain text, WikiText or Gutenberg; the word `embedded` for the shipped corpus).
+        /// Corpus files or glob patterns (plain text, WikiText, Gutenberg, WikiExtractor, JSON
+        /// lines; gzip read transparently; the word `embedded` for the shipped corpus).
         #[arg(long, required = true, num_args = 1..)]
         corpus: Vec<String>,
         /// Vocabulary size, special tokens included.

@@ -207,6 +207,24 @@ fn validate(file: &Path) -> Result<()> {
         exp.base.name,
         exp.runs.len()
     );
+    // Patterns are expanded now, so one that matches nothing is named before any run starts.
+    let mut seen: Vec<&Vec<String>> = Vec::new();
+    for r in &exp.runs {
+        let corpus = &r.config.data.corpus;
+        if seen.contains(&corpus) {
+            continue;
+        }
+        seen.push(corpus);
+        let files = pretext::data::sources::expand(corpus, &grid::base_dir(file))
+            .with_context(|| format!("{}: key `data.corpus`", file.display()))?;
+        println!(
+            "  data.corpus: {} entr{} → {} file(s), format {:?}",
+            corpus.len(),
+            if corpus.len() == 1 { "y" } else { "ies" },
+            files.len(),
+            r.config.data.format
+        );
+    }
     for r in &exp.runs {
         let c = &r.config;
         let objs: Vec<String> = c
@@ -253,6 +271,7 @@ fn tokenizer_train(
     min_frequency: u64,
     out: &Path,
 ) -> Result<()> {
+    let sources = pretext::data::sources::expand(sources, Path::new("."))?;
     let inputs: Vec<PathBuf> = sources.iter().map(PathBuf::from).collect();
     pretext::rundir::refuse_overwriting_input(out, &inputs).map_err(anyhow::Error::msg)?;
     if out.exists() && Tokenizer::load(out, !cased).is_err() {
@@ -263,7 +282,7 @@ fn tokenizer_train(
         );
     }
     let mut sentences = Vec::new();
-    for s in sources {
+    for s in &sources {
         let docs = corpus::read_source(s, Path::new("."), Default::default(), 1)?;
         sentences.extend(docs.into_iter().flat_map(|d| d.sentences));
     }

@@ -45,7 +45,9 @@ fn default_objectives() -> Vec<ObjectiveSpec> {
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum CorpusFormat {
-    /// Guess from the content: WikiText if ` = Title = ` lines are present, else plain text.
+    /// Guess from each file's content: Gutenberg framing, WikiExtractor `<doc …>` lines,
+    /// JSON lines with a `text` field, WikiText ` = Title = ` lines, else plain text. Decided
+    /// per file, so one corpus can mix layouts (Wikipedia and books, as BERT's did).
     #[default]
     Auto,
     /// One sentence or paragraph a line; a blank line separates documents.
@@ -55,6 +57,12 @@ pub enum CorpusFormat {
     /// A Project Gutenberg book: framing stripped, wrapped lines joined into paragraphs,
     /// upper-case title lines start a new document (tale or chapter).
     Gutenberg,
+    /// WikiExtractor output: `<doc id=… url=… title=…>` … `</doc>` is one document; its title
+    /// line and the short section-heading lines ending in "." are not sentences.
+    Wikiextractor,
+    /// One JSON object a line with a string field `text` (what HF `datasets` exports): each
+    /// line one document, its text's lines its paragraphs.
+    Jsonl,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -1,14 +1,16 @@
 //! Corpus readers: files → documents → sentences, and the held-out split by document.
 //!
-//! Three layouts are understood: plain text (a sentence or paragraph a line, a blank line
-//! between documents), WikiText (` = Title = ` lines start articles) and Project Gutenberg
-//! books (framing stripped, wrapped lines joined into paragraphs, upper-case title lines start
-//! a new tale or chapter). Sentences are split with Unicode's sentence boundaries (UAX #29).
+//! A file is read whole (`read_source`) or in blocks cut at document boundaries (`Blocks`, for
+//! the shard cache); either way it goes through `sources::open` (gzip is decompressed) and is
+//! parsed by its layout (`layouts`), decided per file.
 
+use super::layouts::{detect, is_doc_start, is_wiki_title, parse_all};
+use super::sources;
 use crate::config::CorpusFormat;
 use rand::seq::SliceRandom;
 use std::path::{Path, PathBuf};
-use unicode_segmentation::UnicodeSegmentation;
+
+pub use super::layouts::sentences;
 
 /// The small corpus compiled into the binary, so `pretext run experiments/quickstart.toml`
 /// works without any download.
@@ -38,6 +40,14 @@ pub enum CorpusError {
         documents: usize,
         min_sentences: usize,
     },
+    #[error("corpus pattern {pattern}: {reason}")]
+    Pattern { pattern: String, reason: String },
+    #[error("{file}:{line}: {reason}")]
+    BadLine {
+        file: PathBuf,
+        line: usize,
+        reason: String,
+    },
     #[error("the held-out split left no training documents ({total} documents, data.heldout_fraction = {fraction})")]
     NoTrainingDocuments { total: usize, fraction: f64 },
 }
@@ -53,10 +63,7 @@ pub fn read_source(
         return parse(EMBEDDED, Path::new("<embedded>"), format, min_sentences);
     }
     let path = base_dir.join(source);
-    let bytes = std::fs::read(&path).map_err(|e| CorpusError::Unreadable {
-        file: path.clone(),
-        reason: e.to_string(),
-    })?;
+    let bytes = sources::read_all(&path)?;
     let text = std::str::from_utf8(&bytes).map_err(|e| CorpusError::InvalidUtf8 {
         file: path.clone(),
         offset: e.valid_up_to(),
@@ -75,7 +82,7 @@ pub fn parse(
     if text.trim().is_empty() {
         return Err(CorpusError::Empty { file: file.into() });
     }
-    let raw = parse_all(text, file, format);
+    let raw = parse_all(text, file, format)?;
     let total = raw.len();
     let docs: Vec<Document> = raw
         .into_iter()
@@ -89,19 +96,6 @@ pub fn parse(
         });
     }
     Ok(docs)
-}
-
-/// Every document of `text`, before the `min_sentences` filter.
-fn parse_all(text: &str, file: &Path, format: CorpusFormat) -> Vec<Document> {
-    let format = match format {
-        CorpusFormat::Auto => detect(text),
-        f => f,
-    };
-    match format {
-        CorpusFormat::Wikitext => wikitext(text, file),
-        CorpusFormat::Gutenberg => gutenberg(text, file),
-        _ => plain(text, file),
-    }
 }
 
 /// A corpus source read in blocks of whole documents, for corpora larger than memory: each
@@ -118,6 +112,8 @@ pub struct Blocks {
     carry: String,
     /// Bytes read so far, for the offset of invalid UTF-8.
     offset: usize,
+    /// Lines read so far, so that errors in a block name the file's line.
+    lines: usize,
     /// Documents read, and those long enough to keep.
     pub documents: usize,
     pub usable: usize,
@@ -139,11 +135,7 @@ impl Blocks {
             (Box::new(EMBEDDED.as_bytes()), "<embedded>".into())
         } else {
             let path = base_dir.join(source);
-            let f = std::fs::File::open(&path).map_err(|e| CorpusError::Unreadable {
-                file: path.clone(),
-                reason: e.to_string(),
-            })?;
-            (Box::new(std::io::BufReader::new(f)), path)
+            (sources::open(&path)?, path)
         };
         Ok(Self {
             reader,
@@ -153,6 +145,7 @@ impl Blocks {
             block_bytes,
             carry: String::new(),
             offset: 0,
+            lines: 0,
             documents: 0,
             usable: 0,
             seen_text: false,
@@ -182,6 +175,7 @@ impl Blocks {
             offset: self.offset + e.valid_up_to(),
         })?;
         self.offset += n;
+        self.lines += 1;
         Ok(Some(line.to_string()))
     }
 
@@ -189,6 +183,8 @@ impl Blocks {
     fn starts_document(&self, previous_blank: bool, line: &str) -> bool {
         match self.format {
             CorpusFormat::Wikitext => is_wiki_title(line),
+            CorpusFormat::Wikiextractor => is_doc_start(line),
+            CorpusFormat::Jsonl => true,
             CorpusFormat::Gutenberg => false,
             _ => previous_blank && !line.trim().is_empty(),
         }
@@ -202,6 +198,8 @@ impl Blocks {
             return Ok(None);
         }
         let mut text = std::mem::take(&mut self.carry);
+        // The carried line was counted when it was read: the block starts there.
+        let first_line = self.lines - usize::from(!text.is_empty());
         let mut buf = Vec::new();
         let mut previous_blank = false;
         loop {
@@ -236,7 +234,10 @@ impl Blocks {
                 file: self.file.clone(),
             });
         }
-        let raw = parse_all(&text, &self.file, self.format);
+        let raw = match self.format {
+            CorpusFormat::Jsonl => super::layouts::jsonl(&text, &self.file, first_line)?,
+            f => parse_all(&text, &self.file, f)?,
+        };
         self.documents += raw.len();
         let docs: Vec<Document> = raw
             .into_iter()
@@ -252,146 +253,6 @@ impl Blocks {
         }
         Ok(Some(docs))
     }
-}
-
-fn detect(text: &str) -> CorpusFormat {
-    if text.contains("*** START OF THE PROJECT GUTENBERG")
-        || text.contains("*** START OF THIS PROJECT GUTENBERG")
-    {
-        CorpusFormat::Gutenberg
-    } else if text.lines().any(is_wiki_title) {
-        CorpusFormat::Wikitext
-    } else {
-        CorpusFormat::Text
-    }
-}
-
-fn is_wiki_title(line: &str) -> bool {
-    let t = line.trim();
-    t.len() > 4 && t.starts_with("= ") && t.ends_with(" =") && !t.starts_with("= =")
-}
-
-/// Splits a paragraph into sentences with Unicode sentence boundaries.
-pub fn sentences(paragraph: &str) -> impl Iterator<Item = String> + '_ {
-    paragraph
-        .unicode_sentences()
-        .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
-        .filter(|s| s.chars().any(char::is_alphanumeric))
-}
-
-struct Builder<'a> {
-    file: &'a Path,
-    docs: Vec<Document>,
-    current: Option<Document>,
-}
-
-impl<'a> Builder<'a> {
-    fn new(file: &'a Path) -> Self {
-        Self {
-            file,
-            docs: vec![],
-            current: None,
-        }
-    }
-    fn start(&mut self, line_no: usize) {
-        self.finish();
-        self.current = Some(Document {
-            origin: format!("{}:{}", self.file.display(), line_no),
-            sentences: vec![],
-        });
-    }
-    fn paragraph(&mut self, line_no: usize, text: &str) {
-        if self.current.is_none() {
-            self.start(line_no);
-        }
-        let doc = self.current.as_mut().expect("started above");
-        doc.sentences.extend(sentences(text));
-    }
-    fn finish(&mut self) {
-        if let Some(d) = self.current.take() {
-            if !d.sentences.is_empty() {
-                self.docs.push(d);
-            }
-        }
-    }
-    fn done(mut self) -> Vec<Document> {
-        self.finish();
-        self.docs
-    }
-}
-
-fn plain(text: &str, file: &Path) -> Vec<Document> {
-    let mut b = Builder::new(file);
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            b.finish();
-        } else {
-            b.paragraph(i + 1, line);
-        }
-    }
-    b.done()
-}
-
-fn wikitext(text: &str, file: &Path) -> Vec<Document> {
-    let mut b = Builder::new(file);
-    for (i, line) in text.lines().enumerate() {
-        let t = line.trim();
-        if is_wiki_title(line) {
-            b.start(i + 1);
-        } else if t.is_empty() || t.starts_with("= =") {
-            continue;
-        } else {
-            b.paragraph(i + 1, t);
-        }
-    }
-    b.done()
-}
-
-fn is_gutenberg_title(line: &str) -> bool {
-    let letters = line.chars().filter(|c| c.is_alphabetic()).count();
-    !line.starts_with(char::is_whitespace)
-        && letters >= 4
-        && line.len() <= 80
-        && line.chars().all(|c| !c.is_lowercase())
-}
-
-fn gutenberg(text: &str, file: &Path) -> Vec<Document> {
-    let mut b = Builder::new(file);
-    let mut inside = !text.contains("*** START OF");
-    let mut para = String::new();
-    let mut para_line = 0;
-    let flush = |b: &mut Builder, para: &mut String, at: usize| {
-        if !para.trim().is_empty() {
-            b.paragraph(at, para);
-        }
-        para.clear();
-    };
-    for (i, line) in text.lines().enumerate() {
-        if line.starts_with("*** START OF") {
-            inside = true;
-            continue;
-        }
-        if line.starts_with("*** END OF") {
-            break;
-        }
-        if !inside {
-            continue;
-        }
-        if line.trim().is_empty() {
-            flush(&mut b, &mut para, para_line);
-        } else if is_gutenberg_title(line) {
-            flush(&mut b, &mut para, para_line);
-            b.start(i + 1);
-        } else {
-            if para.is_empty() {
-                para_line = i + 1;
-            }
-            para.push(' ');
-            para.push_str(line.trim());
-        }
-    }
-    flush(&mut b, &mut para, para_line);
-    b.done()
 }
 
 /// Documents split into training and held-out sets, by document.

@@ -6,8 +6,10 @@ pub mod batch;
 pub mod cache;
 pub mod corpus;
 pub mod instances;
+pub mod layouts;
 pub mod masking;
 pub mod shards;
+pub mod sources;
 pub mod tokenizer;
 
 pub use batch::{Batch, BatchStream, NoInstances, StreamSettings, StreamState};
@@ -75,6 +77,7 @@ pub fn prepare(
     exp_dir: Option<&Path>,
 ) -> Result<Prepared, DataError> {
     let saved = exp_dir.map(|d| d.join("tokenizer.json"));
+    let data = &sources::expanded(data, base_dir)?;
     if data.cache {
         return prepare_cached(data, tok_cfg, base_dir, exp_dir, saved.as_deref());
     }
