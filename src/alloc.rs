@@ -17,3 +17,16 @@ pub fn tune_for_training() {
         libc::mallopt(libc::M_TOP_PAD, 64 << 20);
     }
 }
+
+/// This machine's physical memory in bytes (`MemTotal`), or `None` where it cannot be read.
+pub fn machine_memory() -> Option<f64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kb: f64 = info
+        .lines()
+        .find(|l| l.starts_with("MemTotal:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kb * 1024.0)
+}

@@ -58,6 +58,7 @@ pub fn run(file: &Path, opts: &Options) -> Result<()> {
         exp.runs.retain(|r| opts.only.contains(&r.variant));
     }
     let base_dir = base_dir(file);
+    refuse_what_cannot_fit(file, &exp)?;
     // Downstream data is read after pretraining, possibly hours later: check it is there now.
     for spec in &exp.runs {
         for (i, f) in spec.config.finetune.iter().enumerate() {
@@ -128,6 +129,24 @@ pub fn run(file: &Path, opts: &Options) -> Result<()> {
             failures.len(),
             failures.join(", ")
         );
+    }
+    Ok(())
+}
+
+/// Refuses a grid one of whose runs would need more memory than the machine has, naming the
+/// key, before anything is allocated (an allocation that fails aborts the process).
+pub fn refuse_what_cannot_fit(file: &Path, exp: &LoadedExperiment) -> Result<()> {
+    let Some(available) = crate::alloc::machine_memory() else {
+        return Ok(());
+    };
+    for spec in &exp.runs {
+        if let Some((key, why)) = crate::config::memory::refuse(&spec.config, available) {
+            anyhow::bail!(
+                "{}: key `{key}`: run `{}`: {why}",
+                file.display(),
+                spec.variant
+            );
+        }
     }
     Ok(())
 }

@@ -232,8 +232,9 @@ fn validate(file: &Path) -> Result<()> {
             .iter()
             .map(|o| format!("{}×{}", o.name, o.weight))
             .collect();
+        let est = pretext::config::memory::estimate(c);
         println!(
-            "  {:<32} norm={} L={} H={} A={} seed={} steps={} objectives=[{}]",
+            "  {:<32} norm={} L={} H={} A={} seed={} steps={} objectives=[{}] params={:.2}M memory≈{}",
             r.variant,
             c.model.norm.name(),
             c.model.layers,
@@ -241,10 +242,12 @@ fn validate(file: &Path) -> Result<()> {
             c.model.heads,
             c.training.seed,
             c.training.steps,
-            objs.join(", ")
+            objs.join(", "),
+            pretext::config::memory::parameters(c) / 1e6,
+            pretext::config::memory::gib(est.total)
         );
     }
-    Ok(())
+    grid::refuse_what_cannot_fit(file, &exp)
 }
 
 fn list() {

@@ -178,3 +178,58 @@ model = [{ norm = "pre-ln" }, { norm = "powernorm", powernorm = { warmup = 0 } }
     assert_eq!(e.runs[0].config.model.layers, 3);
     assert_eq!(e.runs[1].variant, "model=norm-powernorm+powernorm-warmup-0");
 }
+
+/// Issue 19: sizes the machine cannot hold are refused by key before anything is allocated.
+#[test]
+fn sizes_that_cannot_fit_are_refused_by_key() {
+    use pretext::config::memory;
+    let e = err("[tokenizer]\nvocab_size = 1000000000\n");
+    assert!(
+        e.contains("tokenizer.vocab_size") && e.contains("at most"),
+        "{e}"
+    );
+
+    let exp = |extra: &str| {
+        load(&format!("[model]\nlayers = 4\nhidden = 256\nheads = 4\nffn = 1024\nmax_positions = 128\n[training]\nseq_len = 128\n{extra}")).unwrap()
+    };
+    let gib = (1u64 << 30) as f64;
+    let small = exp("batch_size = 32\n");
+    let est = memory::estimate(&small.base);
+    // The reference shape measured 653 MiB peak RSS (pretext bench): the estimate is generous
+    // but of that order.
+    assert!(est.total > 0.5 * gib && est.total < 4.0 * gib, "{est:?}");
+    assert_eq!(memory::refuse(&small.base, 24.0 * gib), None);
+
+    let (key, why) = memory::refuse(&exp("batch_size = 1000000\n").base, 24.0 * gib).unwrap();
+    assert_eq!(key, "training.batch_size", "{why}");
+    assert!(why.contains("GiB") && why.contains("grad_accum"), "{why}");
+    let (key, _) = memory::refuse(
+        &exp("batch_size = 32\n[tokenizer]\nvocab_size = 3000000\n").base,
+        24.0 * gib,
+    )
+    .unwrap();
+    assert_eq!(key, "tokenizer.vocab_size");
+
+    // `pretext run` refuses it by key with exit 1, not an out-of-memory abort.
+    let dir = std::env::temp_dir().join(format!("pretext-fit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("huge.toml"), "[training]\nbatch_size = 1000000\n").unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_pretext"))
+        .arg("run")
+        .arg(dir.join("huge.toml"))
+        .arg("--runs-dir")
+        .arg(dir.join("runs"))
+        .output()
+        .unwrap();
+    let msg = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{msg}");
+    assert!(
+        msg.contains("huge.toml") && msg.contains("training.batch_size"),
+        "{msg}"
+    );
+    assert!(
+        !dir.join("runs").exists(),
+        "nothing is written before the refusal"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -2,6 +2,7 @@
 //! validation, and expansion of `[ablation]` axes into a grid of runs.
 
 mod error;
+pub mod memory;
 mod schema;
 mod validate;
 

@@ -199,6 +199,15 @@ pub fn check(e: &Experiment) -> Vec<(String, String)> {
             "is set but data.cache is false; set data.cache = true to use the shard cache".into(),
         );
     }
+    if e.tokenizer.vocab_size > 4_000_000 {
+        bad(
+            "tokenizer.vocab_size",
+            format!(
+                "expected at most 4,000,000 (the largest vocabularies in use have ~250,000), got {}",
+                e.tokenizer.vocab_size
+            ),
+        );
+    }
     if e.tokenizer.path.is_none() && e.tokenizer.vocab_size < 50 {
         bad(
             "tokenizer.vocab_size",

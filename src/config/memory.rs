@@ -1,0 +1,115 @@
+//! How much memory a run of an experiment needs, estimated from its settings alone, so that a
+//! size the machine cannot hold (a vocabulary of a billion tokens, a batch of a million
+//! sequences) is refused with the key's name before anything is allocated, instead of the
+//! process dying of an out-of-memory abort. The estimate is deliberately generous (float
+//! arithmetic, no overflow): it errs towards refusing only what cannot possibly fit.
+
+use super::Experiment;
+
+/// The parts of a run's memory, in bytes, each with the key that drives it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Estimate {
+    /// Weights, gradients, AdamW's two moments and the optimiser's host copies.
+    pub parameters: f64,
+    /// Activations kept for the backward pass of one micro-batch (`training.batch_size`).
+    pub activations: f64,
+    /// What grows with `tokenizer.vocab_size`: the embedding and output-layer share of
+    /// `parameters` and the MLM logits' share of `activations`.
+    pub vocabulary: f64,
+    /// The MLM logits and their gradient (part of `activations` and of `vocabulary`).
+    pub logits: f64,
+    pub total: f64,
+}
+
+const F32: f64 = 4.0;
+/// Copies of each parameter alive during a step: value, gradient, two AdamW moments, and the
+/// flat value and gradient vectors the optimiser works on.
+const COPIES: f64 = 6.0;
+
+/// The number of trainable parameters of the encoder and its MLM head (pair heads are tiny).
+pub fn parameters(e: &Experiment) -> f64 {
+    let m = &e.model;
+    let (v, h, f, l) = (
+        e.tokenizer.vocab_size as f64,
+        m.hidden as f64,
+        m.ffn as f64,
+        m.layers as f64,
+    );
+    let embeddings = (v + m.max_positions as f64 + 2.0) * h + 2.0 * h;
+    let layer = 4.0 * (h * h + h) + 2.0 * h * f + f + h + 4.0 * h;
+    let heads = (h * h + h) + (h * h + 3.0 * h) + v + 2.0 * h + 2.0;
+    embeddings + l * layer + heads
+}
+
+/// The estimate for one run of `e`.
+pub fn estimate(e: &Experiment) -> Estimate {
+    let m = &e.model;
+    let t = &e.training;
+    let (v, h, f, l) = (
+        e.tokenizer.vocab_size as f64,
+        m.hidden as f64,
+        m.ffn as f64,
+        m.layers as f64,
+    );
+    let (b, s, heads) = (t.batch_size as f64, t.seq_len as f64, m.heads as f64);
+    let parameters = parameters(e) * F32 * COPIES;
+    // Per layer and token: the projections, FFN, norms, residuals and dropout masks (about
+    // 12 hidden-wide and 3 FFN-wide vectors), plus scores, probabilities and dropout mask of
+    // every head; doubled for the gradients of the backward pass. The MLM decoder's logits
+    // for up to every position of the batch, with their gradient.
+    let tokens = b * s;
+    let per_layer = tokens * (12.0 * h + 3.0 * f) + 3.0 * b * heads * s * s;
+    let logits = 2.0 * F32 * (2.0 * tokens * 0.2 * v);
+    let activations = 2.0 * F32 * (l * per_layer + tokens * 4.0 * h) + logits;
+    let vocabulary = (v * h + v) * F32 * COPIES + logits;
+    Estimate {
+        parameters,
+        activations,
+        vocabulary,
+        logits,
+        total: parameters + activations,
+    }
+}
+
+/// `None` when the estimate fits in `available` bytes; otherwise the key to change and why.
+pub fn refuse(e: &Experiment, available: f64) -> Option<(&'static str, String)> {
+    let est = estimate(e);
+    if est.total <= available {
+        return None;
+    }
+    // The key behind the largest of: what the vocabulary drives, the other activations
+    // (batch), the other parameters (model width and depth).
+    let batch = (est.activations - est.logits).max(0.0);
+    let model = (est.parameters - (est.vocabulary - est.logits)).max(0.0);
+    let key = if est.vocabulary >= batch && est.vocabulary >= model {
+        "tokenizer.vocab_size"
+    } else if batch >= model {
+        "training.batch_size"
+    } else {
+        "model.hidden"
+    };
+    Some((
+        key,
+        format!(
+            "a run needs about {} (parameters and optimiser state {}, activations of one \
+             batch {}), more than this machine's {}; lower it (or training.batch_size with \
+             training.grad_accum for the same effective batch)",
+            gib(est.total),
+            gib(est.parameters),
+            gib(est.activations),
+            gib(available)
+        ),
+    ))
+}
+
+/// Bytes as GiB with a sensible number of digits.
+pub fn gib(bytes: f64) -> String {
+    let g = bytes / (1u64 << 30) as f64;
+    if g >= 100.0 {
+        format!("{g:.0} GiB")
+    } else if g >= 1.0 {
+        format!("{g:.1} GiB")
+    } else {
+        format!("{:.0} MiB", bytes / (1u64 << 20) as f64)
+    }
+}
