@@ -161,13 +161,7 @@ fn pretrain_one(
 ) -> Result<()> {
     let dir = exp_dir.join(&spec.variant);
     let cfg = &spec.config;
-    let prepared = data::prepare(
-        &cfg.data,
-        &cfg.tokenizer,
-        cfg.training.seed,
-        base_dir,
-        Some(exp_dir),
-    )?;
+    let prepared = data::prepare(&cfg.data, &cfg.tokenizer, base_dir, Some(exp_dir))?;
     // Unfinished runs continue from their checkpoint unless told otherwise.
     let train_opts = train::Options {
         resume: !opts.fresh && !opts.force,
@@ -186,7 +180,12 @@ fn pretrain_one(
         "tokens_per_second": s.tokens_per_second,
         "first_train": s.first.scalars(),
         "last_train": s.last_train.scalars(),
-        "last_eval": s.last_eval.as_ref().map(|e| e.scalars()),
+        "last_eval": s.last_eval.as_ref().map(|e| {
+            let mut v = e.scalars();
+            v.extend(s.probes.iter().cloned());
+            v
+        }),
+        "eval_fingerprint": s.eval_fingerprint,
     });
     let done = rundir::summary_path(&dir);
     rundir::write_atomically(&done, serde_json::to_string_pretty(&summary)?.as_bytes())
@@ -301,13 +300,7 @@ pub fn parallel<T: Sync>(
 /// not deterministic; see data::prepare).
 pub fn prepare_shared(spec: &RunSpec, base_dir: &Path, exp_dir: &Path) -> Result<()> {
     let c = &spec.config;
-    let p = data::prepare(
-        &c.data,
-        &c.tokenizer,
-        c.training.seed,
-        base_dir,
-        Some(exp_dir),
-    )?;
+    let p = data::prepare(&c.data, &c.tokenizer, base_dir, Some(exp_dir))?;
     if let Some((dir, built)) = &p.cache {
         println!(
             "  shard cache {} {}: {} training shard(s), {} tokens; {} held-out document(s)",

@@ -212,7 +212,6 @@ fn one_corpus_mixes_layouts_per_file_whole_and_cached() {
         CorpusFormat::Auto,
         1,
         0.0,
-        1,
     )
     .unwrap();
     let mut all = sentences(&whole.train);
@@ -233,12 +232,12 @@ fn one_corpus_mixes_layouts_per_file_whole_and_cached() {
         .base
         .tokenizer;
     let exp = dir.join("exp");
-    let p1 = pretext::data::prepare(&data, &tok, 1, &dir, Some(&exp)).unwrap();
+    let p1 = pretext::data::prepare(&data, &tok, &dir, Some(&exp)).unwrap();
     let cached = DataConfig {
         cache: true,
         ..data.clone()
     };
-    let p2 = pretext::data::prepare(&cached, &tok, 1, &dir, Some(&exp)).unwrap();
+    let p2 = pretext::data::prepare(&cached, &tok, &dir, Some(&exp)).unwrap();
     assert!(p2.cache.is_some());
     assert_eq!(p1.train.tokens(), p2.train.tokens());
     assert_eq!(p1.train.documents(), 4);

@@ -334,7 +334,7 @@ fn bad_corpus_inputs_give_named_errors() {
     let e = corpus::read_source("missing.txt", &dir, CorpusFormat::Auto, 2).unwrap_err();
     assert!(matches!(e, CorpusError::Unreadable { .. }) && e.to_string().contains("missing.txt"));
 
-    let e = pretext::data::Corpus::split(embedded_docs()[..1].to_vec(), 0.5, 1).unwrap_err();
+    let e = pretext::data::Corpus::split(embedded_docs()[..1].to_vec(), 0.5).unwrap_err();
     assert!(
         matches!(e, CorpusError::NoTrainingDocuments { total: 1, .. }),
         "{e:?}"
@@ -374,9 +374,17 @@ fn vocab_txt_without_special_tokens_is_refused_by_name() {
 #[test]
 fn heldout_split_is_by_document_and_deterministic() {
     let docs = embedded_docs();
-    let a = pretext::data::Corpus::split(docs.clone(), 0.2, 4).unwrap();
-    let b = pretext::data::Corpus::split(docs.clone(), 0.2, 4).unwrap();
+    let a = pretext::data::Corpus::split(docs.clone(), 0.2).unwrap();
+    let b = pretext::data::Corpus::split(docs.clone(), 0.2).unwrap();
     assert_eq!(a.heldout, b.heldout);
+    // Evenly spread: 0.2 of 26 documents is 5, one in each fifth of the corpus.
+    assert_eq!(a.heldout.len(), 5);
+    let at: Vec<usize> = a
+        .heldout
+        .iter()
+        .map(|h| docs.iter().position(|d| d == h).unwrap())
+        .collect();
+    assert_eq!(at, [2, 7, 12, 17, 22]);
     assert_eq!(a.heldout.len() + a.train.len(), docs.len());
     for h in &a.heldout {
         assert!(!a.train.contains(h));

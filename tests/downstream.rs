@@ -251,7 +251,7 @@ seq_len = 32
         .config;
     let dir = std::env::temp_dir().join(format!("pretext-ft-pre-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let prepared = data::prepare(&cfg.data, &cfg.tokenizer, 1, Path::new("."), Some(&dir)).unwrap();
+    let prepared = data::prepare(&cfg.data, &cfg.tokenizer, Path::new("."), Some(&dir)).unwrap();
     let mut trainer = Trainer::new(&cfg, &prepared).unwrap();
     for _ in 0..6 {
         trainer.train_step().unwrap();

@@ -199,7 +199,7 @@ proptest! {
         thread_local! {
             static SETUP: (pretext::config::Experiment, pretext::data::Prepared, Vec<u8>) = {
                 let cfg = tiny_experiment();
-                let data = pretext::data::prepare(&cfg.data, &cfg.tokenizer, 1, Path::new("."), None).unwrap();
+                let data = pretext::data::prepare(&cfg.data, &cfg.tokenizer, Path::new("."), None).unwrap();
                 let mut t = Trainer::new(&cfg, &data).unwrap();
                 t.train_step().unwrap();
                 let path = std::env::temp_dir().join(format!("pretext-fuzz-ckpt-{}.safetensors", std::process::id()));

@@ -385,7 +385,7 @@ fn the_cache_is_built_once_reused_by_every_seed_and_rebuilt_when_the_corpus_chan
     let text = pretext::data::corpus::EMBEDDED.repeat(3);
     std::fs::write(dir.join("corpus.txt"), &text).unwrap();
     let cfg = cached_experiment("\"corpus.txt\"", "");
-    let prep = |seed| data::prepare(&cfg.data, &cfg.tokenizer, seed, &dir, Some(&dir)).unwrap();
+    let prep = |_seed: u64| data::prepare(&cfg.data, &cfg.tokenizer, &dir, Some(&dir)).unwrap();
     let first = prep(1);
     let (cache_dir, built) = first.cache.clone().unwrap();
     assert!(built);
@@ -445,7 +445,7 @@ fn the_cache_is_built_once_reused_by_every_seed_and_rebuilt_when_the_corpus_chan
     let mut bad = good.clone();
     bad[40] ^= 0x10;
     std::fs::write(&shard, &bad).unwrap();
-    let e = data::prepare(&cfg.data, &cfg.tokenizer, 1, &dir, Some(&dir))
+    let e = data::prepare(&cfg.data, &cfg.tokenizer, &dir, Some(&dir))
         .err()
         .unwrap();
     assert!(e.to_string().contains("train-00001.bin"), "{e}");
@@ -479,11 +479,11 @@ fn two_runs_building_one_cache_at_once_both_succeed() {
     .unwrap();
     let cfg = cached_experiment("\"corpus.txt\"", "");
     // The tokenizer first (as `pretext run` does), then two builders race on the cache.
-    data::prepare(&cfg.data, &cfg.tokenizer, 1, &dir, Some(&dir)).unwrap();
+    data::prepare(&cfg.data, &cfg.tokenizer, &dir, Some(&dir)).unwrap();
     std::fs::remove_dir_all(dir.join("cache")).unwrap();
     let results: Vec<_> = std::thread::scope(|s| {
         let h: Vec<_> = (0..2)
-            .map(|_| s.spawn(|| data::prepare(&cfg.data, &cfg.tokenizer, 1, &dir, Some(&dir))))
+            .map(|_| s.spawn(|| data::prepare(&cfg.data, &cfg.tokenizer, &dir, Some(&dir))))
             .collect();
         h.into_iter().map(|h| h.join().unwrap()).collect()
     });
@@ -504,7 +504,7 @@ fn training_on_a_cached_corpus_resumes_bit_identically() {
     )
     .unwrap();
     let cfg = cached_experiment("\"corpus.txt\"", "");
-    let data = data::prepare(&cfg.data, &cfg.tokenizer, 1, &dir, Some(&dir)).unwrap();
+    let data = data::prepare(&cfg.data, &cfg.tokenizer, &dir, Some(&dir)).unwrap();
     assert!(data.train.shards.len() >= 3);
     let weights = |t: &Trainer| -> Vec<Vec<f32>> {
         use pretext::model::Params;
@@ -532,7 +532,7 @@ fn training_on_a_cached_corpus_resumes_bit_identically() {
     first.save_checkpoint(&ckpt).unwrap();
     drop(first);
     // A new process would open the cache again: so does this.
-    let reopened = data::prepare(&cfg.data, &cfg.tokenizer, 1, &dir, Some(&dir)).unwrap();
+    let reopened = data::prepare(&cfg.data, &cfg.tokenizer, &dir, Some(&dir)).unwrap();
     assert!(!reopened.cache.as_ref().unwrap().1, "the cache is reused");
     let mut second = Trainer::new(&cfg, &reopened).unwrap();
     second.load_checkpoint(&ckpt).unwrap();

@@ -57,14 +57,7 @@ fn prepared(cfg: &Experiment) -> Prepared {
         t.min_frequency
     ));
     std::fs::create_dir_all(&dir).unwrap();
-    data::prepare(
-        &cfg.data,
-        &cfg.tokenizer,
-        cfg.training.seed,
-        Path::new("."),
-        Some(&dir),
-    )
-    .unwrap()
+    data::prepare(&cfg.data, &cfg.tokenizer, Path::new("."), Some(&dir)).unwrap()
 }
 
 fn weights(t: &Trainer) -> Vec<Vec<f32>> {

@@ -7,7 +7,6 @@
 use super::layouts::{detect, is_doc_start, is_wiki_title, parse_all};
 use super::sources;
 use crate::config::CorpusFormat;
-use rand::seq::SliceRandom;
 use std::path::{Path, PathBuf};
 
 pub use super::layouts::sentences;
@@ -263,45 +262,49 @@ pub struct Corpus {
 }
 
 impl Corpus {
-    /// Reads every source and splits by document with a seeded shuffle, so the split is the
-    /// same for every run that shares a seed, and never mixes one document into both sides.
+    /// Reads every source and splits by document. The split depends on the documents alone
+    /// (the rule of `split`), not on a seed, so every variant and every seed of a grid is
+    /// evaluated on the same held-out documents.
     pub fn load(
         sources: &[String],
         base_dir: &Path,
         format: CorpusFormat,
         min_sentences: usize,
         heldout_fraction: f64,
-        seed: u64,
     ) -> Result<Self, CorpusError> {
         let mut docs = Vec::new();
         for s in sources {
             docs.extend(read_source(s, base_dir, format, min_sentences)?);
         }
-        Self::split(docs, heldout_fraction, seed)
+        Self::split(docs, heldout_fraction)
     }
 
-    pub fn split(
-        mut docs: Vec<Document>,
-        heldout_fraction: f64,
-        seed: u64,
-    ) -> Result<Self, CorpusError> {
+    /// Holds out an evenly spread fraction of the documents in reading order — the k-th when
+    /// `round((k+1)·f) > round(k·f)`, the shard cache's rule (`cache::held_out`), so a corpus
+    /// is split the same way read whole or cached — and at least one when `f > 0` and there
+    /// are two or more documents. A document is never on both sides.
+    pub fn split(docs: Vec<Document>, heldout_fraction: f64) -> Result<Self, CorpusError> {
         let total = docs.len();
-        let mut rng = crate::rng::stream(seed, "data.split");
-        docs.shuffle(&mut rng);
-        let mut n_held = (total as f64 * heldout_fraction).round() as usize;
-        if heldout_fraction > 0.0 && n_held == 0 && total >= 2 {
-            n_held = 1;
+        let mut held: Vec<bool> = (0..total)
+            .map(|k| super::cache::held_out(k, heldout_fraction))
+            .collect();
+        if heldout_fraction > 0.0 && total >= 2 && !held.contains(&true) {
+            held[total - 1] = true;
         }
-        if n_held >= total {
+        if held.iter().all(|&h| h) {
             return Err(CorpusError::NoTrainingDocuments {
                 total,
                 fraction: heldout_fraction,
             });
         }
-        let train = docs.split_off(n_held);
-        Ok(Self {
-            train,
-            heldout: docs,
-        })
+        let (mut train, mut heldout) = (Vec::new(), Vec::new());
+        for (d, h) in docs.into_iter().zip(held) {
+            if h {
+                heldout.push(d);
+            } else {
+                train.push(d);
+            }
+        }
+        Ok(Self { train, heldout })
     }
 }

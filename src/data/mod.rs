@@ -72,7 +72,6 @@ fn tokenize(tok: &Tokenizer, docs: &[Document]) -> Vec<TokenDoc> {
 pub fn prepare(
     data: &DataConfig,
     tok_cfg: &TokenizerConfig,
-    seed: u64,
     base_dir: &Path,
     exp_dir: Option<&Path>,
 ) -> Result<Prepared, DataError> {
@@ -87,7 +86,6 @@ pub fn prepare(
         data.format,
         data.min_sentences,
         data.heldout_fraction,
-        seed,
     )?;
     let texts = corpus
         .train

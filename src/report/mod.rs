@@ -3,6 +3,7 @@
 //! training beyond the files a run leaves.
 
 pub mod charts;
+pub mod cross;
 pub mod downstream;
 pub mod runs;
 
@@ -140,6 +141,44 @@ pub(crate) fn final_points(grouped: &[(String, Vec<&Run>)], key: &str) -> Vec<Me
         .collect()
 }
 
+/// Says whether the runs were scored on one held-out set (`train::evaluation`), and which
+/// runs used which when they were not: their held-out columns do not compare.
+fn evaluation_sets(md: &mut String, runs: &[runs::Run]) {
+    let mut sets: Vec<(&str, Vec<&str>)> = Vec::new();
+    for r in runs {
+        let Some(f) = r.eval_fingerprint.as_deref() else {
+            continue;
+        };
+        match sets.iter_mut().find(|(g, _)| *g == f) {
+            Some((_, v)) => v.push(&r.variant),
+            None => sets.push((f, vec![&r.variant])),
+        }
+    }
+    match sets.as_slice() {
+        [] => {}
+        [(f, v)] => {
+            let _ = writeln!(
+                md,
+                "All {} finished runs were scored on one held-out evaluation set (fingerprint `{f}`): \
+                 the same documents, token ids and masked positions.\n",
+                v.len()
+            );
+        }
+        _ => {
+            let _ = writeln!(
+                md,
+                "**These runs were scored on different held-out sets**, so their held-out \
+                 columns do not compare across sets (the set follows the held-out documents, \
+                 the tokenizer, `training.seq_len` and `training.eval_batches`):\n"
+            );
+            for (f, v) in &sets {
+                let _ = writeln!(md, "- `{f}`: {}", v.join(", "));
+            }
+            let _ = writeln!(md);
+        }
+    }
+}
+
 /// Writes charts and `README.md` for the runs in `exp_dir` into `out`. `command` is how the
 /// runs were made, for the report's reproduction section.
 pub fn write(exp_dir: &Path, out: &Path, command: &str) -> Result<Written, ReportError> {
@@ -183,6 +222,8 @@ pub fn write(exp_dir: &Path, out: &Path, command: &str) -> Result<Written, Repor
             "## Held-out metrics at the last evaluation (mean ± sample std over seeds)\n"
         );
         eval_table(&mut md, "variant", &grouped, &eval_keys, 4);
+        evaluation_sets(&mut md, &runs);
+        cross::write(&mut md, &grouped);
     }
 
     // Line charts: every train and eval scalar.

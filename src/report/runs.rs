@@ -34,6 +34,8 @@ pub struct Run {
     pub dir: PathBuf,
     pub rows: Vec<Row>,
     pub finished: bool,
+    /// The held-out set's fingerprint from `summary.json` (runs from before it have none).
+    pub eval_fingerprint: Option<String>,
 }
 
 /// The variant name without its `seed=` part (`base` when nothing else is left).
@@ -121,9 +123,14 @@ pub fn read(exp_dir: &Path) -> Result<Vec<Run>, ReportError> {
             .file_name()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
+        let eval_fingerprint = std::fs::read_to_string(crate::rundir::summary_path(&dir))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v["eval_fingerprint"].as_str().map(str::to_string));
         runs.push(Run {
             group: group_of(&variant),
             finished: crate::rundir::finished(&dir),
+            eval_fingerprint,
             variant,
             dir,
             rows,

@@ -3,8 +3,10 @@
 
 pub mod bundle;
 pub mod checkpoint;
+pub mod evaluation;
 pub mod log;
 pub mod optimizer;
+pub mod probe;
 pub mod trainer;
 
 pub use bundle::Bundle;

@@ -5,7 +5,7 @@ use super::checkpoint::{self, CheckpointError, TrainState};
 use super::log::RunLog;
 use super::optimizer::{clip_global_norm, learning_rate, AdamW};
 use crate::config::Experiment;
-use crate::data::{BatchStream, DataError, MaskingConfig, Prepared, StreamSettings};
+use crate::data::{BatchStream, DataError, MaskingConfig, PairMode, Prepared, StreamSettings};
 use crate::model::{Dev, InputError, Params};
 use crate::objectives::{registry, Ctx, ObjectiveFor};
 use crate::rng::{stream, Rng};
@@ -90,6 +90,10 @@ pub struct Summary {
     pub last_eval: Option<Metrics>,
     pub tokens_per_second: f64,
     pub resumed_from: Option<u64>,
+    /// The fingerprint of the held-out set `last_eval` was scored on (`evaluation`).
+    pub eval_fingerprint: Option<String>,
+    /// Probe accuracies for the pair tasks the run did not train (`probe`), at the last step.
+    pub probes: Vec<(String, f64)>,
 }
 
 pub struct Trainer<'a> {
@@ -100,9 +104,10 @@ pub struct Trainer<'a> {
     optim: AdamW,
     stream: BatchStream,
     prepared: &'a Prepared,
-    settings: StreamSettings,
     dropout_rng: Rng,
     needs: registry::Needs,
+    /// The experiment's shared held-out batches (`None`: nothing held out).
+    eval_set: Option<super::evaluation::EvalSet>,
     pub step: u64,
     /// Learning-rate multiplier from divergence roll-backs, and how many there were.
     pub lr_scale: f64,
@@ -133,11 +138,16 @@ impl<'a> Trainer<'a> {
         let stream = BatchStream::new(
             prepared.train.clone(),
             prepared.tokenizer.clone(),
-            settings.clone(),
+            settings,
             cfg.training.seed,
             "data.train",
         )
         .map_err(crate::data::DataError::from)?;
+        let eval_set = super::evaluation::EvalSet::build(
+            prepared,
+            cfg.training.seq_len,
+            cfg.training.eval_batches,
+        )?;
         Ok(Self {
             // Downstream entries and cluster resources are not part of what pretraining
             // resumes against: adding a task or more time must not invalidate checkpoints.
@@ -153,9 +163,9 @@ impl<'a> Trainer<'a> {
             bundle,
             stream,
             prepared,
-            settings,
             dropout_rng: stream_rng(cfg.training.seed),
             needs,
+            eval_set,
             step: 0,
             lr_scale: 1.0,
             rollbacks: 0,
@@ -321,49 +331,89 @@ impl<'a> Trainer<'a> {
         Ok((metrics, norm, tokens))
     }
 
-    /// Mean metrics over `eval_batches` held-out batches, always the same ones.
-    pub fn evaluate(&self) -> Result<Option<Metrics>, TrainError> {
-        if self.prepared.heldout.is_empty() || self.cfg.training.eval_batches == 0 {
-            return Ok(None);
-        }
-        let mut s = match BatchStream::new(
-            self.prepared.heldout.clone(),
-            self.prepared.tokenizer.clone(),
-            self.settings.clone(),
-            self.cfg.training.seed,
-            "data.eval",
-        ) {
-            Ok(s) => s,
-            Err(_) => return Ok(None),
+    /// The fingerprint of the shared held-out set (`None` when nothing is held out).
+    pub fn eval_fingerprint(&self) -> Option<&str> {
+        self.eval_set.as_ref().map(|e| e.fingerprint.as_str())
+    }
+
+    /// Linear-probe accuracies (`probe`) on the shared held-out pairs for the pair tasks this
+    /// run did not train: NSP for an SOP run, SOP for an NSP run, both for the others.
+    pub fn probes(&self) -> Result<Vec<(String, f64)>, TrainError> {
+        let Some(set) = &self.eval_set else {
+            return Ok(Vec::new());
         };
-        let n = self.cfg.training.eval_batches;
+        let tasks: Vec<PairMode> = [PairMode::Nsp, PairMode::Sop]
+            .into_iter()
+            .filter(|t| self.needs.pair != Some(*t))
+            .collect();
+        Ok(super::probe::pair_probes(
+            &self.dev,
+            &self.bundle.encoder,
+            self.prepared,
+            set,
+            self.cfg.training.seq_len,
+            &tasks,
+        )?)
+    }
+
+    /// Mean metrics over the shared held-out set: each objective on the batches of its layout
+    /// (`evaluation`), the same batches for every variant of the experiment.
+    pub fn evaluate(&self) -> Result<Option<Metrics>, TrainError> {
+        let Some(set) = &self.eval_set else {
+            return Ok(None);
+        };
         let mut metrics = Metrics::default();
-        for _ in 0..n {
-            let batch = s
-                .next_batch(self.cfg.training.batch_size)
-                .map_err(DataError::from)?;
-            let enc = &self.bundle.encoder;
-            let inputs = inputs_of(enc, &batch)?;
-            let hidden = enc.forward(&self.dev, &inputs, NoneTape, None);
-            let ctx = Ctx {
-                dev: &self.dev,
-                encoder: enc,
-                batch: &batch,
-                inputs: &inputs,
+        let mut scored = false;
+        for layout in super::evaluation::Layout::ALL {
+            let objectives: Vec<_> = self
+                .bundle
+                .objectives
+                .iter()
+                .filter(|(_, o)| {
+                    registry::find(o.name())
+                        .is_some_and(|e| super::evaluation::Layout::of(&e.needs) == layout)
+                })
+                .collect();
+            let Some(batches) = set.batches(layout).filter(|_| !objectives.is_empty()) else {
+                continue;
             };
-            for (weight, obj) in &self.bundle.objectives {
-                let loss = ObjectiveFor::<NoneTape>::loss(obj.as_ref(), hidden.clone(), None, &ctx);
-                accumulate(
-                    &mut metrics,
-                    obj.name(),
-                    loss.value.array() as f64 / n as f64,
-                    loss.correct,
-                    loss.total,
-                    *weight,
-                );
+            let n = batches.len();
+            for batch in batches {
+                let enc = &self.bundle.encoder;
+                let inputs = inputs_of(enc, batch)?;
+                let hidden = enc.forward(&self.dev, &inputs, NoneTape, None);
+                let ctx = Ctx {
+                    dev: &self.dev,
+                    encoder: enc,
+                    batch,
+                    inputs: &inputs,
+                };
+                for (weight, obj) in &objectives {
+                    let loss =
+                        ObjectiveFor::<NoneTape>::loss(obj.as_ref(), hidden.clone(), None, &ctx);
+                    accumulate(
+                        &mut metrics,
+                        obj.name(),
+                        loss.value.array() as f64 / n as f64,
+                        loss.correct,
+                        loss.total,
+                        *weight,
+                    );
+                    scored = true;
+                }
             }
         }
-        Ok(Some(metrics))
+        // Report objectives in the file's order, whatever order the layouts came in.
+        let order: Vec<&str> = self
+            .bundle
+            .objectives
+            .iter()
+            .map(|(_, o)| o.name())
+            .collect();
+        metrics
+            .per_objective
+            .sort_by_key(|(n, ..)| order.iter().position(|o| o == n));
+        Ok(scored.then_some(metrics))
     }
 }
 
@@ -458,6 +508,7 @@ pub fn run(
     let mut first = None;
     let mut last_train = Metrics::default();
     let mut last_eval = None;
+    let mut probes = Vec::new();
     let (mut tokens, started) = (0usize, Instant::now());
     let mut window = (0usize, Instant::now());
     let last = opts.stop_at.map_or(t.steps, |s| s.min(t.steps));
@@ -515,8 +566,12 @@ pub fn run(
         }
         if (t.eval_every > 0 && step % t.eval_every == 0) || step == t.steps {
             if let Some(e) = trainer.evaluate()? {
-                log.scalars(step, "eval", &e.scalars())
-                    .map_err(io_err(dir))?;
+                let mut scalars = e.scalars();
+                if step == t.steps {
+                    probes = trainer.probes()?;
+                    scalars.extend(probes.iter().cloned());
+                }
+                log.scalars(step, "eval", &scalars).map_err(io_err(dir))?;
                 last_eval = Some(e);
             }
             for (name, p) in trainer.bundle.named_params() {
@@ -551,5 +606,7 @@ pub fn run(
         last_eval,
         tokens_per_second: tokens as f64 / started.elapsed().as_secs_f64().max(1e-9),
         resumed_from,
+        eval_fingerprint: trainer.eval_fingerprint().map(str::to_string),
+        probes,
     })
 }

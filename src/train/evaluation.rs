@@ -1,0 +1,153 @@
+//! The held-out evaluation set every variant of an experiment is scored on.
+//!
+//! A comparison of variants is fair only if they answer the same questions. So the held-out
+//! batches are fixed by the held-out documents, the tokenizer, `training.seq_len` and
+//! `training.eval_batches` alone — never by a variant's seed, objectives or masking options:
+//! one batch list per *layout* (what an objective reads: masked single segments for MLM,
+//! NSP pairs, SOP pairs, plain single segments for the contrastive objective), drawn with one
+//! fixed seed and BERT's standard masking (15 %, 80/10/10). An MLM-only run and an MLM+SOP run
+//! are therefore scored on the same token ids and the same masked positions. A CRC-32 over
+//! every batch is the set's fingerprint: runs record it, and the report refuses to put runs
+//! with different fingerprints in one table without saying so.
+
+use crate::data::{Batch, BatchStream, MaskingConfig, PairMode, StreamSettings};
+use crate::data::{DataError, Prepared};
+
+/// The seed of the evaluation set's sampler and masker: the same for every run.
+pub const EVAL_SEED: u64 = 20_191_011;
+/// Sequences per held-out batch, whatever `training.batch_size` a variant trains with.
+pub const EVAL_BATCH: usize = 32;
+
+/// What an objective reads from a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    /// MLM-masked inputs with their labels.
+    pub masked: bool,
+    /// Two segments with this pair task's labels; `None`: one segment.
+    pub pair: Option<PairMode>,
+}
+
+impl Layout {
+    /// Every layout the registered objectives read, in a fixed order.
+    pub const ALL: [Layout; 4] = [
+        Layout {
+            masked: true,
+            pair: None,
+        },
+        Layout {
+            masked: false,
+            pair: Some(PairMode::Nsp),
+        },
+        Layout {
+            masked: false,
+            pair: Some(PairMode::Sop),
+        },
+        Layout {
+            masked: false,
+            pair: None,
+        },
+    ];
+
+    /// The layout an objective with these needs is scored on.
+    pub fn of(needs: &crate::objectives::registry::Needs) -> Self {
+        Layout {
+            masked: needs.mlm_labels,
+            pair: needs.pair,
+        }
+    }
+
+    fn name(&self) -> String {
+        let pair = match self.pair {
+            None => "single",
+            Some(PairMode::Nsp) => "nsp",
+            Some(PairMode::Sop) => "sop",
+            Some(PairMode::Single) => "single",
+        };
+        format!("{pair}{}", if self.masked { "-masked" } else { "" })
+    }
+}
+
+/// The shared held-out batches of each layout, and their fingerprint.
+pub struct EvalSet {
+    sets: Vec<(Layout, Vec<Batch>)>,
+    /// CRC-32 (hex) over the settings and every batch of every layout.
+    pub fingerprint: String,
+}
+
+impl EvalSet {
+    /// Draws `batches` batches of [`EVAL_BATCH`] sequences of `seq_len` tokens per layout from
+    /// the held-out split; `None` when there is nothing to evaluate. A layout the held-out
+    /// documents cannot fill (NSP needs two documents) is left out.
+    pub fn build(
+        prepared: &Prepared,
+        seq_len: usize,
+        batches: usize,
+    ) -> Result<Option<Self>, DataError> {
+        if prepared.heldout.is_empty() || batches == 0 {
+            return Ok(None);
+        }
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(
+            format!("eval v1 seq_len={seq_len} batches={batches} batch={EVAL_BATCH}").as_bytes(),
+        );
+        let mut sets = Vec::new();
+        for layout in Layout::ALL {
+            let settings = StreamSettings {
+                seq_len,
+                short_seq_prob: 0.0,
+                mode: layout.pair.unwrap_or(PairMode::Single),
+                masking: layout.masked.then(MaskingConfig::default),
+            };
+            let name = format!("data.eval.{}", layout.name());
+            let Ok(mut stream) = BatchStream::new(
+                prepared.heldout.clone(),
+                prepared.tokenizer.clone(),
+                settings,
+                EVAL_SEED,
+                &name,
+            ) else {
+                continue;
+            };
+            let mut list = Vec::with_capacity(batches);
+            for _ in 0..batches {
+                let b = stream.next_batch(EVAL_BATCH)?;
+                hash_batch(&mut crc, &layout.name(), &b);
+                list.push(b);
+            }
+            sets.push((layout, list));
+        }
+        Ok(Some(Self {
+            sets,
+            fingerprint: format!("{:08x}", crc.finalize()),
+        }))
+    }
+
+    /// The batches of `layout`, if the held-out split could fill it.
+    pub fn batches(&self, layout: Layout) -> Option<&[Batch]> {
+        self.sets
+            .iter()
+            .find(|(l, _)| *l == layout)
+            .map(|(_, b)| b.as_slice())
+    }
+}
+
+fn hash_batch(crc: &mut crc32fast::Hasher, layout: &str, b: &Batch) {
+    crc.update(layout.as_bytes());
+    for v in [
+        &b.input_ids,
+        &b.token_type_ids,
+        &b.mlm_labels,
+        &b.pair_labels,
+    ] {
+        crc.update(&(v.len() as u64).to_le_bytes());
+        for x in v.iter() {
+            crc.update(&x.to_le_bytes());
+        }
+    }
+    for p in &b.mlm_positions {
+        crc.update(&(*p as u64).to_le_bytes());
+    }
+    for m in &b.attention_mask {
+        crc.update(&m.to_le_bytes());
+    }
+}

@@ -1,0 +1,155 @@
+//! Issue 14, item 2: one evaluation set for every variant of an experiment, and every
+//! pretrained model scored on both pair tasks (its own head, or a probe).
+
+use pretext::train::probe;
+use std::path::Path;
+use std::process::Command;
+
+const EXPERIMENT: &str = r#"
+name = "cross"
+[data]
+corpus = ["embedded"]
+heldout_fraction = 0.2
+[tokenizer]
+vocab_size = 600
+[model]
+layers = 2
+hidden = 32
+heads = 2
+ffn = 64
+max_positions = 64
+[optimizer]
+warmup_steps = 5
+[training]
+steps = 30
+batch_size = 8
+seq_len = 64
+eval_every = 15
+log_every = 10
+[ablation]
+objectives = [[{name = "mlm"}], [{name = "mlm"}, {name = "sop"}]]
+"training.seed" = [1, 2]
+"#;
+
+fn summary(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn variants_share_one_evaluation_set_and_the_report_crosses_pair_tasks() {
+    let dir = std::env::temp_dir().join(format!("pretext-fair-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("cross.toml"), EXPERIMENT).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_pretext"))
+        .arg("run")
+        .arg(dir.join("cross.toml"))
+        .arg("--runs-dir")
+        .arg(dir.join("runs"))
+        .arg("--reports-dir")
+        .arg(dir.join("reports"))
+        .arg("--quiet")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let runs = dir.join("runs/cross");
+    let variants = [
+        "objectives=mlm,seed=1",
+        "objectives=mlm,seed=2",
+        "objectives=mlm+sop,seed=1",
+        "objectives=mlm+sop,seed=2",
+    ];
+    let prints: Vec<String> = variants
+        .iter()
+        .map(|v| {
+            summary(&runs.join(v))["eval_fingerprint"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert!(prints.iter().all(|p| *p == prints[0]), "{prints:?}");
+
+    // The MLM-only run has probe figures for both pair tasks; the SOP run a probe for NSP
+    // only (SOP goes through its head).
+    let keys = |v: &str| -> Vec<String> {
+        summary(&runs.join(v))["last_eval"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|kv| kv[0].as_str().unwrap().to_string())
+            .collect()
+    };
+    let mlm = keys(variants[0]);
+    assert!(
+        mlm.contains(&"probe/nsp/accuracy".into()) && mlm.contains(&"probe/sop/accuracy".into()),
+        "{mlm:?}"
+    );
+    let sop = keys(variants[2]);
+    assert!(
+        sop.contains(&"probe/nsp/accuracy".into()) && !sop.contains(&"probe/sop/accuracy".into()),
+        "{sop:?}"
+    );
+    assert!(sop.contains(&"sop/accuracy".into()));
+
+    let report = std::fs::read_to_string(dir.join("reports/cross/README.md")).unwrap();
+    assert!(report.contains(&format!(
+        "one held-out evaluation set (fingerprint `{}`)",
+        prints[0]
+    )));
+    let row = report
+        .lines()
+        .find(|l| l.starts_with("| objectives=mlm | 2 | ") && l.contains("(probe)"))
+        .unwrap_or_else(|| panic!("no cross-table row for the MLM-only variant:\n{report}"));
+    assert_eq!(row.matches("(probe)").count(), 2, "{row}");
+    assert!(row.contains("(head)"), "{row}");
+
+    // A changed evaluation set is reported, not silently mixed into one table.
+    let s = runs.join(variants[1]).join("summary.json");
+    let text = std::fs::read_to_string(&s)
+        .unwrap()
+        .replace(&prints[0], "00000000");
+    std::fs::write(&s, text).unwrap();
+    pretext::grid::write_report(&runs, &dir.join("reports/again")).unwrap();
+    let report = std::fs::read_to_string(dir.join("reports/again/README.md")).unwrap();
+    assert!(
+        report.contains("scored on different held-out sets"),
+        "{report}"
+    );
+    assert!(
+        report.contains("- `00000000`: objectives=mlm,seed=2"),
+        "{report}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The probe is a working classifier: it separates separable pooled features and stays near
+/// chance on labels that have nothing to do with them.
+#[test]
+fn the_probe_learns_separable_features_and_not_noise() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let xs: Vec<Vec<f64>> = (0..800)
+        .map(|_| (0..16).map(|_| rng.gen_range(-1.0..1.0)).collect())
+        .collect();
+    let by_feature: Vec<u32> = xs
+        .iter()
+        .map(|x| u32::from(x[3] + 0.5 * x[9] > 0.1))
+        .collect();
+    let noise: Vec<u32> = (0..800).map(|_| rng.gen_range(0..2)).collect();
+    let accuracy = |w: &[f64], ys: &[u32], range: std::ops::Range<usize>| {
+        let hits = range
+            .clone()
+            .filter(|&i| {
+                let s = w[0] + w[1..].iter().zip(&xs[i]).map(|(a, b)| a * b).sum::<f64>();
+                (s > 0.0) == (ys[i] == 1)
+            })
+            .count();
+        hits as f64 / range.len() as f64
+    };
+    let w = probe::fit(&xs[..600], &by_feature[..600]);
+    assert!(accuracy(&w, &by_feature, 600..800) > 0.9);
+    let w = probe::fit(&xs[..600], &noise[..600]);
+    let a = accuracy(&w, &noise, 600..800);
+    assert!((0.35..0.65).contains(&a), "{a}");
+}
