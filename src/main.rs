@@ -13,6 +13,13 @@ use pretext::{finetune, grid};
 use std::path::{Path, PathBuf};
 
 fn main() {
+    // `pretext validate … | head` must end quietly when the pipe closes, as other Unix tools
+    // do, not panic on a failed print: restore the default SIGPIPE action Rust ignores.
+    #[cfg(unix)]
+    // SAFETY: setting a signal's disposition to the default before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     pretext::alloc::tune_for_training();
     if let Err(e) = dispatch() {
         eprintln!("error: {e:#}");

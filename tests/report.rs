@@ -158,3 +158,43 @@ fn downstream_section_compares_against_the_seed_spread() {
     }
     std::fs::remove_dir_all(&root).ok();
 }
+
+/// A learning-rate sweep gets its chart: final held-out loss against the numeric axis, one
+/// line per setting of the other axes, with the runs that did not finish (diverged) counted.
+#[test]
+fn a_numeric_axis_gets_a_sweep_chart_with_divergences_marked() {
+    let root = std::env::temp_dir().join(format!("pretext-sweep-{}", std::process::id()));
+    let runs = root.join("runs/exp");
+    for (norm, base) in [("post-ln", 0.0), ("pre-ln", -0.5)] {
+        for (i, lr) in ["0.001", "0.003", "0.01"].iter().enumerate() {
+            for seed in [1, 2] {
+                let v = format!("norm={norm},lr={lr},seed={seed}");
+                fake_run(&runs, &v, base + i as f64 * 0.25 + seed as f64 * 0.1);
+            }
+        }
+    }
+    // One post-LN run at the highest rate diverged: no summary, logs cut short.
+    let diverged = runs.join("norm=post-ln,lr=0.01,seed=2");
+    std::fs::remove_file(diverged.join("summary.json")).unwrap();
+    let out = root.join("reports/exp");
+    let w = pretext::report::write(&runs, &out, "pretext run exp.toml").unwrap();
+    let md = std::fs::read_to_string(&w.markdown).unwrap();
+    assert!(md.contains("## Final held-out mlm/loss against lr"), "{md}");
+    // post-LN at lr 0.001: final eval mlm/loss 5.1 + {0.1, 0.2} → 5.250 ± 0.071.
+    let row = md
+        .lines()
+        .find(|l| l.starts_with("| norm=post-ln | "))
+        .unwrap_or_else(|| panic!("{md}"));
+    assert!(row.contains("5.250 ± 0.071"), "{row}");
+    assert!(row.ends_with("✗ 1 |"), "{row}");
+    assert!(
+        std::fs::metadata(out.join("final_vs_lr.png"))
+            .unwrap()
+            .len()
+            > 5_000
+    );
+    assert!(std::fs::read_to_string(out.join("final_vs_lr.svg"))
+        .unwrap()
+        .contains("log scale"));
+    let _ = std::fs::remove_dir_all(&root);
+}

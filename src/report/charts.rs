@@ -11,7 +11,7 @@ use std::sync::Once;
 static FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
 static REGISTER: Once = Once::new();
 
-fn font() {
+pub(crate) fn font() {
     REGISTER.call_once(|| {
         // Registering a static, valid TTF cannot fail; if it did, text would be missing, not
         // the chart.
@@ -100,7 +100,7 @@ pub struct MeanStd {
     pub n: usize,
 }
 
-const SIZE: (u32, u32) = (1000, 520);
+pub(crate) const SIZE: (u32, u32) = (1000, 520);
 
 /// Runs one drawing function on a PNG and on an SVG backend: `<stem>.png`, `<stem>.svg`.
 macro_rules! png_and_svg {
@@ -124,6 +124,8 @@ macro_rules! png_and_svg {
     }};
 }
 
+pub(crate) use png_and_svg;
+
 /// A line chart of `lines`, written as `<stem>.png` and `<stem>.svg`.
 pub fn line_chart(
     stem: &Path,
@@ -144,7 +146,7 @@ pub fn mean_std_chart(
     png_and_svg!(stem, |area| draw_mean_std(area, title, y_label, points))
 }
 
-fn legend<DB: DrawingBackend>(
+pub(crate) fn legend<DB: DrawingBackend>(
     area: &DrawingArea<DB, plotters::coord::Shift>,
     entries: &[(String, usize)],
 ) -> Result<(), String> {

@@ -2,6 +2,7 @@
 //! with the tables, the charts, the command, the config and the machine. Knows nothing about
 //! training beyond the files a run leaves.
 
+pub mod axis;
 pub mod charts;
 pub mod cross;
 pub mod downstream;
@@ -224,6 +225,35 @@ pub fn write(exp_dir: &Path, out: &Path, command: &str) -> Result<Written, Repor
         eval_table(&mut md, "variant", &grouped, &eval_keys, 4);
         evaluation_sets(&mut md, &runs);
         cross::write(&mut md, &grouped);
+        if let Some(axis) = axis::numeric_axis(&runs) {
+            let key = if eval_keys.iter().any(|k| k == "mlm/loss") {
+                "mlm/loss"
+            } else {
+                "loss"
+            };
+            let series = axis::series(&runs, &axis, key);
+            let _ = writeln!(
+                md,
+                "## Final held-out {key} against {axis}
+"
+            );
+            axis::table(&mut md, &axis, key, &series);
+            let stem = out.join(format!("final_vs_{}", axis.replace(['.', '/'], "_")));
+            axis::chart(
+                &stem,
+                &format!("final held-out {key} against {axis}"),
+                &axis,
+                key,
+                &series,
+            )?;
+            embed(
+                &mut md,
+                &mut charts_written,
+                &stem,
+                &format!("{key} against {axis}"),
+            );
+            let _ = writeln!(md, "Mean over seeds with min–max whiskers; a cross at the top edge marks a setting with runs that did not finish (diverged).\n");
+        }
     }
 
     // Line charts: every train and eval scalar.
