@@ -31,6 +31,18 @@ pub enum Command {
     },
     /// Train one downstream task on a pretraining run's checkpoint (or from scratch).
     Finetune(FinetuneArgs),
+    /// Gradient norm of each encoder layer at initialisation, per setting of the grid.
+    Gradnorms {
+        file: PathBuf,
+        /// Training batches to average over.
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=1000))]
+        batches: u16,
+        #[arg(long, default_value = "runs")]
+        runs_dir: PathBuf,
+        /// Where the chart goes.
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+    },
     /// Check an experiment file and print the runs its ablation grid expands into.
     Validate { file: PathBuf },
     /// Print the registered objectives and normalisation placements.

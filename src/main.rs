@@ -35,6 +35,12 @@ fn dispatch() -> Result<()> {
         Command::Sweep(args) => sweep(&args),
         Command::Bench(args) => bench(&args),
         Command::Validate { file } => validate(&file),
+        Command::Gradnorms {
+            file,
+            batches,
+            runs_dir,
+            out,
+        } => grid::layer_gradients(&file, &runs_dir, batches.into(), &out),
         Command::List => {
             list();
             Ok(())

@@ -457,3 +457,35 @@ fn an_unusable_run_directory_is_an_error_before_training() {
     assert!(e.contains("pretext-not-a-dir"), "{e}");
     std::fs::remove_file(&file).ok();
 }
+
+/// `Trainer::layer_gradient_norms` (pretext gradnorms) names every encoder layer, leaves the
+/// weights as they were, and its groups add up to the whole gradient: the train step's
+/// (unclipped) gradient norm of the same batch.
+#[test]
+fn layer_gradient_norms_cover_the_gradient_and_change_nothing() {
+    let cfg = experiment("");
+    let data = prepared(&cfg);
+    let mut a = Trainer::new(&cfg, &data).unwrap();
+    let before = weights(&a);
+    let norms = a.layer_gradient_norms(1).unwrap();
+    assert_eq!(weights(&a), before, "no parameter may change");
+    let names: Vec<&str> = norms.iter().map(|(n, _)| n.as_str()).collect();
+    for i in 0..cfg.model.layers {
+        assert!(
+            names.contains(&format!("encoder.layers.{i}").as_str()),
+            "{names:?}"
+        );
+    }
+    assert!(
+        names.contains(&"embeddings") && names.contains(&"heads"),
+        "{names:?}"
+    );
+    // A fresh trainer draws the same batch (and dropout) for its first step.
+    let mut b = Trainer::new(&cfg, &data).unwrap();
+    let (_, global, _) = b.train_step().unwrap();
+    let total = norms.iter().map(|(_, v)| v * v).sum::<f64>().sqrt();
+    assert!(
+        (total - global).abs() <= 1e-4 * global,
+        "{total} vs {global}"
+    );
+}

@@ -146,17 +146,17 @@ pub fn chart(
     stem: &Path,
     title: &str,
     axis: &str,
-    key: &str,
+    y_desc: &str,
     series: &[Series],
 ) -> Result<(), ReportError> {
-    png_and_svg!(stem, |area| draw(area, title, axis, key, series))
+    png_and_svg!(stem, |area| draw(area, title, axis, y_desc, series))
 }
 
 fn draw<DB: DrawingBackend>(
     root: DrawingArea<DB, plotters::coord::Shift>,
     title: &str,
     axis: &str,
-    key: &str,
+    y_desc: &str,
     series: &[Series],
 ) -> Result<(), String> {
     root.fill(&WHITE).map_err(|e| e.to_string())?;
@@ -204,7 +204,7 @@ fn draw<DB: DrawingBackend>(
         } else {
             axis.to_string()
         })
-        .y_desc(format!("final held-out {key}"))
+        .y_desc(y_desc)
         .x_label_formatter(&fmt_x)
         .light_line_style(RGBColor(242, 242, 242))
         .label_style(("sans-serif", 14).into_font())

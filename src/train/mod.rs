@@ -7,7 +7,9 @@ pub mod evaluation;
 pub mod log;
 pub mod optimizer;
 pub mod probe;
+pub mod run;
 pub mod trainer;
 
 pub use bundle::Bundle;
-pub use trainer::{run, Metrics, Options, Summary, TrainError, Trainer};
+pub use run::{run, Options, Summary};
+pub use trainer::{Metrics, TrainError, Trainer};
