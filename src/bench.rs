@@ -65,6 +65,32 @@ pub struct Measured {
     pub losses: Vec<f64>,
 }
 
+impl Measured {
+    /// The lines `pretext bench` prints: throughput, memory, loss, kernels, and the
+    /// model-FLOP utilisation when the device's peak TFLOP/s is given.
+    pub fn describe(&self, shape: &Shape, peak_tflops: Option<f64>) -> String {
+        let mut s = format!(
+            "{shape:?}\n{} steps in {:.1} s: {:.0} tokens/s, {:.1} GFLOP/s, peak RSS {:.0} MiB, loss {:.3} → {:.3}\ndevice: {} (matrix kernels: {})",
+            self.steps,
+            self.seconds,
+            self.tokens_per_second,
+            self.gflops_per_second,
+            self.peak_rss_mib,
+            self.losses.first().copied().unwrap_or(f64::NAN),
+            self.losses.last().copied().unwrap_or(f64::NAN),
+            self.device,
+            self.simd
+        );
+        if let Some(peak) = peak_tflops {
+            s += &format!(
+                "\nmodel-FLOP utilisation: {:.1} % of {peak} TFLOP/s",
+                100.0 * self.gflops_per_second / (peak * 1e3)
+            );
+        }
+        s
+    }
+}
+
 /// The experiment of a shape: MLM (15%) + NSP, AdamW with warm-up, dropout 0.1. A shape or
 /// step count the experiment file's rules refuse (0 steps, a hidden size the heads do not
 /// divide) is an error that says why.

@@ -9,6 +9,7 @@ pub mod config;
 pub mod data;
 pub mod finetune;
 pub mod grid;
+pub mod inspect;
 pub mod model;
 pub mod objectives;
 pub mod report;

@@ -3,12 +3,10 @@
 
 mod cli;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Parser;
 use cli::{BenchArgs, Cli, Command, FinetuneArgs, RunArgs, SweepArgs, TokenizerCommand};
-use pretext::config::{Init, LoadedExperiment, Mode, NormKind};
-use pretext::data::{corpus, Tokenizer};
-use pretext::objectives::registry;
+use pretext::config::{Init, LoadedExperiment, Mode};
 use pretext::{finetune, grid};
 use std::path::{Path, PathBuf};
 
@@ -34,7 +32,7 @@ fn dispatch() -> Result<()> {
         Command::Finetune(args) => finetune(&args),
         Command::Sweep(args) => sweep(&args),
         Command::Bench(args) => bench(&args),
-        Command::Validate { file } => validate(&file),
+        Command::Validate { file } => pretext::inspect::validate(&file),
         Command::Gradnorms {
             file,
             batches,
@@ -42,7 +40,7 @@ fn dispatch() -> Result<()> {
             out,
         } => grid::layer_gradients(&file, &runs_dir, batches.into(), &out),
         Command::List => {
-            list();
+            pretext::inspect::list();
             Ok(())
         }
         Command::Tokenizer {
@@ -54,26 +52,19 @@ fn dispatch() -> Result<()> {
                     min_frequency,
                     out,
                 },
-        } => tokenizer_train(&corpus, vocab_size as usize, cased, min_frequency, &out),
+        } => pretext::data::vocab::train_to_file(
+            &corpus,
+            vocab_size as usize,
+            cased,
+            min_frequency,
+            &out,
+        ),
     }
 }
 
-/// The command line as typed, each word quoted for a POSIX shell where it needs to be.
+/// The command line as typed, quoted where a word needs it.
 fn command_line() -> String {
-    let words: Vec<String> = std::env::args()
-        .skip(1)
-        .map(|w| {
-            let plain = !w.is_empty()
-                && w.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_./=,:+@%".contains(c));
-            if plain {
-                w
-            } else {
-                pretext::sweep::quote(&w)
-            }
-        })
-        .collect();
-    format!("pretext {}", words.join(" "))
+    pretext::sweep::shell_line("pretext", std::env::args().skip(1))
 }
 
 fn run(a: &RunArgs) -> Result<()> {
@@ -192,129 +183,6 @@ fn bench(a: &BenchArgs) -> Result<()> {
         println!("{}", serde_json::to_string(&m)?);
         return Ok(());
     }
-    println!(
-        "{shape:?}\n{} steps in {:.1} s: {:.0} tokens/s, {:.1} GFLOP/s, peak RSS {:.0} MiB, loss {:.3} → {:.3}",
-        m.steps,
-        m.seconds,
-        m.tokens_per_second,
-        m.gflops_per_second,
-        m.peak_rss_mib,
-        m.losses.first().copied().unwrap_or(f64::NAN),
-        m.losses.last().copied().unwrap_or(f64::NAN)
-    );
-    println!("device: {} (matrix kernels: {})", m.device, m.simd);
-    if let Some(peak) = a.peak_tflops {
-        println!(
-            "model-FLOP utilisation: {:.1} % of {peak} TFLOP/s",
-            100.0 * m.gflops_per_second / (peak * 1e3)
-        );
-    }
-    Ok(())
-}
-
-fn validate(file: &Path) -> Result<()> {
-    let exp = LoadedExperiment::load(file)?;
-    println!(
-        "{}: experiment `{}`, {} run(s)",
-        file.display(),
-        exp.base.name,
-        exp.runs.len()
-    );
-    // Patterns are expanded now, so one that matches nothing is named before any run starts.
-    let mut seen: Vec<&Vec<String>> = Vec::new();
-    for r in &exp.runs {
-        let corpus = &r.config.data.corpus;
-        if seen.contains(&corpus) {
-            continue;
-        }
-        seen.push(corpus);
-        let files = pretext::data::sources::expand(corpus, &grid::base_dir(file))
-            .with_context(|| format!("{}: key `data.corpus`", file.display()))?;
-        println!(
-            "  data.corpus: {} entr{} → {} file(s), format {:?}",
-            corpus.len(),
-            if corpus.len() == 1 { "y" } else { "ies" },
-            files.len(),
-            r.config.data.format
-        );
-    }
-    for r in &exp.runs {
-        let c = &r.config;
-        let objs: Vec<String> = c
-            .objectives
-            .iter()
-            .map(|o| format!("{}×{}", o.name, o.weight))
-            .collect();
-        let est = pretext::config::memory::estimate(c);
-        println!(
-            "  {:<32} norm={} L={} H={} A={} seed={} steps={} objectives=[{}] params={:.2}M memory≈{}",
-            r.variant,
-            c.model.norm.name(),
-            c.model.layers,
-            c.model.hidden,
-            c.model.heads,
-            c.training.seed,
-            c.training.steps,
-            objs.join(", "),
-            pretext::config::memory::parameters(c) / 1e6,
-            pretext::config::memory::gib(est.total)
-        );
-    }
-    grid::refuse_what_cannot_fit(file, &exp)
-}
-
-fn list() {
-    println!("objectives:");
-    for e in registry::ENTRIES {
-        println!("  {:<12} {}", e.name, e.summary);
-    }
-    println!("norms (model.norm):");
-    for n in NormKind::ALL {
-        println!("  {:<12} {}", n.name(), n.describe());
-    }
-    println!("downstream tasks ([[finetune]] task):");
-    for t in finetune::task::all() {
-        println!("  {:<12} {}", t.name, t.summary);
-    }
-}
-
-/// `pretext tokenizer train`: refuses an `--out` that is one of the corpus files (it would be
-/// replaced by JSON) or an existing file that is not a tokenizer.
-fn tokenizer_train(
-    sources: &[String],
-    vocab_size: usize,
-    cased: bool,
-    min_frequency: u64,
-    out: &Path,
-) -> Result<()> {
-    let sources = pretext::data::sources::expand(sources, Path::new("."))?;
-    let inputs: Vec<PathBuf> = sources.iter().map(PathBuf::from).collect();
-    pretext::rundir::refuse_overwriting_input(out, &inputs).map_err(anyhow::Error::msg)?;
-    if out.exists() && Tokenizer::load(out, !cased).is_err() {
-        anyhow::bail!(
-            "{}: exists and is not a tokenizer file; refusing to replace it (remove it, or \
-             choose another --out)",
-            out.display()
-        );
-    }
-    let mut sentences = Vec::new();
-    for s in &sources {
-        let docs = corpus::read_source(s, Path::new("."), Default::default(), 1)?;
-        sentences.extend(docs.into_iter().flat_map(|d| d.sentences));
-    }
-    let tok = Tokenizer::train(
-        sentences.iter().map(String::as_str),
-        vocab_size,
-        !cased,
-        min_frequency,
-    )?;
-    tok.save(out)
-        .with_context(|| format!("writing {}", out.display()))?;
-    println!(
-        "trained WordPiece on {} sentences: {} tokens → {}",
-        sentences.len(),
-        tok.vocab_size(),
-        out.display()
-    );
+    println!("{}", m.describe(&shape, a.peak_tflops));
     Ok(())
 }

@@ -22,6 +22,20 @@ pub fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
+/// `program` and `words` as one line to paste into a POSIX shell: plain words as they are,
+/// the others (spaces, quotes, non-ASCII, empty) quoted.
+pub fn shell_line(program: &str, words: impl Iterator<Item = String>) -> String {
+    let mut line = program.to_string();
+    for w in words {
+        let plain = !w.is_empty()
+            && w.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./=,:+@%".contains(c));
+        line.push(' ');
+        line.push_str(&if plain { w } else { quote(&w) });
+    }
+    line
+}
+
 fn q(p: &Path) -> String {
     quote(&p.to_string_lossy())
 }
@@ -97,6 +111,15 @@ mod tests {
     #[test]
     fn quoting_survives_quotes() {
         assert_eq!(quote("a'b c"), r"'a'\''b c'");
+    }
+
+    #[test]
+    fn printed_command_lines_quote_what_a_shell_would_split() {
+        let words = ["run", "my exp.toml", "--runs-dir", "données", "", "a=b,c"];
+        assert_eq!(
+            shell_line("pretext", words.iter().map(|w| w.to_string())),
+            "pretext run 'my exp.toml' --runs-dir 'données' '' a=b,c"
+        );
     }
 
     #[test]

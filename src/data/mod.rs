@@ -11,6 +11,7 @@ pub mod masking;
 pub mod shards;
 pub mod sources;
 pub mod tokenizer;
+pub mod vocab;
 
 pub use batch::{Batch, BatchStream, NoInstances, StreamSettings, StreamState};
 pub use corpus::{Corpus, CorpusError, Document};

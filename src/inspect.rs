@@ -1,0 +1,77 @@
+//! `pretext validate` and `pretext list`: what an experiment file expands into (runs,
+//! corpus files, parameter counts, memory estimates) and what the registries hold.
+
+use crate::config::{LoadedExperiment, NormKind};
+use crate::objectives::registry;
+use crate::{finetune, grid};
+use anyhow::{Context, Result};
+use std::path::Path;
+
+/// Prints the runs of `file`'s grid and refuses what cannot run here (a corpus pattern that
+/// matches nothing, a run too large for the machine).
+pub fn validate(file: &Path) -> Result<()> {
+    let exp = LoadedExperiment::load(file)?;
+    println!(
+        "{}: experiment `{}`, {} run(s)",
+        file.display(),
+        exp.base.name,
+        exp.runs.len()
+    );
+    // Patterns are expanded now, so one that matches nothing is named before any run starts.
+    let mut seen: Vec<&Vec<String>> = Vec::new();
+    for r in &exp.runs {
+        let corpus = &r.config.data.corpus;
+        if seen.contains(&corpus) {
+            continue;
+        }
+        seen.push(corpus);
+        let files = crate::data::sources::expand(corpus, &grid::base_dir(file))
+            .with_context(|| format!("{}: key `data.corpus`", file.display()))?;
+        println!(
+            "  data.corpus: {} entr{} → {} file(s), format {:?}",
+            corpus.len(),
+            if corpus.len() == 1 { "y" } else { "ies" },
+            files.len(),
+            r.config.data.format
+        );
+    }
+    for r in &exp.runs {
+        let c = &r.config;
+        let objs: Vec<String> = c
+            .objectives
+            .iter()
+            .map(|o| format!("{}×{}", o.name, o.weight))
+            .collect();
+        let est = crate::config::memory::estimate(c);
+        println!(
+            "  {:<32} norm={} L={} H={} A={} seed={} steps={} objectives=[{}] params={:.2}M memory≈{}",
+            r.variant,
+            c.model.norm.name(),
+            c.model.layers,
+            c.model.hidden,
+            c.model.heads,
+            c.training.seed,
+            c.training.steps,
+            objs.join(", "),
+            crate::config::memory::parameters(c) / 1e6,
+            crate::config::memory::gib(est.total)
+        );
+    }
+    grid::refuse_what_cannot_fit(file, &exp)
+}
+
+/// Prints the registered objectives, normalisations and downstream tasks.
+pub fn list() {
+    println!("objectives:");
+    for e in registry::ENTRIES {
+        println!("  {:<12} {}", e.name, e.summary);
+    }
+    println!("norms (model.norm):");
+    for n in NormKind::ALL {
+        println!("  {:<12} {}", n.name(), n.describe());
+    }
+    println!("downstream tasks ([[finetune]] task):");
+    for t in finetune::task::all() {
+        println!("  {:<12} {}", t.name, t.summary);
+    }
+}
