@@ -273,3 +273,46 @@ fn bench_refuses_zero_steps_without_panicking() {
     assert!(e.contains("training.steps"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Issue 17, item 8: a running run's metrics.jsonl (and TensorBoard events) reach the disk at
+/// every log step, not only at checkpoints: the first rows appear one by one, long before a
+/// write buffer (8 KiB) would have filled, while the run is still going.
+#[test]
+fn logs_reach_the_disk_at_every_log_step() {
+    let dir = scratch("live");
+    let text = TINY
+        .replace("steps = 4\n", "steps = 100000\n")
+        .replace("log_every = 2\n", "log_every = 1\n")
+        .replace("checkpoint_every = 4\n", "checkpoint_every = 100000\n");
+    std::fs::write(dir.join("live.toml"), text).unwrap();
+    let mut child = pretext()
+        .arg("run")
+        .arg(dir.join("live.toml"))
+        .arg("--runs-dir")
+        .arg(dir.join("runs"))
+        .arg("--quiet")
+        .arg("--no-report")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let metrics = dir.join("runs/victim/base/metrics.jsonl");
+    let started = std::time::Instant::now();
+    let first = loop {
+        let n = std::fs::metadata(&metrics).map_or(0, |m| m.len());
+        if n > 0 || started.elapsed().as_secs() > 120 {
+            break n;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let running = child.try_wait().unwrap().is_none();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(running, "the run ended before its logs were seen");
+    assert!(first > 0, "nothing reached metrics.jsonl in two minutes");
+    assert!(
+        first < 4096,
+        "the first rows appeared only as a full buffer ({first} bytes)"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -148,6 +148,9 @@ pub fn run(
             s.push(("grad_norm".into(), grad_norm));
             s.push(("tokens_per_second".into(), tps));
             log.scalars(step, "train", &s).map_err(io_err(dir))?;
+            // Live dashboards: every logged step reaches the disk now, not at the next
+            // checkpoint. A kill leaves lines past the checkpoint, which resume cuts back.
+            log.flush().map_err(io_err(dir))?;
             bar.set_message(format!("loss {:.3} {:.0} tok/s", m.total_loss, tps));
         }
         if (t.eval_every > 0 && step % t.eval_every == 0) || step == t.steps {
@@ -158,6 +161,7 @@ pub fn run(
                     scalars.extend(probes.iter().cloned());
                 }
                 log.scalars(step, "eval", &scalars).map_err(io_err(dir))?;
+                log.flush().map_err(io_err(dir))?;
                 last_eval = Some(e);
             }
             for (name, p) in trainer.bundle.named_params() {
