@@ -233,3 +233,43 @@ fn sizes_that_cannot_fit_are_refused_by_key() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Issue 17, item 3: size presets fill [model], keys override them one by one, a grid can
+/// sweep them, and BERT-base / BERT-large with BERT's 30,522-token vocabulary count the
+/// parameters HF's `BertForPreTraining` has (110,106,428 and 336,226,108: `BertModel`'s
+/// 109,482,240 / 335,141,888, plus the MLM transform, the decoder bias and the NSP head).
+#[test]
+fn size_presets_fill_the_model_and_count_like_hf() {
+    use pretext::config::memory;
+    let exp = |preset: &str, extra: &str| {
+        load(&format!(
+            "[tokenizer]\nvocab_size = 30522\n[model]\npreset = \"{preset}\"\n{extra}[training]\nseq_len = 128\n"
+        ))
+        .unwrap()
+    };
+    let base = exp("bert-base", "");
+    let m = &base.base.model;
+    assert_eq!(
+        (m.layers, m.hidden, m.heads, m.ffn, m.max_positions),
+        (12, 768, 12, 3072, 512)
+    );
+    assert_eq!(memory::parameters(&base.base), 110_106_428.0);
+    assert_eq!(
+        memory::parameters(&exp("bert-large", "").base),
+        336_226_108.0
+    );
+    let tiny = exp("bert-tiny", "layers = 3\n");
+    assert_eq!((tiny.base.model.layers, tiny.base.model.hidden), (3, 128));
+    let grid = load("[model]\npreset = \"bert-mini\"\nlayers = 2\n[ablation]\n\"model.preset\" = [\"bert-tiny\", \"bert-small\"]\n").unwrap();
+    let sizes: Vec<(usize, usize)> = grid
+        .runs
+        .iter()
+        .map(|r| (r.config.model.layers, r.config.model.hidden))
+        .collect();
+    assert_eq!(sizes, [(2, 128), (2, 512)]);
+    let e = err("[model]\npreset = \"bert-huge\"\n");
+    assert!(
+        e.contains("test.toml:2") && e.contains("model.preset") && e.contains("bert-large"),
+        "{e}"
+    );
+}

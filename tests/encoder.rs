@@ -18,6 +18,7 @@ fn fixture(name: &str) -> PathBuf {
 /// The configuration `make_bert_fixture.py` writes.
 fn tiny(norm: NormKind) -> ModelConfig {
     ModelConfig {
+        preset: None,
         layers: 2,
         hidden: 32,
         heads: 4,

@@ -489,3 +489,27 @@ fn layer_gradient_norms_cover_the_gradient_and_change_nothing() {
         "{total} vs {global}"
     );
 }
+
+/// The parameter count `pretext validate` prints (config::memory::parameters, counted as HF
+/// counts `BertForPreTraining`) is the count of the model pretext builds with MLM + NSP.
+#[test]
+fn the_printed_parameter_count_is_the_built_models() {
+    let cfg = experiment("[[objectives]]\nname = \"mlm\"\n[[objectives]]\nname = \"nsp\"\n");
+    let dev = pretext::model::device(1).unwrap();
+    let bundle = pretext::train::Bundle::new(&dev, &cfg, cfg.tokenizer.vocab_size);
+    let built: usize = bundle
+        .named_params()
+        .iter()
+        .map(|(_, p)| p.shape().iter().product::<usize>())
+        .sum();
+    assert_eq!(
+        built as f64,
+        pretext::config::memory::parameters(&cfg),
+        "{:?}",
+        bundle
+            .named_params()
+            .iter()
+            .map(|(n, p)| (n.clone(), p.shape()))
+            .collect::<Vec<_>>()
+    );
+}

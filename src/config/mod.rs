@@ -3,6 +3,7 @@
 
 mod error;
 pub mod memory;
+pub mod preset;
 mod schema;
 mod validate;
 
@@ -61,6 +62,24 @@ impl LoadedExperiment {
             let key = if key == "." { String::new() } else { key };
             ConfigErrors(vec![err(key, line, inner.message().to_string())])
         })?;
+        if base.model.preset.is_some() {
+            // The preset fills the [model] keys the file leaves out; types were checked above
+            // with the file's own lines.
+            let mut doc: toml::Value = toml::from_str(text).map_err(|e| {
+                ConfigErrors(vec![err(String::new(), None, e.message().to_string())])
+            })?;
+            preset::apply(&mut doc).map_err(|(k, m)| {
+                let line = find_key_line(text, &k);
+                ConfigErrors(vec![err(k, line, m)])
+            })?;
+            base = serde_path_to_error::deserialize(doc).map_err(|e| {
+                ConfigErrors(vec![err(
+                    e.path().to_string(),
+                    None,
+                    e.into_inner().to_string(),
+                )])
+            })?;
+        }
         if base.name.is_empty() {
             base.name = path
                 .file_stem()
@@ -306,6 +325,7 @@ fn expand(text: &str, base: &Experiment, path: &Path) -> Result<Vec<RunSpec>, Co
             overrides.push((key.clone(), v));
         }
         let variant = sanitize(&name_parts.join(","));
+        preset::apply(&mut doc).map_err(|(k, m)| err(k, format!("variant `{variant}`: {m}")))?;
         let config: Experiment = serde_path_to_error::deserialize(doc).map_err(|e| {
             let at = e.path().to_string();
             err(

@@ -183,6 +183,9 @@ impl Default for PowerNormConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelConfig {
+    /// A size preset (`config::preset`): fills the keys the file leaves out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preset: Option<String>,
     pub layers: usize,
     pub hidden: usize,
     pub heads: usize,
@@ -200,6 +203,7 @@ pub struct ModelConfig {
 impl Default for ModelConfig {
     fn default() -> Self {
         Self {
+            preset: None,
             layers: 2,
             hidden: 128,
             heads: 4,
