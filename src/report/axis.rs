@@ -112,7 +112,7 @@ pub fn table(md: &mut String, axis: &str, key: &str, series: &[Series]) {
         v
     };
     let head: Vec<String> = xs.iter().map(|x| format!("{axis} = {x}")).collect();
-    let _ = writeln!(md, "Final held-out `{key}` (mean ± std over the runs that finished; ✗ n: runs that diverged):\n");
+    let _ = writeln!(md, "Final held-out `{key}` (mean ± std over the runs that finished; ✗ n: runs that did not finish — diverged, or still running):\n");
     let _ = writeln!(md, "| setting | {} |", head.join(" | "));
     let _ = writeln!(md, "|---|{}", "---|".repeat(xs.len()));
     for s in series {

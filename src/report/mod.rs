@@ -252,7 +252,7 @@ pub fn write(exp_dir: &Path, out: &Path, command: &str) -> Result<Written, Repor
                 &stem,
                 &format!("{key} against {axis}"),
             );
-            let _ = writeln!(md, "Mean over seeds with min–max whiskers; a cross at the top edge marks a setting with runs that did not finish (diverged).\n");
+            let _ = writeln!(md, "Mean over seeds with min–max whiskers; a cross at the top edge marks a setting with runs that did not finish (diverged, or still running).\n");
         }
     }
 
