@@ -192,7 +192,7 @@ fn draw<DB: DrawingBackend>(
         .map_err(|e| e.to_string())?;
     let fmt_x = |v: &f64| {
         if log {
-            format!("{:.0e}", 10f64.powf(*v))
+            format!("{:.1e}", 10f64.powf(*v))
         } else {
             format!("{v}")
         }
