@@ -93,6 +93,9 @@ pub fn run(file: &Path, opts: &Options) -> Result<()> {
         exp_dir.display()
     );
 
+    if !opts.force {
+        refuse_finished_with_other_settings(file, &exp, &exp_dir)?;
+    }
     let todo: Vec<&RunSpec> = exp
         .runs
         .iter()
@@ -147,6 +150,50 @@ pub fn refuse_what_cannot_fit(file: &Path, exp: &LoadedExperiment) -> Result<()>
                 spec.variant
             );
         }
+    }
+    Ok(())
+}
+
+/// Refuses to pass off a finished run as a result of the file when the file changed since:
+/// a run whose `config.resolved.toml` differs from what the file now resolves to is named,
+/// with the first differing line, before anything runs. (An unfinished run with other
+/// settings is refused by its checkpoint.)
+fn refuse_finished_with_other_settings(
+    file: &Path,
+    exp: &LoadedExperiment,
+    exp_dir: &Path,
+) -> Result<()> {
+    for spec in &exp.runs {
+        let dir = exp_dir.join(&spec.variant);
+        if !rundir::finished(&dir) {
+            continue;
+        }
+        let Ok(old) = std::fs::read_to_string(dir.join("config.resolved.toml")) else {
+            continue;
+        };
+        let new = train::trainer::resolved_text(&spec.config);
+        if old == new {
+            continue;
+        }
+        let (n, was, now) = old
+            .lines()
+            .zip(new.lines())
+            .enumerate()
+            .find(|(_, (a, b))| a != b)
+            .map(|(i, (a, b))| (i + 1, a.to_string(), b.to_string()))
+            .unwrap_or((
+                old.lines().count().min(new.lines().count()) + 1,
+                String::new(),
+                String::new(),
+            ));
+        anyhow::bail!(
+            "{}: run `{}` finished with other settings than the file now gives \
+             ({}, line {n}: `{was}`, now `{now}`); its results describe the old settings. \
+             Rerun with --force to retrain it, or give the experiment a new name",
+            file.display(),
+            spec.variant,
+            dir.join("config.resolved.toml").display()
+        );
     }
     Ok(())
 }

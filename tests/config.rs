@@ -273,3 +273,19 @@ fn size_presets_fill_the_model_and_count_like_hf() {
         "{e}"
     );
 }
+
+/// Issue 19: two variants of a grid never share a run directory (the second would overwrite
+/// the first): repeated values, or values a folder name cannot tell apart, are refused.
+#[test]
+fn variants_that_would_share_a_directory_are_refused() {
+    let e = err("[ablation]\n\"training.seed\" = [1, 2, 1]\n");
+    assert!(
+        e.contains("ablation.") && e.contains("share the run directory `seed=1`"),
+        "{e}"
+    );
+    let e = err("[ablation]\n\"data.corpus\" = [[\"a/b.txt\"], [\"a_b.txt\"]]\n");
+    assert!(
+        e.contains("ablation.data.corpus") && e.contains("a_b.txt"),
+        "{e}"
+    );
+}

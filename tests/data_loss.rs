@@ -316,3 +316,42 @@ fn logs_reach_the_disk_at_every_log_step() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Issue 19: a finished run whose experiment file changed since is not silently passed off
+/// as the new setting's result: the run is named with the differing line, its files stay as
+/// they were, and --force retrains it.
+#[test]
+fn a_finished_run_of_a_changed_file_is_named_not_reused() {
+    let dir = scratch("changed");
+    let run = pretrain(&dir);
+    let before = snapshot(&run);
+    std::fs::write(
+        dir.join("victim.toml"),
+        TINY.replace("warmup_steps = 1", "warmup_steps = 2"),
+    )
+    .unwrap();
+    let again = || {
+        let mut c = pretext();
+        c.arg("run")
+            .arg(dir.join("victim.toml"))
+            .arg("--runs-dir")
+            .arg(dir.join("runs"))
+            .arg("--reports-dir")
+            .arg(dir.join("reports"))
+            .arg("--quiet");
+        c
+    };
+    let o = again().output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let msg = text(&o);
+    assert!(
+        msg.contains("run `base` finished with other settings")
+            && msg.contains("warmup_steps = 1")
+            && msg.contains("--force"),
+        "{msg}"
+    );
+    assert_eq!(snapshot(&run), before);
+    let o = again().arg("--force").output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -350,6 +350,24 @@ fn expand(text: &str, base: &Experiment, path: &Path) -> Result<Vec<RunSpec>, Co
                 format!("`{k}`: {m}"),
             ));
         }
+        // Two settings whose names differ only in characters a folder cannot hold would
+        // train into one run directory, the second overwriting the first.
+        if let Some(other) = runs.iter().find(|r: &&RunSpec| r.variant == variant) {
+            let axis = other
+                .overrides
+                .iter()
+                .zip(&overrides)
+                .find(|(a, b)| a.1 != b.1)
+                .map_or_else(String::new, |(a, _)| a.0.clone());
+            return Err(err(
+                format!("ablation.{axis}"),
+                format!(
+                    "two variants share the run directory `{variant}` (the same value twice, or \
+                     values that differ only in characters a folder name cannot hold); make the \
+                     values distinct"
+                ),
+            ));
+        }
         runs.push(RunSpec {
             variant,
             overrides,

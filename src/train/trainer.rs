@@ -122,14 +122,7 @@ impl<'a> Trainer<'a> {
             cfg.training.eval_batches,
         )?;
         Ok(Self {
-            // Downstream entries and cluster resources are not part of what pretraining
-            // resumes against: adding a task or more time must not invalidate checkpoints.
-            config_text: toml::to_string(&Experiment {
-                finetune: vec![],
-                slurm: None,
-                ..cfg.clone()
-            })
-            .expect("the config serialises"),
+            config_text: resolved_text(cfg),
             cfg,
             dev,
             optim: AdamW::new(&sizes),
@@ -437,6 +430,18 @@ impl<'a> Trainer<'a> {
             .sort_by_key(|(n, ..)| order.iter().position(|o| o == n));
         Ok(scored.then_some(metrics))
     }
+}
+
+/// The settings a pretraining run is defined by, as `config.resolved.toml` and checkpoints
+/// hold them. Downstream entries and cluster resources are left out: adding a task or more
+/// time must not invalidate checkpoints or finished runs.
+pub fn resolved_text(cfg: &Experiment) -> String {
+    toml::to_string(&Experiment {
+        finetune: vec![],
+        slurm: None,
+        ..cfg.clone()
+    })
+    .expect("the config serialises")
 }
 
 /// `encoder.layers.3` for a parameter of layer 3; `embeddings` or `heads` for the others.
