@@ -84,7 +84,7 @@ pub fn run(file: &Path, opts: &Options) -> Result<()> {
             .build_global()
             .ok();
     }
-    rundir::write_atomically(&exp_dir.join("command.txt"), opts.command.as_bytes())
+    rundir::write_shared(&exp_dir.join("command.txt"), opts.command.as_bytes())
         .with_context(|| format!("writing into {}", exp_dir.display()))?;
     println!(
         "{}: {} run(s) into {}, {jobs} at a time",

@@ -10,24 +10,75 @@ use std::path::Path;
 /// (creating its folder if needed). A failed write (a full disk) removes its temporary file
 /// and leaves `path` as it was.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_via(&path.with_extension("tmp"), path, bytes)
+}
+
+/// [`write_atomically`] for a file that several processes may write at once (the experiment
+/// folder's `command.txt`, written by every array task of a Slurm sweep): each writes its own
+/// temporary file (named after its process and a counter) and the last rename wins, so no writer can rename
+/// away another's temporary file.
+pub fn write_shared(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_file_name(format!(".{name}.{}.{n}.tmp", std::process::id()));
+    write_via(&tmp, path, bytes)
+}
+
+fn write_via(tmp: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
     std::fs::create_dir_all(dir)?;
-    let tmp = path.with_extension("tmp");
     let written = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut f = std::fs::File::create(tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
-        std::fs::rename(&tmp, path)
+        std::fs::rename(tmp, path)
     })();
     if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
+        let _ = std::fs::remove_file(tmp);
         return Err(e);
     }
     if let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    /// Writers of one shared file never break each other (the fixed temporary name of
+    /// `write_atomically` made the second rename fail when Slurm tasks started together).
+    #[test]
+    fn concurrent_shared_writers_all_succeed() {
+        let dir = std::env::temp_dir().join(format!("pretext-shared-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("command.txt");
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|i| {
+                    let path = &path;
+                    s.spawn(move || {
+                        for _ in 0..50 {
+                            super::write_shared(path, format!("writer {i}").as_bytes()).unwrap();
+                        }
+                    })
+                })
+                .collect();
+            for h in handles {
+                h.join().unwrap();
+            }
+        });
+        assert!(std::fs::read_to_string(&path)
+            .unwrap()
+            .starts_with("writer "));
+        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+        assert_eq!(left.len(), 1, "temporary files were left behind");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -15,7 +15,7 @@
 pub mod atomic;
 pub mod lock;
 
-pub use atomic::write_atomically;
+pub use atomic::{write_atomically, write_shared};
 pub use lock::{ExperimentLock, LockError, RunLock};
 
 use std::path::{Path, PathBuf};
