@@ -26,15 +26,22 @@ const F32: f64 = 4.0;
 /// flat value and gradient vectors the optimiser works on.
 const COPIES: f64 = 6.0;
 
-/// The number of trainable parameters of the encoder and its MLM head (pair heads are tiny).
-pub fn parameters(e: &Experiment) -> f64 {
+/// Vocabulary, hidden, feed-forward and layer counts as floats (the estimates never overflow).
+fn sizes(e: &Experiment) -> (f64, f64, f64, f64) {
     let m = &e.model;
-    let (v, h, f, l) = (
+    (
         e.tokenizer.vocab_size as f64,
         m.hidden as f64,
         m.ffn as f64,
         m.layers as f64,
-    );
+    )
+}
+
+/// The number of trainable parameters, counted as HF counts `BertForPreTraining`: encoder,
+/// pooler, MLM head (tied decoder, own bias) and the 2-way pair head.
+pub fn parameters(e: &Experiment) -> f64 {
+    let m = &e.model;
+    let (v, h, f, l) = sizes(e);
     let embeddings = (v + m.max_positions as f64 + 2.0) * h + 2.0 * h;
     let layer = 4.0 * (h * h + h) + 2.0 * h * f + f + h + 4.0 * h;
     let heads = (h * h + h) + (h * h + 3.0 * h) + v + 2.0 * h + 2.0;
@@ -45,12 +52,7 @@ pub fn parameters(e: &Experiment) -> f64 {
 pub fn estimate(e: &Experiment) -> Estimate {
     let m = &e.model;
     let t = &e.training;
-    let (v, h, f, l) = (
-        e.tokenizer.vocab_size as f64,
-        m.hidden as f64,
-        m.ffn as f64,
-        m.layers as f64,
-    );
+    let (v, h, f, l) = sizes(e);
     let (b, s, heads) = (t.batch_size as f64, t.seq_len as f64, m.heads as f64);
     let parameters = parameters(e) * F32 * COPIES;
     // Per layer and token: the projections, FFN, norms, residuals and dropout masks (about

@@ -90,13 +90,7 @@ fn features(
 ) -> Result<(Vec<Vec<f64>>, Vec<u32>), InputError> {
     let (mut xs, mut ys) = (Vec::new(), Vec::new());
     for b in batches {
-        let inp = enc.inputs(
-            b.size,
-            b.seq_len,
-            &b.input_ids,
-            &b.token_type_ids,
-            &b.attention_mask,
-        )?;
+        let inp = super::trainer::inputs_of(enc, b)?;
         let hidden = enc.forward(dev, &inp, NoneTape, None);
         let pooled = enc.pool(dev, hidden, b.size, b.seq_len);
         let h = pooled.shape().1;

@@ -456,7 +456,7 @@ fn layer_of(name: &str) -> String {
 }
 
 /// The encoder's view of a batch, checked against the model's sizes.
-fn inputs_of(
+pub(super) fn inputs_of(
     enc: &crate::model::Encoder,
     b: &crate::data::Batch,
 ) -> Result<crate::model::Inputs, InputError> {
