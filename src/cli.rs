@@ -43,6 +43,10 @@ pub enum Command {
         #[arg(long, default_value = ".")]
         out: PathBuf,
     },
+    /// Write a run's training token ids (unmasked) and the shared held-out MLM batches to a
+    /// safetensors file, to train another implementation on the same data
+    /// (benches/hf_parity.py).
+    Batches(BatchesArgs),
     /// Check an experiment file and print the runs its ablation grid expands into.
     Validate { file: PathBuf },
     /// Print the registered objectives and normalisation placements.
@@ -182,6 +186,21 @@ pub struct FinetuneArgs {
     pub out: Option<PathBuf>,
 }
 
+#[derive(clap::Args)]
+pub struct BatchesArgs {
+    pub file: PathBuf,
+    /// Training batches to write, from the first.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub steps: u32,
+    /// The grid's variant (default: its first run).
+    #[arg(long, value_name = "VARIANT")]
+    pub only: Option<String>,
+    #[arg(long, default_value = "runs")]
+    pub runs_dir: PathBuf,
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 pub enum ShapeArg {
     /// L=4, H=256, A=4, FF=1024, vocab 8192, seq 128, batch 32.
@@ -205,20 +224,23 @@ pub enum ModeArg {
 #[derive(Subcommand)]
 pub enum TokenizerCommand {
     /// Train a BERT-style WordPiece vocabulary and save it as an HF tokenizer.json.
-    Train {
-        /// Corpus files or glob patterns (plain text, WikiText, Gutenberg, WikiExtractor, JSON
-        /// lines; gzip read transparently; the word `embedded` for the shipped corpus).
-        #[arg(long, required = true, num_args = 1..)]
-        corpus: Vec<String>,
-        /// Vocabulary size, special tokens included.
-        #[arg(long, default_value_t = 8000, value_parser = clap::value_parser!(u32).range(6..=1_000_000))]
-        vocab_size: u32,
-        /// Keep case (the default lower-cases, like bert-base-uncased).
-        #[arg(long)]
-        cased: bool,
-        #[arg(long, default_value_t = 2)]
-        min_frequency: u64,
-        #[arg(long)]
-        out: PathBuf,
-    },
+    Train(TokenizerTrainArgs),
+}
+
+#[derive(clap::Args)]
+pub struct TokenizerTrainArgs {
+    /// Corpus files or glob patterns (plain text, WikiText, Gutenberg, WikiExtractor, JSON
+    /// lines; gzip read transparently; the word `embedded` for the shipped corpus).
+    #[arg(long, required = true, num_args = 1..)]
+    pub corpus: Vec<String>,
+    /// Vocabulary size, special tokens included.
+    #[arg(long, default_value_t = 8000, value_parser = clap::value_parser!(u32).range(6..=1_000_000))]
+    pub vocab_size: u32,
+    /// Keep case (the default lower-cases, like bert-base-uncased).
+    #[arg(long)]
+    pub cased: bool,
+    #[arg(long, default_value_t = 2)]
+    pub min_frequency: u64,
+    #[arg(long)]
+    pub out: PathBuf,
 }

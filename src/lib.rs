@@ -4,6 +4,7 @@
 //! comment says what it holds and what it deliberately knows nothing about.
 
 pub mod alloc;
+pub mod batches;
 pub mod bench;
 pub mod config;
 pub mod data;

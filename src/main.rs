@@ -32,6 +32,10 @@ fn dispatch() -> Result<()> {
         Command::Finetune(args) => finetune(&args),
         Command::Sweep(args) => sweep(&args),
         Command::Bench(args) => bench(&args),
+        Command::Batches(a) => {
+            let (only, steps) = (a.only.as_deref(), a.steps as usize);
+            pretext::batches::write(&a.file, only, steps, &a.runs_dir, &a.out)
+        }
         Command::Validate { file } => pretext::inspect::validate(&file),
         Command::Gradnorms {
             file,
@@ -44,21 +48,11 @@ fn dispatch() -> Result<()> {
             Ok(())
         }
         Command::Tokenizer {
-            command:
-                TokenizerCommand::Train {
-                    corpus,
-                    vocab_size,
-                    cased,
-                    min_frequency,
-                    out,
-                },
-        } => pretext::data::vocab::train_to_file(
-            &corpus,
-            vocab_size as usize,
-            cased,
-            min_frequency,
-            &out,
-        ),
+            command: TokenizerCommand::Train(t),
+        } => {
+            let size = t.vocab_size as usize;
+            pretext::data::vocab::train_to_file(&t.corpus, size, t.cased, t.min_frequency, &t.out)
+        }
     }
 }
 
@@ -186,3 +180,4 @@ fn bench(a: &BenchArgs) -> Result<()> {
     println!("{}", m.describe(&shape, a.peak_tflops));
     Ok(())
 }
+
