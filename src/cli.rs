@@ -47,6 +47,11 @@ pub enum Command {
     /// safetensors file, to train another implementation on the same data
     /// (benches/hf_parity.py).
     Batches(BatchesArgs),
+    /// Fill in the blanks: the likeliest tokens for every [MASK] of a text, by a pretraining
+    /// run's MLM head.
+    Fill(FillArgs),
+    /// MLM loss, accuracy and pseudo-perplexity of a pretraining checkpoint on any text.
+    Eval(EvalArgs),
     /// Check an experiment file and print the runs its ablation grid expands into.
     Validate { file: PathBuf },
     /// Print the registered objectives and normalisation placements.
@@ -199,6 +204,58 @@ pub struct BatchesArgs {
     pub runs_dir: PathBuf,
     #[arg(long)]
     pub out: PathBuf,
+}
+
+#[derive(clap::Args)]
+pub struct FillArgs {
+    /// A pretraining run directory, or its checkpoint file.
+    pub target: PathBuf,
+    /// The text, with [MASK] where a token should be predicted.
+    pub text: String,
+    /// Candidates per [MASK].
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub top_k: u32,
+    /// The tokenizer (default: the experiment's tokenizer.json beside the run directory).
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// One JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(clap::Args)]
+pub struct EvalArgs {
+    /// A pretraining run directory, or its checkpoint file.
+    pub target: PathBuf,
+    /// Text files or glob patterns (any layout `data.corpus` reads; gzip read transparently).
+    #[arg(long, required = true, num_args = 1..)]
+    pub corpus: Vec<String>,
+    /// auto, text, wikitext, gutenberg, wikiextractor or jsonl.
+    #[arg(long, default_value = "auto", value_parser = parse_format)]
+    pub format: pretext::config::CorpusFormat,
+    /// Segment length (default: the checkpoint's training.seq_len).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(3..=1_000_000))]
+    pub seq_len: Option<u32>,
+    /// At most this many batches of 32 masked segments (the corpus once at most).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
+    pub batches: u32,
+    /// Segments scored by pseudo-perplexity (each costs one forward pass per token; 0 skips).
+    #[arg(long, default_value_t = 8)]
+    pub pppl_sequences: u32,
+    /// The masking seed: the same seed gives the same masked positions.
+    #[arg(long, default_value_t = pretext::train::evaluation::EVAL_SEED)]
+    pub seed: u64,
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// One JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_format(s: &str) -> Result<pretext::config::CorpusFormat, String> {
+    serde_json::from_value(serde_json::Value::String(s.into())).map_err(|_| {
+        format!("`{s}`: expected auto, text, wikitext, gutenberg, wikiextractor or jsonl")
+    })
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]

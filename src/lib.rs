@@ -13,6 +13,7 @@ pub mod grid;
 pub mod inspect;
 pub mod model;
 pub mod objectives;
+pub mod predict;
 pub mod report;
 pub mod rng;
 pub mod rundir;

@@ -5,7 +5,7 @@ mod cli;
 
 use anyhow::Result;
 use clap::Parser;
-use cli::{BenchArgs, Cli, Command, FinetuneArgs, RunArgs, SweepArgs, TokenizerCommand};
+use cli::{BenchArgs, Cli, Command, EvalArgs, FinetuneArgs, RunArgs, SweepArgs, TokenizerCommand};
 use pretext::config::{Init, LoadedExperiment, Mode};
 use pretext::{finetune, grid};
 use std::path::{Path, PathBuf};
@@ -36,6 +36,11 @@ fn dispatch() -> Result<()> {
             let (only, steps) = (a.only.as_deref(), a.steps as usize);
             pretext::batches::write(&a.file, only, steps, &a.runs_dir, &a.out)
         }
+        Command::Fill(a) => {
+            let tok = a.tokenizer.as_deref();
+            pretext::predict::fill::command(&a.target, &a.text, a.top_k as usize, tok, a.json)
+        }
+        Command::Eval(args) => eval(&args),
         Command::Validate { file } => pretext::inspect::validate(&file),
         Command::Gradnorms {
             file,
@@ -181,3 +186,14 @@ fn bench(a: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
+fn eval(a: &EvalArgs) -> Result<()> {
+    let opts = pretext::predict::eval::Options {
+        corpus: a.corpus.clone(),
+        format: a.format,
+        seq_len: a.seq_len.map(|s| s as usize),
+        batches: a.batches as usize,
+        pppl_sequences: a.pppl_sequences as usize,
+        seed: a.seed,
+    };
+    pretext::predict::eval::command(&a.target, a.tokenizer.as_deref(), &opts, a.json)
+}

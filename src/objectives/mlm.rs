@@ -19,6 +19,25 @@ pub struct Mlm {
 }
 
 impl Mlm {
+    /// Vocabulary logits `(positions, vocab)` at the flat token rows `positions` of `hidden`:
+    /// what the loss scores in training and what `pretext fill` / `pretext eval` read.
+    pub fn logits<T: Tape<f32, Dev>>(
+        &self,
+        hidden: Act<T>,
+        positions: &[usize],
+        dev: &Dev,
+        encoder: &crate::model::Encoder,
+    ) -> Act<T> {
+        let idx: Tensor<(usize,), usize, Dev> =
+            dev.tensor_from_vec(positions.to_vec(), (positions.len(),));
+        let x = layer_norm(
+            gelu(linear(hidden.gather(idx), &self.transform)),
+            &self.norm,
+            self.eps,
+        );
+        project(x, &encoder.embeddings.word.clone(), &self.bias)
+    }
+
     pub fn new(dev: &Dev, d: &HeadDims, rng: &mut Rng) -> Self {
         Self {
             transform: Linear::new(dev, d.hidden, d.hidden, d.init_std, rng),
@@ -40,15 +59,7 @@ impl<T: Tape<f32, Dev>> ObjectiveFor<T> for Mlm {
                 total: 0,
             };
         }
-        let idx: Tensor<(usize,), usize, Dev> =
-            ctx.dev.tensor_from_vec(b.mlm_positions.clone(), (m,));
-        let x = layer_norm(
-            gelu(linear(hidden.gather(idx), &self.transform)),
-            &self.norm,
-            self.eps,
-        );
-        let word = ctx.encoder.embeddings.word.clone();
-        let logits = project(x, &word, &self.bias);
+        let logits = self.logits(hidden, &b.mlm_positions, ctx.dev, ctx.encoder);
         let labels: Vec<usize> = b.mlm_labels.iter().map(|&l| l as usize).collect();
         cross_entropy(ctx.dev, logits, &labels)
     }

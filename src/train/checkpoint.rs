@@ -177,6 +177,20 @@ pub fn load_encoder(path: &Path, enc: &mut crate::model::Encoder) -> Result<u64,
     Ok(state.step)
 }
 
+/// Loads the parameters under `model.<prefix>.` of a pretraining checkpoint into `head` (an
+/// objective's head, e.g. `heads.mlm`), for using a trained head outside training.
+pub fn load_head(path: &Path, prefix: &str, head: &mut dyn Params) -> Result<(), CheckpointError> {
+    let (bytes, _) = read_verified(path)?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| WeightsError::Format {
+        file: path.into(),
+        reason: e.to_string(),
+    })?;
+    io::load_into(head, &st, path, &|name| {
+        vec![format!("model.{prefix}.{name}")]
+    })?;
+    Ok(())
+}
+
 /// Restores `bundle` and `optim` from `path` and returns the training state. Nothing is
 /// changed unless the whole checkpoint is valid and was written with `config`.
 pub fn load(

@@ -1,0 +1,236 @@
+//! `pretext fill` and `pretext eval` (issue 17, items 1 and 7): a checkpoint's encoder and MLM
+//! head, loaded outside training, reproduce the run's own held-out evaluation; fill's
+//! probabilities are a distribution; bad input is refused by name.
+
+use pretext::config::LoadedExperiment;
+use pretext::predict::{eval, fill, MaskedLm};
+use pretext::train::evaluation::{EvalSet, Layout};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const EXPERIMENT: &str = r#"
+name = "predict"
+[data]
+corpus = ["embedded"]
+heldout_fraction = 0.2
+[tokenizer]
+vocab_size = 600
+[model]
+layers = 2
+hidden = 32
+heads = 2
+ffn = 64
+max_positions = 64
+[optimizer]
+lr = 2e-3
+warmup_steps = 5
+[training]
+steps = 40
+batch_size = 8
+seq_len = 64
+eval_every = 20
+eval_batches = 3
+log_every = 10
+checkpoint_every = 20
+[ablation]
+objectives = [[{name = "mlm"}], [{name = "sop"}]]
+"#;
+
+/// Trains the two runs once for every test of this file.
+fn runs() -> &'static PathBuf {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("pretext-predict-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("predict.toml"), EXPERIMENT).unwrap();
+        let o = Command::new(env!("CARGO_BIN_EXE_pretext"))
+            .arg("run")
+            .arg(dir.join("predict.toml"))
+            .arg("--runs-dir")
+            .arg(dir.join("runs"))
+            .arg("--no-report")
+            .arg("--quiet")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        dir
+    })
+}
+
+fn pretext(args: &[&str]) -> (Option<i32>, String, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_pretext"))
+        .args(args)
+        .output()
+        .unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (o.status.code(), text(&o.stdout), text(&o.stderr))
+}
+
+fn run_dir(variant: &str) -> PathBuf {
+    runs().join("runs/predict").join(variant)
+}
+
+#[test]
+fn a_loaded_checkpoint_reproduces_the_runs_own_heldout_mlm_loss() {
+    let dir = runs();
+    let lm = MaskedLm::load(&run_dir("objectives=mlm"), None).unwrap();
+    assert_eq!(lm.step, 40);
+    let exp = LoadedExperiment::load(&dir.join("predict.toml")).unwrap();
+    let cfg = &exp.runs[0].config;
+    let prepared = pretext::data::prepare(
+        &cfg.data,
+        &cfg.tokenizer,
+        dir,
+        Some(&dir.join("runs/predict")),
+    )
+    .unwrap();
+    let set = EvalSet::build(&prepared, 64, 3).unwrap().unwrap();
+    let batches = set
+        .batches(Layout {
+            masked: true,
+            pair: None,
+        })
+        .unwrap();
+    // The run's definition: the mean over batches of each batch's mean loss.
+    let (mut loss, mut correct, mut total) = (0.0, 0, 0);
+    for b in batches {
+        let rows = lm.log_probs(b).unwrap();
+        let nll: f64 = rows
+            .iter()
+            .zip(&b.mlm_labels)
+            .map(|(r, &l)| -r[l as usize])
+            .sum();
+        loss += nll / rows.len() as f64 / batches.len() as f64;
+        for (r, &l) in rows.iter().zip(&b.mlm_labels) {
+            let best = (0..r.len()).max_by(|&x, &y| r[x].total_cmp(&r[y])).unwrap();
+            correct += usize::from(best == l as usize);
+            total += 1;
+        }
+    }
+    let metrics = std::fs::read_to_string(run_dir("objectives=mlm").join("metrics.jsonl")).unwrap();
+    let last: serde_json::Value = metrics
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["split"] == "eval" && r["step"] == 40)
+        .last()
+        .unwrap();
+    let want = last["mlm/loss"].as_f64().unwrap();
+    assert!(
+        (loss - want).abs() < 1e-4 * want,
+        "fill/eval path {loss} vs the run's {want}"
+    );
+    let acc = last["mlm/accuracy"].as_f64().unwrap();
+    assert!((correct as f64 / total as f64 - acc).abs() <= 1.0 / total as f64);
+}
+
+#[test]
+fn fill_gives_a_sorted_distribution_for_every_mask() {
+    let lm = MaskedLm::load(&run_dir("objectives=mlm"), None).unwrap();
+    let blanks = fill::fill(&lm, "the [MASK] was very [mask] .", 600).unwrap();
+    assert_eq!(blanks.len(), 2);
+    for b in &blanks {
+        // top_k = the whole vocabulary: the probabilities are a distribution, in order.
+        assert_eq!(b.candidates.len(), lm.tokenizer.vocab_size());
+        let total: f64 = b.candidates.iter().map(|c| c.probability).sum();
+        assert!((total - 1.0).abs() < 1e-6, "{total}");
+        assert!(b
+            .candidates
+            .windows(2)
+            .all(|w| w[0].probability >= w[1].probability));
+    }
+    // [CLS] the [MASK] …: the first blank is the model's position 2.
+    assert_eq!(blanks[0].position, 2);
+
+    let (code, out, err) = pretext(&[
+        "fill",
+        run_dir("objectives=mlm").to_str().unwrap(),
+        "a [MASK] .",
+        "--json",
+        "--top-k",
+        "3",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["masks"][0]["candidates"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn eval_scores_any_text_reproducibly() {
+    let lm = MaskedLm::load(&run_dir("objectives=mlm"), None).unwrap();
+    let opts = |seed| eval::Options {
+        corpus: vec!["embedded".into()],
+        format: Default::default(),
+        seq_len: None,
+        batches: 4,
+        pppl_sequences: 2,
+        seed,
+    };
+    let a = eval::evaluate(&lm, &opts(7), Path::new(".")).unwrap();
+    let b = eval::evaluate(&lm, &opts(7), Path::new(".")).unwrap();
+    assert_eq!(
+        (a.loss, a.masked),
+        (b.loss, b.masked),
+        "same seed, same masks"
+    );
+    let c = eval::evaluate(&lm, &opts(8), Path::new(".")).unwrap();
+    assert_ne!(a.loss, c.loss, "another seed masks other tokens");
+    assert!(a.loss.is_finite() && a.accuracy > 0.0 && (1..=4 * 32).contains(&a.sequences));
+    let pppl = a.pseudo_perplexity.unwrap();
+    // Every real token of two segments was scored, and the figure is a perplexity.
+    assert!(a.pppl_tokens > 40 && pppl > 1.0 && pppl < lm.tokenizer.vocab_size() as f64 * 10.0);
+}
+
+#[test]
+fn bad_targets_and_texts_are_refused_by_name() {
+    let mlm = run_dir("objectives=mlm");
+    let sop = run_dir("objectives=sop");
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec!["fill".into(), mlm.display().to_string(), "no blank".into()],
+            "no [MASK]",
+        ),
+        (
+            vec!["fill".into(), sop.display().to_string(), "a [MASK]".into()],
+            "has no MLM head (it was trained with sop)",
+        ),
+        (
+            vec!["fill".into(), "/no/such/run".into(), "a [MASK]".into()],
+            "/no/such/run: no such run directory or checkpoint file",
+        ),
+        (
+            vec![
+                "fill".into(),
+                mlm.display().to_string(),
+                "[MASK] ".repeat(80),
+            ],
+            "the model takes at most 64",
+        ),
+        (
+            vec![
+                "eval".into(),
+                mlm.display().to_string(),
+                "--corpus".into(),
+                "/no/such/*.txt".into(),
+            ],
+            "/no/such/*.txt",
+        ),
+        (
+            vec![
+                "eval".into(),
+                mlm.display().to_string(),
+                "--corpus".into(),
+                "embedded".into(),
+                "--seq-len".into(),
+                "65".into(),
+            ],
+            "--seq-len 65",
+        ),
+    ];
+    for (args, want) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, _, err) = pretext(&args);
+        assert_eq!(code, Some(1), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: expected `{want}` in: {err}");
+    }
+}
