@@ -52,6 +52,9 @@ pub enum Command {
     Fill(FillArgs),
     /// MLM loss, accuracy and pseudo-perplexity of a pretraining checkpoint on any text.
     Eval(EvalArgs),
+    /// The CrowS-Pairs bias probe of a pretraining run's MLM: how often it prefers the more
+    /// stereotyping sentence of a minimal pair (50 % = no preference), overall and per type.
+    Bias(BiasArgs),
     /// Check an experiment file and print the runs its ablation grid expands into.
     Validate { file: PathBuf },
     /// Print the registered objectives and normalisation placements.
@@ -216,6 +219,20 @@ pub struct FillArgs {
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub top_k: u32,
     /// The tokenizer (default: the experiment's tokenizer.json beside the run directory).
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// One JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(clap::Args)]
+pub struct BiasArgs {
+    /// A pretraining run directory, or its checkpoint file.
+    pub target: PathBuf,
+    /// crows_pairs_anonymized.csv (e.g. ../shared/data/bias/crows-pairs/).
+    #[arg(long)]
+    pub data: PathBuf,
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
     /// One JSON object instead of text.

@@ -387,6 +387,17 @@ fn print_summary(variant: &str, s: &train::Summary) {
     );
 }
 
+/// `pretext report RUNS [--out DIR]`: the report of `runs/<experiment>` into `DIR`, by default
+/// `reports/<experiment>`.
+pub fn report(runs: &Path, out: Option<PathBuf>) -> Result<()> {
+    let name = runs
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "experiment".into());
+    let out = out.unwrap_or_else(|| PathBuf::from("reports").join(&name));
+    write_report(runs, &out)
+}
+
 /// Draws the report of `exp_dir` into `out`.
 pub fn write_report(exp_dir: &Path, out: &Path) -> Result<()> {
     let command = std::fs::read_to_string(exp_dir.join("command.txt"))

@@ -8,7 +8,6 @@ use clap::Parser;
 use cli::{BenchArgs, Cli, Command, EvalArgs, FinetuneArgs, RunArgs, SweepArgs, TokenizerCommand};
 use pretext::config::{Init, LoadedExperiment, Mode};
 use pretext::{finetune, grid};
-use std::path::{Path, PathBuf};
 
 fn main() {
     // `pretext validate … | head` must end quietly when the pipe closes, as other Unix tools
@@ -28,7 +27,7 @@ fn main() {
 fn dispatch() -> Result<()> {
     match Cli::parse().command {
         Command::Run(args) => run(&args),
-        Command::Report { runs, out } => report(&runs, out),
+        Command::Report { runs, out } => grid::report(&runs, out),
         Command::Finetune(args) => finetune(&args),
         Command::Sweep(args) => sweep(&args),
         Command::Bench(args) => bench(&args),
@@ -41,6 +40,9 @@ fn dispatch() -> Result<()> {
             pretext::predict::fill::command(&a.target, &a.text, a.top_k as usize, tok, a.json)
         }
         Command::Eval(args) => eval(&args),
+        Command::Bias(a) => {
+            pretext::predict::bias::command(&a.target, a.tokenizer.as_deref(), &a.data, a.json)
+        }
         Command::Validate { file } => pretext::inspect::validate(&file),
         Command::Gradnorms {
             file,
@@ -80,15 +82,6 @@ fn run(a: &RunArgs) -> Result<()> {
         command: command_line(),
     };
     grid::run(&a.file, &opts)
-}
-
-fn report(runs: &Path, out: Option<PathBuf>) -> Result<()> {
-    let name = runs
-        .file_name()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "experiment".into());
-    let out = out.unwrap_or_else(|| PathBuf::from("reports").join(&name));
-    grid::write_report(runs, &out)
 }
 
 fn finetune(a: &FinetuneArgs) -> Result<()> {

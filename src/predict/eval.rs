@@ -149,15 +149,23 @@ pub fn evaluate(lm: &MaskedLm, o: &Options, base_dir: &Path) -> Result<Scores> {
 }
 
 /// The sum of `log p(token | the rest)` over the real, non-special tokens of a one-sequence
-/// batch, each masked in turn (one row per token), and how many there were.
+/// batch, each masked in turn, and how many there were.
 pub fn pseudo_log_likelihood(lm: &MaskedLm, seq: &Batch) -> Result<(f64, usize)> {
     let sp = lm.tokenizer.special;
-    let n = seq.seq_len;
-    let targets: Vec<usize> = (0..n)
+    let targets: Vec<usize> = (0..seq.seq_len)
         .filter(|&i| seq.attention_mask[i] > 0.0 && !sp.contains(seq.input_ids[i]))
         .collect();
+    Ok((masked_log_likelihood(lm, seq, &targets)?, targets.len()))
+}
+
+/// The sum over `positions` of `log p(token at i | every other token)`, masking one position
+/// at a time (a row per position, in batches of 32): the pseudo-log-likelihood of Salazar et
+/// al. 2020, and CrowS-Pairs' score over the tokens two sentences share.
+pub fn masked_log_likelihood(lm: &MaskedLm, seq: &Batch, positions: &[usize]) -> Result<f64> {
+    let mask = lm.tokenizer.special.mask;
+    let n = seq.seq_len;
     let mut sum = 0.0;
-    for chunk in targets.chunks(BATCH) {
+    for chunk in positions.chunks(BATCH) {
         let rows = chunk.len();
         let mut b = Batch {
             size: rows,
@@ -171,14 +179,14 @@ pub fn pseudo_log_likelihood(lm: &MaskedLm, seq: &Batch) -> Result<(f64, usize)>
         };
         for (r, &i) in chunk.iter().enumerate() {
             b.mlm_labels.push(b.input_ids[r * n + i]);
-            b.input_ids[r * n + i] = sp.mask;
+            b.input_ids[r * n + i] = mask;
             b.mlm_positions.push(r * n + i);
         }
         for (row, &label) in lm.log_probs(&b)?.iter().zip(&b.mlm_labels) {
             sum += row[label as usize];
         }
     }
-    Ok((sum, targets.len()))
+    Ok(sum)
 }
 
 fn argmax(row: &[f64]) -> usize {

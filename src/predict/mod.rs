@@ -1,10 +1,12 @@
 //! A trained masked-language model put to use outside training: `pretext fill` (BERT's "fill
 //! in the blank": the likeliest tokens for each [MASK] of a sentence) and `pretext eval`
-//! (MLM loss, accuracy and pseudo-perplexity of a checkpoint on any text).
+//! (MLM loss, accuracy and pseudo-perplexity of a checkpoint on any text) and `pretext bias`
+//! (the CrowS-Pairs stereotype score).
 //!
 //! Both read a pretraining checkpoint's encoder and its MLM head (`heads.mlm`), built from
 //! the settings the checkpoint records, with the experiment's tokenizer beside the run.
 
+pub mod bias;
 pub mod eval;
 pub mod fill;
 
