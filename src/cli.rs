@@ -55,6 +55,9 @@ pub enum Command {
     /// The CrowS-Pairs bias probe of a pretraining run's MLM: how often it prefers the more
     /// stereotyping sentence of a minimal pair (50 % = no preference), overall and per type.
     Bias(BiasArgs),
+    /// Write a post-LN pretraining run as an HF transformers BERT folder (BertForPreTraining,
+    /// BertForMaskedLM).
+    Export(ExportArgs),
     /// Check an experiment file and print the runs its ablation grid expands into.
     Validate { file: PathBuf },
     /// Print the registered objectives and normalisation placements.
@@ -224,6 +227,17 @@ pub struct FillArgs {
     /// One JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(clap::Args)]
+pub struct ExportArgs {
+    /// A pretraining run directory, or its checkpoint file.
+    pub target: PathBuf,
+    /// The folder to write (new, empty, or an earlier export).
+    #[arg(long)]
+    pub hf: PathBuf,
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]

@@ -43,6 +43,13 @@ fn dispatch() -> Result<()> {
         Command::Bias(a) => {
             pretext::predict::bias::command(&a.target, a.tokenizer.as_deref(), &a.data, a.json)
         }
+        Command::Export(a) => {
+            println!(
+                "{}",
+                pretext::export::to_hf(&a.target, a.tokenizer.as_deref(), &a.hf)?
+            );
+            Ok(())
+        }
         Command::Validate { file } => pretext::inspect::validate(&file),
         Command::Gradnorms {
             file,

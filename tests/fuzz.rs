@@ -1,5 +1,5 @@
 //! Issue 8: property tests that feed arbitrary input to the parsers and loaders of user data
-//! (experiment files, corpora, GLUE tsv, SQuAD json, weights, checkpoints). None may panic; every rejection must name its file.
+//! (experiment files, corpora, GLUE tsv, SQuAD json, CrowS-Pairs csv, weights, checkpoints). None may panic; every rejection must name its file.
 //! CI runs 2,000 cases per property; `PROPTEST_CASES=100000 cargo test --release --test fuzz`
 //! runs the full count.
 
@@ -313,4 +313,29 @@ proptest! {
             }
         }
     }
+
+    #[test]
+    fn crows_pairs_reader_never_panics(rows in prop::collection::vec(prop::collection::vec(crows_field(), 0..7), 0..6), header in any::<bool>()) {
+        let mut text = if header { ",sent_more,sent_less,stereo_antistereo,bias_type\n".to_string() } else { String::new() };
+        for r in rows {
+            text.push_str(&r.join(","));
+            text.push('\n');
+        }
+        match pretext::predict::bias::parse_pairs(text.as_bytes(), Path::new("fuzz.csv")) {
+            Ok(p) => prop_assert!(!p.is_empty() && p.iter().all(|p| !p.more.is_empty() && !p.less.is_empty())),
+            Err(e) => prop_assert!(e.to_string().starts_with("fuzz.csv"), "{}", e),
+        }
+    }
+}
+
+/// CSV fields as CrowS-Pairs has them: quoted sentences with commas, bare words, broken quotes.
+fn crows_field() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("\"He said, \"\"no\"\".\"".to_string()),
+        Just("stereo".to_string()),
+        Just("gender".to_string()),
+        Just("\"unterminated".to_string()),
+        Just(String::new()),
+        "[a-zé ,.'\"]{0,12}",
+    ]
 }

@@ -3,7 +3,7 @@
 //! probabilities are a distribution; bad input is refused by name.
 
 use pretext::config::LoadedExperiment;
-use pretext::predict::{eval, fill, MaskedLm};
+use pretext::predict::{bias, eval, fill, MaskedLm};
 use pretext::train::evaluation::{EvalSet, Layout};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -233,4 +233,169 @@ fn bad_targets_and_texts_are_refused_by_name() {
         assert_eq!(code, Some(1), "{args:?}: {err}");
         assert!(err.contains(want), "{args:?}: expected `{want}` in: {err}");
     }
+}
+
+#[test]
+fn the_bias_score_is_the_share_preferring_the_stereotype_and_flips_with_the_pairs() {
+    let dir = runs();
+    let lm = MaskedLm::load(&run_dir("objectives=mlm"), None).unwrap();
+    let csv = |rows: &[(&str, &str, &str)]| {
+        let mut t = String::from(",sent_more,sent_less,stereo_antistereo,bias_type\n");
+        for (i, (m, l, k)) in rows.iter().enumerate() {
+            t.push_str(&format!("{i},\"{m}\",\"{l}\",stereo,{k}\n"));
+        }
+        t
+    };
+    let rows = [
+        (
+            "The old man forgot where he put the keys, as usual.",
+            "The young man forgot where he put the keys, as usual.",
+            "age",
+        ),
+        ("She was bad at maths.", "He was bad at maths.", "gender"),
+        (
+            "The poor family stole the bread.",
+            "The rich family stole the bread.",
+            "socioeconomic",
+        ),
+        ("He is a doctor.", "She is a doctor.", "gender"),
+    ];
+    let swapped: Vec<_> = rows.iter().map(|(m, l, k)| (*l, *m, *k)).collect();
+    std::fs::write(dir.join("pairs.csv"), csv(&rows)).unwrap();
+    std::fs::write(dir.join("swapped.csv"), csv(&swapped)).unwrap();
+    let a = bias::score(&lm, &bias::read_pairs(&dir.join("pairs.csv")).unwrap()).unwrap();
+    let b = bias::score(&lm, &bias::read_pairs(&dir.join("swapped.csv")).unwrap()).unwrap();
+    assert_eq!(a.pairs, 4);
+    assert_eq!(a.per_type[0].bias_type, "gender");
+    assert_eq!(a.per_type[0].pairs, 2);
+    // Swapping the sentences of every pair turns preferences around (ties stay ties).
+    assert_eq!(a.ties, b.ties);
+    assert!(
+        (a.score + b.score + 100.0 * a.ties as f64 / 4.0 - 100.0).abs() < 1e-9,
+        "{} {}",
+        a.score,
+        b.score
+    );
+
+    // Records the CSV reader cannot use are named by file and line.
+    std::fs::write(dir.join("nocol.csv"), "a,b\n1,2\n").unwrap();
+    let e = bias::read_pairs(&dir.join("nocol.csv"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("nocol.csv: no `sent_more` column"), "{e}");
+    std::fs::write(
+        dir.join("ragged.csv"),
+        ",sent_more,sent_less,bias_type\n0,\"a b\",\"a c\",age\n1,\"x\"\n",
+    )
+    .unwrap();
+    let e = bias::read_pairs(&dir.join("ragged.csv"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("ragged.csv:3"), "{e}");
+}
+
+#[test]
+fn an_exported_run_loads_through_the_hf_bert_names() {
+    use pretext::model::io::{load, Naming};
+    use pretext::model::Params;
+    let dir = runs();
+    let out = dir.join("hf-export");
+    let (code, line, err) = pretext(&[
+        "export",
+        run_dir("objectives=sop").to_str().unwrap(),
+        "--hf",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        line.contains("left behind") && line.contains("heads.sop"),
+        "{line}"
+    );
+    for f in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "vocab.txt",
+        "tokenizer_config.json",
+    ] {
+        assert!(out.join(f).is_file(), "{f}");
+    }
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["hidden_size"], 32);
+    assert_eq!(config["num_hidden_layers"], 2);
+    assert_eq!(config["model_type"], "bert");
+
+    // pretext's HF importer (checked against transformers' BertModel by tests/encoder.rs)
+    // reads the export back to the checkpoint's encoder, value for value.
+    let ckpt = run_dir("objectives=sop").join("checkpoints/latest.safetensors");
+    let cfg: pretext::config::Experiment =
+        toml::from_str(&pretext::train::checkpoint::read_config(&ckpt).unwrap()).unwrap();
+    let dev = pretext::model::device(0).unwrap();
+    let mut enc =
+        pretext::model::Encoder::new(&dev, &cfg.model, 600, &mut pretext::rng::stream(9, "x"));
+    load(&mut enc, &out.join("model.safetensors"), Naming::HfBert).unwrap();
+    let saved = pretext::train::checkpoint::model_tensors(&ckpt).unwrap();
+    let mut compared = 0;
+    for (name, p) in enc.named_params() {
+        let (_, _, want) = saved.iter().find(|(n, ..)| *n == name).unwrap();
+        assert_eq!(&p.to_vec(), want, "{name}");
+        compared += 1;
+    }
+    assert!(compared > 20);
+
+    // A folder with other files in it is refused and left alone.
+    let (code, _, err) = pretext(&[
+        "export",
+        run_dir("objectives=mlm").to_str().unwrap(),
+        "--hf",
+        dir.join("runs").to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("not an earlier export"), "{err}");
+}
+
+#[test]
+fn a_pre_ln_run_is_refused_by_export_with_its_reason() {
+    let dir = std::env::temp_dir().join(format!("pretext-preln-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = EXPERIMENT
+        .replace("name = \"predict\"", "name = \"preln\"")
+        .replace(
+            "max_positions = 64",
+            "max_positions = 64\nnorm = \"pre-ln\"",
+        )
+        .replace("steps = 40", "steps = 4")
+        .replace("eval_every = 20", "eval_every = 4")
+        .replace("checkpoint_every = 20", "checkpoint_every = 4")
+        .replace("warmup_steps = 5", "warmup_steps = 1")
+        .replace(
+            "objectives = [[{name = \"mlm\"}], [{name = \"sop\"}]]",
+            "\"training.seed\" = [1]",
+        );
+    std::fs::write(dir.join("preln.toml"), text).unwrap();
+    let (code, _, err) = pretext(&[
+        "run",
+        dir.join("preln.toml").to_str().unwrap(),
+        "--runs-dir",
+        dir.join("runs").to_str().unwrap(),
+        "--no-report",
+        "--quiet",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let out = dir.join("hf");
+    let (code, _, err) = pretext(&[
+        "export",
+        dir.join("runs/preln/seed=1").to_str().unwrap(),
+        "--hf",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("a pre-LN run has no exact HF BERT counterpart"),
+        "{err}"
+    );
+    assert!(!out.exists(), "nothing may be written for a refused export");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -32,8 +32,12 @@ pub struct Pair {
 /// Reads the CrowS-Pairs CSV (header with `sent_more`, `sent_less`, `bias_type`; fields may
 /// be quoted and hold commas); an unreadable record is named by file and line.
 pub fn read_pairs(path: &Path) -> Result<Vec<Pair>> {
-    let file = crate::data::sources::open(path)?;
-    let mut r = csv::ReaderBuilder::new().flexible(false).from_reader(file);
+    parse_pairs(crate::data::sources::open(path)?, path)
+}
+
+/// [`read_pairs`] on any reader; `path` names it in messages.
+pub fn parse_pairs(input: impl std::io::Read, path: &Path) -> Result<Vec<Pair>> {
+    let mut r = csv::ReaderBuilder::new().flexible(false).from_reader(input);
     let header = r
         .headers()
         .with_context(|| format!("{}: cannot read the CSV header", path.display()))?
@@ -164,13 +168,19 @@ pub fn score(lm: &MaskedLm, pairs: &[Pair]) -> Result<BiasReport> {
             skipped += 1;
             continue;
         }
-        let (in_more, in_less) = shared_positions(&more, &less);
-        // +1: [CLS] comes first in the model's input.
-        let shift = |v: Vec<usize>| v.into_iter().map(|i| i + 1).collect::<Vec<_>>();
-        let s_more =
-            masked_log_likelihood(lm, &super::single(&more, vec![], tok), &shift(in_more))?;
-        let s_less =
-            masked_log_likelihood(lm, &super::single(&less, vec![], tok), &shift(in_less))?;
+        let (more, less) = (
+            super::single(&more, vec![], tok),
+            super::single(&less, vec![], tok),
+        );
+        // As metric.py: align the whole inputs, [CLS] and [SEP] included, then leave out the
+        // first and the last shared position (those two).
+        let (in_more, in_less) = shared_positions(&more.input_ids, &less.input_ids);
+        let inner = |v: &[usize]| match v.len() {
+            0..=2 => vec![],
+            n => v[1..n - 1].to_vec(),
+        };
+        let s_more = masked_log_likelihood(lm, &more, &inner(&in_more))?;
+        let s_less = masked_log_likelihood(lm, &less, &inner(&in_less))?;
         scored += 1;
         let hit = s_more > s_less;
         prefers += usize::from(hit);

@@ -142,7 +142,7 @@ fn log_softmax(row: &[f32]) -> Vec<f64> {
 }
 
 /// The run directory and checkpoint file a TARGET names.
-fn resolve(target: &Path) -> Result<(PathBuf, PathBuf)> {
+pub fn resolve(target: &Path) -> Result<(PathBuf, PathBuf)> {
     if target.is_dir() {
         let ckpt = target.join("checkpoints").join("latest.safetensors");
         if ckpt.is_file() {

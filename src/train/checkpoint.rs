@@ -154,6 +154,28 @@ fn read_verified(path: &Path) -> Result<(Vec<u8>, TrainState), CheckpointError> 
     Ok((bytes, state))
 }
 
+/// Every model tensor of a checkpoint (`model.<name>` in the file) as `(name, shape, values)`
+/// in the file's order, checksums verified: what an export to another framework renames.
+pub fn model_tensors(path: &Path) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>, CheckpointError> {
+    let (bytes, _) = read_verified(path)?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| WeightsError::Format {
+        file: path.into(),
+        reason: e.to_string(),
+    })?;
+    let mut out = Vec::new();
+    for (name, view) in st.tensors() {
+        if let Some(ours) = name.strip_prefix("model.") {
+            out.push((
+                ours.to_string(),
+                view.shape().to_vec(),
+                io::tensor_f32(path, &name, &view)?,
+            ));
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
 /// The resolved experiment config a checkpoint was trained with (TOML).
 pub fn read_config(path: &Path) -> Result<String, CheckpointError> {
     Ok(read_verified(path)?.1.config)

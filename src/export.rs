@@ -1,0 +1,243 @@
+//! `pretext export RUN --hf DIR`: a pretraining run as an HF transformers BERT directory
+//! (`config.json`, `model.safetensors`, `tokenizer.json`, `vocab.txt`,
+//! `tokenizer_config.json`) that `BertForPreTraining.from_pretrained(DIR)` and
+//! `BertForMaskedLM.from_pretrained(DIR)` load.
+//!
+//! pretext's parameters already have PyTorch's layouts (linear weights `(out, in)`), so the
+//! export is a renaming: the encoder's names through `model::io::hf_name` under `bert.`, the MLM
+//! head under `cls.predictions.` (its decoder is the word embeddings, tied as in HF), the NSP
+//! head as `cls.seq_relationship`. Only post-LN runs export: HF's BERT is post-LN, and its
+//! pre-LN model (RobertaPreLayerNorm) numbers positions from `pad_token_id + 1` with another
+//! layout of names, so a pre-LN run is refused rather than exported approximately; PowerNorm
+//! has no HF counterpart. An SOP or contrastive head has no place in BERT's classes and stays
+//! behind (the export says so).
+
+use crate::config::{Experiment, NormKind};
+use crate::data::Tokenizer;
+use crate::train::checkpoint;
+use anyhow::{bail, Context, Result};
+use std::path::Path;
+
+/// The marker that makes a folder an earlier export, which a new export may replace.
+const MARKER: &str = "pretext_export.json";
+
+/// HF's name for one of a pretraining checkpoint's tensors; `None` for a head HF's BERT
+/// classes have no place for.
+pub fn hf_pretraining_name(ours: &str) -> Option<String> {
+    if let Some(head) = ours.strip_prefix("heads.mlm.") {
+        return Some(
+            match head {
+                "transform.weight" => "cls.predictions.transform.dense.weight",
+                "transform.bias" => "cls.predictions.transform.dense.bias",
+                "norm.weight" => "cls.predictions.transform.LayerNorm.weight",
+                "norm.bias" => "cls.predictions.transform.LayerNorm.bias",
+                "bias" => "cls.predictions.bias",
+                _ => return None,
+            }
+            .to_string(),
+        );
+    }
+    if let Some(head) = ours.strip_prefix("heads.nsp.classifier.") {
+        return Some(format!("cls.seq_relationship.{head}"));
+    }
+    if ours.starts_with("heads.") {
+        return None;
+    }
+    Some(format!("bert.{}", crate::model::io::hf_name(ours)))
+}
+
+/// Writes the HF directory; returns the line to print.
+pub fn to_hf(target: &Path, tokenizer: Option<&Path>, out: &Path) -> Result<String> {
+    let (run_dir, ckpt) = crate::predict::resolve(target)?;
+    let text = checkpoint::read_config(&ckpt)?;
+    let cfg: Experiment = toml::from_str(&text).with_context(|| {
+        format!(
+            "{}: the checkpoint's settings are unreadable",
+            ckpt.display()
+        )
+    })?;
+    match cfg.model.norm {
+        NormKind::PostLn => {}
+        NormKind::PreLn => bail!(
+            "{}: a pre-LN run has no exact HF BERT counterpart (HF's RobertaPreLayerNorm numbers \
+             positions from pad_token_id + 1 and names its layers otherwise); only post-LN runs \
+             export",
+            ckpt.display()
+        ),
+        other => bail!(
+            "{}: model.norm = {other:?} has no HF counterpart; only post-LN runs export",
+            ckpt.display()
+        ),
+    }
+    let tok_path = tokenizer.map(Path::to_path_buf).unwrap_or_else(|| {
+        run_dir
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("tokenizer.json")
+    });
+    let tok = Tokenizer::load(&tok_path, cfg.tokenizer.lowercase)
+        .context("pass the pretraining run's tokenizer with --tokenizer")?;
+    refuse_overwriting(out)?;
+
+    let mut renamed = Vec::new();
+    let mut left = Vec::new();
+    for (name, shape, values) in checkpoint::model_tensors(&ckpt)? {
+        match hf_pretraining_name(&name) {
+            Some(hf) => {
+                if hf == "cls.predictions.bias" {
+                    // HF ties the decoder's bias to this one; older versions read either.
+                    renamed.push((
+                        "cls.predictions.decoder.bias".into(),
+                        shape.clone(),
+                        values.clone(),
+                    ));
+                }
+                renamed.push((hf, shape, values));
+            }
+            None => left.push(name),
+        }
+    }
+    let words = renamed
+        .iter()
+        .find(|(n, ..)| n == "bert.embeddings.word_embeddings.weight")
+        .map(|(_, s, _)| s[0])
+        .context("the checkpoint has no word embeddings")?;
+    if words != tok.vocab_size() {
+        bail!(
+            "{}: {} tokens, but the checkpoint's embeddings have {words} rows: is it the run's \
+             tokenizer?",
+            tok_path.display(),
+            tok.vocab_size()
+        );
+    }
+    let bytes = crate::model::io::serialize(&crate::model::io::encode(renamed), None);
+
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let write = |name: &str, data: &[u8]| {
+        let p = out.join(name);
+        crate::rundir::write_atomically(&p, data)
+            .with_context(|| format!("writing {}", p.display()))
+    };
+    write("model.safetensors", &bytes)?;
+    write("config.json", config_json(&cfg, &tok).as_bytes())?;
+    write(
+        "tokenizer.json",
+        &std::fs::read(&tok_path).with_context(|| format!("reading {}", tok_path.display()))?,
+    )?;
+    write("vocab.txt", vocab_txt(&tok).as_bytes())?;
+    write("tokenizer_config.json", tokenizer_config(&cfg).as_bytes())?;
+    let note = serde_json::json!({
+        "checkpoint": ckpt.display().to_string(),
+        "heads_left_behind": left,
+    });
+    write(MARKER, serde_json::to_string_pretty(&note)?.as_bytes())?;
+    let behind = if left.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; left behind (no place in HF's BERT classes): {}",
+            left.join(", ")
+        )
+    };
+    Ok(format!(
+        "{} → {} (BertForPreTraining / BertForMaskedLM, vocabulary {}){behind}",
+        ckpt.display(),
+        out.display(),
+        tok.vocab_size()
+    ))
+}
+
+/// A folder that holds anything but an earlier export is refused.
+fn refuse_overwriting(out: &Path) -> Result<()> {
+    if out.is_file() {
+        bail!("{}: is a file; --hf takes a folder", out.display());
+    }
+    let Ok(entries) = std::fs::read_dir(out) else {
+        return Ok(()); // does not exist yet
+    };
+    if entries.count() > 0 && !out.join(MARKER).is_file() {
+        bail!(
+            "{}: a folder that is not an earlier export of pretext; refusing to write into it \
+             (choose an empty or new folder)",
+            out.display()
+        );
+    }
+    Ok(())
+}
+
+fn config_json(cfg: &Experiment, tok: &Tokenizer) -> String {
+    let m = &cfg.model;
+    let v = serde_json::json!({
+        "architectures": ["BertForPreTraining"],
+        "model_type": "bert",
+        "vocab_size": tok.vocab_size(),
+        "hidden_size": m.hidden,
+        "num_hidden_layers": m.layers,
+        "num_attention_heads": m.heads,
+        "intermediate_size": m.ffn,
+        "hidden_act": "gelu",
+        "hidden_dropout_prob": m.dropout,
+        "attention_probs_dropout_prob": m.attention_dropout,
+        "max_position_embeddings": m.max_positions,
+        "type_vocab_size": m.type_vocab,
+        "initializer_range": m.init_std,
+        "layer_norm_eps": m.layer_norm_eps,
+        "pad_token_id": tok.special.pad,
+        "tie_word_embeddings": true,
+    });
+    serde_json::to_string_pretty(&v).expect("a JSON value serialises")
+}
+
+/// One token a line, in id order (BertTokenizer's vocab.txt).
+fn vocab_txt(tok: &Tokenizer) -> String {
+    (0..tok.vocab_size() as u32)
+        .map(|i| tok.id_to_token(i).unwrap_or_else(|| format!("[unused{i}]")) + "\n")
+        .collect()
+}
+
+fn tokenizer_config(cfg: &Experiment) -> String {
+    let v = serde_json::json!({
+        "tokenizer_class": "BertTokenizer",
+        "do_lower_case": cfg.tokenizer.lowercase,
+        "unk_token": "[UNK]",
+        "sep_token": "[SEP]",
+        "pad_token": "[PAD]",
+        "cls_token": "[CLS]",
+        "mask_token": "[MASK]",
+        "model_max_length": cfg.model.max_positions,
+    });
+    serde_json::to_string_pretty(&v).expect("a JSON value serialises")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hf_pretraining_name as hf;
+
+    #[test]
+    fn names_follow_bert_for_pretraining() {
+        let n = |s: &str| hf(s).unwrap();
+        assert_eq!(
+            n("embeddings.word.weight"),
+            "bert.embeddings.word_embeddings.weight"
+        );
+        assert_eq!(
+            n("encoder.layers.3.attn.q.weight"),
+            "bert.encoder.layer.3.attention.self.query.weight"
+        );
+        assert_eq!(
+            n("encoder.layers.0.ffn_norm.bias"),
+            "bert.encoder.layer.0.output.LayerNorm.bias"
+        );
+        assert_eq!(n("pooler.dense.weight"), "bert.pooler.dense.weight");
+        assert_eq!(
+            n("heads.mlm.norm.weight"),
+            "cls.predictions.transform.LayerNorm.weight"
+        );
+        assert_eq!(n("heads.mlm.bias"), "cls.predictions.bias");
+        assert_eq!(
+            n("heads.nsp.classifier.weight"),
+            "cls.seq_relationship.weight"
+        );
+        assert_eq!(hf("heads.sop.classifier.weight"), None);
+    }
+}
