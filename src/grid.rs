@@ -5,6 +5,7 @@
 
 use crate::config::{Experiment, LoadedExperiment, RunSpec};
 use crate::data::{self, Tokenizer};
+use crate::finetune::task::Kind::MlmProbe;
 use crate::{finetune, rundir, train};
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
@@ -260,6 +261,19 @@ fn run_downstream(
         let source = Arc::new(finetune::plan::source(cfg, &run_dir, tok));
         // A bad entry (a wrong data path) fails alone; the other entries still run.
         for entry in &cfg.finetune {
+            if finetune::task::find(&entry.task).is_some_and(|t| t.kind == MlmProbe) {
+                let tok = data::tokenizer_path(&cfg.tokenizer, base_dir, exp_dir);
+                match crate::predict::downstream::run_entry(&run_dir, &tok, entry, base_dir, force)
+                {
+                    Ok(Some(line)) => println!("  {} {}: {line}", spec.variant, entry.label()),
+                    Ok(None) => {}
+                    Err(e) => {
+                        eprintln!("  {} {}: FAILED: {e:#}", spec.variant, entry.label());
+                        failures.push(format!("{}/finetune/{}", spec.variant, entry.label()));
+                    }
+                }
+                continue;
+            }
             match finetune::plan::plan_entry(entry, &source, &run_dir, base_dir) {
                 Ok(p) => planned.extend(p.into_iter().map(|p| (spec.variant.clone(), p))),
                 Err(e) => {

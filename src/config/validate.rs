@@ -302,13 +302,19 @@ pub fn check(e: &Experiment) -> Vec<(String, String)> {
                     crate::finetune::task::names().join(", ")
                 ),
             ),
-            Some(task) if f.max_seq_len > m.max_positions => bad(
-                &key("max_seq_len"),
-                format!(
-                    "{} needs at most model.max_positions = {}, got {}",
-                    task.name, m.max_positions, f.max_seq_len
-                ),
-            ),
+            // The MLM probe reads no max_seq_len: pairs longer than the model takes are left out.
+            Some(task)
+                if f.max_seq_len > m.max_positions
+                    && task.kind != crate::finetune::task::Kind::MlmProbe =>
+            {
+                bad(
+                    &key("max_seq_len"),
+                    format!(
+                        "{} needs at most model.max_positions = {}, got {}",
+                        task.name, m.max_positions, f.max_seq_len
+                    ),
+                )
+            }
             Some(_) => {}
         }
         if f.data.trim().is_empty() {

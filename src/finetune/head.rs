@@ -34,7 +34,8 @@ impl Head {
                 start: Linear::new(dev, hidden, 1, std, rng),
                 end: Linear::new(dev, hidden, 1, std, rng),
             },
-            Kind::Embed => Head::None,
+            // The MLM probe never reaches fine-tuning (predict::downstream runs it).
+            Kind::Embed | Kind::MlmProbe => Head::None,
         }
     }
 

@@ -699,7 +699,7 @@ fn evaluate(
             m.push(("exact_match".into(), em / n));
             m.push(("f1".into(), f1 / n));
         }
-        Kind::Embed => {}
+        Kind::Embed | Kind::MlmProbe => {}
     }
     Ok(m)
 }

@@ -14,6 +14,9 @@ pub enum Kind {
     Span,
     /// No training: cosine similarity of two sentence embeddings against a gold score.
     Embed,
+    /// No training, and no fine-tuning machinery: the pretraining run's MLM head scores the
+    /// data (CrowS-Pairs, run by `predict::downstream`).
+    MlmProbe,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -106,6 +109,15 @@ pub fn all() -> Vec<Task> {
             metric: "spearman",
             layout: glue::layout("stsb"),
             dev_files: DEV,
+        },
+        Task {
+            name: "crows-pairs",
+            summary:
+                "CrowS-Pairs without training: the MLM's stereotype score, % (50 = no preference)",
+            kind: Kind::MlmProbe,
+            metric: "score",
+            layout: None,
+            dev_files: &[],
         },
     ]
 }

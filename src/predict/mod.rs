@@ -7,6 +7,7 @@
 //! the settings the checkpoint records, with the experiment's tokenizer beside the run.
 
 pub mod bias;
+pub mod downstream;
 pub mod eval;
 pub mod fill;
 
