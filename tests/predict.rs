@@ -112,8 +112,7 @@ fn a_loaded_checkpoint_reproduces_the_runs_own_heldout_mlm_loss() {
     let last: serde_json::Value = metrics
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|r| r["split"] == "eval" && r["step"] == 40)
-        .last()
+        .rfind(|r| r["split"] == "eval" && r["step"] == 40)
         .unwrap();
     let want = last["mlm/loss"].as_f64().unwrap();
     assert!(

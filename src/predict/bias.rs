@@ -119,10 +119,10 @@ fn longest_match(
     let (mut best_i, mut best_j, mut best) = (alo, blo, 0);
     // run[j] = length of the common block ending at a[i-1], b[j-1] (rolling over i).
     let mut run = vec![0usize; bhi - blo + 1];
-    for i in alo..ahi {
+    for (i, &ai) in a.iter().enumerate().take(ahi).skip(alo) {
         let mut next = vec![0usize; bhi - blo + 1];
-        for j in blo..bhi {
-            if a[i] == b[j] {
+        for (j, &bj) in b.iter().enumerate().take(bhi).skip(blo) {
+            if ai == bj {
                 let k = run[j - blo] + 1;
                 next[j - blo + 1] = k;
                 if k > best {

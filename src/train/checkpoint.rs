@@ -154,9 +154,12 @@ fn read_verified(path: &Path) -> Result<(Vec<u8>, TrainState), CheckpointError> 
     Ok((bytes, state))
 }
 
+/// A tensor's name, shape and values.
+pub type NamedTensor = (String, Vec<usize>, Vec<f32>);
+
 /// Every model tensor of a checkpoint (`model.<name>` in the file) as `(name, shape, values)`
 /// in the file's order, checksums verified: what an export to another framework renames.
-pub fn model_tensors(path: &Path) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>, CheckpointError> {
+pub fn model_tensors(path: &Path) -> Result<Vec<NamedTensor>, CheckpointError> {
     let (bytes, _) = read_verified(path)?;
     let st = SafeTensors::deserialize(&bytes).map_err(|e| WeightsError::Format {
         file: path.into(),
