@@ -75,7 +75,7 @@ def build_model(cfg, vocab, pad_id, norm):
     sys.exit(f"--norm {norm}: HF has post-ln (BERT) and pre-ln (RobertaPreLayerNorm)")
 
 
-def optimizer_and_schedule(model, cfg, steps):
+def optimizer_and_schedule(model, cfg, steps, kind="torch"):
     from transformers import get_cosine_schedule_with_warmup, get_linear_schedule_with_warmup
 
     o = cfg["optimizer"]
@@ -85,12 +85,11 @@ def optimizer_and_schedule(model, cfg, steps):
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         (no_decay if name.endswith(".bias") or id(p) in norms else decay).append(p)
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": o["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=o["lr"],
-        betas=tuple(o["betas"]),
-        eps=o["eps"],
-    )
+    groups = [{"params": decay, "weight_decay": o["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}]
+    if kind == "pretext":
+        opt = PretextAdamW(groups, lr=o["lr"], betas=tuple(o["betas"]), eps=o["eps"])
+    else:
+        opt = torch.optim.AdamW(groups, lr=o["lr"], betas=tuple(o["betas"]), eps=o["eps"])
     schedule = o.get("schedule", "linear")
     if schedule == "linear":
         sched = get_linear_schedule_with_warmup(opt, o["warmup_steps"], steps)
@@ -99,6 +98,59 @@ def optimizer_and_schedule(model, cfg, steps):
     else:
         sys.exit(f"optimizer.schedule = {schedule!r}: this script knows linear and cosine")
     return opt, sched
+
+
+class PretextAdamW(torch.optim.Optimizer):
+    """pretext's AdamW (train::optimizer), for the diagnostic runs: HF's former
+    `transformers.AdamW(correct_bias=True)`, whose ε sits beside √v before bias correction —
+    `p -= lr·√(1−β₂ᵗ)/(1−β₁ᵗ) · m/(√v + ε)` — where torch's sits beside √v̂."""
+
+    def __init__(self, groups, lr, betas, eps):
+        super().__init__(groups, dict(lr=lr, betas=betas, eps=eps, weight_decay=0.0))
+
+    @torch.no_grad()
+    def step(self):
+        for g in self.param_groups:
+            b1, b2 = g["betas"]
+            for p in g["params"]:
+                if p.grad is None:
+                    continue
+                st = self.state[p]
+                if not st:
+                    st["t"], st["m"], st["v"] = 0, torch.zeros_like(p), torch.zeros_like(p)
+                st["t"] += 1
+                t, m, v = st["t"], st["m"], st["v"]
+                m.mul_(b1).add_(p.grad, alpha=1 - b1)
+                v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
+                if g["weight_decay"] > 0:
+                    p.mul_(1 - g["lr"] * g["weight_decay"])
+                size = g["lr"] * math.sqrt(1 - b2**t) / (1 - b1**t)
+                p.addcdiv_(m, v.sqrt().add_(g["eps"]), value=-size)
+
+
+def pretext_masking(ids, special, mask_id, vocab, prob, gen):
+    """pretext's masker (data::masking), for the diagnostic runs: per segment, a budget of
+    `prob` of its non-special tokens with stochastic rounding (at least one), chosen without
+    replacement; 80 % [MASK], 10 % a random non-special token, 10 % unchanged."""
+    inputs, labels = ids.clone(), torch.full_like(ids, -100)
+    allowed = torch.ones(vocab, dtype=torch.bool)
+    allowed[special] = False
+    normal = allowed.nonzero().flatten()
+    special = torch.tensor(special)
+    for r in range(ids.shape[0]):
+        cand = (~torch.isin(ids[r], special)).nonzero().flatten()
+        n = len(cand)
+        if n == 0:
+            continue
+        exact = n * prob
+        budget = max(1, int(exact) + int(torch.rand((), generator=gen).item() < exact - int(exact)))
+        chosen = cand[torch.randperm(n, generator=gen)[:budget]]
+        labels[r, chosen] = ids[r, chosen]
+        u = torch.rand(len(chosen), generator=gen)
+        inputs[r, chosen[u < 0.8]] = mask_id
+        rnd = chosen[(u >= 0.8) & (u < 0.9)]
+        inputs[r, rnd] = normal[torch.randint(len(normal), (len(rnd),), generator=gen)]
+    return inputs, labels
 
 
 def collator_for(tokenizer_file, mask_prob):
@@ -143,6 +195,9 @@ def main():
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, help="torch threads on the CPU")
     ap.add_argument("--out", required=True, help="JSON lines, one per evaluation")
+    # Diagnostics: swap one of HF's parts for pretext's, to find what a difference comes from.
+    ap.add_argument("--optimizer", choices=["torch", "pretext"], default="torch")
+    ap.add_argument("--masking", choices=["hf", "pretext"], default="hf")
     a = ap.parse_args()
 
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -177,7 +232,9 @@ def main():
     # masker both skip every special token, [UNK] included.
 
     model = build_model(cfg, vocab, int(meta["pad_id"]), a.norm).to(a.device)
-    opt, sched = optimizer_and_schedule(model, cfg, int(meta["steps"]))
+    opt, sched = optimizer_and_schedule(model, cfg, int(meta["steps"]), a.optimizer)
+    gen = torch.Generator().manual_seed(a.seed)
+    special_ids = [int(meta[k]) for k in ("pad_id", "cls_id", "sep_id", "mask_id", "unk_id")]
     clip = float(cfg["optimizer"].get("clip", 1.0))
     print(
         f"{a.norm} seed {a.seed}: {sum(p.numel() for p in model.parameters()):,} parameters, "
@@ -208,11 +265,18 @@ def main():
         log(0)
         for step in range(1, steps + 1):
             s = slice((step - 1) * batch, step * batch)
-            examples = [
-                {"input_ids": i.tolist(), "attention_mask": m.tolist(), "special_tokens_mask": sp.long().tolist()}
-                for i, m, sp in zip(train_ids[s], train_mask[s], special[s])
-            ]
-            b = {k: v.to(a.device) for k, v in collate(examples).items()}
+            if a.masking == "pretext":
+                inputs, labels = pretext_masking(
+                    train_ids[s], special_ids, int(meta["mask_id"]), vocab, mask_prob, gen
+                )
+                b = {"input_ids": inputs, "attention_mask": train_mask[s], "labels": labels}
+                b = {k: v.to(a.device) for k, v in b.items()}
+            else:
+                examples = [
+                    {"input_ids": i.tolist(), "attention_mask": m.tolist(), "special_tokens_mask": sp.long().tolist()}
+                    for i, m, sp in zip(train_ids[s], train_mask[s], special[s])
+                ]
+                b = {k: v.to(a.device) for k, v in collate(examples).items()}
             loss = model(
                 input_ids=b["input_ids"],
                 attention_mask=b["attention_mask"],
