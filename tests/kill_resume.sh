@@ -7,6 +7,7 @@
 set -euo pipefail
 bin=$(realpath "$1")
 trials=${2:-10}
+max_kills=12  # per trial; then the run is let finish
 work=$(mktemp -d)
 [ -n "${KEEP:-}" ] || trap 'rm -rf "$work"' EXIT; echo "work: $work"
 
@@ -38,7 +39,12 @@ eval_every = 50
 checkpoint_every = 3
 TOML
 
+# The uninterrupted run, timed: kill moments are drawn relative to its length, so the test
+# kills at the same points of a run on a fast machine and on a slow, busy one.
+start=$(date +%s.%N)
 "$bin" run "$work/kill.toml" --runs-dir "$work/reference" --reports-dir "$work/rep" --quiet > /dev/null
+span=$(python3 -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]))" "$start" "$(date +%s.%N)")
+echo "uninterrupted run: ${span%.*} s"
 
 restarts=0
 mid_write=0
@@ -48,12 +54,17 @@ for trial in $(seq 1 "$trials"); do
   attempts=0
   while [ ! -f "$dir/kill/base/summary.json" ]; do
     attempts=$((attempts + 1))
-    if [ "$attempts" -gt 60 ]; then echo "trial $trial: never finished"; exit 1; fi
-    "$bin" run "$work/kill.toml" --runs-dir "$dir" --reports-dir "$work/rep" --quiet > /dev/null 2>&1 &
+    "$bin" run "$work/kill.toml" --runs-dir "$dir" --reports-dir "$work/rep" --quiet > /dev/null 2> "$dir.err" &
     pid=$!
-    sleep "$(python3 -c "import random; print(random.uniform(0.05, 1.2))")"
-    kill -9 "$pid" 2> /dev/null || true
-    wait "$pid" 2> /dev/null || true
+    if [ "$attempts" -le "$max_kills" ]; then
+      # Anywhere in the first 40% of a run's length (start-up, cache build, training, writes).
+      sleep "$(python3 -c "import random, sys; print(random.uniform(0.02, 0.4) * float(sys.argv[1]))" "$span")"
+      kill -9 "$pid" 2> /dev/null || true
+      wait "$pid" 2> /dev/null || true
+    else
+      # Enough kills: the last start runs to the end, so a trial always finishes.
+      wait "$pid" || { echo "trial $trial: the run after $max_kills kills failed:"; cat "$dir.err"; exit 1; }
+    fi
     # A temporary checkpoint left behind means the kill landed during a checkpoint write.
     if [ -f "$dir/kill/base/checkpoints/latest.tmp" ]; then mid_write=$((mid_write + 1)); fi
     # Such writes take under a millisecond here, so random kills rarely hit one: after the

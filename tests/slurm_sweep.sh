@@ -49,11 +49,11 @@ out=$("$bin" sweep sweep.toml --slurm --submit --runs-dir cluster --reports-dir 
 echo "$out" | tail -1
 job=$(echo "$out" | sed -n 's/^submitted: array job \([0-9]*\).*/\1/p')
 report=$(echo "$out" | sed -n 's/.*report job \([0-9]*\).*/\1/p')
-for _ in $(seq 1 300); do
+for _ in $(seq 1 900); do
   if [ -z "$(squeue -h -j "$job,$report" 2>/dev/null)" ]; then break; fi
   sleep 1
 done
-[ -z "$(squeue -h -j "$job,$report" 2>/dev/null)" ] || { echo "FAIL: jobs still queued after 300 s"; squeue; exit 1; }
+[ -z "$(squeue -h -j "$job,$report" 2>/dev/null)" ] || { echo "FAIL: jobs still queued after 900 s"; squeue; exit 1; }
 for v in "norm=post-ln,seed=1" "norm=post-ln,seed=2" "norm=pre-ln,seed=1" "norm=pre-ln,seed=2"; do
   [ -f "cluster/sweep/$v/summary.json" ] || { echo "FAIL: array task for $v did not finish"; cat cluster/sweep/slurm/*.out; exit 1; }
 done
