@@ -173,20 +173,9 @@ fn refuse_finished_with_other_settings(
             continue;
         };
         let new = train::trainer::resolved_text(&spec.config);
-        if old == new {
+        let Some((n, was, now)) = train::trainer::settings_difference(&old, &new) else {
             continue;
-        }
-        let (n, was, now) = old
-            .lines()
-            .zip(new.lines())
-            .enumerate()
-            .find(|(_, (a, b))| a != b)
-            .map(|(i, (a, b))| (i + 1, a.to_string(), b.to_string()))
-            .unwrap_or((
-                old.lines().count().min(new.lines().count()) + 1,
-                String::new(),
-                String::new(),
-            ));
+        };
         anyhow::bail!(
             "{}: run `{}` finished with other settings than the file now gives \
              ({}, line {n}: `{was}`, now `{now}`); its results describe the old settings. \

@@ -136,6 +136,78 @@ weight = 0.2"#,
     }
 }
 
+/// The thread count is a resource, not a setting: a run trained 3 steps on 2 threads and
+/// continued on 1 ends with the bits of one trained on 1 thread throughout (the shape is wide
+/// enough for the matmuls and fused ops to split over threads), so resume accepts it — and
+/// the settings comparison still names any real change.
+#[test]
+fn a_run_continues_on_another_thread_count_bit_identically() {
+    let wide = |threads: usize| {
+        let mut cfg = experiment("[[objectives]]\nname = \"mlm\"\n[[objectives]]\nname = \"sop\"");
+        cfg.model.hidden = 128;
+        cfg.model.ffn = 512;
+        cfg.model.heads = 4;
+        cfg.model.max_positions = 64;
+        cfg.training.seq_len = 64;
+        cfg.training.batch_size = 16;
+        cfg.training.threads = threads;
+        cfg
+    };
+    let (one, two) = (wide(1), wide(2));
+    let pool = |n| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build()
+            .unwrap()
+    };
+    let data = prepared(&one);
+    let straight = pool(1).install(|| {
+        let mut t = Trainer::new(&one, &data).unwrap();
+        let losses: Vec<f64> = (0..6)
+            .map(|_| t.train_step().unwrap().0.total_loss)
+            .collect();
+        (losses, weights(&t))
+    });
+    let ckpt = std::env::temp_dir().join(format!(
+        "pretext-threads-{}.safetensors",
+        std::process::id()
+    ));
+    let mut losses = pool(2).install(|| {
+        let mut t = Trainer::new(&two, &data).unwrap();
+        let l: Vec<f64> = (0..3)
+            .map(|_| t.train_step().unwrap().0.total_loss)
+            .collect();
+        t.save_checkpoint(&ckpt).unwrap();
+        l
+    });
+    let resumed = pool(1).install(|| {
+        let mut t = Trainer::new(&one, &data).unwrap();
+        t.load_checkpoint(&ckpt).unwrap();
+        losses.extend((0..3).map(|_| t.train_step().unwrap().0.total_loss));
+        weights(&t)
+    });
+    std::fs::remove_file(&ckpt).ok();
+    assert_eq!(straight.0, losses, "losses depend on the thread count");
+    assert!(
+        straight.1 == resumed,
+        "final weights depend on the thread count"
+    );
+
+    let text = |c: &Experiment| train::trainer::resolved_text(c);
+    assert_eq!(
+        train::trainer::settings_difference(&text(&two), &text(&one)),
+        None
+    );
+    let mut other = wide(1);
+    other.optimizer.lr *= 2.0;
+    let (line, was, now) =
+        train::trainer::settings_difference(&text(&two), &text(&other)).expect("lr differs");
+    assert!(
+        was.starts_with("lr = ") && now.starts_with("lr = ") && line > 1,
+        "{line}: {was} / {now}"
+    );
+}
+
 #[test]
 fn resume_refuses_a_checkpoint_of_other_settings() {
     let cfg = experiment("");

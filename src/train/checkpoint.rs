@@ -48,8 +48,13 @@ pub enum CheckpointError {
     NoState { file: String },
     #[error("{file}: the checkpoint's training state is unreadable: {reason}")]
     BadState { file: String, reason: String },
-    #[error("{file}: the checkpoint was written with other settings; resume needs the same resolved config (first difference at line {line})")]
-    ConfigMismatch { file: String, line: usize },
+    #[error("{file}: the checkpoint was written with other settings; resume needs the same resolved config (line {line}: `{was}`, now `{now}`)")]
+    ConfigMismatch {
+        file: String,
+        line: usize,
+        was: String,
+        now: String,
+    },
 }
 
 const STATE_KEY: &str = "pretext.state";
@@ -226,14 +231,13 @@ pub fn load(
 ) -> Result<TrainState, CheckpointError> {
     let file = path.display().to_string();
     let (bytes, state) = read_verified(path)?;
-    if state.config != config {
-        let line = state
-            .config
-            .lines()
-            .zip(config.lines())
-            .position(|(a, b)| a != b)
-            .map_or(0, |i| i + 1);
-        return Err(CheckpointError::ConfigMismatch { file, line });
+    if let Some((line, was, now)) = super::trainer::settings_difference(&state.config, config) {
+        return Err(CheckpointError::ConfigMismatch {
+            file,
+            line,
+            was,
+            now,
+        });
     }
     let st = SafeTensors::deserialize(&bytes).map_err(|e| WeightsError::Format {
         file: path.into(),
