@@ -29,7 +29,23 @@ log_every = 10
 [ablation]
 objectives = [[{name = "mlm"}], [{name = "mlm"}, {name = "sop"}]]
 "training.seed" = [1, 2]
+[[finetune]]
+task = "sts-embed"
+data = "sts"
+max_seq_len = 64
 "#;
+
+/// A small STS-B-layout dev file: pairs from the embedded corpus's vocabulary, gold 0–5.
+const STS_DEV: &str = "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore
+0\tmain\tx\t2012\t0\tnone\tnone\tThe cat sat on the mat.\tA cat sat on the mat.\t4.8
+1\tmain\tx\t2012\t1\tnone\tnone\tThe king ruled the land.\tThe king ruled his land.\t4.5
+2\tmain\tx\t2012\t2\tnone\tnone\tThe river ran to the sea.\tThe cat slept all day.\t0.2
+3\tmain\tx\t2012\t3\tnone\tnone\tShe read the old book.\tShe read a book.\t3.6
+4\tmain\tx\t2012\t4\tnone\tnone\tThe man walked home.\tThe sea was very cold.\t0.0
+5\tmain\tx\t2012\t5\tnone\tnone\tThe children played outside.\tThe children were playing outside.\t4.9
+6\tmain\tx\t2012\t6\tnone\tnone\tIt rained in the town.\tThe town saw rain.\t3.9
+7\tmain\tx\t2012\t7\tnone\tnone\tHe lost his way.\tThe queen sang a song.\t0.4
+";
 
 fn summary(dir: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap()
@@ -41,6 +57,8 @@ fn variants_share_one_evaluation_set_and_the_report_crosses_pair_tasks() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("cross.toml"), EXPERIMENT).unwrap();
+    std::fs::create_dir_all(dir.join("sts")).unwrap();
+    std::fs::write(dir.join("sts/dev.tsv"), STS_DEV).unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_pretext"))
         .arg("run")
         .arg(dir.join("cross.toml"))
@@ -103,6 +121,41 @@ fn variants_share_one_evaluation_set_and_the_report_crosses_pair_tasks() {
         .unwrap_or_else(|| panic!("no cross-table row for the MLM-only variant:\n{report}"));
     assert_eq!(row.matches("(probe)").count(), 2, "{row}");
     assert!(row.contains("(head)"), "{row}");
+
+    // Sentence embeddings join the cross table: Spearman, alignment and uniformity of the
+    // pretrained encoder (SimCSE's Figure 2 axes), from each run's sts-embed downstream run.
+    assert!(
+        report.contains("| STS-B Spearman | STS-B alignment ↓ | STS-B uniformity ↓ |"),
+        "{report}"
+    );
+    assert_eq!(
+        row.matches(" | ").count(),
+        7,
+        "variant, n, 3 pair columns, 3 STS: {row}"
+    );
+    let sts = runs.join(variants[0]).join("finetune");
+    let job = std::fs::read_dir(&sts)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let job = std::fs::read_dir(&job)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let dev = &summary(&job)["dev"];
+    let (al, un) = (
+        dev["alignment"].as_f64().unwrap(),
+        dev["uniformity"].as_f64().unwrap(),
+    );
+    // Unit vectors: squared distances in [0, 4], so uniformity in [-8, 0].
+    assert!(
+        (0.0..=4.0).contains(&al) && (-8.0..=0.0).contains(&un),
+        "{dev}"
+    );
 
     // A changed evaluation set is reported, not silently mixed into one table.
     let s = runs.join(variants[1]).join("summary.json");

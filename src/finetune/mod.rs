@@ -4,6 +4,7 @@
 //! encoder and the tokenizer, nothing else.
 
 pub mod data;
+pub mod embed;
 pub mod glue;
 pub mod head;
 pub mod metrics;

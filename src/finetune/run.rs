@@ -725,23 +725,5 @@ fn embed_eval(
             .collect();
         features(dev, enc, head, &items, pad, mean_pool)
     };
-    let (ea, eb) = (embed(a)?, embed(b)?);
-    let cos: Vec<f64> = ea
-        .iter()
-        .zip(&eb)
-        .map(|(x, y)| {
-            let dot: f64 = x
-                .iter()
-                .zip(y)
-                .map(|(p, q)| (*p as f64) * (*q as f64))
-                .sum();
-            let nx: f64 = x.iter().map(|p| (*p as f64).powi(2)).sum::<f64>().sqrt();
-            let ny: f64 = y.iter().map(|p| (*p as f64).powi(2)).sum::<f64>().sqrt();
-            dot / (nx * ny).max(1e-12)
-        })
-        .collect();
-    Ok(vec![
-        ("spearman".into(), metrics::spearman(&cos, gold)),
-        ("pearson".into(), metrics::pearson(&cos, gold)),
-    ])
+    Ok(super::embed::scores(&embed(a)?, &embed(b)?, gold))
 }

@@ -104,7 +104,7 @@ pub fn all() -> Vec<Task> {
         },
         Task {
             name: "sts-embed",
-            summary: "STS-B dev without training: cosine of sentence embeddings vs gold, Spearman",
+            summary: "STS-B dev without training: cosine of sentence embeddings vs gold (Spearman); alignment, uniformity",
             kind: Kind::Embed,
             metric: "spearman",
             layout: glue::layout("stsb"),

@@ -17,9 +17,18 @@ const COLUMNS: [(&str, &str, Option<&str>); 3] = [
     ("SOP accuracy", "sop/accuracy", Some("probe/sop/accuracy")),
 ];
 
-/// Dev Spearman of the `sts-embed` downstream runs from the pretrained encoder of `run`.
-fn sts_spearman(run: &Path) -> Vec<f64> {
-    let mut out = Vec::new();
+/// The `sts-embed` columns: the label and the key of the downstream summary's `dev` scores
+/// (alignment and uniformity: lower is better; SimCSE's Figure 2).
+const STS: [(&str, &str); 3] = [
+    ("STS-B Spearman", "spearman"),
+    ("STS-B alignment ↓", "alignment"),
+    ("STS-B uniformity ↓", "uniformity"),
+];
+
+/// Per [`STS`] column, the dev scores of the `sts-embed` downstream runs from the pretrained
+/// encoder of `run`.
+fn sts_scores(run: &Path) -> [Vec<f64>; 3] {
+    let mut out: [Vec<f64>; 3] = Default::default();
     let Ok(entries) = std::fs::read_dir(run.join("finetune")) else {
         return out;
     };
@@ -39,8 +48,8 @@ fn sts_spearman(run: &Path) -> Vec<f64> {
                 continue;
             };
             if v["task"] == "sts-embed" && v["init"] == "pretrained" {
-                if let Some(x) = v["dev"]["spearman"].as_f64() {
-                    out.push(x);
+                for (col, (_, key)) in out.iter_mut().zip(STS) {
+                    col.extend(v["dev"][key].as_f64());
                 }
             }
         }
@@ -58,11 +67,23 @@ pub fn write(md: &mut String, grouped: &[(String, Vec<&Run>)]) -> bool {
     if !has("probe/nsp/accuracy") && !has("probe/sop/accuracy") {
         return false;
     }
-    let sts: Vec<Vec<f64>> = grouped
+    // Per group, per STS column, the values of all its runs.
+    let sts: Vec<[Vec<f64>; 3]> = grouped
         .iter()
-        .map(|(_, rs)| rs.iter().flat_map(|r| sts_spearman(&r.dir)).collect())
+        .map(|(_, rs)| {
+            let mut cols: [Vec<f64>; 3] = Default::default();
+            for r in rs.iter() {
+                for (col, v) in cols.iter_mut().zip(sts_scores(&r.dir)) {
+                    col.extend(v);
+                }
+            }
+            cols
+        })
         .collect();
-    let with_sts = sts.iter().any(|v| !v.is_empty());
+    let with: Vec<bool> = (0..STS.len())
+        .map(|c| sts.iter().any(|g| !g[c].is_empty()))
+        .collect();
+    let with_sts = with[0];
     let _ = writeln!(
         md,
         "## Every variant on every question (cross table)\n\n\
@@ -72,16 +93,17 @@ pub fn write(md: &mut String, grouped: &[(String, Vec<&Run>)]) -> bool {
          pairs of the training split) answers instead.{}\n",
         crate::train::probe::PROBE_PAIRS,
         if with_sts {
-            " STS-B: dev Spearman of mean-pooled embeddings of the pretrained encoder."
+            " STS-B: dev Spearman of the cosine of the pretrained encoder's sentence \
+             embeddings against the gold scores, and their alignment (mean squared distance \
+             of paraphrase pairs, gold ≥ 4) and uniformity (log mean exp(−2·distance²) over \
+             all sentences), Wang & Isola (2020); lower is better for both."
         } else {
             ""
         }
     );
     let mut head = vec!["variant", "n"];
     head.extend(COLUMNS.iter().map(|c| c.0));
-    if with_sts {
-        head.push("STS-B Spearman");
-    }
+    head.extend(STS.iter().zip(&with).filter(|(_, w)| **w).map(|(c, _)| c.0));
     let _ = writeln!(md, "| {} |", head.join(" | "));
     let _ = writeln!(md, "|{}", "---|".repeat(head.len()));
     for ((g, rs), sts) in grouped.iter().zip(&sts) {
@@ -99,8 +121,8 @@ pub fn write(md: &mut String, grouped: &[(String, Vec<&Run>)]) -> bool {
                 "–".into()
             });
         }
-        if with_sts {
-            cells.push(mean_std_cell(sts, 3));
+        for (values, _) in sts.iter().zip(&with).filter(|(_, w)| **w) {
+            cells.push(mean_std_cell(values, 3));
         }
         let _ = writeln!(md, "| {} |", cells.join(" | "));
     }
