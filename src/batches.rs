@@ -111,7 +111,7 @@ pub fn write(
         ("format", "pretext batches v1".to_string()),
         ("experiment", exp.base.name.clone()),
         ("variant", spec.variant.clone()),
-        ("config", crate::train::trainer::resolved_text(cfg)),
+        ("config", crate::train::settings::resolved_text(cfg)),
         ("steps", steps.to_string()),
         ("batch_size", batch.to_string()),
         ("seq_len", seq_len.to_string()),

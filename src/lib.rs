@@ -10,6 +10,7 @@ pub mod config;
 pub mod data;
 pub mod export;
 pub mod finetune;
+pub mod gradnorms;
 pub mod grid;
 pub mod inspect;
 pub mod model;

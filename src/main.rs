@@ -56,7 +56,7 @@ fn dispatch() -> Result<()> {
             batches,
             runs_dir,
             out,
-        } => grid::layer_gradients(&file, &runs_dir, batches.into(), &out),
+        } => pretext::gradnorms::layer_gradients(&file, &runs_dir, batches.into(), &out),
         Command::List => {
             pretext::inspect::list();
             Ok(())

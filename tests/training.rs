@@ -193,15 +193,15 @@ fn a_run_continues_on_another_thread_count_bit_identically() {
         "final weights depend on the thread count"
     );
 
-    let text = |c: &Experiment| train::trainer::resolved_text(c);
+    let text = |c: &Experiment| train::settings::resolved_text(c);
     assert_eq!(
-        train::trainer::settings_difference(&text(&two), &text(&one)),
+        train::settings::settings_difference(&text(&two), &text(&one)),
         None
     );
     let mut other = wide(1);
     other.optimizer.lr *= 2.0;
     let (line, was, now) =
-        train::trainer::settings_difference(&text(&two), &text(&other)).expect("lr differs");
+        train::settings::settings_difference(&text(&two), &text(&other)).expect("lr differs");
     assert!(
         was.starts_with("lr = ") && now.starts_with("lr = ") && line > 1,
         "{line}: {was} / {now}"

@@ -7,11 +7,14 @@ pub mod data;
 pub mod embed;
 pub mod glue;
 pub mod head;
+pub mod job;
 pub mod metrics;
 pub mod plan;
 pub mod run;
+mod score;
 pub mod single;
 pub mod squad;
 pub mod task;
 
-pub use run::{fit, jobs, prepare, run, FinetuneError, Fitted, Job, Outcome, Prepared, Source};
+pub use job::{jobs, prepare, Job, Pairs, Prepared, Source};
+pub use run::{fit, run, FinetuneError, Fitted, Outcome};

@@ -2,7 +2,8 @@
 //! for one finished pretraining run, each with its directory
 //! `runs/<experiment>/<variant>/finetune/<task>/<init=…,mode=…,seed=…>/`.
 
-use super::run::{jobs, prepare, FinetuneError, Job, Prepared, Source};
+use super::job::{jobs, prepare, Job, Prepared, Source};
+use super::run::FinetuneError;
 use crate::config::{Experiment, FinetuneSpec};
 use crate::data::Tokenizer;
 use std::path::{Path, PathBuf};

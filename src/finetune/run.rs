@@ -1,13 +1,12 @@
 //! The fine-tuning loop: one downstream run of one task with one `init × mode × seed`, into a
 //! run directory laid out like pretraining's (TensorBoard events, metrics.jsonl, summary.json).
 
-use super::data::{self, Encoded, Splits, Target};
+use super::data::{Encoded, Target};
 use super::head::{pool, Finetuned, Head};
-use super::metrics;
-use super::squad::{best_answer, Feature, Question};
-use super::task::{Kind, Task};
-use crate::config::{FinetuneSpec, Init, Mode, ModelConfig, OptimizerConfig, Pooling, Schedule};
-use crate::data::Tokenizer;
+use super::job::{Job, Prepared, Source};
+use super::score::{cached_rep, embed_eval, evaluate, features};
+use super::task::Kind;
+use crate::config::{Init, Mode, OptimizerConfig, Pooling, Schedule};
 use crate::model::ops::dropout;
 use crate::model::{Act, Dev, Encoder, InputError, Inputs, Params};
 use crate::rng::{stream, Rng};
@@ -16,7 +15,6 @@ use crate::train::optimizer::{clip_global_norm, learning_rate, AdamW};
 use dfdx::prelude::*;
 use rand::seq::SliceRandom;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
 #[derive(Debug, thiserror::Error)]
@@ -46,166 +44,6 @@ fn io_err(path: &Path) -> impl Fn(std::io::Error) -> FinetuneError + '_ {
     }
 }
 
-/// What an encoder for downstream runs is made from.
-pub struct Source {
-    pub model: ModelConfig,
-    pub tokenizer: Arc<Tokenizer>,
-    /// The pretraining checkpoint (`init = "pretrained"`).
-    pub checkpoint: Option<PathBuf>,
-}
-
-/// One downstream run.
-#[derive(Debug, Clone)]
-pub struct Job {
-    pub task: Task,
-    pub spec: FinetuneSpec,
-    pub init: Init,
-    pub mode: Mode,
-    pub seed: u64,
-}
-
-impl Job {
-    /// `init=pretrained,mode=probe,seed=2` (embedding tasks have no mode).
-    pub fn variant(&self) -> String {
-        if self.task.kind == Kind::Embed {
-            format!("init={},seed={}", self.init.name(), self.seed)
-        } else {
-            format!(
-                "init={},mode={},seed={}",
-                self.init.name(),
-                self.mode.name(),
-                self.seed
-            )
-        }
-    }
-}
-
-/// The runs of one `[[finetune]]` entry: `init × mode × seeds` (embedding tasks: `init × seeds`).
-pub fn jobs(spec: &FinetuneSpec) -> Vec<Job> {
-    let Some(task) = super::task::find(&spec.task) else {
-        return vec![];
-    };
-    let modes = if task.kind == Kind::Embed {
-        vec![Mode::Probe]
-    } else {
-        spec.mode.clone()
-    };
-    let mut out = Vec::new();
-    for &init in &spec.init {
-        for &mode in &modes {
-            for &seed in &spec.seeds {
-                out.push(Job {
-                    task,
-                    spec: spec.clone(),
-                    init,
-                    mode,
-                    seed,
-                });
-            }
-        }
-    }
-    out
-}
-
-/// Sentence pairs for embedding similarity: token ids of both sides and the gold scores.
-pub struct Pairs {
-    pub a: Vec<Vec<u32>>,
-    pub b: Vec<Vec<u32>>,
-    pub gold: Vec<f64>,
-}
-
-/// A task's data tokenised once for all its runs.
-pub struct Prepared {
-    pub train: Vec<Encoded>,
-    pub dev: Vec<Encoded>,
-    /// SQuAD: the dev questions and the window each dev input came from.
-    pub squad_dev: Option<(Vec<Question>, Vec<Feature>)>,
-    /// Embeddings: both sentences of each dev pair and the gold scores.
-    pub pairs: Option<Pairs>,
-    /// What reading skipped, for the summary.
-    pub notes: Vec<String>,
-}
-
-impl Prepared {
-    /// How many dev items a score would average over: questions for SQuAD, pairs for
-    /// embeddings, inputs otherwise.
-    pub fn dev_items(&self) -> usize {
-        match (&self.squad_dev, &self.pairs) {
-            (Some((_, windows)), _) if windows.is_empty() => 0,
-            (Some((questions, _)), _) => questions.len(),
-            (None, Some(p)) => p.gold.len(),
-            (None, None) => self.dev.len(),
-        }
-    }
-}
-
-pub fn prepare(task: &Task, spec: &FinetuneSpec, splits: Splits, tok: &Tokenizer) -> Prepared {
-    let len = spec.max_seq_len;
-    match splits {
-        Splits::Glue {
-            train,
-            dev,
-            skipped,
-        } => {
-            let mut notes = Vec::new();
-            if skipped > 0 {
-                notes.push(format!("{skipped} malformed row(s) skipped"));
-            }
-            let pairs = (task.kind == Kind::Embed).then(|| {
-                let a = dev
-                    .iter()
-                    .map(|e| data::encode_single(tok, &e.a, len))
-                    .collect();
-                let b = dev
-                    .iter()
-                    .map(|e| data::encode_single(tok, e.b.as_deref().unwrap_or(""), len))
-                    .collect();
-                let gold = dev
-                    .iter()
-                    .map(|e| match e.label {
-                        super::glue::Label::Score(x) => x as f64,
-                        super::glue::Label::Class(c) => c as f64,
-                    })
-                    .collect();
-                Pairs { a, b, gold }
-            });
-            Prepared {
-                train: train
-                    .iter()
-                    .map(|e| data::encode_example(tok, e, len))
-                    .collect(),
-                dev: dev
-                    .iter()
-                    .map(|e| data::encode_example(tok, e, len))
-                    .collect(),
-                squad_dev: None,
-                pairs,
-                notes,
-            }
-        }
-        Splits::Squad {
-            train,
-            dev,
-            misaligned,
-            unanswerable,
-        } => {
-            let train_f = data::encode_squad(tok, &train, spec);
-            let dev_f = data::encode_squad(tok, &dev, spec);
-            let counts = format!("{} train / {} dev questions", train.len(), dev.len());
-            Prepared {
-                train: train_f.iter().map(Encoded::from).collect(),
-                dev: dev_f.iter().map(Encoded::from).collect(),
-                squad_dev: Some((dev, dev_f)),
-                pairs: None,
-                notes: vec![
-                    counts,
-                    format!("{unanswerable} unanswerable question(s) left out, {misaligned} misaligned answer(s) dropped"),
-                ],
-            }
-        }
-    }
-}
-
 /// Final dev metrics of a run.
 #[derive(Debug, Clone)]
 pub struct Outcome {
@@ -215,7 +53,7 @@ pub struct Outcome {
 }
 
 /// Pads a batch to its longest sequence and checks it against the encoder.
-fn inputs(enc: &Encoder, items: &[&Encoded], pad: u32) -> Result<Inputs, InputError> {
+pub(super) fn inputs(enc: &Encoder, items: &[&Encoded], pad: u32) -> Result<Inputs, InputError> {
     let seq = items.iter().map(|e| e.ids.len()).max().unwrap_or(1);
     let b = items.len();
     let (mut ids, mut types, mut mask) = (vec![pad; b * seq], vec![0; b * seq], vec![0.0; b * seq]);
@@ -261,7 +99,7 @@ fn resolve(job: &Job, steps: u64) -> Resolved {
 }
 
 /// The head's input for a batch: pooled `(B, H)` or token rows `(B·S, H)`.
-fn represent<T: Tape<f32, Dev>>(
+pub(super) fn represent<T: Tape<f32, Dev>>(
     dev: &Dev,
     enc: &Encoder,
     head: &Head,
@@ -565,165 +403,4 @@ fn check(job: &Job, step: u64, value: f32) -> Result<(), FinetuneError> {
             value,
         })
     }
-}
-
-const EVAL_BATCH: usize = 64;
-
-/// Frozen-encoder features of every input: one pooled vector, or one row per token.
-fn features(
-    dev: &Dev,
-    enc: &Encoder,
-    head: &Head,
-    items: &[Encoded],
-    pad: u32,
-    mean_pool: bool,
-) -> Result<Vec<Vec<f32>>, FinetuneError> {
-    let mut out = Vec::with_capacity(items.len());
-    for chunk in items.chunks(EVAL_BATCH) {
-        let refs: Vec<&Encoded> = chunk.iter().collect();
-        let inp = inputs(enc, &refs, pad)?;
-        let rep = represent(dev, enc, head, &inp, NoneTape, None, mean_pool).as_vec();
-        let h = enc.cfg.hidden;
-        if head.pooled() {
-            out.extend(rep.chunks(h).map(<[f32]>::to_vec));
-        } else {
-            for (i, e) in chunk.iter().enumerate() {
-                let row0 = i * inp.seq;
-                out.push(rep[row0 * h..(row0 + e.ids.len()) * h].to_vec());
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// A batch of cached features as the head's input: `(B, H)`, or token rows `(B·seq, H)`
-/// with zero rows for padding.
-fn cached_rep(
-    dev: &Dev,
-    cache: &[Vec<f32>],
-    chunk: &[usize],
-    pooled: bool,
-    seq: usize,
-    h: usize,
-) -> Act<NoneTape> {
-    let rows = if pooled { 1 } else { seq };
-    let mut out = vec![0.0; chunk.len() * rows * h];
-    for (k, &i) in chunk.iter().enumerate() {
-        let at = k * rows * h;
-        out[at..at + cache[i].len()].copy_from_slice(&cache[i]);
-    }
-    dev.tensor_from_vec(out, (chunk.len() * rows, h))
-}
-
-/// Dev metrics: the task's headline number and its companions.
-fn evaluate(
-    dev: &Dev,
-    enc: &Encoder,
-    head: &Head,
-    job: &Job,
-    prep: &Prepared,
-    pad: u32,
-    mean_pool: bool,
-) -> Result<Vec<(String, f64)>, FinetuneError> {
-    let mut outputs: Vec<Vec<f32>> = Vec::with_capacity(prep.dev.len());
-    let mut loss = 0.0;
-    for chunk in prep.dev.chunks(EVAL_BATCH) {
-        let refs: Vec<&Encoded> = chunk.iter().collect();
-        let targets: Vec<Target> = refs.iter().map(|e| e.target).collect();
-        let inp = inputs(enc, &refs, pad)?;
-        let rep = represent(dev, enc, head, &inp, NoneTape, None, mean_pool);
-        let (l, out) = head.loss(dev, rep, &targets, &inp);
-        loss += l.array() as f64 * chunk.len() as f64;
-        outputs.extend(out);
-    }
-    let mut m = vec![("loss".to_string(), loss / prep.dev.len().max(1) as f64)];
-    match job.task.kind {
-        Kind::Classify { classes } => {
-            let pred: Vec<usize> = outputs
-                .iter()
-                .map(|o| {
-                    (0..o.len())
-                        .max_by(|&a, &b| o[a].total_cmp(&o[b]))
-                        .unwrap_or(0)
-                })
-                .collect();
-            let gold: Vec<usize> = prep
-                .dev
-                .iter()
-                .map(|e| match e.target {
-                    Target::Class(c) => c,
-                    _ => 0,
-                })
-                .collect();
-            m.push(("accuracy".into(), metrics::accuracy(&pred, &gold)));
-            if classes == 2 {
-                m.push(("f1".into(), metrics::f1(&pred, &gold)));
-                m.push(("mcc".into(), metrics::matthews(&pred, &gold)));
-            }
-        }
-        Kind::Regress => {
-            let pred: Vec<f64> = outputs.iter().map(|o| o[0] as f64).collect();
-            let gold: Vec<f64> = prep
-                .dev
-                .iter()
-                .map(|e| match e.target {
-                    Target::Score(x) => x as f64,
-                    _ => 0.0,
-                })
-                .collect();
-            m.push(("pearson".into(), metrics::pearson(&pred, &gold)));
-            m.push(("spearman".into(), metrics::spearman(&pred, &gold)));
-        }
-        Kind::Span => {
-            let (questions, feats) = prep.squad_dev.as_ref().expect("SQuAD dev windows");
-            let mut by_q: Vec<Vec<usize>> = vec![Vec::new(); questions.len()];
-            for (k, f) in feats.iter().enumerate() {
-                by_q[f.question].push(k);
-            }
-            let (mut em, mut f1) = (0.0, 0.0);
-            for (qi, q) in questions.iter().enumerate() {
-                let views: Vec<(&Feature, &[f32], &[f32])> = by_q[qi]
-                    .iter()
-                    .map(|&k| {
-                        let o = &outputs[k];
-                        let s = o.len() / 2;
-                        (&feats[k], &o[..s], &o[s..])
-                    })
-                    .collect();
-                let answer = best_answer(&q.context, &views, 20, job.spec.max_answer_len);
-                let golds = q.gold_texts();
-                em += metrics::best_over(metrics::exact_match, &answer, &golds);
-                f1 += metrics::best_over(metrics::span_f1, &answer, &golds);
-            }
-            let n = questions.len().max(1) as f64;
-            m.push(("exact_match".into(), em / n));
-            m.push(("f1".into(), f1 / n));
-        }
-        Kind::Embed | Kind::MlmProbe => {}
-    }
-    Ok(m)
-}
-
-/// Sentence-embedding similarity without training: cosine of the two pooled vectors.
-fn embed_eval(
-    dev: &Dev,
-    enc: &Encoder,
-    head: &Head,
-    prep: &Prepared,
-    pad: u32,
-    mean_pool: bool,
-) -> Result<Vec<(String, f64)>, FinetuneError> {
-    let Pairs { a, b, gold } = prep.pairs.as_ref().expect("embedding pairs");
-    let embed = |texts: &[Vec<u32>]| -> Result<Vec<Vec<f32>>, FinetuneError> {
-        let items: Vec<Encoded> = texts
-            .iter()
-            .map(|ids| Encoded {
-                types: vec![0; ids.len()],
-                ids: ids.clone(),
-                target: Target::Score(0.0),
-            })
-            .collect();
-        features(dev, enc, head, &items, pad, mean_pool)
-    };
-    Ok(super::embed::scores(&embed(a)?, &embed(b)?, gold))
 }

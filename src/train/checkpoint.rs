@@ -231,7 +231,7 @@ pub fn load(
 ) -> Result<TrainState, CheckpointError> {
     let file = path.display().to_string();
     let (bytes, state) = read_verified(path)?;
-    if let Some((line, was, now)) = super::trainer::settings_difference(&state.config, config) {
+    if let Some((line, was, now)) = super::settings::settings_difference(&state.config, config) {
         return Err(CheckpointError::ConfigMismatch {
             file,
             line,

@@ -8,6 +8,7 @@ pub mod log;
 pub mod optimizer;
 pub mod probe;
 pub mod run;
+pub mod settings;
 pub mod trainer;
 
 pub use bundle::Bundle;
