@@ -395,6 +395,31 @@ fn adamw_matches_hand_computed_step() {
     );
 }
 
+/// Where ε joins the update, by hand at step 1 (m̂ = g, v̂ = g²) with a gradient as small as ε:
+/// torch's `lr·g/(|g| + ε)` = 0.05; HF-legacy's `lr·√(1−β₂)·g/(√(1−β₂)|g| + ε)` ≈ 0.003065.
+#[test]
+fn eps_placement_follows_torch_or_hf_legacy() {
+    use pretext::config::EpsPlacement;
+    let step = |placement| {
+        let cfg = OptimizerConfig {
+            eps: 1e-4,
+            eps_placement: placement,
+            weight_decay: 0.0,
+            ..Default::default()
+        };
+        let mut opt = AdamW::new(&[("w.weight".into(), 1)]);
+        let mut p = vec![vec![1.0f32]];
+        opt.update(&cfg, 0.1, &mut p, &[vec![1e-4]]);
+        1.0 - p[0][0] as f64
+    };
+    assert!((step(EpsPlacement::Torch) - 0.05).abs() < 1e-6);
+    let c = 0.001f64.sqrt();
+    assert!((step(EpsPlacement::HfLegacy) - 0.1 * c / (c + 1.0)).abs() < 1e-6);
+    // The default stays out of the resolved settings, so older checkpoints still resume.
+    let text = train::settings::resolved_text(&experiment(""));
+    assert!(!text.contains("eps_placement"), "{text}");
+}
+
 #[test]
 fn schedule_and_clipping() {
     let mut cfg = OptimizerConfig {

@@ -90,6 +90,7 @@ fn resolve(job: &Job, steps: u64) -> Resolved {
             lr,
             betas: [0.9, 0.999],
             eps: 1e-6,
+            eps_placement: Default::default(),
             weight_decay: s.weight_decay,
             warmup_steps: (s.warmup_fraction * steps as f64).round() as u64,
             schedule: Schedule::Linear,

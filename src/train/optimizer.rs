@@ -1,11 +1,12 @@
-//! AdamW with decoupled weight decay (Loshchilov & Hutter), bias-corrected as in HF's AdamW,
-//! and the learning-rate schedule.
+//! AdamW with decoupled weight decay (Loshchilov & Hutter), bias-corrected as in HF's AdamW
+//! (ε before the correction by default, torch's placement by `optimizer.eps_placement`), and
+//! the learning-rate schedule.
 //!
 //! Why not dfdx's `Adam`: it applies one weight-decay setting to every tensor (BERT exempts
 //! biases and norm weights) and keeps its moments private, so a checkpoint could not save
 //! them and resume would not be exact. This one keeps its state in plain vectors.
 
-use crate::config::{OptimizerConfig, Schedule};
+use crate::config::{EpsPlacement, OptimizerConfig, Schedule};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -45,7 +46,12 @@ impl AdamW {
         let [b1, b2] = cfg.betas;
         let c1 = 1.0 - b1.powi(self.step as i32);
         let c2 = 1.0 - b2.powi(self.step as i32);
-        let (b1, b2, eps) = (b1 as f32, b2 as f32, cfg.eps as f32);
+        // torch's m̂/(√v̂ + ε) is the legacy update with ε·√(1 − β₂ᵗ) in place of ε.
+        let eps = match cfg.eps_placement {
+            EpsPlacement::HfLegacy => cfg.eps,
+            EpsPlacement::Torch => cfg.eps * c2.sqrt(),
+        };
+        let (b1, b2, eps) = (b1 as f32, b2 as f32, eps as f32);
         let step_size = (lr * c2.sqrt() / c1) as f32;
         let wd = (lr * cfg.weight_decay) as f32;
         // Elementwise, so splitting over threads changes no result.
