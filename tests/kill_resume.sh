@@ -47,6 +47,7 @@ span=$(python3 -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]))" "
 echo "uninterrupted run: ${span%.*} s"
 
 restarts=0
+resumed=0  # starts that found a checkpoint to continue from
 mid_write=0
 planted=0
 for trial in $(seq 1 "$trials"); do
@@ -54,11 +55,12 @@ for trial in $(seq 1 "$trials"); do
   attempts=0
   while [ ! -f "$dir/kill/base/summary.json" ]; do
     attempts=$((attempts + 1))
+    if [ -f "$dir/kill/base/checkpoints/latest.safetensors" ]; then resumed=$((resumed + 1)); fi
     "$bin" run "$work/kill.toml" --runs-dir "$dir" --reports-dir "$work/rep" --quiet > /dev/null 2> "$dir.err" &
     pid=$!
     if [ "$attempts" -le "$max_kills" ]; then
-      # Anywhere in the first 40% of a run's length (start-up, cache build, training, writes).
-      sleep "$(python3 -c "import random, sys; print(random.uniform(0.02, 0.4) * float(sys.argv[1]))" "$span")"
+      # Anywhere in the first 80% of a run's length (start-up, cache build, training, writes).
+      sleep "$(python3 -c "import random, sys; print(random.uniform(0.02, 0.8) * float(sys.argv[1]))" "$span")"
       kill -9 "$pid" 2> /dev/null || true
       wait "$pid" 2> /dev/null || true
     else
@@ -106,7 +108,7 @@ assert la == lb, f"trial {trial}: logged losses differ from the uninterrupted ru
 PY
   echo "trial $trial: equal to the uninterrupted run after $((attempts - 1)) restart(s)"
 done
-if [ "$restarts" -lt "$trials" ]; then
-  echo "kill test inconclusive: only $restarts interrupted runs in $trials trials (runs too short?)"; exit 1
+if [ "$restarts" -lt "$trials" ] || [ "$resumed" -lt "$trials" ]; then
+  echo "kill test inconclusive: $restarts interrupted runs, $resumed resumed from a checkpoint, in $trials trials"; exit 1
 fi
-echo "kill test passed: $trials trials, $restarts runs killed and continued ($mid_write during a checkpoint write, $planted half-written checkpoints planted), final weights and logged losses identical"
+echo "kill test passed: $trials trials, $restarts runs killed and continued, $resumed from a checkpoint ($mid_write during a checkpoint write, $planted half-written checkpoints planted), final weights and logged losses identical"
