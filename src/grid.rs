@@ -188,6 +188,29 @@ fn refuse_finished_with_other_settings(
     Ok(())
 }
 
+/// `model.init` as a checkpoint file, checked before training: it exists, and the run reads
+/// the source run's tokenizer (the same vocabulary size with other ids would load silently).
+pub fn init_checkpoint(cfg: &Experiment, base_dir: &Path) -> Result<Option<PathBuf>> {
+    let Some(init) = &cfg.model.init else {
+        return Ok(None);
+    };
+    let (source, ckpt) = crate::predict::resolve(&base_dir.join(init))
+        .with_context(|| format!("key model.init = {init:?}"))?;
+    let theirs = source.parent().map(|p| p.join("tokenizer.json"));
+    let ours = cfg.tokenizer.path.as_ref().map(|p| base_dir.join(p));
+    if let (Some(theirs), Some(ours)) = (theirs.filter(|p| p.is_file()), &ours) {
+        let same = std::fs::read(&theirs).ok() == std::fs::read(ours).ok();
+        anyhow::ensure!(
+            same,
+            "key model.init: the source run's tokenizer {} differs from this run's {} \
+             (tokenizer.path); the encoder's embeddings only fit the tokenizer it was trained with",
+            theirs.display(),
+            ours.display()
+        );
+    }
+    Ok(Some(ckpt))
+}
+
 /// Trains one run of the grid and, when it reached its last step, writes its summary.
 fn pretrain_one(
     spec: &RunSpec,
@@ -204,6 +227,7 @@ fn pretrain_one(
         resume: !opts.fresh && !opts.force,
         progress: !opts.quiet && jobs == 1,
         stop_at: opts.stop_at,
+        init: init_checkpoint(cfg, base_dir).with_context(|| format!("run {}", spec.variant))?,
     };
     let s = train::run(cfg, &prepared, &dir, &train_opts)
         .with_context(|| format!("run {}", spec.variant))?;

@@ -35,6 +35,18 @@ pub fn validate(file: &Path) -> Result<()> {
             r.config.data.format
         );
     }
+    // A `model.init` that names no checkpoint, or a source run with another tokenizer.
+    for r in &exp.runs {
+        if let Some(ckpt) = grid::init_checkpoint(&r.config, &grid::base_dir(file))
+            .with_context(|| format!("{}: run {}", file.display(), r.variant))?
+        {
+            println!(
+                "  {}: starts from the encoder of {}",
+                r.variant,
+                ckpt.display()
+            );
+        }
+    }
     for r in &exp.runs {
         let c = &r.config;
         let objs: Vec<String> = c

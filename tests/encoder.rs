@@ -31,6 +31,7 @@ fn tiny(norm: NormKind) -> ModelConfig {
         layer_norm_eps: 1e-12,
         init_std: 0.02,
         powernorm: PowerNormConfig::default(),
+        init: None,
     }
 }
 

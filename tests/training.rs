@@ -493,6 +493,7 @@ fn logs_after_a_crash_and_resume_equal_an_uninterrupted_run() {
         resume,
         progress: false,
         stop_at,
+        init: None,
     };
     train::run(&cfg, &data, &crashed, &opts(Some(10), false)).unwrap();
     let ckpt = crashed.join("checkpoints/latest.safetensors");

@@ -198,6 +198,14 @@ pub struct ModelConfig {
     pub layer_norm_eps: f32,
     pub init_std: f32,
     pub powernorm: PowerNormConfig,
+    /// Start from the encoder of another pretraining run — its directory or checkpoint file,
+    /// relative to the experiment file — instead of a fresh initialisation: continued
+    /// pretraining, or a second stage (MLM first, then a contrastive objective, as SimCSE
+    /// starts from BERT). The objectives' heads start fresh, as a new task's head does after
+    /// HF's `from_pretrained`; the run's tokenizer must be the source run's. Read when the run
+    /// starts; a resumed run continues from its own checkpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<String>,
 }
 
 impl Default for ModelConfig {
@@ -216,6 +224,7 @@ impl Default for ModelConfig {
             layer_norm_eps: 1e-12,
             init_std: 0.02,
             powernorm: PowerNormConfig::default(),
+            init: None,
         }
     }
 }

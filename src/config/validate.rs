@@ -35,6 +35,14 @@ pub fn check(e: &Experiment) -> Vec<(String, String)> {
             ),
         );
     }
+    if m.init.is_some() && e.tokenizer.path.is_none() {
+        bad(
+            "model.init",
+            "needs tokenizer.path: the source run's tokenizer (runs/<experiment>/tokenizer.json); \
+             a tokenizer trained anew would give the encoder's embeddings other ids"
+                .into(),
+        );
+    }
     if m.type_vocab < 2 {
         bad(
             "model.type_vocab",

@@ -7,7 +7,7 @@ use super::trainer::{io_err, Metrics, TrainError, Trainer};
 use crate::config::Experiment;
 use crate::data::Prepared;
 use crate::model::Params;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 #[derive(Debug, Clone, Default)]
@@ -18,6 +18,9 @@ pub struct Options {
     /// Stop after this step (with a checkpoint), leaving the run to be continued later, as a
     /// job that must end before a cluster's time limit would.
     pub stop_at: Option<u64>,
+    /// `model.init` resolved against the experiment file: the checkpoint whose encoder a fresh
+    /// (not resumed) run starts from.
+    pub init: Option<PathBuf>,
 }
 
 /// What a finished run reports.
@@ -69,6 +72,9 @@ pub fn run(
         trainer.load_checkpoint(&ckpt)?;
         Some(trainer.step)
     } else {
+        if let Some(init) = &opts.init {
+            trainer.init_encoder_from(init)?;
+        }
         None
     };
     let resolved = dir.join("config.resolved.toml");

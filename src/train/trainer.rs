@@ -341,6 +341,15 @@ impl<'a> Trainer<'a> {
         Ok((metrics, norm, tokens))
     }
 
+    /// Replaces the freshly initialised encoder with the one saved in the pretraining
+    /// checkpoint `path` (`model.init`), PowerNorm statistics included; heads and the
+    /// optimiser are untouched. A checkpoint of another shape or vocabulary is refused,
+    /// naming the tensor.
+    pub fn init_encoder_from(&mut self, path: &Path) -> Result<(), TrainError> {
+        checkpoint::load_encoder(path, &mut self.bundle.encoder)?;
+        Ok(())
+    }
+
     /// The resolved settings as TOML, as checkpoints and `config.resolved.toml` hold them.
     pub fn config_text(&self) -> &str {
         &self.config_text

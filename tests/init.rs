@@ -1,0 +1,177 @@
+//! `model.init`: a pretraining run that starts from another run's encoder (continued
+//! pretraining, or SimCSE's second stage), and the refusals that keep it from loading an
+//! encoder into the wrong vocabulary.
+
+use pretext::config::LoadedExperiment;
+use pretext::train::Trainer;
+use std::path::Path;
+use std::process::Command;
+
+fn experiment(name: &str, steps: u64, extra: &str) -> String {
+    let warmup = steps.min(5);
+    format!(
+        r#"
+name = "{name}"
+[data]
+corpus = ["embedded"]
+heldout_fraction = 0.1
+[tokenizer]
+vocab_size = 500
+{extra}
+[model]
+layers = 2
+hidden = 32
+heads = 2
+ffn = 64
+max_positions = 64
+[[objectives]]
+name = "mlm"
+[optimizer]
+lr = 3e-3
+warmup_steps = {warmup}
+[training]
+steps = {steps}
+batch_size = 16
+seq_len = 64
+eval_every = {steps}
+log_every = 1
+"#
+    )
+}
+
+fn pretext(dir: &Path, file: &str, subcommand: &str) -> std::process::Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_pretext"));
+    c.arg(subcommand).arg(dir.join(file));
+    if subcommand == "run" {
+        c.args(["--quiet", "--runs-dir"])
+            .arg(dir.join("runs"))
+            .arg("--reports-dir")
+            .arg(dir.join("reports"));
+    }
+    c.output().unwrap()
+}
+
+fn first_mlm_loss(run: &Path) -> f64 {
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
+    s["first_train"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|kv| kv[0] == "mlm/loss")
+        .unwrap()[1]
+        .as_f64()
+        .unwrap()
+}
+
+#[test]
+fn a_run_starts_from_another_runs_encoder_and_wrong_sources_are_refused() {
+    let dir = std::env::temp_dir().join(format!("pretext-init-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let w = |f: &str, text: String| std::fs::write(dir.join(f), text).unwrap();
+
+    // Stage 1: MLM for 80 steps.
+    w("stage1.toml", experiment("stage1", 80, ""));
+    let o = pretext(&dir, "stage1.toml", "run");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let tok = r#"path = "runs/stage1/tokenizer.json""#;
+
+    // Stage 2 from its encoder, and the same run from scratch: the first training loss (before
+    // any update) is the loaded encoder's, far below a fresh one's.
+    let init = r#"
+[model]
+init = "runs/stage1/base""#;
+    w(
+        "stage2.toml",
+        experiment("stage2", 2, tok).replace("\n[model]\n", &format!("{init}\n")),
+    );
+    w("fresh.toml", experiment("fresh", 2, tok));
+    for f in ["stage2.toml", "fresh.toml"] {
+        let o = pretext(&dir, f, "run");
+        assert!(
+            o.status.success(),
+            "{f}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let (from, fresh) = (
+        first_mlm_loss(&dir.join("runs/stage2/base")),
+        first_mlm_loss(&dir.join("runs/fresh/base")),
+    );
+    assert!(from < fresh - 0.5, "from stage 1: {from}, fresh: {fresh}");
+
+    // Exactly stage 1's encoder: after `init_encoder_from`, stage 2's trainer holds the
+    // encoder that stage 1's own trainer restores from its checkpoint.
+    let ckpt = dir.join("runs/stage1/base/checkpoints/latest.safetensors");
+    let load = |file: &str| {
+        let cfg = LoadedExperiment::load(&dir.join(file)).unwrap().runs[0]
+            .config
+            .clone();
+        let data = pretext::data::prepare(
+            &cfg.data,
+            &cfg.tokenizer,
+            &dir,
+            Some(&dir.join("runs/stage1")),
+        )
+        .unwrap();
+        (cfg, data)
+    };
+    let (cfg2, data2) = load("stage2.toml");
+    let mut two = Trainer::new(&cfg2, &data2).unwrap();
+    two.init_encoder_from(&ckpt).unwrap();
+    let (cfg1, data1) = load("stage1.toml");
+    let mut one = Trainer::new(&cfg1, &data1).unwrap();
+    one.load_checkpoint(&ckpt).unwrap();
+    use pretext::model::Params;
+    let enc = |t: &Trainer| -> Vec<Vec<f32>> {
+        t.bundle
+            .encoder
+            .named_params()
+            .into_iter()
+            .map(|(_, p)| p.to_vec())
+            .collect()
+    };
+    assert!(
+        enc(&two) == enc(&one),
+        "the loaded encoder is not stage 1's"
+    );
+
+    // Refusals, before anything trains, naming the key.
+    let refused = |file: &str, text: String, needle: &str| {
+        w(file, text);
+        let o = pretext(&dir, file, "validate");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains(needle), "{file}: {err}");
+        assert_ne!(o.status.code(), Some(101), "{file}: panicked: {err}");
+    };
+    let with_init = |tok: &str, path: &str| {
+        experiment("x", 2, tok).replace("\n[model]\n", &format!("\n[model]\ninit = \"{path}\"\n"))
+    };
+    refused(
+        "no_tok.toml",
+        with_init("", "runs/stage1/base"),
+        "needs tokenizer.path",
+    );
+    refused(
+        "missing.toml",
+        with_init(tok, "runs/nothing/base"),
+        "model.init",
+    );
+    // Another tokenizer of the same size: it would load, and mean nothing.
+    std::fs::copy(
+        dir.join("runs/stage1/tokenizer.json"),
+        dir.join("other.json"),
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(dir.join("other.json")).unwrap();
+    let other = text.replacen("\"the\"", "\"teh\"", 1);
+    assert_ne!(text, other, "the tokenizer has no `the` to rename");
+    std::fs::write(dir.join("other.json"), other).unwrap();
+    refused(
+        "other_tok.toml",
+        with_init(r#"path = "other.json""#, "runs/stage1/base"),
+        "differs from this run's",
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
