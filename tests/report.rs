@@ -28,6 +28,7 @@ fn report_groups_seeds_and_draws_png_and_svg() {
         ("norm=post-ln,seed=2", 0.2),
         ("norm=pre-ln,seed=1", -0.3),
         ("norm=pre-ln,seed=2", -0.1),
+        ("norm=powernorm,seed=1", 0.4),
     ] {
         fake_run(&runs, v, o);
     }
@@ -37,6 +38,12 @@ fn report_groups_seeds_and_draws_png_and_svg() {
     assert!(md.contains("| norm=post-ln | 2 |"), "{md}");
     // post-ln final eval mlm/loss: seeds 5.1 and 5.3 → 5.2000 ± 0.1414.
     assert!(md.contains("5.2000 ± 0.1414"), "{md}");
+    // One seed has no spread: its cell is the value alone, not "± 0.0000".
+    let one = md
+        .lines()
+        .find(|l| l.starts_with("| norm=powernorm | 1 |"))
+        .unwrap_or_else(|| panic!("{md}"));
+    assert!(one.contains("5.5000") && !one.contains('±'), "{one}");
     assert!(md.contains("pretext run exp.toml"));
     for c in [
         "train_mlm_loss",

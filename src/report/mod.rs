@@ -93,6 +93,10 @@ pub(crate) fn mean_std_cell(xs: &[f64], digits: usize) -> String {
         return "–".into();
     }
     let (m, s) = mean_std(xs);
+    if xs.len() == 1 {
+        // One value has no spread; "± 0.000" would claim one.
+        return format!("{m:.digits$}");
+    }
     format!("{m:.digits$} ± {s:.digits$}")
 }
 
