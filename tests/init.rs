@@ -101,8 +101,8 @@ init = "runs/stage1/base""#;
     );
     assert!(from < fresh - 0.5, "from stage 1: {from}, fresh: {fresh}");
 
-    // Exactly stage 1's encoder: after `init_encoder_from`, stage 2's trainer holds the
-    // encoder that stage 1's own trainer restores from its checkpoint.
+    // Exactly stage 1's weights: after `init_from`, stage 2's trainer holds what stage 1's
+    // own trainer restores from its checkpoint.
     let ckpt = dir.join("runs/stage1/base/checkpoints/latest.safetensors");
     let load = |file: &str| {
         let cfg = LoadedExperiment::load(&dir.join(file)).unwrap().runs[0]
@@ -119,14 +119,14 @@ init = "runs/stage1/base""#;
     };
     let (cfg2, data2) = load("stage2.toml");
     let mut two = Trainer::new(&cfg2, &data2).unwrap();
-    two.init_encoder_from(&ckpt).unwrap();
+    assert_eq!(two.init_from(&ckpt).unwrap(), vec!["mlm".to_string()]);
     let (cfg1, data1) = load("stage1.toml");
     let mut one = Trainer::new(&cfg1, &data1).unwrap();
     one.load_checkpoint(&ckpt).unwrap();
     use pretext::model::Params;
+    // The encoder and the MLM head (both runs train `mlm`, so its head comes along).
     let enc = |t: &Trainer| -> Vec<Vec<f32>> {
         t.bundle
-            .encoder
             .named_params()
             .into_iter()
             .map(|(_, p)| p.to_vec())

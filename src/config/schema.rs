@@ -201,9 +201,9 @@ pub struct ModelConfig {
     /// Start from the encoder of another pretraining run — its directory or checkpoint file,
     /// relative to the experiment file — instead of a fresh initialisation: continued
     /// pretraining, or a second stage (MLM first, then a contrastive objective, as SimCSE
-    /// starts from BERT). The objectives' heads start fresh, as a new task's head does after
-    /// HF's `from_pretrained`; the run's tokenizer must be the source run's. Read when the run
-    /// starts; a resumed run continues from its own checkpoint.
+    /// starts from BERT). An objective's head the source run also trained is loaded too (as
+    /// HF's `from_pretrained`), the others start fresh; the run's tokenizer must be the source
+    /// run's. Read when the run starts; a resumed run continues from its own checkpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init: Option<String>,
 }

@@ -73,7 +73,7 @@ pub fn run(
         Some(trainer.step)
     } else {
         if let Some(init) = &opts.init {
-            trainer.init_encoder_from(init)?;
+            trainer.init_from(init)?;
         }
         None
     };

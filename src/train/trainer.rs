@@ -342,12 +342,26 @@ impl<'a> Trainer<'a> {
     }
 
     /// Replaces the freshly initialised encoder with the one saved in the pretraining
-    /// checkpoint `path` (`model.init`), PowerNorm statistics included; heads and the
-    /// optimiser are untouched. A checkpoint of another shape or vocabulary is refused,
-    /// naming the tensor.
-    pub fn init_encoder_from(&mut self, path: &Path) -> Result<(), TrainError> {
+    /// checkpoint `path` (`model.init`), PowerNorm statistics included, and each objective's
+    /// head that the checkpoint also holds (an MLM continued from an MLM run keeps its head,
+    /// as HF's `from_pretrained` loads every weight whose name matches); the other heads and
+    /// the optimiser start fresh. Returns the heads loaded. A checkpoint of another shape or
+    /// vocabulary is refused, naming the tensor.
+    pub fn init_from(&mut self, path: &Path) -> Result<Vec<String>, TrainError> {
         checkpoint::load_encoder(path, &mut self.bundle.encoder)?;
-        Ok(())
+        let names: Vec<String> = checkpoint::model_tensors(path)?
+            .into_iter()
+            .map(|(n, ..)| n)
+            .collect();
+        let mut loaded = Vec::new();
+        for (_, o) in &mut self.bundle.objectives {
+            let prefix = format!("heads.{}", o.name());
+            if names.iter().any(|n| n.starts_with(&format!("{prefix}."))) {
+                checkpoint::load_head(path, &prefix, o.as_mut())?;
+                loaded.push(o.name().to_string());
+            }
+        }
+        Ok(loaded)
     }
 
     /// The resolved settings as TOML, as checkpoints and `config.resolved.toml` hold them.
