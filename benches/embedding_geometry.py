@@ -28,7 +28,12 @@ def main():
         if s["init"] == "scratch":
             scratch = point
         else:
-            groups.setdefault(re.sub(r",?seed=\d+", "", variant), []).append(point)
+            # The variant less its seed; a long value before it (a model.init path) is dropped
+            # when an objectives= axis names the group well enough.
+            label = re.sub(r",?seed=\d+", "", variant)
+            if "objectives=" in label:
+                label = "objectives=" + label.rsplit("objectives=", 1)[1]
+            groups.setdefault(label, []).append(point)
     if not groups:
         sys.exit(f"{runs}: no sts-embed downstream runs")
     fig, ax = plt.subplots(figsize=(6, 4.5))
