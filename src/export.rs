@@ -49,8 +49,8 @@ pub fn hf_pretraining_name(ours: &str) -> Option<String> {
 /// Writes the HF directory; returns the line to print.
 pub fn to_hf(target: &Path, tokenizer: Option<&Path>, out: &Path) -> Result<String> {
     let (run_dir, ckpt) = crate::predict::resolve(target)?;
-    let text = checkpoint::read_config(&ckpt)?;
-    let cfg: Experiment = toml::from_str(&text).with_context(|| {
+    let saved = checkpoint::open(&ckpt)?;
+    let cfg: Experiment = toml::from_str(saved.config()).with_context(|| {
         format!(
             "{}: the checkpoint's settings are unreadable",
             ckpt.display()
@@ -81,7 +81,7 @@ pub fn to_hf(target: &Path, tokenizer: Option<&Path>, out: &Path) -> Result<Stri
 
     let mut renamed = Vec::new();
     let mut left = Vec::new();
-    for (name, shape, values) in checkpoint::model_tensors(&ckpt)? {
+    for (name, shape, values) in saved.model_tensors()? {
         match hf_pretraining_name(&name) {
             Some(hf) => {
                 if hf == "cls.predictions.bias" {

@@ -41,8 +41,8 @@ impl MaskedLm {
     /// the run directory.
     pub fn load(target: &Path, tokenizer: Option<&Path>) -> Result<Self> {
         let (run_dir, ckpt) = resolve(target)?;
-        let text = checkpoint::read_config(&ckpt)?;
-        let config: Experiment = toml::from_str(&text).with_context(|| {
+        let saved = checkpoint::open(&ckpt)?;
+        let config: Experiment = toml::from_str(saved.config()).with_context(|| {
             format!(
                 "{}: the checkpoint's settings are unreadable",
                 ckpt.display()
@@ -83,7 +83,7 @@ impl MaskedLm {
                 tok_path.display()
             )
         };
-        let step = checkpoint::load_encoder(&ckpt, &mut encoder).with_context(mismatch)?;
+        let step = saved.load_encoder(&mut encoder).with_context(mismatch)?;
         let dims = HeadDims {
             hidden: config.model.hidden,
             vocab,
@@ -91,7 +91,9 @@ impl MaskedLm {
             init_std: config.model.init_std,
         };
         let mut head = Mlm::new(&dev, &dims, &mut rng);
-        checkpoint::load_head(&ckpt, "heads.mlm", &mut head).with_context(mismatch)?;
+        saved
+            .load_head("heads.mlm", &mut head)
+            .with_context(mismatch)?;
         Ok(Self {
             dev,
             encoder,

@@ -162,26 +162,91 @@ fn read_verified(path: &Path) -> Result<(Vec<u8>, TrainState), CheckpointError> 
 /// A tensor's name, shape and values.
 pub type NamedTensor = (String, Vec<usize>, Vec<f32>);
 
-/// Every model tensor of a checkpoint (`model.<name>` in the file) as `(name, shape, values)`
-/// in the file's order, checksums verified: what an export to another framework renames.
-pub fn model_tensors(path: &Path) -> Result<Vec<NamedTensor>, CheckpointError> {
-    let (bytes, _) = read_verified(path)?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| WeightsError::Format {
-        file: path.into(),
-        reason: e.to_string(),
-    })?;
-    let mut out = Vec::new();
-    for (name, view) in st.tensors() {
-        if let Some(ours) = name.strip_prefix("model.") {
-            out.push((
-                ours.to_string(),
-                view.shape().to_vec(),
-                io::tensor_f32(path, &name, &view)?,
-            ));
-        }
+/// A pretraining checkpoint read and verified once, for taking parts of it outside training
+/// (an encoder, a head, its settings, every tensor) without reading the file again per part.
+pub struct Opened {
+    path: std::path::PathBuf,
+    bytes: Vec<u8>,
+    pub state: TrainState,
+}
+
+/// Reads `path` and verifies every tensor's checksum.
+pub fn open(path: &Path) -> Result<Opened, CheckpointError> {
+    let (bytes, state) = read_verified(path)?;
+    Ok(Opened {
+        path: path.into(),
+        bytes,
+        state,
+    })
+}
+
+impl Opened {
+    fn tensors(&self) -> Result<SafeTensors<'_>, CheckpointError> {
+        Ok(
+            SafeTensors::deserialize(&self.bytes).map_err(|e| WeightsError::Format {
+                file: self.path.clone(),
+                reason: e.to_string(),
+            })?,
+        )
     }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(out)
+
+    /// The resolved experiment config the checkpoint was trained with (TOML).
+    pub fn config(&self) -> &str {
+        &self.state.config
+    }
+
+    /// Whether the checkpoint holds parameters under `model.<prefix>.` (e.g. `heads.mlm`).
+    pub fn has(&self, prefix: &str) -> Result<bool, CheckpointError> {
+        let want = format!("model.{prefix}.");
+        Ok(self.tensors()?.names().iter().any(|n| n.starts_with(&want)))
+    }
+
+    /// Every model tensor (`model.<name>` in the file) as `(name, shape, values)`, by name:
+    /// what an export to another framework renames.
+    pub fn model_tensors(&self) -> Result<Vec<NamedTensor>, CheckpointError> {
+        let st = self.tensors()?;
+        let mut out = Vec::new();
+        for (name, view) in st.tensors() {
+            if let Some(ours) = name.strip_prefix("model.") {
+                out.push((
+                    ours.to_string(),
+                    view.shape().to_vec(),
+                    io::tensor_f32(&self.path, &name, &view)?,
+                ));
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    /// Loads the encoder (weights and PowerNorm running statistics); returns the step the
+    /// checkpoint was written at. The heads and optimiser state stay behind.
+    pub fn load_encoder(&self, enc: &mut crate::model::Encoder) -> Result<u64, CheckpointError> {
+        let st = self.tensors()?;
+        let stats = powernorm_stats(&st, &self.path, enc, &self.state)?;
+        io::load_into(enc as &mut dyn Params, &st, &self.path, &|name| {
+            vec![format!("model.{name}")]
+        })?;
+        for ((_, pn), s) in enc.powernorms().into_iter().zip(stats) {
+            pn.set_stats(s);
+        }
+        Ok(self.state.step)
+    }
+
+    /// Loads the parameters under `model.<prefix>.` into `head` (an objective's head, e.g.
+    /// `heads.mlm`), for using or continuing a trained head.
+    pub fn load_head(&self, prefix: &str, head: &mut dyn Params) -> Result<(), CheckpointError> {
+        let st = self.tensors()?;
+        io::load_into(head, &st, &self.path, &|name| {
+            vec![format!("model.{prefix}.{name}")]
+        })?;
+        Ok(())
+    }
+}
+
+/// Every model tensor of the checkpoint at `path`, checksums verified ([`Opened::model_tensors`]).
+pub fn model_tensors(path: &Path) -> Result<Vec<NamedTensor>, CheckpointError> {
+    open(path)?.model_tensors()
 }
 
 /// The resolved experiment config a checkpoint was trained with (TOML).
@@ -189,36 +254,10 @@ pub fn read_config(path: &Path) -> Result<String, CheckpointError> {
     Ok(read_verified(path)?.1.config)
 }
 
-/// Loads only the encoder of a pretraining checkpoint (weights and PowerNorm running
-/// statistics), for downstream tasks: the heads and optimiser state stay behind.
+/// Loads only the encoder of the checkpoint at `path` ([`Opened::load_encoder`]), for
+/// downstream tasks.
 pub fn load_encoder(path: &Path, enc: &mut crate::model::Encoder) -> Result<u64, CheckpointError> {
-    let (bytes, state) = read_verified(path)?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| WeightsError::Format {
-        file: path.into(),
-        reason: e.to_string(),
-    })?;
-    let stats = powernorm_stats(&st, path, enc, &state)?;
-    io::load_into(enc as &mut dyn Params, &st, path, &|name| {
-        vec![format!("model.{name}")]
-    })?;
-    for ((_, pn), s) in enc.powernorms().into_iter().zip(stats) {
-        pn.set_stats(s);
-    }
-    Ok(state.step)
-}
-
-/// Loads the parameters under `model.<prefix>.` of a pretraining checkpoint into `head` (an
-/// objective's head, e.g. `heads.mlm`), for using a trained head outside training.
-pub fn load_head(path: &Path, prefix: &str, head: &mut dyn Params) -> Result<(), CheckpointError> {
-    let (bytes, _) = read_verified(path)?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| WeightsError::Format {
-        file: path.into(),
-        reason: e.to_string(),
-    })?;
-    io::load_into(head, &st, path, &|name| {
-        vec![format!("model.{prefix}.{name}")]
-    })?;
-    Ok(())
+    open(path)?.load_encoder(enc)
 }
 
 /// Restores `bundle` and `optim` from `path` and returns the training state. Nothing is

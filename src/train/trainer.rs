@@ -348,16 +348,13 @@ impl<'a> Trainer<'a> {
     /// the optimiser start fresh. Returns the heads loaded. A checkpoint of another shape or
     /// vocabulary is refused, naming the tensor.
     pub fn init_from(&mut self, path: &Path) -> Result<Vec<String>, TrainError> {
-        checkpoint::load_encoder(path, &mut self.bundle.encoder)?;
-        let names: Vec<String> = checkpoint::model_tensors(path)?
-            .into_iter()
-            .map(|(n, ..)| n)
-            .collect();
+        let source = checkpoint::open(path)?;
+        source.load_encoder(&mut self.bundle.encoder)?;
         let mut loaded = Vec::new();
         for (_, o) in &mut self.bundle.objectives {
             let prefix = format!("heads.{}", o.name());
-            if names.iter().any(|n| n.starts_with(&format!("{prefix}."))) {
-                checkpoint::load_head(path, &prefix, o.as_mut())?;
+            if source.has(&prefix)? {
+                source.load_head(&prefix, o.as_mut())?;
                 loaded.push(o.name().to_string());
             }
         }
