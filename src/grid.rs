@@ -232,13 +232,14 @@ fn pretrain_one(
     let s = train::run(cfg, &prepared, &dir, &train_opts)
         .with_context(|| format!("run {}", spec.variant))?;
     print_summary(&spec.variant, &s);
-    if s.steps < cfg.training.steps {
+    if !s.finished {
         return Ok(()); // stopped early on request: not finished
     }
     let summary = serde_json::json!({
         "steps": s.steps,
         "resumed_from": s.resumed_from,
         "tokens_per_second": s.tokens_per_second,
+        "train_seconds": s.train_seconds,
         "first_train": s.first.scalars(),
         "last_train": s.last_train.scalars(),
         "last_eval": s.last_eval.as_ref().map(|e| {

@@ -55,15 +55,20 @@ pub fn validate(file: &Path) -> Result<()> {
             .map(|o| format!("{}×{}", o.name, o.weight))
             .collect();
         let est = crate::config::memory::estimate(c);
+        let length = match (&c.training.budget, c.training.steps) {
+            (Some(b), crate::config::budget::NO_STEP_LIMIT) => format!("budget={b}"),
+            (Some(b), steps) => format!("budget={b} steps≤{steps}"),
+            (None, steps) => format!("steps={steps}"),
+        };
         println!(
-            "  {:<32} norm={} L={} H={} A={} seed={} steps={} objectives=[{}] params={:.2}M memory≈{}",
+            "  {:<32} norm={} L={} H={} A={} seed={} {} objectives=[{}] params={:.2}M memory≈{}",
             r.variant,
             c.model.norm.name(),
             c.model.layers,
             c.model.hidden,
             c.model.heads,
             c.training.seed,
-            c.training.steps,
+            length,
             objs.join(", "),
             crate::config::memory::parameters(c) / 1e6,
             crate::config::memory::gib(est.total)

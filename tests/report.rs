@@ -45,6 +45,8 @@ fn report_groups_seeds_and_draws_png_and_svg() {
         .unwrap_or_else(|| panic!("{md}"));
     assert!(one.contains("5.5000") && !one.contains('±'), "{one}");
     assert!(md.contains("pretext run exp.toml"));
+    // Runs bounded by steps record no training time: no chart against it.
+    assert!(!md.contains("against training time"), "{md}");
     for c in [
         "train_mlm_loss",
         "eval_mlm_accuracy",

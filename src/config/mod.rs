@@ -1,12 +1,14 @@
 //! Experiment files: the schema, loading with errors that name file/line/key, semantic
 //! validation, and expansion of `[ablation]` axes into a grid of runs.
 
+pub mod budget;
 mod error;
 pub mod memory;
 pub mod preset;
 mod schema;
 mod validate;
 
+pub use budget::Budget;
 pub use error::{line_of, ConfigError, ConfigErrors};
 pub use schema::*;
 
@@ -62,9 +64,9 @@ impl LoadedExperiment {
             let key = if key == "." { String::new() } else { key };
             ConfigErrors(vec![err(key, line, inner.message().to_string())])
         })?;
-        if base.model.preset.is_some() {
-            // The preset fills the [model] keys the file leaves out; types were checked above
-            // with the file's own lines.
+        if base.model.preset.is_some() || base.training.budget.is_some() {
+            // The preset fills the [model] keys the file leaves out, and a budget lifts the
+            // default step limit; types were checked above with the file's own lines.
             let mut doc: toml::Value = toml::from_str(text).map_err(|e| {
                 ConfigErrors(vec![err(String::new(), None, e.message().to_string())])
             })?;
@@ -72,6 +74,7 @@ impl LoadedExperiment {
                 let line = find_key_line(text, &k);
                 ConfigErrors(vec![err(k, line, m)])
             })?;
+            budget::lift_step_limit(&mut doc);
             base = serde_path_to_error::deserialize(doc).map_err(|e| {
                 ConfigErrors(vec![err(
                     e.path().to_string(),
@@ -326,6 +329,7 @@ fn expand(text: &str, base: &Experiment, path: &Path) -> Result<Vec<RunSpec>, Co
         }
         let variant = sanitize(&name_parts.join(","));
         preset::apply(&mut doc).map_err(|(k, m)| err(k, format!("variant `{variant}`: {m}")))?;
+        budget::lift_step_limit(&mut doc);
         let config: Experiment = serde_path_to_error::deserialize(doc).map_err(|e| {
             let at = e.path().to_string();
             err(

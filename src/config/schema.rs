@@ -308,7 +308,13 @@ impl Default for OptimizerConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainingConfig {
+    /// The step limit; with `budget`, whichever comes first ends the run (left out, the
+    /// budget alone does: see `budget::lift_step_limit`).
     pub steps: u64,
+    /// Train for this much training time (`"60min"`) instead of a number of steps; the
+    /// learning-rate schedule runs over the fraction of it spent (`config::budget`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget: Option<super::Budget>,
     pub batch_size: usize,
     pub seq_len: usize,
     pub grad_accum: usize,
@@ -340,6 +346,7 @@ impl Default for TrainingConfig {
     fn default() -> Self {
         Self {
             steps: 300,
+            budget: None,
             batch_size: 16,
             seq_len: 64,
             grad_accum: 1,

@@ -130,10 +130,13 @@ pub(crate) use png_and_svg;
 pub fn line_chart(
     stem: &Path,
     title: &str,
+    x_label: &str,
     y_label: &str,
     lines: &[Line],
 ) -> Result<(), ReportError> {
-    png_and_svg!(stem, |area| draw_lines(area, title, y_label, lines))
+    png_and_svg!(stem, |area| draw_lines(
+        area, title, x_label, y_label, lines
+    ))
 }
 
 /// Mean ± std per variant as points with whiskers, written as `<stem>.png` and `<stem>.svg`.
@@ -177,6 +180,7 @@ pub(crate) fn legend<DB: DrawingBackend>(
 fn draw_lines<DB: DrawingBackend>(
     root: DrawingArea<DB, plotters::coord::Shift>,
     title: &str,
+    x_label: &str,
     y_label: &str,
     lines: &[Line],
 ) -> Result<(), String> {
@@ -206,7 +210,7 @@ fn draw_lines<DB: DrawingBackend>(
         .map_err(|e| e.to_string())?;
     chart
         .configure_mesh()
-        .x_desc("step")
+        .x_desc(x_label)
         .y_desc(y_label)
         .light_line_style(RGBColor(242, 242, 242))
         .label_style(("sans-serif", 14).into_font())

@@ -156,7 +156,7 @@ pub fn write(
         if !lines.is_empty() {
             let stem = out.join(format!("{stem_base}_curve"));
             let t = format!("{title}: dev {metric} after each epoch");
-            charts::line_chart(&stem, &t, y_label(&metric), &lines)?;
+            charts::line_chart(&stem, &t, "epoch", y_label(&metric), &lines)?;
             embed(md, charts_written, &stem, &t);
         }
 

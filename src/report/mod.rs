@@ -7,6 +7,7 @@ pub mod charts;
 pub mod cross;
 pub mod downstream;
 pub mod runs;
+pub mod timeline;
 
 pub use runs::ReportError;
 
@@ -295,7 +296,7 @@ pub fn write(exp_dir: &Path, out: &Path, command: &str) -> Result<Written, Repor
             }
             let stem = out.join(file_name(split, &key));
             let title = format!("{split}: {key}");
-            charts::line_chart(&stem, &title, y_label(&key), &lines)?;
+            charts::line_chart(&stem, &title, "step", y_label(&key), &lines)?;
             embed(&mut md, &mut charts_written, &stem, &title);
         }
     }
@@ -312,6 +313,7 @@ pub fn write(exp_dir: &Path, out: &Path, command: &str) -> Result<Written, Repor
         }
     }
 
+    timeline::write(&mut md, &mut charts_written, out, &grouped, &eval_keys)?;
     downstream::write(exp_dir, out, &mut md, &mut charts_written)?;
 
     let config = runs

@@ -30,6 +30,10 @@ pub struct TrainState {
     pub lr_scale: f64,
     #[serde(default)]
     pub rollbacks: u32,
+    /// Seconds spent in training steps so far: what a time budget (`training.budget`) has
+    /// used. Checkpoints from before budgets existed read 0.
+    #[serde(default)]
+    pub train_seconds: f64,
 }
 
 fn unit() -> f64 {

@@ -79,14 +79,28 @@ impl AdamW {
 /// to zero at `total`.
 pub fn learning_rate(cfg: &OptimizerConfig, step: u64, total: u64) -> f64 {
     let w = cfg.warmup_steps;
-    if w > 0 && step <= w {
-        return cfg.lr * step as f64 / w as f64;
-    }
     let progress = if total > w {
-        (step - w) as f64 / (total - w) as f64
+        step.saturating_sub(w) as f64 / (total - w) as f64
     } else {
         1.0
     };
+    scheduled(cfg, step, progress)
+}
+
+/// Learning rate at `step` of a run with a time budget (`training.budget`) of which
+/// `fraction` is spent: the same linear warm-up over the first `warmup_steps` steps, then the
+/// decay over the fraction of the budget — the schedule a step budget would give if the
+/// steps to come were known. (After warm-up the decay starts from the fraction spent in
+/// warm-up, a step down of that fraction of the peak for a linear decay.)
+pub fn budget_learning_rate(cfg: &OptimizerConfig, step: u64, fraction: f64) -> f64 {
+    scheduled(cfg, step, fraction)
+}
+
+fn scheduled(cfg: &OptimizerConfig, step: u64, progress: f64) -> f64 {
+    let w = cfg.warmup_steps;
+    if w > 0 && step <= w {
+        return cfg.lr * step as f64 / w as f64;
+    }
     let progress = progress.clamp(0.0, 1.0);
     cfg.lr
         * match cfg.schedule {

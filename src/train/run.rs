@@ -32,6 +32,10 @@ pub struct Summary {
     pub last_eval: Option<Metrics>,
     pub tokens_per_second: f64,
     pub resumed_from: Option<u64>,
+    /// Whether the run reached its end (step limit or time budget), not only `--stop-at`.
+    pub finished: bool,
+    /// Seconds spent in training steps, across resumes (what `training.budget` counts).
+    pub train_seconds: f64,
     /// The fingerprint of the held-out set `last_eval` was scored on (`evaluation`).
     pub eval_fingerprint: Option<String>,
     /// Probe accuracies for the pair tasks the run did not train (`probe`), at the last step.
@@ -81,36 +85,47 @@ pub fn run(
     std::fs::write(&resolved, trainer.config_text()).map_err(io_err(&resolved))?;
     let mut log = RunLog::open(dir, resumed_from, trainer.config_text()).map_err(io_err(dir))?;
     let t = &cfg.training;
+    // A budgeted run's bar counts seconds of training, a step-bounded run's steps.
+    let (length, unit) = match &t.budget {
+        Some(b) => (b.seconds.ceil() as u64, "s"),
+        None => (t.steps, ""),
+    };
+    let position = |tr: &Trainer| match &t.budget {
+        Some(_) => tr.train_seconds as u64,
+        None => tr.step,
+    };
     let bar = if opts.progress {
-        indicatif::ProgressBar::new(t.steps)
+        indicatif::ProgressBar::new(length)
     } else {
         indicatif::ProgressBar::hidden()
     };
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} eta {eta}")
-            .expect("static template")
-            .progress_chars("=> "),
+        indicatif::ProgressStyle::with_template(&format!(
+            "{{prefix}} [{{bar:30}}] {{pos}}/{{len}}{unit} {{msg}} eta {{eta}}"
+        ))
+        .expect("static template")
+        .progress_chars("=> "),
     );
     bar.set_prefix(
         dir.file_name()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default(),
     );
-    bar.set_position(trainer.step);
+    bar.set_position(position(&trainer));
     let mut first = None;
     let mut last_train = Metrics::default();
     let mut last_eval = None;
     let mut probes = Vec::new();
     let (mut tokens, started) = (0usize, Instant::now());
     let mut window = (0usize, Instant::now());
-    let last = opts.stop_at.map_or(t.steps, |s| s.min(t.steps));
+    let stop_at = opts.stop_at.unwrap_or(u64::MAX);
     let t_cfg = &cfg.training;
     let rollback = t_cfg.on_divergence == crate::config::OnDivergence::Rollback;
     if rollback && !ckpt.exists() {
         // Something to roll back to before the first scheduled checkpoint.
         trainer.save_checkpoint(&ckpt)?;
     }
-    while trainer.step < last {
+    while !trainer.finished() && trainer.step < stop_at {
         let (m, grad_norm, n_tok) = match trainer.train_step() {
             Ok(x) => x,
             Err(e) => match (rollback, divergence(&e)) {
@@ -127,7 +142,7 @@ pub fn run(
                         .map_err(io_err(dir))?;
                     log.text("divergence", &note, trainer.step)
                         .map_err(io_err(dir))?;
-                    bar.set_position(trainer.step);
+                    bar.set_position(position(&trainer));
                     continue;
                 }
                 (true, Some((step, what))) => {
@@ -141,28 +156,32 @@ pub fn run(
             },
         };
         let step = trainer.step;
+        let end = trainer.finished();
         tokens += n_tok;
         window.0 += n_tok;
         if first.is_none() {
             first = Some(m.clone());
         }
-        if step % t.log_every == 0 || step == t.steps {
+        if step % t.log_every == 0 || end {
             let tps = window.0 as f64 / window.1.elapsed().as_secs_f64().max(1e-9);
             window = (0, Instant::now());
             let mut s = m.scalars();
-            s.push(("lr".into(), trainer.learning_rate(step)));
+            s.push(("lr".into(), trainer.last_lr));
             s.push(("grad_norm".into(), grad_norm));
             s.push(("tokens_per_second".into(), tps));
+            s.push(("train_seconds".into(), trainer.train_seconds));
             log.scalars(step, "train", &s).map_err(io_err(dir))?;
             // Live dashboards: every logged step reaches the disk now, not at the next
             // checkpoint. A kill leaves lines past the checkpoint, which resume cuts back.
             log.flush().map_err(io_err(dir))?;
             bar.set_message(format!("loss {:.3} {:.0} tok/s", m.total_loss, tps));
         }
-        if (t.eval_every > 0 && step % t.eval_every == 0) || step == t.steps {
+        if (t.eval_every > 0 && step % t.eval_every == 0) || end {
             if let Some(e) = trainer.evaluate()? {
                 let mut scalars = e.scalars();
-                if step == t.steps {
+                // Held-out quality against training time, for budgets and speed comparisons.
+                scalars.push(("train_seconds".into(), trainer.train_seconds));
+                if end {
                     probes = trainer.probes()?;
                     scalars.extend(probes.iter().cloned());
                 }
@@ -186,12 +205,12 @@ pub fn run(
                     .map_err(io_err(dir))?;
             }
         }
-        if (t.checkpoint_every > 0 && step % t.checkpoint_every == 0) || step == last {
+        if (t.checkpoint_every > 0 && step % t.checkpoint_every == 0) || end || step == stop_at {
             log.flush().map_err(io_err(dir))?;
             trainer.save_checkpoint(&ckpt)?;
         }
         last_train = m;
-        bar.set_position(step);
+        bar.set_position(position(&trainer));
     }
     log.flush().map_err(io_err(dir))?;
     bar.finish_and_clear();
@@ -202,6 +221,8 @@ pub fn run(
         last_eval,
         tokens_per_second: tokens as f64 / started.elapsed().as_secs_f64().max(1e-9),
         resumed_from,
+        finished: trainer.finished(),
+        train_seconds: trainer.train_seconds,
         eval_fingerprint: trainer.eval_fingerprint().map(str::to_string),
         probes,
     })

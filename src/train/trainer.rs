@@ -2,7 +2,7 @@
 
 use super::bundle::Bundle;
 use super::checkpoint::{self, CheckpointError, TrainState};
-use super::optimizer::{clip_global_norm, learning_rate, AdamW};
+use super::optimizer::{budget_learning_rate, clip_global_norm, learning_rate, AdamW};
 use crate::config::Experiment;
 use crate::data::{BatchStream, DataError, MaskingConfig, PairMode, Prepared, StreamSettings};
 use crate::model::{Dev, InputError, Params};
@@ -85,6 +85,10 @@ pub struct Trainer<'a> {
     /// Learning-rate multiplier from divergence roll-backs, and how many there were.
     pub lr_scale: f64,
     pub rollbacks: u32,
+    /// Seconds spent in `train_step` so far, across resumes: what `training.budget` counts.
+    pub train_seconds: f64,
+    /// The learning rate the last step used.
+    pub last_lr: f64,
 }
 
 impl<'a> Trainer<'a> {
@@ -135,6 +139,8 @@ impl<'a> Trainer<'a> {
             step: 0,
             lr_scale: 1.0,
             rollbacks: 0,
+            train_seconds: 0.0,
+            last_lr: 0.0,
         })
     }
 
@@ -154,22 +160,40 @@ impl<'a> Trainer<'a> {
             config: self.config_text.clone(),
             lr_scale: self.lr_scale,
             rollbacks: self.rollbacks,
+            train_seconds: self.train_seconds,
         }
     }
 
-    /// The learning rate of `step`, after roll-backs.
+    /// The learning rate of `step`, after roll-backs: by the step budget, or with a time
+    /// budget by the fraction of it spent so far.
     pub fn learning_rate(&self, step: u64) -> f64 {
-        learning_rate(&self.cfg.optimizer, step, self.cfg.training.steps) * self.lr_scale
+        let o = &self.cfg.optimizer;
+        let lr = match &self.cfg.training.budget {
+            None => learning_rate(o, step, self.cfg.training.steps),
+            Some(b) => budget_learning_rate(o, step, b.fraction(self.train_seconds)),
+        };
+        lr * self.lr_scale
+    }
+
+    /// Whether the run is over: its step limit reached or its time budget spent.
+    pub fn finished(&self) -> bool {
+        let t = &self.cfg.training;
+        self.step >= t.steps
+            || t.budget
+                .as_ref()
+                .is_some_and(|b| self.train_seconds >= b.seconds)
     }
 
     /// After a divergence: back to the checkpoint at `path`, with the learning rate scaled by
     /// `training.rollback_lr_factor`. The data and dropout streams rewind with it, so the
     /// same batches are retried at the lower rate.
     pub fn roll_back(&mut self, path: &Path) -> Result<(), TrainError> {
-        let (scale, count) = (self.lr_scale, self.rollbacks);
+        let (scale, count, spent) = (self.lr_scale, self.rollbacks, self.train_seconds);
         self.load_checkpoint(path)?;
         self.lr_scale = scale * self.cfg.training.rollback_lr_factor;
         self.rollbacks = count + 1;
+        // The steps thrown away were paid for: a time budget keeps counting them.
+        self.train_seconds = spent;
         Ok(())
     }
 
@@ -189,6 +213,7 @@ impl<'a> Trainer<'a> {
         self.dropout_rng = state.dropout_rng;
         self.lr_scale = state.lr_scale;
         self.rollbacks = state.rollbacks;
+        self.train_seconds = state.train_seconds;
         Ok(())
     }
 
@@ -321,10 +346,11 @@ impl<'a> Trainer<'a> {
     /// One optimiser step over `grad_accum` micro-batches. Returns the step's metrics and the
     /// gradient norm before clipping.
     pub fn train_step(&mut self) -> Result<(Metrics, f64, usize), TrainError> {
+        let started = std::time::Instant::now();
         let step = self.step + 1;
+        let lr = self.learning_rate(step);
         let (mut grads, metrics, tokens) = self.gradients(step)?;
         let norm = clip_global_norm(&mut grads, self.cfg.optimizer.clip);
-        let lr = self.learning_rate(step);
         let mut values: Vec<Vec<f32>> = self
             .bundle
             .named_params()
@@ -338,6 +364,8 @@ impl<'a> Trainer<'a> {
             p.copy_from(&it.next().expect("one value per parameter"))
         });
         self.step = step;
+        self.last_lr = lr;
+        self.train_seconds += started.elapsed().as_secs_f64();
         Ok((metrics, norm, tokens))
     }
 
