@@ -195,6 +195,12 @@ def main():
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, help="torch threads on the CPU")
     ap.add_argument("--out", required=True, help="JSON lines, one per evaluation")
+    ap.add_argument(
+        "--budget",
+        type=float,
+        help="seconds of training steps (as pretext's training.budget): stop when spent, and "
+        "decay the learning rate over the fraction spent instead of over the steps",
+    )
     # Diagnostics: swap one of HF's parts for pretext's, to find what a difference comes from.
     ap.add_argument("--optimizer", choices=["torch", "pretext"], default="torch")
     ap.add_argument("--masking", choices=["hf", "pretext"], default="hf")
@@ -254,6 +260,7 @@ def main():
                 "heldout_loss": loss,
                 "heldout_accuracy": acc,
                 "train_loss": float(np.mean(recent)) if recent else None,
+                "train_seconds": spent,
             }
             out.write(json.dumps(row) + "\n")
             out.flush()
@@ -262,8 +269,23 @@ def main():
             print(f"  step {step:>6} tokens {tokens:>10,} held-out loss {loss:.4f} acc {acc:.4f}", flush=True)
 
         t0 = time.time()
+        spent = 0.0  # seconds inside training steps: what --budget counts
         log(0)
         for step in range(1, steps + 1):
+            started = time.time()
+            if a.budget:
+                # pretext's budget schedule (train::optimizer::budget_learning_rate): warm-up
+                # by steps, then the decay over the fraction of the budget spent.
+                o = cfg["optimizer"]
+                w, frac = o["warmup_steps"], min(spent / a.budget, 1.0)
+                if w > 0 and step <= w:
+                    factor = step / w
+                elif o.get("schedule", "linear") == "cosine":
+                    factor = 0.5 * (1.0 + math.cos(math.pi * frac))
+                else:
+                    factor = 1.0 - frac
+                for g in opt.param_groups:
+                    g["lr"] = o["lr"] * factor
             s = slice((step - 1) * batch, step * batch)
             if a.masking == "pretext":
                 inputs, labels = pretext_masking(
@@ -286,14 +308,21 @@ def main():
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
             opt.step()
-            sched.step()
+            if not a.budget:
+                sched.step()
             opt.zero_grad(set_to_none=True)
             tokens += int(train_mask[s].sum())
             recent.append(loss.item())
+            spent += time.time() - started
             if not math.isfinite(recent[-1]):
                 sys.exit(f"step {step}: the loss is {recent[-1]}")
-            if step % eval_every == 0 or step == steps:
+            done = a.budget is not None and spent >= a.budget
+            if step % eval_every == 0 or step == steps or done:
                 log(step)
+            if done:
+                break
+        if a.budget and spent < a.budget:
+            print(f"warning: the batches ran out after {spent:.0f} s of the {a.budget:.0f} s budget", flush=True)
         print(f"{steps} steps in {time.time() - t0:.1f} s", flush=True)
 
 

@@ -298,3 +298,63 @@ fn variants_that_would_share_a_directory_are_refused() {
         "{e}"
     );
 }
+
+/// Issue 20: named recipes vary keys of several sections together, as one axis.
+#[test]
+fn recipes_set_keys_of_several_sections_as_one_axis() {
+    let e = load(
+        r#"
+[model]
+dropout = 0.1
+[[objectives]]
+name = "mlm"
+[training]
+batch_size = 64
+[ablation]
+"training.seed" = [1, 2]
+[ablation.recipe.bert]
+[ablation.recipe.fast]
+"training.batch_size" = 16
+"model.dropout" = 0.0
+"objectives.0.options.mask_prob" = 0.4
+"#,
+    )
+    .unwrap();
+    let names: Vec<&str> = e.runs.iter().map(|r| r.variant.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "seed=1,recipe=bert",
+            "seed=1,recipe=fast",
+            "seed=2,recipe=bert",
+            "seed=2,recipe=fast"
+        ]
+    );
+    let (bert, fast) = (&e.runs[2].config, &e.runs[3].config);
+    assert_eq!((bert.training.batch_size, bert.model.dropout), (64, 0.1));
+    assert!(bert.objectives[0].options.is_empty());
+    assert_eq!((fast.training.batch_size, fast.model.dropout), (16, 0.0));
+    assert_eq!(fast.training.seed, 2);
+    assert_eq!(
+        fast.objectives[0].options["mask_prob"].as_float(),
+        Some(0.4)
+    );
+
+    let e = err("[ablation.recipe.fast]\n\"training.batch_size\" = \"big\"\n");
+    assert!(
+        e.contains("ablation") && e.contains("recipe=fast") && e.contains("batch_size"),
+        "{e}"
+    );
+    let e = err("[ablation.recipe.fast]\n\"model.layers.deep\" = 1\n");
+    assert!(e.contains("recipe=fast") && e.contains("model.layers"), "{e}");
+    let e = err("[ablation]\nrecipe = [1, 2]\n");
+    assert!(
+        e.contains("ablation.recipe") && e.contains("named recipes"),
+        "{e}"
+    );
+    let e = err("[ablation.recipe]\nfast = 3\n");
+    assert!(
+        e.contains("ablation.recipe.fast") && e.contains("table of settings"),
+        "{e}"
+    );
+}

@@ -137,6 +137,51 @@ fn find_key_line(text: &str, key: &str) -> Option<usize> {
     None
 }
 
+/// The axis of named recipes: `[ablation.recipe.<name>]` tables of `"section.key" = value`
+/// settings, applied together. One axis can then vary keys of several sections at once —
+/// Cramming's recipes, or a leave-one-out ablation with one recipe per lever removed — where
+/// the product of per-key axes would also run every mixture. An empty recipe is the file.
+const RECIPE: &str = "recipe";
+
+/// The recipes of `[ablation.recipe]` as axis values: `{ name, settings }` tables.
+fn recipes(v: &toml::Value) -> Result<Vec<toml::Value>, (String, String)> {
+    let usage = "holds named recipes: `[ablation.recipe.<name>]` tables of `\"section.key\" = value` settings";
+    let named = match v {
+        toml::Value::Table(t) if !t.is_empty() => t,
+        _ => return Err((RECIPE.into(), usage.into())),
+    };
+    named
+        .iter()
+        .map(|(name, settings)| match settings {
+            toml::Value::Table(s) => {
+                let mut t = toml::Table::new();
+                t.insert("name".into(), toml::Value::String(name.clone()));
+                t.insert("settings".into(), toml::Value::Table(s.clone()));
+                Ok(toml::Value::Table(t))
+            }
+            other => Err((
+                format!("{RECIPE}.{name}"),
+                format!(
+                    "expected a table of settings, got the {} `{other}`",
+                    other.type_str()
+                ),
+            )),
+        })
+        .collect()
+}
+
+/// Applies one recipe (a value of [`recipes`]) to the document of a variant.
+fn apply_recipe(doc: &mut toml::Value, recipe: &toml::Value) -> Result<(), (String, String)> {
+    let name = recipe["name"].as_str().unwrap_or_default();
+    if let Some(settings) = recipe.get("settings").and_then(|s| s.as_table()) {
+        for (path, value) in settings {
+            set_path(doc, path, value.clone())
+                .map_err(|m| (format!("{RECIPE}.{name}.{path}"), m))?;
+        }
+    }
+    Ok(())
+}
+
 /// Flattens `[ablation]` into `(dotted path, values)` axes, in file order.
 fn axes(
     table: &toml::Table,
@@ -149,6 +194,10 @@ fn axes(
         } else {
             format!("{prefix}.{k}")
         };
+        if key == RECIPE {
+            out.push((key, recipes(v)?));
+            continue;
+        }
         match v {
             toml::Value::Table(t) => axes(t, &key, out)?,
             toml::Value::Array(vals) if !vals.is_empty() => out.push((key, vals.clone())),
@@ -323,7 +372,12 @@ fn expand(text: &str, base: &Experiment, path: &Path) -> Result<Vec<RunSpec>, Co
         let mut name_parts = Vec::new();
         for (a, (key, vals)) in grid.iter().enumerate() {
             let v = vals[picks[a]].clone();
-            set_path(&mut doc, key, v.clone()).map_err(|m| err(format!("ablation.{key}"), m))?;
+            if key == RECIPE {
+                apply_recipe(&mut doc, &v).map_err(|(k, m)| err(format!("ablation.{k}"), m))?;
+            } else {
+                set_path(&mut doc, key, v.clone())
+                    .map_err(|m| err(format!("ablation.{key}"), m))?;
+            }
             name_parts.push(format!("{}={}", label[a], short_value(&v)));
             overrides.push((key.clone(), v));
         }
