@@ -6,6 +6,7 @@
 use crate::config::{Experiment, LoadedExperiment, RunSpec};
 use crate::data::{self, Tokenizer};
 use crate::finetune::task::Kind::MlmProbe;
+use crate::pool::{own_threads, parallel};
 use crate::{finetune, rundir, train};
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
@@ -77,7 +78,8 @@ pub fn run(file: &Path, opts: &Options) -> Result<()> {
     std::fs::create_dir_all(&exp_dir)
         .with_context(|| format!("cannot create the run directory {}", exp_dir.display()))?;
     let jobs = opts.jobs.max(1);
-    // dfdx's matmuls run on the global rayon pool, which every job shares: size it for all.
+    // Each job trains on a pool of its own (`own_threads`); the global pool, for the work
+    // before and between jobs, gets them all.
     let threads = exp.base.training.threads;
     if threads > 0 {
         rayon::ThreadPoolBuilder::new()
@@ -116,7 +118,9 @@ pub fn run(file: &Path, opts: &Options) -> Result<()> {
         prepare_shared(first, &base_dir, &exp_dir)?;
     }
     let failed = parallel(jobs, &todo, |spec| {
-        pretrain_one(spec, &base_dir, &exp_dir, opts, jobs)
+        own_threads(spec.config.training.threads, || {
+            pretrain_one(spec, &base_dir, &exp_dir, opts, jobs)
+        })
     });
     let mut failures: Vec<String> = failed.iter().map(|&i| todo[i].variant.clone()).collect();
     failures.extend(run_downstream(&exp, &exp_dir, &base_dir, jobs, opts.force)?);
@@ -305,9 +309,12 @@ fn run_downstream(
         return Ok(failures);
     }
     println!("downstream: {} run(s), {jobs} at a time", todo.len());
+    let threads = exp.base.training.threads;
     let failed = parallel(jobs, &todo, |(variant, p)| {
-        let o = finetune::run(&p.job, &p.source, &p.prepared, &p.dir)
-            .with_context(|| format!("{variant} {} {}", p.job.spec.label(), p.job.variant()))?;
+        let o = own_threads(threads, || {
+            finetune::run(&p.job, &p.source, &p.prepared, &p.dir)
+        })
+        .with_context(|| format!("{variant} {} {}", p.job.spec.label(), p.job.variant()))?;
         println!(
             "  {variant} {} {:<40} {} ({} steps, {:.0} s)",
             p.job.spec.label(),
@@ -342,32 +349,6 @@ pub fn fmt_metrics(m: &[(String, f64)]) -> String {
 fn tokenizer_for(cfg: &Experiment, base_dir: &Path, exp_dir: &Path) -> Result<Arc<Tokenizer>> {
     let path = data::tokenizer_path(&cfg.tokenizer, base_dir, exp_dir);
     Ok(Arc::new(Tokenizer::load(&path, cfg.tokenizer.lowercase)?))
-}
-
-/// Calls `f` on every item, `jobs` at a time; returns the indices that failed (each failure
-/// is printed as it happens, and the others carry on).
-pub fn parallel<T: Sync>(
-    jobs: usize,
-    items: &[T],
-    f: impl Fn(&T) -> Result<()> + Sync,
-) -> Vec<usize> {
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let failures = std::sync::Mutex::new(Vec::new());
-    std::thread::scope(|scope| {
-        for _ in 0..jobs.min(items.len()) {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let Some(item) = items.get(i) else { break };
-                if let Err(e) = f(item) {
-                    eprintln!("  FAILED: {e:#}");
-                    failures.lock().unwrap_or_else(|p| p.into_inner()).push(i);
-                }
-            });
-        }
-    });
-    let mut v = failures.into_inner().unwrap_or_else(|p| p.into_inner());
-    v.sort();
-    v
 }
 
 /// Prepares `spec`'s data once so that `runs/<experiment>/tokenizer.json` (and the shard

@@ -15,6 +15,7 @@ pub mod grid;
 pub mod inspect;
 pub mod model;
 pub mod objectives;
+pub mod pool;
 pub mod predict;
 pub mod report;
 pub mod rng;

@@ -346,7 +346,10 @@ batch_size = 64
         "{e}"
     );
     let e = err("[ablation.recipe.fast]\n\"model.layers.deep\" = 1\n");
-    assert!(e.contains("recipe=fast") && e.contains("model.layers"), "{e}");
+    assert!(
+        e.contains("recipe=fast") && e.contains("model.layers"),
+        "{e}"
+    );
     let e = err("[ablation]\nrecipe = [1, 2]\n");
     assert!(
         e.contains("ablation.recipe") && e.contains("named recipes"),
