@@ -323,7 +323,7 @@ def main():
                 break
         if a.budget and spent < a.budget:
             print(f"warning: the batches ran out after {spent:.0f} s of the {a.budget:.0f} s budget", flush=True)
-        print(f"{steps} steps in {time.time() - t0:.1f} s", flush=True)
+        print(f"{step} steps in {time.time() - t0:.1f} s ({spent:.1f} s in training steps)", flush=True)
 
 
 if __name__ == "__main__":
