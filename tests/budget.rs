@@ -168,3 +168,39 @@ fn time_spent_survives_a_checkpoint_and_the_run_ends_when_the_budget_is_spent() 
     assert!(svg.contains("training time (s)"));
     std::fs::remove_dir_all(&root).ok();
 }
+
+#[test]
+fn a_batch_ramp_grows_the_batch_over_the_run_and_resumes_bit_identically() {
+    let cfg = experiment("steps = 8\n[training.batch_ramp]\nstart = 1\nuntil = 0.5").unwrap();
+    let data = prepared(&cfg);
+    let mut straight = Trainer::new(&cfg, &data).unwrap();
+    let mut sizes = vec![];
+    let mut losses = vec![];
+    for _ in 0..8 {
+        sizes.push(straight.batch_size());
+        let (m, _, tokens) = straight.train_step().unwrap();
+        assert!(tokens <= sizes.last().unwrap() * 32, "{tokens} tokens");
+        losses.push(m.total_loss);
+    }
+    // 1 sequence at the start, the full 4 from half-way (step 4 of 8) on.
+    assert_eq!(sizes, [1, 2, 3, 3, 4, 4, 4, 4]);
+
+    let dir = std::env::temp_dir().join(format!("pretext-ramp-{}", std::process::id()));
+    let ckpt = dir.join("ckpt.safetensors");
+    let mut first = Trainer::new(&cfg, &data).unwrap();
+    let mut halves: Vec<f64> = (0..3)
+        .map(|_| first.train_step().unwrap().0.total_loss)
+        .collect();
+    first.save_checkpoint(&ckpt).unwrap();
+    let mut second = Trainer::new(&cfg, &data).unwrap();
+    second.load_checkpoint(&ckpt).unwrap();
+    halves.extend((0..5).map(|_| second.train_step().unwrap().0.total_loss));
+    assert_eq!(losses, halves, "losses after resume differ");
+    std::fs::remove_dir_all(&dir).ok();
+
+    // A ramp beyond the batch, or a contrastive run starting below 2, names the key.
+    let e = experiment("[training.batch_ramp]\nstart = 9\nuntil = 0.5").unwrap_err();
+    assert!(e.contains("training.batch_ramp") && e.contains("start"), "{e}");
+    let e = experiment("[training.batch_ramp]\nstart = 2\nuntil = 0.5\nlength = 3").unwrap_err();
+    assert!(e.contains("length"), "{e}");
+}

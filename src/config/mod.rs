@@ -5,10 +5,12 @@ pub mod budget;
 mod error;
 pub mod memory;
 pub mod preset;
+mod ramp;
 mod schema;
 mod validate;
 
 pub use budget::Budget;
+pub use ramp::BatchRamp;
 pub use error::{line_of, ConfigError, ConfigErrors};
 pub use schema::*;
 

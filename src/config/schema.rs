@@ -316,6 +316,9 @@ pub struct TrainingConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub budget: Option<super::Budget>,
     pub batch_size: usize,
+    /// Grow the batch to `batch_size` over the first part of the run (`config::ramp`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch_ramp: Option<super::BatchRamp>,
     pub seq_len: usize,
     pub grad_accum: usize,
     /// Probability of a shorter target length, as in BERT's create_pretraining_data.py.
@@ -347,6 +350,7 @@ impl Default for TrainingConfig {
         Self {
             steps: 300,
             budget: None,
+            batch_ramp: None,
             batch_size: 16,
             seq_len: 64,
             grad_accum: 1,

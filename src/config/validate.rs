@@ -270,9 +270,18 @@ pub fn check(e: &Experiment) -> Vec<(String, String)> {
             "nsp and sop both decide what segment B is (another document vs. swapped order); choose one".into(),
         );
     }
-    if seen.iter().any(|n| n == "contrastive") && t.batch_size < 2 {
+    if let Some(r) = &t.batch_ramp {
+        if let Err(e) = r.check(t.batch_size) {
+            bad("training.batch_ramp", e);
+        }
+    }
+    let (key, smallest) = match &t.batch_ramp {
+        Some(r) => ("training.batch_ramp.start", r.start),
+        None => ("training.batch_size", t.batch_size),
+    };
+    if seen.iter().any(|n| n == "contrastive") && smallest < 2 {
         bad(
-            "training.batch_size",
+            key,
             "contrastive needs in-batch negatives: expected at least 2".into(),
         );
     }

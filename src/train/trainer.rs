@@ -175,6 +175,24 @@ impl<'a> Trainer<'a> {
         lr * self.lr_scale
     }
 
+    /// The fraction of the run spent before the next step: of the time budget, or of the
+    /// steps. What the schedules other than the learning rate's follow (`batch_ramp`).
+    pub fn progress(&self) -> f64 {
+        let t = &self.cfg.training;
+        match &t.budget {
+            Some(b) => b.fraction(self.train_seconds),
+            None => (self.step as f64 / t.steps as f64).clamp(0.0, 1.0),
+        }
+    }
+
+    /// Sequences per micro-batch at the next step: `training.batch_size`, or on its ramp.
+    pub fn batch_size(&self) -> usize {
+        let t = &self.cfg.training;
+        t.batch_ramp
+            .as_ref()
+            .map_or(t.batch_size, |r| r.size_at(self.progress(), t.batch_size))
+    }
+
     /// Whether the run is over: its step limit reached or its time budget spent.
     pub fn finished(&self) -> bool {
         let t = &self.cfg.training;
@@ -221,8 +239,8 @@ impl<'a> Trainer<'a> {
     /// stream and the dropout stream advance), with their metrics and real-token count;
     /// `step` names the step in errors. No parameter changes.
     fn gradients(&mut self, step: u64) -> Result<(Vec<Vec<f32>>, Metrics, usize), TrainError> {
-        let t = &self.cfg.training;
-        let accum = t.grad_accum;
+        let accum = self.cfg.training.grad_accum;
+        let size = self.batch_size();
         let mut grads: Vec<Vec<f32>> = self
             .bundle
             .named_params()
@@ -234,7 +252,7 @@ impl<'a> Trainer<'a> {
         for _ in 0..accum {
             let batch = self
                 .stream
-                .next_batch(t.batch_size)
+                .next_batch(size)
                 .map_err(DataError::from)?;
             tokens += batch.real_tokens();
             let enc = &self.bundle.encoder;
