@@ -32,6 +32,7 @@ pub fn hf_pretraining_name(ours: &str) -> Option<String> {
                 "norm.weight" => "cls.predictions.transform.LayerNorm.weight",
                 "norm.bias" => "cls.predictions.transform.LayerNorm.bias",
                 "bias" => "cls.predictions.bias",
+                "decoder.weight" => "cls.predictions.decoder.weight",
                 _ => return None,
             }
             .to_string(),
@@ -183,7 +184,7 @@ fn config_json(cfg: &Experiment, tok: &Tokenizer) -> String {
         "initializer_range": m.init_std,
         "layer_norm_eps": m.layer_norm_eps,
         "pad_token_id": tok.special.pad,
-        "tie_word_embeddings": true,
+        "tie_word_embeddings": m.tie_word_embeddings,
     });
     serde_json::to_string_pretty(&v).expect("a JSON value serialises")
 }
@@ -234,6 +235,11 @@ mod tests {
             "cls.predictions.transform.LayerNorm.weight"
         );
         assert_eq!(n("heads.mlm.bias"), "cls.predictions.bias");
+        // An untied decoder (model.tie_word_embeddings = false) is HF's own decoder matrix.
+        assert_eq!(
+            n("heads.mlm.decoder.weight"),
+            "cls.predictions.decoder.weight"
+        );
         assert_eq!(
             n("heads.nsp.classifier.weight"),
             "cls.seq_relationship.weight"

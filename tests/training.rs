@@ -592,7 +592,15 @@ fn layer_gradient_norms_cover_the_gradient_and_change_nothing() {
 /// counts `BertForPreTraining`) is the count of the model pretext builds with MLM + NSP.
 #[test]
 fn the_printed_parameter_count_is_the_built_models() {
-    let cfg = experiment("[[objectives]]\nname = \"mlm\"\n[[objectives]]\nname = \"nsp\"\n");
+    for tie in [true, false] {
+        let mut cfg = experiment("[[objectives]]\nname = \"mlm\"\n[[objectives]]\nname = \"nsp\"\n");
+        cfg.model.tie_word_embeddings = tie;
+        parameter_count_matches(&cfg);
+    }
+}
+
+fn parameter_count_matches(cfg: &Experiment) {
+    let cfg = cfg.clone();
     let dev = pretext::model::device(1).unwrap();
     let bundle = pretext::train::Bundle::new(&dev, &cfg, cfg.tokenizer.vocab_size);
     let built: usize = bundle
@@ -610,4 +618,46 @@ fn the_printed_parameter_count_is_the_built_models() {
             .map(|(n, p)| (n.clone(), p.shape()))
             .collect::<Vec<_>>()
     );
+}
+
+/// `model.tie_word_embeddings = false`: the MLM decoder is a matrix of its own. Set to the
+/// word embeddings it scores exactly as the tied model does; trained, the two part ways.
+#[test]
+fn an_untied_decoder_is_its_own_matrix() {
+    let objectives = "[[objectives]]\nname = \"mlm\"\n";
+    let tied = experiment(objectives);
+    let mut untied = tied.clone();
+    untied.model.tie_word_embeddings = false;
+    assert!(pretext::train::settings::resolved_text(&untied).contains("tie_word_embeddings = false"));
+    assert!(!pretext::train::settings::resolved_text(&tied).contains("tie_word_embeddings"));
+    let data = prepared(&tied);
+    let a = Trainer::new(&tied, &data).unwrap();
+    let mut b = Trainer::new(&untied, &data).unwrap();
+    let value = |t: &Trainer, name: &str| {
+        t.bundle
+            .named_params()
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, p)| p.to_vec())
+            .unwrap_or_else(|| panic!("no {name}"))
+    };
+    let words = value(&a, "embeddings.word.weight");
+    assert_eq!(words, value(&b, "embeddings.word.weight"));
+    assert_ne!(words, value(&b, "heads.mlm.decoder.weight"));
+    b.bundle.visit_mut("", &mut |n, mut p| {
+        if n == "heads.mlm.decoder.weight" {
+            p.copy_from(&words);
+        }
+    });
+    let (ea, eb) = (a.evaluate().unwrap().unwrap(), b.evaluate().unwrap().unwrap());
+    assert_eq!(ea.total_loss, eb.total_loss);
+
+    for _ in 0..3 {
+        b.train_step().unwrap();
+    }
+    let (w, d) = (
+        value(&b, "embeddings.word.weight"),
+        value(&b, "heads.mlm.decoder.weight"),
+    );
+    assert!(w != words && d != words && w != d);
 }

@@ -38,14 +38,15 @@ fn sizes(e: &Experiment) -> (f64, f64, f64, f64) {
 }
 
 /// The number of trainable parameters, counted as HF counts `BertForPreTraining`: encoder,
-/// pooler, MLM head (tied decoder, own bias) and the 2-way pair head.
+/// pooler, MLM head (tied decoder or its own, and its bias) and the 2-way pair head.
 pub fn parameters(e: &Experiment) -> f64 {
     let m = &e.model;
     let (v, h, f, l) = sizes(e);
     let embeddings = (v + m.max_positions as f64 + 2.0) * h + 2.0 * h;
     let layer = 4.0 * (h * h + h) + 2.0 * h * f + f + h + 4.0 * h;
     let heads = (h * h + h) + (h * h + 3.0 * h) + v + 2.0 * h + 2.0;
-    embeddings + l * layer + heads
+    let decoder = if m.tie_word_embeddings { 0.0 } else { v * h };
+    embeddings + decoder + l * layer + heads
 }
 
 /// The estimate for one run of `e`.

@@ -198,6 +198,12 @@ pub struct ModelConfig {
     pub layer_norm_eps: f32,
     pub init_std: f32,
     pub powernorm: PowerNormConfig,
+    /// The MLM decoder is the word-embedding matrix (BERT, HF's `tie_word_embeddings`), or a
+    /// matrix of its own when false: more parameters, but the input embeddings are no longer
+    /// pulled towards what the output layer needs (Chung et al. 2021, "Rethinking embedding
+    /// coupling"). Left out of the resolved settings when tied, as before the key existed.
+    #[serde(skip_serializing_if = "is_true")]
+    pub tie_word_embeddings: bool,
     /// Start from the encoder of another pretraining run — its directory or checkpoint file,
     /// relative to the experiment file — instead of a fresh initialisation: continued
     /// pretraining, or a second stage (MLM first, then a contrastive objective, as SimCSE
@@ -224,6 +230,7 @@ impl Default for ModelConfig {
             layer_norm_eps: 1e-12,
             init_std: 0.02,
             powernorm: PowerNormConfig::default(),
+            tie_word_embeddings: true,
             init: None,
         }
     }
@@ -242,6 +249,10 @@ pub struct ObjectiveSpec {
 
 fn one() -> f64 {
     1.0
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

@@ -1,12 +1,12 @@
 //! Masked language modelling (BERT): predict the original token at the masked positions
 //! only, through a dense + GELU + LayerNorm transform and a decoder tied to the word
-//! embeddings (plus its own output bias).
+//! embeddings (plus its own output bias), or untied (`model.tie_word_embeddings = false`).
 
 use super::{cross_entropy, Ctx, HeadDims, Loss, Objective, ObjectiveFor};
 use crate::model::gelu::gelu;
 use crate::model::ops::{layer_norm, linear, project};
-use crate::model::params::{join, Affine, Linear, Param, ParamMut, Params};
-use crate::model::{Act, Dev, Vector};
+use crate::model::params::{join, normal_matrix, Affine, Linear, Param, ParamMut, Params};
+use crate::model::{Act, Dev, Matrix, Vector};
 use crate::rng::Rng;
 use dfdx::prelude::*;
 
@@ -15,6 +15,9 @@ pub struct Mlm {
     pub transform: Linear,
     pub norm: Affine,
     pub bias: Vector,
+    /// The decoder's own `(vocab, hidden)` matrix when untied; `None` reads the word
+    /// embeddings.
+    pub decoder: Option<Matrix>,
     pub eps: f32,
 }
 
@@ -35,7 +38,8 @@ impl Mlm {
             &self.norm,
             self.eps,
         );
-        project(x, &encoder.embeddings.word.clone(), &self.bias)
+        let decoder = self.decoder.as_ref().unwrap_or(&encoder.embeddings.word);
+        project(x, decoder, &self.bias)
     }
 
     pub fn new(dev: &Dev, d: &HeadDims, rng: &mut Rng) -> Self {
@@ -43,6 +47,8 @@ impl Mlm {
             transform: Linear::new(dev, d.hidden, d.hidden, d.init_std, rng),
             norm: Affine::new(dev, d.hidden),
             bias: dev.tensor_from_vec(vec![0.0; d.vocab], (d.vocab,)),
+            decoder: (!d.tied_decoder)
+                .then(|| normal_matrix(dev, d.vocab, d.hidden, d.init_std, rng)),
             eps: d.layer_norm_eps,
         }
     }
@@ -79,10 +85,16 @@ impl Params for Mlm {
         self.transform.visit(&join(prefix, "transform"), f);
         self.norm.visit(&join(prefix, "norm"), f);
         f(join(prefix, "bias"), Param::Vector(&self.bias));
+        if let Some(d) = &self.decoder {
+            f(join(prefix, "decoder.weight"), Param::Matrix(d));
+        }
     }
     fn visit_mut<'a>(&'a mut self, prefix: &str, f: &mut dyn FnMut(String, ParamMut<'a>)) {
         self.transform.visit_mut(&join(prefix, "transform"), f);
         self.norm.visit_mut(&join(prefix, "norm"), f);
         f(join(prefix, "bias"), ParamMut::Vector(&mut self.bias));
+        if let Some(d) = &mut self.decoder {
+            f(join(prefix, "decoder.weight"), ParamMut::Matrix(d));
+        }
     }
 }

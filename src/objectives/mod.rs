@@ -56,6 +56,20 @@ pub struct HeadDims {
     pub vocab: usize,
     pub layer_norm_eps: f32,
     pub init_std: f32,
+    /// `model.tie_word_embeddings`: the MLM decoder is the word embeddings.
+    pub tied_decoder: bool,
+}
+
+impl HeadDims {
+    pub fn of(model: &crate::config::ModelConfig, vocab: usize) -> Self {
+        Self {
+            hidden: model.hidden,
+            vocab,
+            layer_norm_eps: model.layer_norm_eps,
+            init_std: model.init_std,
+            tied_decoder: model.tie_word_embeddings,
+        }
+    }
 }
 
 /// Mean cross-entropy of `logits` `(N, C)` against class `labels`, and how many argmaxes hit.

@@ -68,7 +68,7 @@ fn check_contrastive(o: &toml::Table) -> Result<(), String> {
 pub const ENTRIES: &[Entry] = &[
     Entry {
         name: "mlm",
-        summary: "masked language modelling: 15% of tokens, 80% [MASK] / 10% random / 10% kept; tied decoder",
+        summary: "masked language modelling: 15% of tokens, 80% [MASK] / 10% random / 10% kept; decoder tied to the word embeddings (model.tie_word_embeddings)",
         needs: Needs { mlm_labels: true, pair: None, two_views: false },
         check_options: check_mlm,
         build: |_, d, dev, rng| Box::new(Mlm::new(dev, d, rng)),

@@ -84,12 +84,7 @@ impl MaskedLm {
             )
         };
         let step = saved.load_encoder(&mut encoder).with_context(mismatch)?;
-        let dims = HeadDims {
-            hidden: config.model.hidden,
-            vocab,
-            layer_norm_eps: config.model.layer_norm_eps,
-            init_std: config.model.init_std,
-        };
+        let dims = HeadDims::of(&config.model, vocab);
         let mut head = Mlm::new(&dev, &dims, &mut rng);
         saved
             .load_head("heads.mlm", &mut head)

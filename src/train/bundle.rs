@@ -18,12 +18,7 @@ impl Bundle {
     pub fn new(dev: &Dev, cfg: &Experiment, vocab: usize) -> Self {
         let mut rng = stream(cfg.training.seed, "model.init");
         let encoder = Encoder::new(dev, &cfg.model, vocab, &mut rng);
-        let dims = HeadDims {
-            hidden: cfg.model.hidden,
-            vocab,
-            layer_norm_eps: cfg.model.layer_norm_eps,
-            init_std: cfg.model.init_std,
-        };
+        let dims = HeadDims::of(&cfg.model, vocab);
         let objectives = cfg
             .objectives
             .iter()
