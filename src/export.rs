@@ -70,6 +70,13 @@ pub fn to_hf(target: &Path, tokenizer: Option<&Path>, out: &Path) -> Result<Stri
             ckpt.display()
         ),
     }
+    if !cfg.model.linear_bias {
+        bail!(
+            "{}: model.linear_bias = false has no HF BERT counterpart (its projections always \
+             have biases); only runs with biases export",
+            ckpt.display()
+        );
+    }
     let tok_path = tokenizer.map(Path::to_path_buf).unwrap_or_else(|| {
         run_dir
             .parent()

@@ -200,7 +200,10 @@ fn a_batch_ramp_grows_the_batch_over_the_run_and_resumes_bit_identically() {
 
     // A ramp beyond the batch, or a contrastive run starting below 2, names the key.
     let e = experiment("[training.batch_ramp]\nstart = 9\nuntil = 0.5").unwrap_err();
-    assert!(e.contains("training.batch_ramp") && e.contains("start"), "{e}");
+    assert!(
+        e.contains("training.batch_ramp") && e.contains("start"),
+        "{e}"
+    );
     let e = experiment("[training.batch_ramp]\nstart = 2\nuntil = 0.5\nlength = 3").unwrap_err();
     assert!(e.contains("length"), "{e}");
 }

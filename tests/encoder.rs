@@ -31,6 +31,8 @@ fn tiny(norm: NormKind) -> ModelConfig {
         layer_norm_eps: 1e-12,
         init_std: 0.02,
         powernorm: PowerNormConfig::default(),
+        tie_word_embeddings: true,
+        linear_bias: true,
         init: None,
     }
 }
@@ -332,8 +334,9 @@ fn small_inputs(enc: &Encoder) -> Inputs {
     enc.inputs(2, 6, &ids, &types, &mask).unwrap()
 }
 
-fn small_encoder(norm: NormKind, seed: u64) -> (Dev, Encoder) {
+fn small_encoder(norm: NormKind, seed: u64, linear_bias: bool) -> (Dev, Encoder) {
     let cfg = ModelConfig {
+        linear_bias,
         layers: 2,
         hidden: 8,
         heads: 2,
@@ -388,8 +391,14 @@ fn probe_loss(
     }
 }
 
-fn check_gradients(norm: NormKind) {
-    let (dev, mut enc) = small_encoder(norm, 5);
+fn check_gradients(norm: NormKind, linear_bias: bool) {
+    let (dev, mut enc) = small_encoder(norm, 5, linear_bias);
+    let biases = enc
+        .named_params()
+        .iter()
+        .filter(|(n, _)| n.ends_with("q.bias"))
+        .count();
+    assert_eq!(biases, if linear_bias { 2 } else { 0 });
     let inp = small_inputs(&enc);
     let (_, grads) = probe_loss(&dev, &enc, &inp, true);
     let mut grads = grads.unwrap();
@@ -432,17 +441,23 @@ fn check_gradients(norm: NormKind) {
 
 #[test]
 fn gradients_match_finite_differences_post_ln() {
-    check_gradients(NormKind::PostLn);
+    check_gradients(NormKind::PostLn, true);
 }
 
 #[test]
 fn gradients_match_finite_differences_pre_ln() {
-    check_gradients(NormKind::PreLn);
+    check_gradients(NormKind::PreLn, true);
 }
 
 #[test]
 fn gradients_match_finite_differences_powernorm() {
-    check_gradients(NormKind::Powernorm);
+    check_gradients(NormKind::Powernorm, true);
+}
+
+/// `model.linear_bias = false`: the projections have no biases, and the rest is still exact.
+#[test]
+fn gradients_match_finite_differences_without_linear_biases() {
+    check_gradients(NormKind::PreLn, false);
 }
 
 /// Each variant, trained by plain gradient descent to reconstruct its input tokens through

@@ -74,11 +74,11 @@ fn linear_matches_dfdx() {
     let w: Matrix = dev.tensor_from_vec(random(d_out * d_in, 31, 0.5), (d_out, d_in));
     let b: Vector = dev.tensor_from_vec(random(d_out, 32, 1.0), (d_out,));
     let r: Matrix = dev.tensor_from_vec(random(n * d_out, 33, 1.0), (n, d_out));
-    let run = |fused: bool| {
+    let run = |fused: bool, bias: Option<&Vector>| {
         let y = if fused {
-            linear(x.leaky_trace(), &w, &b)
+            linear(x.leaky_trace(), &w, bias)
         } else {
-            pretext::model::ops::project_unfused(x.leaky_trace(), &w, &b)
+            pretext::model::ops::project_unfused(x.leaky_trace(), &w, bias)
         };
         let out = y.as_vec();
         let g = (y * r.clone()).sum::<Rank0, _>().backward();
@@ -86,14 +86,19 @@ fn linear_matches_dfdx() {
             out,
             g.get(&x).as_vec(),
             g.get(&w).as_vec(),
-            g.get(&b).as_vec(),
+            bias.map(|b| g.get(b).as_vec()),
         )
     };
-    let (got, want) = (run(true), run(false));
+    let (got, want) = (run(true, Some(&b)), run(false, Some(&b)));
     assert_close("output", &got.0, &want.0, 1e-5);
     assert_close("dx", &got.1, &want.1, 1e-5);
     assert_close("dW", &got.2, &want.2, 1e-5);
-    assert_close("db", &got.3, &want.3, 1e-5);
+    assert_close("db", &got.3.unwrap(), &want.3.unwrap(), 1e-5);
+    // Without a bias (`model.linear_bias = false`): the same products, no bias gradient.
+    let (got, want) = (run(true, None), run(false, None));
+    assert_close("output without bias", &got.0, &want.0, 1e-5);
+    assert_close("dx without bias", &got.1, &want.1, 1e-5);
+    assert_close("dW without bias", &got.2, &want.2, 1e-5);
 }
 
 /// A permuted view (what mean pooling hands the classifier) is read in its logical order, and
@@ -109,9 +114,9 @@ fn fused_ops_take_views() {
     let run = |fused: bool| {
         let view = xt.leaky_trace().permute::<_, Axes2<1, 0>>();
         let y = if fused {
-            gelu(linear(view, &w, &b))
+            gelu(linear(view, &w, Some(&b)))
         } else {
-            gelu(pretext::model::ops::project_unfused(view, &w, &b))
+            gelu(pretext::model::ops::project_unfused(view, &w, Some(&b)))
         };
         let out = y.as_vec();
         let g = (y * r.clone()).sum::<Rank0, _>().backward();

@@ -593,8 +593,10 @@ fn layer_gradient_norms_cover_the_gradient_and_change_nothing() {
 #[test]
 fn the_printed_parameter_count_is_the_built_models() {
     for tie in [true, false] {
-        let mut cfg = experiment("[[objectives]]\nname = \"mlm\"\n[[objectives]]\nname = \"nsp\"\n");
+        let mut cfg =
+            experiment("[[objectives]]\nname = \"mlm\"\n[[objectives]]\nname = \"nsp\"\n");
         cfg.model.tie_word_embeddings = tie;
+        cfg.model.linear_bias = tie;
         parameter_count_matches(&cfg);
     }
 }
@@ -628,7 +630,9 @@ fn an_untied_decoder_is_its_own_matrix() {
     let tied = experiment(objectives);
     let mut untied = tied.clone();
     untied.model.tie_word_embeddings = false;
-    assert!(pretext::train::settings::resolved_text(&untied).contains("tie_word_embeddings = false"));
+    assert!(
+        pretext::train::settings::resolved_text(&untied).contains("tie_word_embeddings = false")
+    );
     assert!(!pretext::train::settings::resolved_text(&tied).contains("tie_word_embeddings"));
     let data = prepared(&tied);
     let a = Trainer::new(&tied, &data).unwrap();
@@ -649,7 +653,10 @@ fn an_untied_decoder_is_its_own_matrix() {
             p.copy_from(&words);
         }
     });
-    let (ea, eb) = (a.evaluate().unwrap().unwrap(), b.evaluate().unwrap().unwrap());
+    let (ea, eb) = (
+        a.evaluate().unwrap().unwrap(),
+        b.evaluate().unwrap().unwrap(),
+    );
     assert_eq!(ea.total_loss, eb.total_loss);
 
     for _ in 0..3 {

@@ -43,7 +43,8 @@ pub fn parameters(e: &Experiment) -> f64 {
     let m = &e.model;
     let (v, h, f, l) = sizes(e);
     let embeddings = (v + m.max_positions as f64 + 2.0) * h + 2.0 * h;
-    let layer = 4.0 * (h * h + h) + 2.0 * h * f + f + h + 4.0 * h;
+    let biases = if m.linear_bias { 4.0 * h + f + h } else { 0.0 };
+    let layer = 4.0 * h * h + 2.0 * h * f + biases + 4.0 * h;
     let heads = (h * h + h) + (h * h + 3.0 * h) + v + 2.0 * h + 2.0;
     let decoder = if m.tie_word_embeddings { 0.0 } else { v * h };
     embeddings + decoder + l * layer + heads

@@ -10,8 +10,8 @@ mod schema;
 mod validate;
 
 pub use budget::Budget;
-pub use ramp::BatchRamp;
 pub use error::{line_of, ConfigError, ConfigErrors};
+pub use ramp::BatchRamp;
 pub use schema::*;
 
 use std::path::{Path, PathBuf};

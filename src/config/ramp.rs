@@ -67,6 +67,11 @@ mod tests {
         assert!(bad(17, 0.5).starts_with("start:"));
         assert!(bad(4, 0.0).starts_with("until:"));
         assert!(bad(4, 1.5).starts_with("until:"));
-        assert!(BatchRamp { start: 16, until: 1.0 }.check(16).is_ok());
+        assert!(BatchRamp {
+            start: 16,
+            until: 1.0
+        }
+        .check(16)
+        .is_ok());
     }
 }

@@ -3,6 +3,7 @@
 use super::ops::{dropout, linear};
 use super::params::{join, Linear, Param, ParamMut, Params};
 use super::{Act, Dev, Matrix, Pass};
+use crate::config::ModelConfig;
 use crate::rng::Rng;
 use dfdx::prelude::*;
 
@@ -17,21 +18,17 @@ pub struct Attention {
 }
 
 impl Attention {
-    pub fn new(
-        dev: &Dev,
-        hidden: usize,
-        heads: usize,
-        dropout: f32,
-        std: f32,
-        rng: &mut Rng,
-    ) -> Self {
+    /// `cfg.linear_bias` decides whether the four projections have biases.
+    pub fn new(dev: &Dev, cfg: &ModelConfig, rng: &mut Rng) -> Self {
+        let (hidden, std, bias) = (cfg.hidden, cfg.init_std, cfg.linear_bias);
+        let projection = |rng: &mut Rng| Linear::with_bias(dev, hidden, hidden, std, bias, rng);
         Self {
-            q: Linear::new(dev, hidden, hidden, std, rng),
-            k: Linear::new(dev, hidden, hidden, std, rng),
-            v: Linear::new(dev, hidden, hidden, std, rng),
-            out: Linear::new(dev, hidden, hidden, std, rng),
-            heads,
-            dropout,
+            q: projection(rng),
+            k: projection(rng),
+            v: projection(rng),
+            out: projection(rng),
+            heads: cfg.heads,
+            dropout: cfg.attention_dropout,
         }
     }
 

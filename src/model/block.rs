@@ -25,10 +25,10 @@ impl Block {
     pub fn new(dev: &Dev, cfg: &ModelConfig, rng: &mut Rng) -> Self {
         let std = cfg.init_std;
         Self {
-            attn: Attention::new(dev, cfg.hidden, cfg.heads, cfg.attention_dropout, std, rng),
+            attn: Attention::new(dev, cfg, rng),
             attn_norm: Norm::for_block(dev, cfg),
-            ffn_up: Linear::new(dev, cfg.hidden, cfg.ffn, std, rng),
-            ffn_down: Linear::new(dev, cfg.ffn, cfg.hidden, std, rng),
+            ffn_up: Linear::with_bias(dev, cfg.hidden, cfg.ffn, std, cfg.linear_bias, rng),
+            ffn_down: Linear::with_bias(dev, cfg.ffn, cfg.hidden, std, cfg.linear_bias, rng),
             ffn_norm: Norm::for_block(dev, cfg),
             pre_norm: cfg.norm == NormKind::PreLn,
             dropout: cfg.dropout,

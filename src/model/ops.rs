@@ -7,28 +7,39 @@ use dfdx::prelude::*;
 use rand::Rng as _;
 use rayon::prelude::*;
 
-/// `x Wᵀ + b` on token rows `(N, in)`.
+/// `x Wᵀ + b` (or `x Wᵀ` without a bias) on token rows `(N, in)`.
 pub fn linear<T: Tape<f32, Dev>>(x: Act<T>, l: &Linear) -> Act<T> {
-    project(x, &l.weight, &l.bias)
+    project(x, &l.weight, l.bias.as_ref())
 }
 
 /// `x Wᵀ + b` for any weight matrix `(out, in)`: a linear layer, or the MLM decoder tied to
 /// the word embeddings. Our fused op on the CPU; dfdx's matmul and broadcast add on CUDA,
 /// where dfdx's kernels already run on the device.
-pub fn project<T: Tape<f32, Dev>>(x: Act<T>, weight: &Matrix, bias: &Vector) -> Act<T> {
+pub fn project<T: Tape<f32, Dev>>(x: Act<T>, weight: &Matrix, bias: Option<&Vector>) -> Act<T> {
     #[cfg(not(feature = "cuda"))]
     return super::fused::linear(x, weight, bias);
     #[cfg(feature = "cuda")]
     {
-        add_bias(x.matmul(weight.clone().permute::<_, Axes2<1, 0>>()), bias)
+        let y = x.matmul(weight.clone().permute::<_, Axes2<1, 0>>());
+        match bias {
+            Some(b) => add_bias(y, b),
+            None => y,
+        }
     }
 }
 
 /// `project` from dfdx's ops: the reference `tests/fused.rs` checks the fused one against.
-pub fn project_unfused<T: Tape<f32, Dev>>(x: Act<T>, weight: &Matrix, bias: &Vector) -> Act<T> {
+pub fn project_unfused<T: Tape<f32, Dev>>(
+    x: Act<T>,
+    weight: &Matrix,
+    bias: Option<&Vector>,
+) -> Act<T> {
     let y = x.matmul(weight.clone().permute::<_, Axes2<1, 0>>());
     let shape = *y.shape();
-    y + bias.clone().broadcast_like::<_, Axis<0>>(&shape)
+    match bias {
+        Some(b) => y + b.clone().broadcast_like::<_, Axis<0>>(&shape),
+        None => y,
+    }
 }
 
 /// `x + b` over token rows: fused on the CPU, dfdx's broadcast add on CUDA.

@@ -85,17 +85,29 @@ pub fn filled_vector(dev: &Dev, n: usize, value: f32) -> Vector {
 }
 
 /// `y = x Wᵀ + b`, weights stored `(out, in)` as in PyTorch so HF checkpoints load as they are.
+/// Without `b` when the encoder's projections go bias-free (`model.linear_bias = false`).
 #[derive(Clone, Debug)]
 pub struct Linear {
     pub weight: Matrix,
-    pub bias: Vector,
+    pub bias: Option<Vector>,
 }
 
 impl Linear {
     pub fn new(dev: &Dev, inp: usize, out: usize, std: f32, rng: &mut Rng) -> Self {
+        Self::with_bias(dev, inp, out, std, true, rng)
+    }
+
+    pub fn with_bias(
+        dev: &Dev,
+        inp: usize,
+        out: usize,
+        std: f32,
+        bias: bool,
+        rng: &mut Rng,
+    ) -> Self {
         Self {
             weight: normal_matrix(dev, out, inp, std, rng),
-            bias: filled_vector(dev, out, 0.0),
+            bias: bias.then(|| filled_vector(dev, out, 0.0)),
         }
     }
 }
@@ -103,11 +115,15 @@ impl Linear {
 impl Params for Linear {
     fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, Param<'a>)) {
         f(join(prefix, "weight"), Param::Matrix(&self.weight));
-        f(join(prefix, "bias"), Param::Vector(&self.bias));
+        if let Some(b) = &self.bias {
+            f(join(prefix, "bias"), Param::Vector(b));
+        }
     }
     fn visit_mut<'a>(&'a mut self, prefix: &str, f: &mut dyn FnMut(String, ParamMut<'a>)) {
         f(join(prefix, "weight"), ParamMut::Matrix(&mut self.weight));
-        f(join(prefix, "bias"), ParamMut::Vector(&mut self.bias));
+        if let Some(b) = &mut self.bias {
+            f(join(prefix, "bias"), ParamMut::Vector(b));
+        }
     }
 }
 

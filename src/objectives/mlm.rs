@@ -39,7 +39,7 @@ impl Mlm {
             self.eps,
         );
         let decoder = self.decoder.as_ref().unwrap_or(&encoder.embeddings.word);
-        project(x, decoder, &self.bias)
+        project(x, decoder, Some(&self.bias))
     }
 
     pub fn new(dev: &Dev, d: &HeadDims, rng: &mut Rng) -> Self {

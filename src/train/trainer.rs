@@ -250,10 +250,7 @@ impl<'a> Trainer<'a> {
         let mut metrics = Metrics::default();
         let mut tokens = 0;
         for _ in 0..accum {
-            let batch = self
-                .stream
-                .next_batch(size)
-                .map_err(DataError::from)?;
+            let batch = self.stream.next_batch(size).map_err(DataError::from)?;
             tokens += batch.real_tokens();
             let enc = &self.bundle.encoder;
             let inputs = inputs_of(enc, &batch)?;

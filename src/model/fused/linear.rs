@@ -1,6 +1,7 @@
 //! A linear layer, `y = x Wᵀ + b` on token rows, as one op whose products go through our
 //! `gemm` (AVX-512 where the CPU has it) rather than dfdx's matmul, with the bias folded in:
-//! `y` starts as the bias rows and the product accumulates onto it.
+//! `y` starts as the bias rows (or zeros, for a layer without bias) and the product
+//! accumulates onto it.
 //!
 //! Backward: `dx = g W`, `dW = gᵀ x`, `db = Σ_rows g`, the two products accumulating straight
 //! into dfdx's gradient buffers.
@@ -11,30 +12,36 @@ use crate::model::host::{accumulate, add_from_host, fresh_to_vec, take_output_gr
 use crate::model::{Act, Dev, Matrix, Vector};
 use dfdx::prelude::*;
 
-/// `x`: `(N, in)`; `weight`: `(out, in)`; `bias`: `(out,)`.
-pub fn linear<T: Tape<f32, Dev>>(x: Act<T>, weight: &Matrix, bias: &Vector) -> Act<T> {
+/// `x`: `(N, in)`; `weight`: `(out, in)`; `bias`: `(out,)`, if any.
+pub fn linear<T: Tape<f32, Dev>>(x: Act<T>, weight: &Matrix, bias: Option<&Vector>) -> Act<T> {
     let x = x.contiguous();
     let (n, d_in) = *x.shape();
     let (d_out, w_in) = *weight.shape();
     assert_eq!(d_in, w_in, "linear: input width against the weight's");
     let xv = fresh_to_vec(&x);
     let w = fresh_to_vec(weight);
-    let b = bias.as_vec();
-    let mut y: Vec<f32> = Vec::with_capacity(n * d_out);
-    for _ in 0..n {
-        y.extend_from_slice(&b);
-    }
+    let y = match bias {
+        Some(bias) => bias.as_vec().repeat(n),
+        None => vec![0.0; n * d_out],
+    };
+    let mut y = y;
     let xs = View::new(&xv, 0, (n, d_in), d_in);
     let ws = View::new(&w, 0, (d_out, d_in), d_in);
     matmul(&mut y, 0, d_out, xs, ws.t(), 1.0, Into::Accumulate, true);
     let (x, mut tape) = x.split_tape();
     let out: Act<NoneTape> = x.device().tensor_from_vec(y, (n, d_out));
-    let (x_ghost, w_ghost, b_ghost, out_ghost) =
-        (x.ghost(), weight.ghost(), bias.ghost(), out.ghost());
+    let (x_ghost, w_ghost, b_ghost, out_ghost) = (
+        x.ghost(),
+        weight.ghost(),
+        bias.map(|b| b.ghost()),
+        out.ghost(),
+    );
     tape.add_backward_op(move |grads| {
         grads.try_alloc_for(&x_ghost)?;
         grads.try_alloc_for(&w_ghost)?;
-        grads.try_alloc_for(&b_ghost)?;
+        if let Some(b) = &b_ghost {
+            grads.try_alloc_for(b)?;
+        }
         grads.try_alloc_for(&out_ghost)?;
         let g = take_output_grad(grads.get_or_alloc_mut(&out_ghost)?)?;
         let gs = View::new(&g, 0, (n, d_out), d_out);
@@ -46,7 +53,10 @@ pub fn linear<T: Tape<f32, Dev>>(x: Act<T>, weight: &Matrix, bias: &Vector) -> A
         accumulate(grads.get_or_alloc_mut(&w_ghost)?, |dw| {
             matmul(dw, 0, d_in, gs.t(), xs, 1.0, Into::Accumulate, true)
         })?;
-        add_from_host(grads.get_or_alloc_mut(&b_ghost)?, &column_sums(&g, d_out))
+        match &b_ghost {
+            Some(b) => add_from_host(grads.get_or_alloc_mut(b)?, &column_sums(&g, d_out)),
+            None => Ok(()),
+        }
     });
     out.put_tape(tape)
 }
