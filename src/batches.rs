@@ -40,6 +40,19 @@ pub fn write(
     let exp = LoadedExperiment::load(file)?;
     let spec = pick(&exp.runs, variant, file)?;
     let cfg = &spec.config;
+    for (key, set) in [
+        ("training.batch_ramp", cfg.training.batch_ramp.is_some()),
+        ("training.short_phase", cfg.training.short_phase.is_some()),
+    ] {
+        if set {
+            bail!(
+                "{}: variant {}: {key} changes the batches' shape during the run, and the file \
+                 holds batches of one shape; write a variant without it",
+                file.display(),
+                spec.variant
+            );
+        }
+    }
     let base_dir = crate::grid::base_dir(file);
     let exp_dir = runs_dir.join(&exp.base.name);
     let corpus = data::sources::expand(&cfg.data.corpus, &base_dir)?;

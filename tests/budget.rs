@@ -207,3 +207,45 @@ fn a_batch_ramp_grows_the_batch_over_the_run_and_resumes_bit_identically() {
     let e = experiment("[training.batch_ramp]\nstart = 2\nuntil = 0.5\nlength = 3").unwrap_err();
     assert!(e.contains("length"), "{e}");
 }
+
+#[test]
+fn a_short_phase_serves_short_sequences_first_and_resumes_bit_identically_in_either_phase() {
+    let cfg = experiment("steps = 8\n[training.short_phase]\nseq_len = 16\nuntil = 0.5").unwrap();
+    let data = prepared(&cfg);
+    let mut straight = Trainer::new(&cfg, &data).unwrap();
+    let mut tokens = vec![];
+    let mut losses = vec![];
+    for _ in 0..8 {
+        let (m, _, t) = straight.train_step().unwrap();
+        tokens.push(t);
+        losses.push(m.total_loss);
+    }
+    // Four batches of 4 sequences of at most 16 tokens, then of up to 32 (the embedded text
+    // fills most sequences to the brim).
+    assert!(tokens[..4].iter().all(|&t| t <= 4 * 16), "{tokens:?}");
+    assert!(tokens[4..].iter().all(|&t| t > 4 * 16), "{tokens:?}");
+    // The held-out set is the run's, at training.seq_len, whatever the phase.
+    assert!(straight.evaluate().unwrap().is_some());
+
+    for split in [2, 6] {
+        let dir =
+            std::env::temp_dir().join(format!("pretext-short-{}-{split}", std::process::id()));
+        let ckpt = dir.join("ckpt.safetensors");
+        let mut first = Trainer::new(&cfg, &data).unwrap();
+        let mut halves: Vec<f64> = (0..split)
+            .map(|_| first.train_step().unwrap().0.total_loss)
+            .collect();
+        first.save_checkpoint(&ckpt).unwrap();
+        let mut second = Trainer::new(&cfg, &data).unwrap();
+        second.load_checkpoint(&ckpt).unwrap();
+        halves.extend((split..8).map(|_| second.train_step().unwrap().0.total_loss));
+        assert_eq!(losses, halves, "resumed after step {split}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    let e = experiment("[training.short_phase]\nseq_len = 32\nuntil = 0.5").unwrap_err();
+    assert!(
+        e.contains("training.short_phase") && e.contains("seq_len"),
+        "{e}"
+    );
+}

@@ -11,7 +11,7 @@ mod validate;
 
 pub use budget::Budget;
 pub use error::{line_of, ConfigError, ConfigErrors};
-pub use ramp::BatchRamp;
+pub use ramp::{BatchRamp, ShortPhase};
 pub use schema::*;
 
 use std::path::{Path, PathBuf};

@@ -1,8 +1,16 @@
+//! What changes over the course of a run besides the learning rate, each over the fraction of
+//! the run spent (of its time budget, or of its steps).
+//!
 //! `[training.batch_ramp]`: a batch that grows from `start` sequences to
-//! `training.batch_size` over the first `until` of the run (of its time budget, or of its
-//! steps), as Cramming (Geiping & Goldstein 2022) ramps its batch. Early on, when the
-//! gradient is large and consistent, small batches buy more optimiser steps for the same
-//! tokens; later, when the noise of a small batch dominates, the full batch averages it out.
+//! `training.batch_size` over the first `until` of the run, as Cramming (Geiping & Goldstein
+//! 2022) ramps its batch. Early on, when the gradient is large and consistent, small batches
+//! buy more optimiser steps for the same tokens; later, when the noise of a small batch
+//! dominates, the full batch averages it out.
+//!
+//! `[training.short_phase]`: sequences of `seq_len` tokens for the first `until` of the run,
+//! then `training.seq_len` — BERT's two phases (90 % of the steps at 128, the rest at 512)
+//! and the sequence-length curriculum of the small-budget literature: short sequences cost
+//! less attention per token, and the model learns local context first.
 
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +38,40 @@ impl BatchRamp {
             return Err(format!(
                 "start: expected 1 to training.batch_size ({full}) sequences, got {}",
                 self.start
+            ));
+        }
+        if !(self.until > 0.0 && self.until <= 1.0) {
+            return Err(format!(
+                "until: expected a fraction of the run in (0, 1], got {}",
+                self.until
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShortPhase {
+    /// Tokens per sequence during the phase, below `training.seq_len`.
+    pub seq_len: usize,
+    /// The fraction of the run, in (0, 1], that the phase lasts.
+    pub until: f64,
+}
+
+impl ShortPhase {
+    /// Whether a step taken once `progress` of the run is spent belongs to the phase.
+    pub fn active(&self, progress: f64) -> bool {
+        progress < self.until
+    }
+
+    /// What is wrong with this phase for runs of `full`-token sequences, if anything.
+    pub fn check(&self, full: usize) -> Result<(), String> {
+        if self.seq_len < 8 || self.seq_len >= full {
+            return Err(format!(
+                "seq_len: expected 8 to training.seq_len − 1 ({}) tokens, got {}",
+                full.saturating_sub(1),
+                self.seq_len
             ));
         }
         if !(self.until > 0.0 && self.until <= 1.0) {
@@ -73,5 +115,26 @@ mod tests {
         }
         .check(16)
         .is_ok());
+    }
+
+    #[test]
+    fn a_short_phase_is_shorter_than_the_run_and_ends_on_time() {
+        let p = ShortPhase {
+            seq_len: 64,
+            until: 0.5,
+        };
+        assert!(p.active(0.0) && p.active(0.49) && !p.active(0.5));
+        assert!(p.check(128).is_ok());
+        assert!(p.check(64).unwrap_err().starts_with("seq_len:"));
+        let bad = ShortPhase {
+            seq_len: 4,
+            until: 2.0,
+        };
+        assert!(bad.check(128).unwrap_err().starts_with("seq_len:"));
+        let late = ShortPhase {
+            seq_len: 64,
+            until: 0.0,
+        };
+        assert!(late.check(128).unwrap_err().starts_with("until:"));
     }
 }

@@ -338,6 +338,9 @@ pub struct TrainingConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub batch_ramp: Option<super::BatchRamp>,
     pub seq_len: usize,
+    /// Shorter sequences for the first part of the run (`config::ramp`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub short_phase: Option<super::ShortPhase>,
     pub grad_accum: usize,
     /// Probability of a shorter target length, as in BERT's create_pretraining_data.py.
     pub short_seq_prob: f64,
@@ -369,6 +372,7 @@ impl Default for TrainingConfig {
             steps: 300,
             budget: None,
             batch_ramp: None,
+            short_phase: None,
             batch_size: 16,
             seq_len: 64,
             grad_accum: 1,

@@ -270,6 +270,11 @@ pub fn check(e: &Experiment) -> Vec<(String, String)> {
             "nsp and sop both decide what segment B is (another document vs. swapped order); choose one".into(),
         );
     }
+    if let Some(p) = &t.short_phase {
+        if let Err(e) = p.check(t.seq_len) {
+            bad("training.short_phase", e);
+        }
+    }
     if let Some(r) = &t.batch_ramp {
         if let Err(e) = r.check(t.batch_size) {
             bad("training.batch_ramp", e);

@@ -19,6 +19,9 @@ use std::path::Path;
 pub struct TrainState {
     pub step: u64,
     pub stream: StreamState,
+    /// The short stream's position, in a run with `training.short_phase`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub short_stream: Option<StreamState>,
     pub dropout_rng: Rng,
     pub optimizer_step: u64,
     /// `iters` counters of the PowerNorm layers, by name.

@@ -9,6 +9,7 @@ pub mod optimizer;
 pub mod probe;
 pub mod run;
 pub mod settings;
+pub mod streams;
 pub mod trainer;
 
 pub use bundle::Bundle;

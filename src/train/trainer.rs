@@ -3,8 +3,9 @@
 use super::bundle::Bundle;
 use super::checkpoint::{self, CheckpointError, TrainState};
 use super::optimizer::{budget_learning_rate, clip_global_norm, learning_rate, AdamW};
+use super::streams::Streams;
 use crate::config::Experiment;
-use crate::data::{BatchStream, DataError, MaskingConfig, PairMode, Prepared, StreamSettings};
+use crate::data::{DataError, MaskingConfig, PairMode, Prepared, StreamSettings};
 use crate::model::{Dev, InputError, Params};
 use crate::objectives::{registry, Ctx, ObjectiveFor};
 use crate::rng::{stream, Rng};
@@ -75,7 +76,7 @@ pub struct Trainer<'a> {
     dev: Dev,
     pub bundle: Bundle,
     optim: AdamW,
-    stream: BatchStream,
+    streams: Streams,
     prepared: &'a Prepared,
     dropout_rng: Rng,
     needs: registry::Needs,
@@ -112,14 +113,8 @@ impl<'a> Trainer<'a> {
             mode: needs.pair.unwrap_or(crate::data::PairMode::Single),
             masking,
         };
-        let stream = BatchStream::new(
-            prepared.train.clone(),
-            prepared.tokenizer.clone(),
-            settings,
-            cfg.training.seed,
-            "data.train",
-        )
-        .map_err(crate::data::DataError::from)?;
+        let streams =
+            Streams::new(cfg, prepared, settings).map_err(crate::data::DataError::from)?;
         let eval_set = super::evaluation::EvalSet::build(
             prepared,
             cfg.training.seq_len,
@@ -131,7 +126,7 @@ impl<'a> Trainer<'a> {
             dev,
             optim: AdamW::new(&sizes),
             bundle,
-            stream,
+            streams,
             prepared,
             dropout_rng: stream_rng(cfg.training.seed),
             needs,
@@ -145,9 +140,11 @@ impl<'a> Trainer<'a> {
     }
 
     pub fn state(&self) -> TrainState {
+        let (stream, short_stream) = self.streams.state();
         TrainState {
             step: self.step,
-            stream: self.stream.state(),
+            stream,
+            short_stream,
             dropout_rng: self.dropout_rng.clone(),
             optimizer_step: self.optim.step,
             powernorm_iters: self
@@ -227,7 +224,9 @@ impl<'a> Trainer<'a> {
     pub fn load_checkpoint(&mut self, path: &Path) -> Result<(), TrainError> {
         let state = checkpoint::load(path, &mut self.bundle, &mut self.optim, &self.config_text)?;
         self.step = state.step;
-        self.stream.restore(state.stream).map_err(DataError::from)?;
+        self.streams
+            .restore(state.stream, state.short_stream)
+            .map_err(DataError::from)?;
         self.dropout_rng = state.dropout_rng;
         self.lr_scale = state.lr_scale;
         self.rollbacks = state.rollbacks;
@@ -240,7 +239,7 @@ impl<'a> Trainer<'a> {
     /// `step` names the step in errors. No parameter changes.
     fn gradients(&mut self, step: u64) -> Result<(Vec<Vec<f32>>, Metrics, usize), TrainError> {
         let accum = self.cfg.training.grad_accum;
-        let size = self.batch_size();
+        let (size, progress) = (self.batch_size(), self.progress());
         let mut grads: Vec<Vec<f32>> = self
             .bundle
             .named_params()
@@ -250,7 +249,10 @@ impl<'a> Trainer<'a> {
         let mut metrics = Metrics::default();
         let mut tokens = 0;
         for _ in 0..accum {
-            let batch = self.stream.next_batch(size).map_err(DataError::from)?;
+            let batch = self
+                .streams
+                .next_batch(size, progress)
+                .map_err(DataError::from)?;
             tokens += batch.real_tokens();
             let enc = &self.bundle.encoder;
             let inputs = inputs_of(enc, &batch)?;
