@@ -185,20 +185,9 @@ fn a_batch_ramp_grows_the_batch_over_the_run_and_resumes_bit_identically() {
     // 1 sequence at the start, the full 4 from half-way (step 4 of 8) on.
     assert_eq!(sizes, [1, 2, 3, 3, 4, 4, 4, 4]);
 
-    let dir = std::env::temp_dir().join(format!("pretext-ramp-{}", std::process::id()));
-    let ckpt = dir.join("ckpt.safetensors");
-    let mut first = Trainer::new(&cfg, &data).unwrap();
-    let mut halves: Vec<f64> = (0..3)
-        .map(|_| first.train_step().unwrap().0.total_loss)
-        .collect();
-    first.save_checkpoint(&ckpt).unwrap();
-    let mut second = Trainer::new(&cfg, &data).unwrap();
-    second.load_checkpoint(&ckpt).unwrap();
-    halves.extend((0..5).map(|_| second.train_step().unwrap().0.total_loss));
-    assert_eq!(losses, halves, "losses after resume differ");
-    std::fs::remove_dir_all(&dir).ok();
+    assert_eq!(losses, resumed_losses(&cfg, &data, 3, 8));
 
-    // A ramp beyond the batch, or a contrastive run starting below 2, names the key.
+    // A ramp beyond the batch names the key, and an unknown option is refused.
     let e = experiment("[training.batch_ramp]\nstart = 9\nuntil = 0.5").unwrap_err();
     assert!(
         e.contains("training.batch_ramp") && e.contains("start"),
@@ -228,19 +217,11 @@ fn a_short_phase_serves_short_sequences_first_and_resumes_bit_identically_in_eit
     assert!(straight.evaluate().unwrap().is_some());
 
     for split in [2, 6] {
-        let dir =
-            std::env::temp_dir().join(format!("pretext-short-{}-{split}", std::process::id()));
-        let ckpt = dir.join("ckpt.safetensors");
-        let mut first = Trainer::new(&cfg, &data).unwrap();
-        let mut halves: Vec<f64> = (0..split)
-            .map(|_| first.train_step().unwrap().0.total_loss)
-            .collect();
-        first.save_checkpoint(&ckpt).unwrap();
-        let mut second = Trainer::new(&cfg, &data).unwrap();
-        second.load_checkpoint(&ckpt).unwrap();
-        halves.extend((split..8).map(|_| second.train_step().unwrap().0.total_loss));
-        assert_eq!(losses, halves, "resumed after step {split}");
-        std::fs::remove_dir_all(&dir).ok();
+        assert_eq!(
+            losses,
+            resumed_losses(&cfg, &data, split, 8),
+            "split {split}"
+        );
     }
 
     let e = experiment("[training.short_phase]\nseq_len = 32\nuntil = 0.5").unwrap_err();
@@ -248,4 +229,23 @@ fn a_short_phase_serves_short_sequences_first_and_resumes_bit_identically_in_eit
         e.contains("training.short_phase") && e.contains("seq_len"),
         "{e}"
     );
+}
+
+/// The losses of `total` steps trained as `split` steps, a checkpoint, and a fresh trainer
+/// resumed from it for the rest.
+fn resumed_losses(cfg: &Experiment, data: &Prepared, split: u64, total: u64) -> Vec<f64> {
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("pretext-resume-{}-{call}", std::process::id()));
+    let ckpt = dir.join("ckpt.safetensors");
+    let mut first = Trainer::new(cfg, data).unwrap();
+    let mut losses: Vec<f64> = (0..split)
+        .map(|_| first.train_step().unwrap().0.total_loss)
+        .collect();
+    first.save_checkpoint(&ckpt).unwrap();
+    let mut second = Trainer::new(cfg, data).unwrap();
+    second.load_checkpoint(&ckpt).unwrap();
+    losses.extend((split..total).map(|_| second.train_step().unwrap().0.total_loss));
+    std::fs::remove_dir_all(&dir).ok();
+    losses
 }

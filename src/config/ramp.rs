@@ -40,13 +40,7 @@ impl BatchRamp {
                 self.start
             ));
         }
-        if !(self.until > 0.0 && self.until <= 1.0) {
-            return Err(format!(
-                "until: expected a fraction of the run in (0, 1], got {}",
-                self.until
-            ));
-        }
-        Ok(())
+        check_until(self.until)
     }
 }
 
@@ -74,14 +68,17 @@ impl ShortPhase {
                 self.seq_len
             ));
         }
-        if !(self.until > 0.0 && self.until <= 1.0) {
-            return Err(format!(
-                "until: expected a fraction of the run in (0, 1], got {}",
-                self.until
-            ));
-        }
-        Ok(())
+        check_until(self.until)
     }
+}
+
+fn check_until(until: f64) -> Result<(), String> {
+    if !(until > 0.0 && until <= 1.0) {
+        return Err(format!(
+            "until: expected a fraction of the run in (0, 1], got {until}"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
