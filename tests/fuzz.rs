@@ -41,6 +41,11 @@ fn toml_like() -> impl Strategy<Value = String> {
         Just("mode = \"probe\"\n".to_string()),
         Just("seeds = []\n".to_string()),
         Just("max_seq_len = 4\n".to_string()),
+        Just("budget = \"0.5min\"\n".to_string()),
+        Just("batch_ramp = { start = 0, until = 2 }\n".to_string()),
+        Just("short_phase = { seq_len = 1000, until = 0.5 }\n".to_string()),
+        Just("linear_bias = false\ntie_word_embeddings = 0\n".to_string()),
+        Just("[ablation.recipe.r]\n\"training.batch_ramp\" = { start = 3 }\n".to_string()),
         "[a-z_.\"\\[\\]= 0-9\n{},-]{0,30}",
         any::<String>().prop_map(|s| s.chars().take(20).collect()),
     ];
