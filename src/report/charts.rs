@@ -64,8 +64,9 @@ fn wrap(label: &str, width: usize) -> Vec<String> {
     lines
 }
 
-/// Ten distinguishable colours (Tableau 10); group `i` always gets `PALETTE[i % 10]`.
-pub const PALETTE: [RGBColor; 10] = [
+/// Twenty distinguishable colours: Tableau 10, then ten darker ones for grids with more groups
+/// (a recipe axis easily has a dozen); group `i` always gets `PALETTE[i % 20]`.
+pub const PALETTE: [RGBColor; 20] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
@@ -76,6 +77,16 @@ pub const PALETTE: [RGBColor; 10] = [
     RGBColor(127, 127, 127),
     RGBColor(188, 189, 34),
     RGBColor(23, 190, 207),
+    RGBColor(0, 0, 128),
+    RGBColor(128, 0, 0),
+    RGBColor(0, 100, 0),
+    RGBColor(0, 0, 0),
+    RGBColor(204, 85, 0),
+    RGBColor(0, 128, 128),
+    RGBColor(128, 0, 128),
+    RGBColor(128, 128, 0),
+    RGBColor(72, 61, 139),
+    RGBColor(218, 165, 32),
 ];
 
 pub fn colour(i: usize) -> RGBColor {
