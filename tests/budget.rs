@@ -166,6 +166,10 @@ fn time_spent_survives_a_checkpoint_and_the_run_ends_when_the_budget_is_spent() 
     );
     let svg = std::fs::read_to_string(out.join("time_mlm_accuracy.svg")).unwrap();
     assert!(svg.contains("training time (s)"));
+    // The clock is the x axis there, never a metric of its own.
+    assert!(!out.join("eval_train_seconds.svg").exists());
+    assert!(!out.join("time_train_seconds.svg").exists());
+    assert!(!md.contains("| train_seconds"), "{md}");
     std::fs::remove_dir_all(&root).ok();
 }
 

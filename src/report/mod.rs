@@ -22,12 +22,14 @@ pub struct Written {
     pub charts: Vec<PathBuf>,
 }
 
+/// The metrics logged in `split` rows, in order of first appearance. `train_seconds` is the
+/// clock of a budgeted run, not a metric: the time section charts against it instead.
 pub(crate) fn keys(runs: &[Run], split: &str) -> Vec<String> {
     let mut k: Vec<String> = Vec::new();
     for r in runs {
         for row in r.rows.iter().filter(|row| row.split == split) {
             for key in row.values.keys() {
-                if !k.contains(key) {
+                if key != "train_seconds" && !k.contains(key) {
                     k.push(key.clone());
                 }
             }

@@ -88,7 +88,7 @@ pub fn write(
         );
     }
     md.push('\n');
-    for key in keys.iter().filter(|k| k.as_str() != "train_seconds") {
+    for key in keys {
         let lines: Vec<Line> = grouped
             .iter()
             .enumerate()
