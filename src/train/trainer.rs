@@ -167,13 +167,13 @@ impl<'a> Trainer<'a> {
         let o = &self.cfg.optimizer;
         let lr = match &self.cfg.training.budget {
             None => learning_rate(o, step, self.cfg.training.steps),
-            Some(b) => budget_learning_rate(o, step, b.fraction(self.train_seconds)),
+            Some(_) => budget_learning_rate(o, step, self.progress()),
         };
         lr * self.lr_scale
     }
 
     /// The fraction of the run spent before the next step: of the time budget, or of the
-    /// steps. What the schedules other than the learning rate's follow (`batch_ramp`).
+    /// steps. What a budgeted run's learning rate, `batch_ramp` and `short_phase` follow.
     pub fn progress(&self) -> f64 {
         let t = &self.cfg.training;
         match &t.budget {

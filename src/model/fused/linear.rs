@@ -20,11 +20,10 @@ pub fn linear<T: Tape<f32, Dev>>(x: Act<T>, weight: &Matrix, bias: Option<&Vecto
     assert_eq!(d_in, w_in, "linear: input width against the weight's");
     let xv = fresh_to_vec(&x);
     let w = fresh_to_vec(weight);
-    let y = match bias {
+    let mut y = match bias {
         Some(bias) => bias.as_vec().repeat(n),
         None => vec![0.0; n * d_out],
     };
-    let mut y = y;
     let xs = View::new(&xv, 0, (n, d_in), d_in);
     let ws = View::new(&w, 0, (d_out, d_in), d_in);
     matmul(&mut y, 0, d_out, xs, ws.t(), 1.0, Into::Accumulate, true);
