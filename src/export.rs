@@ -77,6 +77,13 @@ pub fn to_hf(target: &Path, tokenizer: Option<&Path>, out: &Path) -> Result<Stri
             ckpt.display()
         );
     }
+    if cfg.model.positions != crate::config::Positions::Learned {
+        bail!(
+            "{}: model.positions = \"alibi\" has no HF BERT counterpart (BERT learns a \
+             position embedding table); only runs with learned positions export",
+            ckpt.display()
+        );
+    }
     let tok_path = tokenizer.map(Path::to_path_buf).unwrap_or_else(|| {
         run_dir
             .parent()

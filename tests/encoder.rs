@@ -1,7 +1,7 @@
 //! Issue 3: the encoder against HF transformers, weight files, gradient checks, training.
 
 use dfdx::prelude::*;
-use pretext::config::{ModelConfig, NormKind, PowerNormConfig};
+use pretext::config::{ModelConfig, NormKind, Positions, PowerNormConfig};
 use pretext::model::io::{self, Naming, WeightsError};
 use pretext::model::powernorm::{approximate_backward, exact_backward, BackwardMode};
 use pretext::model::{Dev, Encoder, Inputs, Norm, Params};
@@ -33,6 +33,7 @@ fn tiny(norm: NormKind) -> ModelConfig {
         powernorm: PowerNormConfig::default(),
         tie_word_embeddings: true,
         linear_bias: true,
+        positions: Positions::Learned,
         init: None,
     }
 }
@@ -334,9 +335,15 @@ fn small_inputs(enc: &Encoder) -> Inputs {
     enc.inputs(2, 6, &ids, &types, &mask).unwrap()
 }
 
-fn small_encoder(norm: NormKind, seed: u64, linear_bias: bool) -> (Dev, Encoder) {
+fn small_encoder(
+    norm: NormKind,
+    seed: u64,
+    linear_bias: bool,
+    positions: Positions,
+) -> (Dev, Encoder) {
     let cfg = ModelConfig {
         linear_bias,
+        positions,
         layers: 2,
         hidden: 8,
         heads: 2,
@@ -391,8 +398,8 @@ fn probe_loss(
     }
 }
 
-fn check_gradients(norm: NormKind, linear_bias: bool) {
-    let (dev, mut enc) = small_encoder(norm, 5, linear_bias);
+fn check_gradients(norm: NormKind, linear_bias: bool, positions: Positions) {
+    let (dev, mut enc) = small_encoder(norm, 5, linear_bias, positions);
     let biases = enc
         .named_params()
         .iter()
@@ -441,23 +448,61 @@ fn check_gradients(norm: NormKind, linear_bias: bool) {
 
 #[test]
 fn gradients_match_finite_differences_post_ln() {
-    check_gradients(NormKind::PostLn, true);
+    check_gradients(NormKind::PostLn, true, Positions::Learned);
 }
 
 #[test]
 fn gradients_match_finite_differences_pre_ln() {
-    check_gradients(NormKind::PreLn, true);
+    check_gradients(NormKind::PreLn, true, Positions::Learned);
 }
 
 #[test]
 fn gradients_match_finite_differences_powernorm() {
-    check_gradients(NormKind::Powernorm, true);
+    check_gradients(NormKind::Powernorm, true, Positions::Learned);
 }
 
 /// `model.linear_bias = false`: the projections have no biases, and the rest is still exact.
 #[test]
 fn gradients_match_finite_differences_without_linear_biases() {
-    check_gradients(NormKind::PreLn, false);
+    check_gradients(NormKind::PreLn, false, Positions::Learned);
+}
+
+/// `model.positions = "alibi"`: no position table, a distance penalty in every head, and the
+/// gradients of what remains still exact.
+#[test]
+fn gradients_match_finite_differences_with_alibi() {
+    let (_, enc) = small_encoder(NormKind::PreLn, 5, true, Positions::Alibi);
+    assert!(enc.embeddings.position.is_none());
+    assert!(!enc
+        .named_params()
+        .iter()
+        .any(|(n, _)| n.contains("position")));
+    check_gradients(NormKind::PreLn, true, Positions::Alibi);
+}
+
+/// With ALiBi the encoder knows order only through distances: reversing a sequence (types
+/// and padding alike) reverses its hidden states exactly, which learned positions never do.
+#[test]
+fn alibi_encoder_sees_distances_not_absolute_positions() {
+    for positions in [Positions::Alibi, Positions::Learned] {
+        let (dev, enc) = small_encoder(NormKind::PreLn, 5, true, positions);
+        let ids = [2u32, 7, 3, 11, 5, 9];
+        let rev: Vec<u32> = ids.iter().rev().copied().collect();
+        let hidden = |ids: &[u32]| {
+            let inp = enc.inputs(1, 6, ids, &[0; 6], &[1.0; 6]).unwrap();
+            enc.forward(&dev, &inp, NoneTape, None).as_vec()
+        };
+        let (fwd, bwd) = (hidden(&ids), hidden(&rev));
+        let h = enc.cfg.hidden;
+        let worst = (0..6)
+            .flat_map(|i| (0..h).map(move |c| (i, c)))
+            .map(|(i, c)| (fwd[i * h + c] - bwd[(5 - i) * h + c]).abs())
+            .fold(0.0f32, f32::max);
+        match positions {
+            Positions::Alibi => assert!(worst < 1e-5, "alibi: reversed differs by {worst}"),
+            Positions::Learned => assert!(worst > 1e-2, "learned: reversal changed nothing"),
+        }
+    }
 }
 
 /// Each variant, trained by plain gradient descent to reconstruct its input tokens through

@@ -3,7 +3,7 @@
 //! number of threads.
 
 use dfdx::prelude::*;
-use pretext::model::attention::core_unfused;
+use pretext::model::attention::{alibi_slopes, core_unfused, ScoreBias};
 use pretext::model::fused::{
     add_bias, attention, cross_entropy, layer_norm, linear, residual_dropout,
 };
@@ -163,6 +163,7 @@ fn layer_norm_matches_dfdx() {
     );
 }
 
+/// With and without ALiBi's distance penalty (`model.positions = "alibi"`).
 #[test]
 fn attention_matches_dfdx_with_padding_and_dropout() {
     let dev = Dev::seed_from_u64(0);
@@ -177,40 +178,86 @@ fn attention_matches_dfdx_with_padding_and_dropout() {
     m[s + 4..2 * s].fill(-10_000.0);
     m[3 * s - 1] = -10_000.0;
     let mask: Matrix = dev.tensor_from_vec(m, (b, s));
-    for p in [0.0f32, 0.25] {
-        let run = |fused: bool| {
-            let mut rng = stream(4, "drop");
-            let (qt, kt, vt) = (q.leaky_trace(), k.leaky_trace(), v.leaky_trace());
-            let y = if fused {
-                attention(qt, kt, vt, (b, s, a), &mask, p, Some(&mut rng))
-            } else {
-                core_unfused(qt, kt, vt, (b, s, a), &mask, p, Some(&mut rng))
-            };
-            let out = y.as_vec();
-            let g = (y * r.clone()).sum::<Rank0, _>().backward();
-            (
-                out,
-                g.get(&q).as_vec(),
-                g.get(&k).as_vec(),
-                g.get(&v).as_vec(),
-            )
+    for slopes in [vec![], vec![0.5, 0.125]] {
+        let bias = ScoreBias {
+            padding: mask.clone(),
+            slopes: slopes.clone(),
         };
-        let (got, want) = (run(true), run(false));
-        assert_close(&format!("p={p} context"), &got.0, &want.0, 1e-5);
-        assert_close(&format!("p={p} dq"), &got.1, &want.1, 1e-5);
-        assert_close(&format!("p={p} dk"), &got.2, &want.2, 1e-5);
-        assert_close(&format!("p={p} dv"), &got.3, &want.3, 1e-5);
+        for p in [0.0f32, 0.25] {
+            let run = |fused: bool| {
+                let mut rng = stream(4, "drop");
+                let (qt, kt, vt) = (q.leaky_trace(), k.leaky_trace(), v.leaky_trace());
+                let y = if fused {
+                    attention(qt, kt, vt, (b, s, a), &bias, p, Some(&mut rng))
+                } else {
+                    core_unfused(qt, kt, vt, (b, s, a), &bias, p, Some(&mut rng))
+                };
+                let out = y.as_vec();
+                let g = (y * r.clone()).sum::<Rank0, _>().backward();
+                (
+                    out,
+                    g.get(&q).as_vec(),
+                    g.get(&k).as_vec(),
+                    g.get(&v).as_vec(),
+                )
+            };
+            let (got, want) = (run(true), run(false));
+            let what = format!("slopes {slopes:?} p={p}");
+            assert_close(&format!("{what} context"), &got.0, &want.0, 1e-5);
+            assert_close(&format!("{what} dq"), &got.1, &want.1, 1e-5);
+            assert_close(&format!("{what} dk"), &got.2, &want.2, 1e-5);
+            assert_close(&format!("{what} dv"), &got.3, &want.3, 1e-5);
+        }
+        // A padded key changes nothing: move its value vector and the context stays.
+        let ctx = |v: &Matrix| {
+            attention(q.clone(), k.clone(), v.clone(), (b, s, a), &bias, 0.0, None).as_vec()
+        };
+        let mut moved = v.as_vec();
+        for x in &mut moved[(s + 5) * h..(s + 6) * h] {
+            *x += 100.0;
+        }
+        let moved: Matrix = dev.tensor_from_vec(moved, (n, h));
+        assert_close("padded key", &ctx(&moved), &ctx(&v), 1e-6);
     }
-    // A padded key changes nothing: move its value vector and the context stays.
-    let ctx = |v: &Matrix| {
-        attention(q.clone(), k.clone(), v.clone(), (b, s, a), &mask, 0.0, None).as_vec()
+}
+
+/// ALiBi from its definition: with all scores equal (Q = 0), query `i` of head `h` weighs
+/// key `j` by `exp(−slope_h·|i−j|)`, normalised; with the values set to the key's index, the
+/// context is that weighted mean of indices.
+#[test]
+fn alibi_weighs_keys_by_distance() {
+    assert_eq!(alibi_slopes(4), vec![0.25, 0.0625, 0.015625, 0.00390625]);
+    assert_eq!(alibi_slopes(8)[0], 0.5);
+    assert_eq!(alibi_slopes(8)[7], 1.0 / 256.0);
+    // Not a power of two: the four of 4 heads, then every other one of 8 heads' (the paper's).
+    let six = alibi_slopes(6);
+    assert_eq!(&six[..4], &alibi_slopes(4)[..]);
+    assert_eq!(&six[4..], &[0.5, 0.125]);
+    let dev = Dev::seed_from_u64(0);
+    let (b, s, a, d) = (1, 5, 2, 1);
+    let (n, h) = (b * s, a * d);
+    let zeros: Matrix = dev.tensor_from_vec(vec![0.0; n * h], (n, h));
+    let index: Matrix =
+        dev.tensor_from_vec((0..s).flat_map(|j| [j as f32, j as f32]).collect(), (n, h));
+    let bias = ScoreBias {
+        padding: dev.tensor_from_vec(vec![0.0; b * s], (b, s)),
+        slopes: vec![1.0, 0.25],
     };
-    let mut moved = v.as_vec();
-    for x in &mut moved[(s + 5) * h..(s + 6) * h] {
-        *x += 100.0;
+    let ctx = attention(zeros.clone(), zeros, index, (b, s, a), &bias, 0.0, None).as_vec();
+    for i in 0..s {
+        for (hd, slope) in [1.0f64, 0.25].into_iter().enumerate() {
+            let w: Vec<f64> = (0..s)
+                .map(|j| (-slope * (i as f64 - j as f64).abs()).exp())
+                .collect();
+            let want = w.iter().enumerate().map(|(j, w)| j as f64 * w).sum::<f64>()
+                / w.iter().sum::<f64>();
+            let got = ctx[i * h + hd] as f64;
+            assert!(
+                (got - want).abs() < 1e-5,
+                "query {i} head {hd}: {got} vs {want}"
+            );
+        }
     }
-    let moved: Matrix = dev.tensor_from_vec(moved, (n, h));
-    assert_close("padded key", &ctx(&moved), &ctx(&v), 1e-6);
 }
 
 #[test]

@@ -42,7 +42,11 @@ fn sizes(e: &Experiment) -> (f64, f64, f64, f64) {
 pub fn parameters(e: &Experiment) -> f64 {
     let m = &e.model;
     let (v, h, f, l) = sizes(e);
-    let embeddings = (v + m.max_positions as f64 + 2.0) * h + 2.0 * h;
+    let positions = match m.positions {
+        super::Positions::Learned => m.max_positions as f64,
+        super::Positions::Alibi => 0.0,
+    };
+    let embeddings = (v + positions + 2.0) * h + 2.0 * h;
     let biases = if m.linear_bias { 4.0 * h + f + h } else { 0.0 };
     let layer = 4.0 * h * h + 2.0 * h * f + biases + 4.0 * h;
     let heads = (h * h + h) + (h * h + 3.0 * h) + v + 2.0 * h + 2.0;

@@ -154,6 +154,23 @@ impl NormKind {
     }
 }
 
+/// `model.positions`: where position information enters the encoder.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "kebab-case")]
+pub enum Positions {
+    /// A learned embedding per position, added to the word embeddings (BERT).
+    #[default]
+    Learned,
+    /// A fixed per-head linear penalty on query–key distance (ALiBi), no embeddings.
+    Alibi,
+}
+
+impl Positions {
+    fn is_learned(&self) -> bool {
+        *self == Positions::Learned
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct PowerNormConfig {
@@ -210,6 +227,13 @@ pub struct ModelConfig {
     /// when true, as before the key existed.
     #[serde(skip_serializing_if = "is_true")]
     pub linear_bias: bool,
+    /// How the encoder knows where a token is: BERT's learned position embeddings, or ALiBi
+    /// (Press et al. 2022; MosaicBERT's choice for a fast BERT): no position embeddings, and
+    /// each head's scores penalised in proportion to the distance between query and key, so
+    /// attention is local from the first step instead of after the positions are learned.
+    /// Left out of the resolved settings when learned, as before the key existed.
+    #[serde(skip_serializing_if = "Positions::is_learned")]
+    pub positions: Positions,
     /// Start from the encoder of another pretraining run — its directory or checkpoint file,
     /// relative to the experiment file — instead of a fresh initialisation: continued
     /// pretraining, or a second stage (MLM first, then a contrastive objective, as SimCSE
@@ -238,6 +262,7 @@ impl Default for ModelConfig {
             powernorm: PowerNormConfig::default(),
             tie_word_embeddings: true,
             linear_bias: true,
+            positions: Positions::Learned,
             init: None,
         }
     }

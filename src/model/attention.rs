@@ -1,4 +1,5 @@
-//! Multi-head self-attention with the padding mask, as in BERT.
+//! Multi-head self-attention with the padding mask, as in BERT, and optionally ALiBi's
+//! distance penalty (`model.positions = "alibi"`).
 
 use super::ops::{dropout, linear};
 use super::params::{join, Linear, Param, ParamMut, Params};
@@ -32,8 +33,7 @@ impl Attention {
         }
     }
 
-    /// `x`: token rows `(B·S, H)`; `pass.mask_bias`: `(B, S)`, 0 for real keys and a large
-    /// negative number for padding, added to the scores before the softmax.
+    /// `x`: token rows `(B·S, H)`; `pass.bias` is added to the scores before the softmax.
     pub fn forward<T: Tape<f32, Dev>>(&self, x: Act<T>, pass: &mut Pass) -> Act<T> {
         let (x, tape) = x.split_tape();
         let q = linear(x.clone().put_tape(tape), &self.q);
@@ -42,11 +42,59 @@ impl Attention {
         let dims = (pass.batch, pass.seq, self.heads);
         let rng = pass.rng.as_deref_mut();
         #[cfg(not(feature = "cuda"))]
-        let ctx = super::fused::attention(q, k, v, dims, &pass.mask_bias, self.dropout, rng);
+        let ctx = super::fused::attention(q, k, v, dims, &pass.bias, self.dropout, rng);
         #[cfg(feature = "cuda")]
-        let ctx = core_unfused(q, k, v, dims, &pass.mask_bias, self.dropout, rng);
+        let ctx = core_unfused(q, k, v, dims, &pass.bias, self.dropout, rng);
         linear(ctx, &self.out)
     }
+}
+
+/// What is added to the attention scores before the softmax: constants, so no gradient flows
+/// into them and the backward pass is the same with or without them.
+#[derive(Clone, Debug)]
+pub struct ScoreBias {
+    /// `(B, S)`: 0 for real keys, `encoder::MASKED_SCORE` for padding.
+    pub padding: Matrix,
+    /// ALiBi's slope per head (empty without ALiBi): head `h` adds `−slopes[h] · |i − j|` to
+    /// the score of query `i` for key `j`.
+    pub slopes: Vec<f32>,
+}
+
+impl ScoreBias {
+    /// The distance penalty as a `(A, S, S)` row-major array, for the unfused reference.
+    pub fn distance(&self, heads: usize, s: usize) -> Vec<f32> {
+        let mut out = vec![0.0f32; heads * s * s];
+        for (hd, block) in out.chunks_exact_mut(s * s).enumerate() {
+            let slope = self.slopes.get(hd).copied().unwrap_or(0.0);
+            for (i, row) in block.chunks_exact_mut(s).enumerate() {
+                for (j, x) in row.iter_mut().enumerate() {
+                    *x = -slope * i.abs_diff(j) as f32;
+                }
+            }
+        }
+        out
+    }
+}
+
+/// ALiBi's head slopes (Press et al. 2022, §3): for a power of two `n`, the geometric sequence
+/// `2^(−8/n), 2^(−16/n), …, 2^(−8)`; otherwise the slopes of the power of two below `n`,
+/// followed by every other slope of twice that power until there are `n`.
+pub fn alibi_slopes(n: usize) -> Vec<f32> {
+    let geometric = |m: usize| -> Vec<f32> {
+        (1..=m)
+            .map(|i| 2f64.powf(-8.0 * i as f64 / m as f64) as f32)
+            .collect()
+    };
+    if n == 0 {
+        return Vec::new();
+    }
+    if n.is_power_of_two() {
+        return geometric(n);
+    }
+    let below = 1 << (usize::BITS - 1 - n.leading_zeros());
+    let mut out = geometric(below);
+    out.extend(geometric(2 * below).into_iter().step_by(2).take(n - below));
+    out
 }
 
 /// `drop(softmax(QKᵀ/√D + m)) V` per head from dfdx's ops: the CUDA path, and the reference
@@ -56,7 +104,7 @@ pub fn core_unfused<T: Tape<f32, Dev>>(
     k: Act<T>,
     v: Act<T>,
     (b, s, a): (usize, usize, usize),
-    mask_bias: &Matrix,
+    bias: &ScoreBias,
     p: f32,
     rng: Option<&mut Rng>,
 ) -> Act<T> {
@@ -71,10 +119,18 @@ pub fn core_unfused<T: Tape<f32, Dev>>(
     let v = v
         .reshape_like(&(b, s, a, d))
         .permute::<_, Axes4<0, 2, 1, 3>>();
-    let scores = q.matmul(k) * (1.0 / (d as f32).sqrt())
-        + mask_bias
+    let mut scores = q.matmul(k) * (1.0 / (d as f32).sqrt())
+        + bias
+            .padding
             .clone()
             .broadcast_like::<_, Axes2<1, 2>>(&(b, a, s, s));
+    if !bias.slopes.is_empty() {
+        let distance: Tensor<(usize, usize, usize), f32, Dev> = bias
+            .padding
+            .device()
+            .tensor_from_vec(bias.distance(a, s), (a, s, s));
+        scores = scores + distance.broadcast_like::<_, Axis<0>>(&(b, a, s, s));
+    }
     let probs = dropout(scores.softmax::<Axis<3>>(), p, rng);
     probs
         .matmul(v)

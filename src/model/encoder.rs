@@ -1,10 +1,11 @@
 //! The BERT encoder: embeddings → N blocks (→ final LayerNorm for pre-LN) and a pooler.
 
+use super::attention::{alibi_slopes, ScoreBias};
 use super::block::Block;
 use super::ops::{dropout, layer_norm, linear};
 use super::params::{join, normal_matrix, Affine, Linear, Param, ParamMut, Params};
 use super::{Act, Dev, Matrix, Pass};
-use crate::config::{ModelConfig, NormKind};
+use crate::config::{ModelConfig, NormKind, Positions};
 use crate::rng::Rng;
 use dfdx::prelude::*;
 use std::sync::Arc;
@@ -42,7 +43,8 @@ pub struct Inputs {
 #[derive(Clone, Debug)]
 pub struct Embeddings {
     pub word: Matrix,
-    pub position: Matrix,
+    /// BERT's learned positions; `None` with ALiBi, where attention sees distances instead.
+    pub position: Option<Matrix>,
     pub token_type: Matrix,
     pub norm: Affine,
 }
@@ -64,7 +66,8 @@ impl Encoder {
         let std = cfg.init_std;
         let embeddings = Embeddings {
             word: normal_matrix(dev, vocab, cfg.hidden, std, rng),
-            position: normal_matrix(dev, cfg.max_positions, cfg.hidden, std, rng),
+            position: (cfg.positions == Positions::Learned)
+                .then(|| normal_matrix(dev, cfg.max_positions, cfg.hidden, std, rng)),
             token_type: normal_matrix(dev, cfg.type_vocab, cfg.hidden, std, rng),
             norm: Affine::new(dev, cfg.hidden),
         };
@@ -153,16 +156,24 @@ impl Encoder {
             train: dropout_rng.is_some(),
             rng: dropout_rng,
             real: Arc::new(inp.mask.iter().map(|&m| m > 0.0).collect()),
-            mask_bias: dev.tensor_from_vec(mask_bias, (b, s)),
+            bias: ScoreBias {
+                padding: dev.tensor_from_vec(mask_bias, (b, s)),
+                slopes: match self.cfg.positions {
+                    Positions::Learned => Vec::new(),
+                    Positions::Alibi => alibi_slopes(self.cfg.heads),
+                },
+            },
         };
         let ids: Tensor<(usize,), usize, Dev> = dev.tensor_from_vec(inp.ids.clone(), (n,));
-        let pos: Tensor<(usize,), usize, Dev> =
-            dev.tensor_from_vec((0..n).map(|i| i % s).collect(), (n,));
         let types: Tensor<(usize,), usize, Dev> = dev.tensor_from_vec(inp.types.clone(), (n,));
         let e = &self.embeddings;
-        let x = e.word.clone().put_tape(tape).gather(ids)
-            + e.position.retaped::<T>().gather(pos)
-            + e.token_type.retaped::<T>().gather(types);
+        let mut x = e.word.clone().put_tape(tape).gather(ids);
+        if let Some(position) = &e.position {
+            let pos: Tensor<(usize,), usize, Dev> =
+                dev.tensor_from_vec((0..n).map(|i| i % s).collect(), (n,));
+            x = x + position.retaped::<T>().gather(pos);
+        }
+        let x = x + e.token_type.retaped::<T>().gather(types);
         let x = layer_norm(x, &e.norm, self.cfg.layer_norm_eps);
         let mut x = dropout(x, self.cfg.dropout, pass.rng.as_deref_mut());
         for layer in &self.layers {
@@ -208,10 +219,12 @@ impl Params for Encoder {
             join(prefix, "embeddings.word.weight"),
             Param::Matrix(&e.word),
         );
-        f(
-            join(prefix, "embeddings.position.weight"),
-            Param::Matrix(&e.position),
-        );
+        if let Some(position) = &e.position {
+            f(
+                join(prefix, "embeddings.position.weight"),
+                Param::Matrix(position),
+            );
+        }
         f(
             join(prefix, "embeddings.token_type.weight"),
             Param::Matrix(&e.token_type),
@@ -231,10 +244,12 @@ impl Params for Encoder {
             join(prefix, "embeddings.word.weight"),
             ParamMut::Matrix(&mut e.word),
         );
-        f(
-            join(prefix, "embeddings.position.weight"),
-            ParamMut::Matrix(&mut e.position),
-        );
+        if let Some(position) = &mut e.position {
+            f(
+                join(prefix, "embeddings.position.weight"),
+                ParamMut::Matrix(position),
+            );
+        }
         f(
             join(prefix, "embeddings.token_type.weight"),
             ParamMut::Matrix(&mut e.token_type),

@@ -68,6 +68,6 @@ pub struct Pass<'a> {
     pub rng: Option<&'a mut Rng>,
     /// Which token rows are real (not padding).
     pub real: Arc<Vec<bool>>,
-    /// `(batch, seq)`: 0 for real keys, a large negative number for padding.
-    pub mask_bias: Matrix,
+    /// Added to every attention score: padding mask and ALiBi's distance penalty.
+    pub bias: attention::ScoreBias,
 }

@@ -1,7 +1,8 @@
 //! The core of multi-head self-attention in one op. Per sequence `b` and head `h`:
 //!
 //! ```text
-//! P = softmax(α · Q Kᵀ + m_b)        α = 1/√D, m_b the padding bias of sequence b
+//! P = softmax(α · Q Kᵀ + m_b + A_h)  α = 1/√D, m_b the padding bias of sequence b,
+//!                                    A_h[i][j] = −slope_h · |i − j| (ALiBi; 0 without it)
 //! C = drop(P) V
 //! ```
 //!
@@ -17,9 +18,10 @@
 //! `dQ = dS K`, `dK = dSᵀ Q`.
 
 use super::gemm::{Into, View};
+use crate::model::attention::ScoreBias;
 use crate::model::host::{add_from_host, fresh_to_vec, take_output_grad};
 use crate::model::ops::keep_mask;
-use crate::model::{Act, Dev, Matrix};
+use crate::model::{Act, Dev};
 use crate::rng::Rng;
 use dfdx::prelude::*;
 use rayon::prelude::*;
@@ -47,7 +49,7 @@ pub fn attention<T: Tape<f32, Dev>>(
     k: Act<T>,
     v: Act<T>,
     (batch, seq, heads): (usize, usize, usize),
-    mask_bias: &Matrix,
+    bias: &ScoreBias,
     p: f32,
     rng: Option<&mut Rng>,
 ) -> Act<T> {
@@ -61,7 +63,7 @@ pub fn attention<T: Tape<f32, Dev>>(
         Some(rng) if p > 0.0 => Some(keep_mask(batch * a * s * s, p, rng)),
         _ => None,
     };
-    let mask = mask_bias.as_vec();
+    let mask = bias.padding.as_vec();
     let (qv, kv, vv) = (fresh_to_vec(&q), fresh_to_vec(&k), fresh_to_vec(&v));
     let mut probs = vec![0.0f32; batch * a * s * s];
     let mut ctx = vec![0.0f32; n * h];
@@ -78,8 +80,9 @@ pub fn attention<T: Tape<f32, Dev>>(
                 let kh = View::new(&kv, at, (s, d), h);
                 matmul(pr, 0, s, qh, kh.t(), scale);
                 let m = &mask[b * s..(b + 1) * s];
-                for row in pr.chunks_exact_mut(s) {
-                    softmax_row(row, m);
+                let slope = bias.slopes.get(hd).copied().unwrap_or(0.0);
+                for (i, row) in pr.chunks_exact_mut(s).enumerate() {
+                    softmax_row(row, m, slope, i);
                 }
                 let used: &[f32] = match &keep {
                     Some(kp) => {
@@ -122,12 +125,20 @@ pub fn attention<T: Tape<f32, Dev>>(
     out.put_tape(tape)
 }
 
-/// `row ← softmax(row + m)`; `row` already holds the scaled scores.
-fn softmax_row(row: &mut [f32], m: &[f32]) {
+/// `row ← softmax(row + m − slope · |i − j|)` for query `i`; `row` already holds the scaled
+/// scores. Without ALiBi (`slope` 0) nothing but the padding bias is added.
+fn softmax_row(row: &mut [f32], m: &[f32], slope: f32, i: usize) {
     let mut max = f32::NEG_INFINITY;
-    for (v, mb) in row.iter_mut().zip(m) {
-        *v += mb;
-        max = max.max(*v);
+    if slope == 0.0 {
+        for (v, mb) in row.iter_mut().zip(m) {
+            *v += mb;
+            max = max.max(*v);
+        }
+    } else {
+        for (j, (v, mb)) in row.iter_mut().zip(m).enumerate() {
+            *v += mb - slope * i.abs_diff(j) as f32;
+            max = max.max(*v);
+        }
     }
     let mut sum = 0.0f32;
     for v in row.iter_mut() {
