@@ -423,3 +423,78 @@ fn reads_wikitext_and_gutenberg_layouts() {
     .unwrap();
     assert!(japanese.len() >= 15, "{} tales", japanese.len());
 }
+
+/// ALBERT's n-gram masking (`max_ngram = 3`): spans of n units with probability
+/// `(1/n) / (1 + 1/2 + 1/3)` = 6/11, 3/11, 2/11, at the same masked share as single tokens.
+/// One long sequence at a 5 % rate: two spans rarely touch, so runs of consecutive masked
+/// positions are spans, and the budget's last few slots barely bias the lengths.
+#[test]
+fn ngram_masking_draws_albert_span_lengths_at_the_same_rate() {
+    use pretext::data::masking::mask_tokens;
+    use pretext::data::Special;
+    use rand::{Rng, SeedableRng};
+    let cfg = MaskingConfig {
+        mask_prob: 0.05,
+        max_ngram: 3,
+        ..Default::default()
+    };
+    let special = Special {
+        pad: 0,
+        unk: 1,
+        cls: 2,
+        sep: 3,
+        mask: 4,
+    };
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    let n = 200_000;
+    let mut tokens: Vec<u32> = (0..n).map(|_| rng.gen_range(5..1000)).collect();
+    let masked = mask_tokens(&mut tokens, &cfg, &special, 1000, &|_| false, &mut rng);
+    let rate = masked.positions.len() as f64 / n as f64;
+    assert!((rate - 0.05).abs() < 0.001, "masked share {rate}");
+    let mut runs = [0usize; 8];
+    let mut run = 0;
+    for (k, &p) in masked.positions.iter().enumerate() {
+        run += 1;
+        if masked.positions.get(k + 1) != Some(&(p + 1)) {
+            runs[run.min(7)] += 1;
+            run = 0;
+        }
+    }
+    let spans: usize = runs.iter().sum();
+    let share = |n: usize| runs[n] as f64 / spans as f64;
+    for (n, want) in [(1, 6.0 / 11.0), (2, 3.0 / 11.0), (3, 2.0 / 11.0)] {
+        assert!(
+            (share(n) - want).abs() < 0.03,
+            "spans of {n}: {} of runs, want {want}; runs {runs:?}",
+            share(n)
+        );
+    }
+    assert!(
+        runs[4..].iter().sum::<usize>() * 20 < spans,
+        "runs {runs:?}"
+    );
+    // Without n-grams the same draw masks single tokens: runs of two are chance adjacencies.
+    let single = MaskingConfig {
+        max_ngram: 1,
+        ..cfg
+    };
+    let mut tokens: Vec<u32> = (0..n).map(|_| rng.gen_range(5..1000)).collect();
+    let masked = mask_tokens(&mut tokens, &single, &special, 1000, &|_| false, &mut rng);
+    let adjacent = masked
+        .positions
+        .windows(2)
+        .filter(|w| w[1] == w[0] + 1)
+        .count();
+    assert!((adjacent as f64 / masked.positions.len() as f64) < 0.07);
+}
+
+#[test]
+fn max_ngram_outside_its_range_is_refused() {
+    for n in [0usize, 11] {
+        let cfg = MaskingConfig {
+            max_ngram: n,
+            ..Default::default()
+        };
+        assert!(cfg.check().unwrap_err().contains("max_ngram"));
+    }
+}

@@ -1,6 +1,8 @@
 //! Masked-LM corruption as in BERT: choose `mask_prob` of the non-special tokens; of those,
 //! 80% become [MASK], 10% a random token, 10% stay as they were. Optional whole-word masking
-//! chooses whole words (a word start plus its `##` pieces) until the budget is met.
+//! chooses whole words (a word start plus its `##` pieces) until the budget is met, and
+//! optional n-gram masking (ALBERT's, Lan et al. 2019 §4.1: `max_ngram = 3`) chooses runs of
+//! up to `max_ngram` consecutive units, a run of n with probability `(1/n) / Σₖ 1/k`.
 
 use super::tokenizer::Special;
 use rand::seq::SliceRandom;
@@ -18,6 +20,14 @@ pub struct MaskingConfig {
     pub whole_word: bool,
     /// Upper bound on predictions per sequence (BERT: 20 at length 128); 0 means no bound.
     pub max_predictions: usize,
+    /// Longest run of consecutive units (tokens, or words with `whole_word`) masked together;
+    /// 1 masks units independently, as BERT does.
+    #[serde(skip_serializing_if = "is_one")]
+    pub max_ngram: usize,
+}
+
+fn is_one(n: &usize) -> bool {
+    *n == 1
 }
 
 impl Default for MaskingConfig {
@@ -28,6 +38,7 @@ impl Default for MaskingConfig {
             random_token: 0.1,
             whole_word: false,
             max_predictions: 0,
+            max_ngram: 1,
         }
     }
 }
@@ -48,6 +59,12 @@ impl MaskingConfig {
                 return Err(format!("{k}: expected a share in [0, 1], got {v}"));
             }
         }
+        if !(1..=MAX_NGRAM).contains(&self.max_ngram) {
+            return Err(format!(
+                "max_ngram: expected a span length from 1 to {MAX_NGRAM}, got {}",
+                self.max_ngram
+            ));
+        }
         if self.mask_token + self.random_token > 1.0 + 1e-9 {
             return Err(format!(
                 "mask_token + random_token must be at most 1 (the rest stay unchanged), got {}",
@@ -57,6 +74,9 @@ impl MaskingConfig {
         Ok(())
     }
 }
+
+/// The longest n-gram `max_ngram` accepts (SpanBERT's longest span is 10).
+pub const MAX_NGRAM: usize = 10;
 
 /// The corruption of one sequence: positions (into the sequence) and their original tokens.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -102,14 +122,23 @@ pub fn mask_tokens(
     if cfg.max_predictions > 0 {
         budget = budget.min(cfg.max_predictions);
     }
+    if cfg.max_ngram > 1 {
+        units = ngrams(units, cfg.max_ngram, rng);
+    }
     units.shuffle(rng);
     let mut chosen: Vec<usize> = Vec::with_capacity(budget);
+    // Units are disjoint; n-gram spans overlap, and a span touching a chosen position is
+    // skipped as one that no longer fits is.
+    let mut taken = vec![false; tokens.len()];
     for u in units {
         if chosen.len() >= budget {
             break;
         }
-        if chosen.len() + u.len() > budget {
+        if chosen.len() + u.len() > budget || u.iter().any(|&p| taken[p]) {
             continue;
+        }
+        for &p in &u {
+            taken[p] = true;
         }
         chosen.extend(u);
     }
@@ -124,6 +153,35 @@ pub fn mask_tokens(
         } else if r < cfg.mask_token + cfg.random_token {
             tokens[p] = random_token(special, vocab_size, rng);
         }
+    }
+    out
+}
+
+/// One candidate span per unit: the unit and the next `n − 1` adjacent ones, with n drawn
+/// from ALBERT's `(1/n) / Σₖ 1/k`. Spans overlap; the caller takes each position once. A span
+/// stops early at a gap (a special token between two units).
+fn ngrams(units: Vec<Vec<usize>>, max: usize, rng: &mut impl Rng) -> Vec<Vec<usize>> {
+    let weights: Vec<f64> = (1..=max).map(|n| 1.0 / n as f64).collect();
+    let total: f64 = weights.iter().sum();
+    let mut out = Vec::with_capacity(units.len());
+    for start in 0..units.len() {
+        let mut r = rng.gen::<f64>() * total;
+        let mut n = max;
+        for (i, w) in weights.iter().enumerate() {
+            if r < *w {
+                n = i + 1;
+                break;
+            }
+            r -= w;
+        }
+        let mut span = units[start].clone();
+        for next in units.iter().skip(start + 1).take(n - 1) {
+            if next[0] != span[span.len() - 1] + 1 {
+                break;
+            }
+            span.extend_from_slice(next);
+        }
+        out.push(span);
     }
     out
 }
