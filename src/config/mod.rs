@@ -2,15 +2,19 @@
 //! validation, and expansion of `[ablation]` axes into a grid of runs.
 
 pub mod budget;
+mod downstream;
 mod error;
 pub mod memory;
+mod model;
 pub mod preset;
 mod ramp;
 mod schema;
 mod validate;
 
 pub use budget::Budget;
+pub use downstream::*;
 pub use error::{line_of, ConfigError, ConfigErrors};
+pub use model::*;
 pub use ramp::{BatchRamp, ShortPhase};
 pub use schema::*;
 

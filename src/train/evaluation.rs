@@ -10,8 +10,12 @@
 //! every batch is the set's fingerprint: runs record it, and the report refuses to put runs
 //! with different fingerprints in one table without saying so.
 
+use super::error::TrainError;
+use super::trainer::{accumulate, inputs_of, Metrics, Trainer};
 use crate::data::{Batch, BatchStream, MaskingConfig, PairMode, StreamSettings};
 use crate::data::{DataError, Prepared};
+use crate::objectives::{registry, Ctx, ObjectiveFor};
+use dfdx::prelude::{AsArray, NoneTape};
 
 /// The seed of the evaluation set's sampler and masker: the same for every run.
 pub const EVAL_SEED: u64 = 20_191_011;
@@ -149,5 +153,87 @@ fn hash_batch(crc: &mut crc32fast::Hasher, layout: &str, b: &Batch) {
     }
     for m in &b.attention_mask {
         crc.update(&m.to_le_bytes());
+    }
+}
+
+impl Trainer<'_> {
+    /// Linear-probe accuracies (`probe`) on the shared held-out pairs for the pair tasks this
+    /// run did not train: NSP for an SOP run, SOP for an NSP run, both for the others.
+    pub fn probes(&self) -> Result<Vec<(String, f64)>, TrainError> {
+        let Some(set) = &self.eval_set else {
+            return Ok(Vec::new());
+        };
+        let tasks: Vec<PairMode> = [PairMode::Nsp, PairMode::Sop]
+            .into_iter()
+            .filter(|t| self.needs.pair != Some(*t))
+            .collect();
+        Ok(super::probe::pair_probes(
+            &self.dev,
+            &self.bundle.encoder,
+            self.prepared,
+            set,
+            self.cfg.training.seq_len,
+            &tasks,
+        )?)
+    }
+
+    /// Mean metrics over the shared held-out set: each objective on the batches of its layout
+    /// (`evaluation`), the same batches for every variant of the experiment.
+    pub fn evaluate(&self) -> Result<Option<Metrics>, TrainError> {
+        let Some(set) = &self.eval_set else {
+            return Ok(None);
+        };
+        let mut metrics = Metrics::default();
+        let mut scored = false;
+        for layout in super::evaluation::Layout::ALL {
+            let objectives: Vec<_> = self
+                .bundle
+                .objectives
+                .iter()
+                .filter(|(_, o)| {
+                    registry::find(o.name())
+                        .is_some_and(|e| super::evaluation::Layout::of(&e.needs) == layout)
+                })
+                .collect();
+            let Some(batches) = set.batches(layout).filter(|_| !objectives.is_empty()) else {
+                continue;
+            };
+            let n = batches.len();
+            for batch in batches {
+                let enc = &self.bundle.encoder;
+                let inputs = inputs_of(enc, batch)?;
+                let hidden = enc.forward(&self.dev, &inputs, NoneTape, None);
+                let ctx = Ctx {
+                    dev: &self.dev,
+                    encoder: enc,
+                    batch,
+                    inputs: &inputs,
+                };
+                for (weight, obj) in &objectives {
+                    let loss =
+                        ObjectiveFor::<NoneTape>::loss(obj.as_ref(), hidden.clone(), None, &ctx);
+                    accumulate(
+                        &mut metrics,
+                        obj.name(),
+                        loss.value.array() as f64 / n as f64,
+                        loss.correct,
+                        loss.total,
+                        *weight,
+                    );
+                    scored = true;
+                }
+            }
+        }
+        // Report objectives in the file's order, whatever order the layouts came in.
+        let order: Vec<&str> = self
+            .bundle
+            .objectives
+            .iter()
+            .map(|(_, o)| o.name())
+            .collect();
+        metrics
+            .per_objective
+            .sort_by_key(|(n, ..)| order.iter().position(|o| o == n));
+        Ok(scored.then_some(metrics))
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod bundle;
 pub mod checkpoint;
+mod error;
 pub mod evaluation;
 pub mod log;
 pub mod optimizer;

@@ -1,53 +1,18 @@
 //! The one training loop, for every objective mix and every encoder variant.
 
 use super::bundle::Bundle;
-use super::checkpoint::{self, CheckpointError, TrainState};
+use super::checkpoint::{self, TrainState};
+pub(super) use super::error::io_err;
+pub use super::error::TrainError;
 use super::optimizer::{budget_learning_rate, clip_global_norm, learning_rate, AdamW};
 use super::streams::Streams;
 use crate::config::Experiment;
-use crate::data::{DataError, MaskingConfig, PairMode, Prepared, StreamSettings};
+use crate::data::{DataError, MaskingConfig, Prepared, StreamSettings};
 use crate::model::{Dev, InputError, Params};
 use crate::objectives::{registry, Ctx, ObjectiveFor};
 use crate::rng::{stream, Rng};
 use dfdx::prelude::*;
-use std::path::{Path, PathBuf};
-
-#[derive(Debug, thiserror::Error)]
-pub enum TrainError {
-    #[error("step {step}: the loss of objective `{objective}` is {value}; training stopped (lower optimizer.lr or raise optimizer.warmup_steps)")]
-    NonFiniteLoss {
-        step: u64,
-        objective: String,
-        value: f32,
-    },
-    #[error("step {step}: the gradient of `{param}` holds a non-finite value; training stopped")]
-    NonFiniteGrad { step: u64, param: String },
-    #[error("step {step}: {what}, after {rollbacks} roll-back(s) to the last checkpoint with a lower learning rate (training.max_rollbacks); training stopped")]
-    Diverged {
-        step: u64,
-        what: String,
-        rollbacks: u32,
-    },
-    #[error(transparent)]
-    Checkpoint(#[from] CheckpointError),
-    #[error(transparent)]
-    Input(#[from] InputError),
-    #[error(transparent)]
-    Data(#[from] crate::data::DataError),
-    #[error(transparent)]
-    Claim(#[from] crate::rundir::ClaimError),
-    #[error(transparent)]
-    Device(#[from] crate::model::DeviceError),
-    #[error("{path}: {reason}")]
-    Io { path: PathBuf, reason: String },
-}
-
-pub(super) fn io_err(path: &Path) -> impl Fn(std::io::Error) -> TrainError + '_ {
-    move |e| TrainError::Io {
-        path: path.into(),
-        reason: e.to_string(),
-    }
-}
+use std::path::Path;
 
 /// Losses and accuracies of one batch (or the mean over several).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -71,17 +36,17 @@ impl Metrics {
 }
 
 pub struct Trainer<'a> {
-    cfg: &'a Experiment,
+    pub(super) cfg: &'a Experiment,
     config_text: String,
-    dev: Dev,
+    pub(super) dev: Dev,
     pub bundle: Bundle,
     optim: AdamW,
     streams: Streams,
-    prepared: &'a Prepared,
+    pub(super) prepared: &'a Prepared,
     dropout_rng: Rng,
-    needs: registry::Needs,
+    pub(super) needs: registry::Needs,
     /// The experiment's shared held-out batches (`None`: nothing held out).
-    eval_set: Option<super::evaluation::EvalSet>,
+    pub(super) eval_set: Option<super::evaluation::EvalSet>,
     pub step: u64,
     /// Learning-rate multiplier from divergence roll-backs, and how many there were.
     pub lr_scale: f64,
@@ -415,86 +380,6 @@ impl<'a> Trainer<'a> {
     pub fn eval_fingerprint(&self) -> Option<&str> {
         self.eval_set.as_ref().map(|e| e.fingerprint.as_str())
     }
-
-    /// Linear-probe accuracies (`probe`) on the shared held-out pairs for the pair tasks this
-    /// run did not train: NSP for an SOP run, SOP for an NSP run, both for the others.
-    pub fn probes(&self) -> Result<Vec<(String, f64)>, TrainError> {
-        let Some(set) = &self.eval_set else {
-            return Ok(Vec::new());
-        };
-        let tasks: Vec<PairMode> = [PairMode::Nsp, PairMode::Sop]
-            .into_iter()
-            .filter(|t| self.needs.pair != Some(*t))
-            .collect();
-        Ok(super::probe::pair_probes(
-            &self.dev,
-            &self.bundle.encoder,
-            self.prepared,
-            set,
-            self.cfg.training.seq_len,
-            &tasks,
-        )?)
-    }
-
-    /// Mean metrics over the shared held-out set: each objective on the batches of its layout
-    /// (`evaluation`), the same batches for every variant of the experiment.
-    pub fn evaluate(&self) -> Result<Option<Metrics>, TrainError> {
-        let Some(set) = &self.eval_set else {
-            return Ok(None);
-        };
-        let mut metrics = Metrics::default();
-        let mut scored = false;
-        for layout in super::evaluation::Layout::ALL {
-            let objectives: Vec<_> = self
-                .bundle
-                .objectives
-                .iter()
-                .filter(|(_, o)| {
-                    registry::find(o.name())
-                        .is_some_and(|e| super::evaluation::Layout::of(&e.needs) == layout)
-                })
-                .collect();
-            let Some(batches) = set.batches(layout).filter(|_| !objectives.is_empty()) else {
-                continue;
-            };
-            let n = batches.len();
-            for batch in batches {
-                let enc = &self.bundle.encoder;
-                let inputs = inputs_of(enc, batch)?;
-                let hidden = enc.forward(&self.dev, &inputs, NoneTape, None);
-                let ctx = Ctx {
-                    dev: &self.dev,
-                    encoder: enc,
-                    batch,
-                    inputs: &inputs,
-                };
-                for (weight, obj) in &objectives {
-                    let loss =
-                        ObjectiveFor::<NoneTape>::loss(obj.as_ref(), hidden.clone(), None, &ctx);
-                    accumulate(
-                        &mut metrics,
-                        obj.name(),
-                        loss.value.array() as f64 / n as f64,
-                        loss.correct,
-                        loss.total,
-                        *weight,
-                    );
-                    scored = true;
-                }
-            }
-        }
-        // Report objectives in the file's order, whatever order the layouts came in.
-        let order: Vec<&str> = self
-            .bundle
-            .objectives
-            .iter()
-            .map(|(_, o)| o.name())
-            .collect();
-        metrics
-            .per_objective
-            .sort_by_key(|(n, ..)| order.iter().position(|o| o == n));
-        Ok(scored.then_some(metrics))
-    }
 }
 
 /// `encoder.layers.3` for a parameter of layer 3; `embeddings` or `heads` for the others.
@@ -526,7 +411,14 @@ fn stream_rng(seed: u64) -> Rng {
     stream(seed, "model.dropout")
 }
 
-fn accumulate(m: &mut Metrics, name: &str, loss: f64, correct: usize, total: usize, weight: f64) {
+pub(super) fn accumulate(
+    m: &mut Metrics,
+    name: &str,
+    loss: f64,
+    correct: usize,
+    total: usize,
+    weight: f64,
+) {
     m.total_loss += weight * loss;
     match m.per_objective.iter_mut().find(|(n, ..)| n == name) {
         Some(e) => {
