@@ -46,6 +46,7 @@ fn toml_like() -> impl Strategy<Value = String> {
         Just("short_phase = { seq_len = 1000, until = 0.5 }\n".to_string()),
         Just("linear_bias = false\ntie_word_embeddings = 0\n".to_string()),
         Just("positions = \"alibi\"\npositions = \"rope\"\n".to_string()),
+        Just("options = { max_ngram = 11 }\n".to_string()),
         Just("[ablation.recipe.r]\n\"training.batch_ramp\" = { start = 3 }\n".to_string()),
         "[a-z_.\"\\[\\]= 0-9\n{},-]{0,30}",
         any::<String>().prop_map(|s| s.chars().take(20).collect()),

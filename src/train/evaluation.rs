@@ -8,7 +8,8 @@
 //! fixed seed and BERT's standard masking (15 %, 80/10/10). An MLM-only run and an MLM+SOP run
 //! are therefore scored on the same token ids and the same masked positions. A CRC-32 over
 //! every batch is the set's fingerprint: runs record it, and the report refuses to put runs
-//! with different fingerprints in one table without saying so.
+//! with different fingerprints in one table without saying so. `Trainer::evaluate` scores a
+//! run on it, and `Trainer::probes` fits the pair probes on its NSP/SOP batches.
 
 use super::error::TrainError;
 use super::trainer::{accumulate, inputs_of, Metrics, Trainer};
