@@ -64,6 +64,8 @@ pub fn attention<T: Tape<f32, Dev>>(
         _ => None,
     };
     let mask = bias.padding.as_vec();
+    // Only the host slopes enter the parallel loop (a device tensor need not be `Sync`).
+    let slopes = bias.slopes.as_slice();
     let (qv, kv, vv) = (fresh_to_vec(&q), fresh_to_vec(&k), fresh_to_vec(&v));
     let mut probs = vec![0.0f32; batch * a * s * s];
     let mut ctx = vec![0.0f32; n * h];
@@ -80,7 +82,7 @@ pub fn attention<T: Tape<f32, Dev>>(
                 let kh = View::new(&kv, at, (s, d), h);
                 matmul(pr, 0, s, qh, kh.t(), scale);
                 let m = &mask[b * s..(b + 1) * s];
-                let slope = bias.slopes.get(hd).copied().unwrap_or(0.0);
+                let slope = slopes.get(hd).copied().unwrap_or(0.0);
                 for (i, row) in pr.chunks_exact_mut(s).enumerate() {
                     softmax_row(row, m, slope, i);
                 }
