@@ -5,6 +5,7 @@
 //! up to `max_ngram` consecutive units, a run of n with probability `(1/n) / Σₖ 1/k`.
 
 use super::tokenizer::Special;
+use rand::distributions::{Distribution, WeightedIndex};
 use rand::seq::SliceRandom;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -161,19 +162,11 @@ pub fn mask_tokens(
 /// from ALBERT's `(1/n) / Σₖ 1/k`. Spans overlap; the caller takes each position once. A span
 /// stops early at a gap (a special token between two units).
 fn ngrams(units: Vec<Vec<usize>>, max: usize, rng: &mut impl Rng) -> Vec<Vec<usize>> {
-    let weights: Vec<f64> = (1..=max).map(|n| 1.0 / n as f64).collect();
-    let total: f64 = weights.iter().sum();
+    let length = WeightedIndex::new((1..=max).map(|n| 1.0 / n as f64))
+        .expect("max_ngram ≥ 1 (MaskingConfig::check) gives positive, finite weights");
     let mut out = Vec::with_capacity(units.len());
     for start in 0..units.len() {
-        let mut r = rng.gen::<f64>() * total;
-        let mut n = max;
-        for (i, w) in weights.iter().enumerate() {
-            if r < *w {
-                n = i + 1;
-                break;
-            }
-            r -= w;
-        }
+        let n = length.sample(rng) + 1;
         let mut span = units[start].clone();
         for next in units.iter().skip(start + 1).take(n - 1) {
             if next[0] != span[span.len() - 1] + 1 {
