@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
-# pretext versus PyTorch on issue 7's configuration: the two benchmarks in alternation, PAIRS
-# pairs, and the median ratio of tokens/s (pretext / PyTorch) with both peak memories.
-# Usage: benches/compare.sh [reference|large] [PAIRS] [THREADS] [STEPS]
+# pretext versus PyTorch (issue 16): `pretext bench` and benches/reference.py in alternation,
+# PAIRS rounds, each round one pretext run and one run of each PyTorch implementation:
+#   dense       HF BertForPreTraining as its examples run it (eager attention, dense MLM head)
+#   speed       speed-minded PyTorch: SDPA, MLM head only at masked positions, foreach AdamW
+#   speed-bf16  the same under bf16 autocast (run only where the CPU has native bf16
+#               instructions, AMX or AVX512-BF16; elsewhere it is emulated and says nothing)
+# and prints the median ratio of tokens/s (pretext / PyTorch) against each, with peak memories.
+# Usage: benches/compare.sh [small|reference|large] [PAIRS] [THREADS] [STEPS]
 #   PYTHON=path/to/python with torch + transformers (default: python3)
+#   REFS="dense speed speed-bf16" to choose the PyTorch implementations (default: all three)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 shape=${1:-reference}
@@ -10,22 +16,45 @@ pairs=${2:-5}
 threads=${3:-$(nproc)}
 steps=${4:-10}
 py=${PYTHON:-python3}
+refs=${REFS:-dense speed speed-bf16}
 cargo build --release --quiet
+if [[ " $refs " == *" speed-bf16 "* ]] && ! "$py" -c 'import sys, torch; sys.exit(0 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else 1)'; then
+  echo "speed-bf16 skipped: this CPU has no native bf16 matrix instructions (autocast would emulate them)"
+  refs=${refs//speed-bf16/}
+fi
+tps() { "$py" -c 'import json,sys; print(round(json.load(sys.stdin)["tokens_per_second"]))'; }
 out=$(mktemp)
 for i in $(seq 1 "$pairs"); do
   ours=$(target/release/pretext bench --shape "$shape" --threads "$threads" --steps "$steps" --json)
-  theirs=$("$py" benches/reference.py --shape "$shape" --threads "$threads" --steps "$steps")
-  echo "{\"pair\": $i, \"pretext\": $ours, \"pytorch\": $theirs}" >> "$out"
-  echo "pair $i: pretext $(echo "$ours" | "$py" -c 'import json,sys; print(round(json.load(sys.stdin)["tokens_per_second"]))') tokens/s, PyTorch $(echo "$theirs" | "$py" -c 'import json,sys; print(round(json.load(sys.stdin)["tokens_per_second"]))') tokens/s"
+  line="pair $i: pretext $(echo "$ours" | tps)"
+  row="{\"pair\": $i, \"pretext\": $ours"
+  for ref in $refs; do
+    case $ref in
+      dense) flags=(--impl dense) ;;
+      speed) flags=(--impl speed) ;;
+      speed-bf16) flags=(--impl speed --bf16) ;;
+      *) echo "unknown PyTorch implementation '$ref' in REFS (dense, speed, speed-bf16)" >&2; exit 2 ;;
+    esac
+    theirs=$("$py" benches/reference.py --shape "$shape" --threads "$threads" --steps "$steps" "${flags[@]}")
+    line="$line, $ref $(echo "$theirs" | tps)"
+    row="$row, \"$ref\": $theirs"
+  done
+  echo "$row}" >> "$out"
+  echo "$line tokens/s"
 done
-"$py" - "$out" "$shape" "$threads" <<'PY'
+"$py" - "$out" "$shape" "$threads" $refs <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-ratios = [r["pretext"]["tokens_per_second"] / r["pytorch"]["tokens_per_second"] for r in rows]
-med = lambda k, side: statistics.median(r[side][k] for r in rows)
-print(f"{sys.argv[2]} config, {sys.argv[3]} threads, {len(rows)} pairs")
-print(f"  pretext: {med('tokens_per_second', 'pretext'):.0f} tokens/s, {med('gflops_per_second', 'pretext'):.1f} GFLOP/s, peak RSS {med('peak_rss_mib', 'pretext'):.0f} MiB, {rows[0]['pretext']['simd']} kernels")
-print(f"  PyTorch: {med('tokens_per_second', 'pytorch'):.0f} tokens/s, peak RSS {med('peak_rss_mib', 'pytorch'):.0f} MiB (torch {rows[0]['pytorch']['torch']}, {rows[0]['pytorch']['simd']})")
-print(f"  ratio pretext / PyTorch (median of pairs): {statistics.median(ratios):.2f}  (all: {', '.join(f'{x:.2f}' for x in ratios)})")
+shape, threads, refs = sys.argv[2], sys.argv[3], sys.argv[4:]
+med = lambda side, k: statistics.median(r[side][k] for r in rows)
+p = rows[0]["pretext"]
+print(f"{shape} shape, {threads} threads, {len(rows)} pairs (medians)")
+print(f"  pretext: {med('pretext', 'tokens_per_second'):.0f} tokens/s, {med('pretext', 'gflops_per_second'):.1f} GFLOP/s, peak RSS {med('pretext', 'peak_rss_mib'):.0f} MiB, {p['simd']} kernels")
+for ref in refs:
+    t = rows[0][ref]
+    ratios = [r["pretext"]["tokens_per_second"] / r[ref]["tokens_per_second"] for r in rows]
+    print(f"  PyTorch {ref:<10} {med(ref, 'tokens_per_second'):.0f} tokens/s, peak RSS {med(ref, 'peak_rss_mib'):.0f} MiB "
+          f"(torch {t['torch']}, {t['simd']}, {t['attention']} attention, {t['precision']})")
+    print(f"    ratio pretext / {ref}: {statistics.median(ratios):.2f}  (all: {', '.join(f'{x:.2f}' for x in ratios)})")
 PY
 rm -f "$out"

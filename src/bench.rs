@@ -1,7 +1,8 @@
 //! `pretext bench`: throughput of the one training loop on a fixed configuration, with the
 //! numbers a comparison needs — tokens per second, achieved GFLOP/s and peak resident memory.
 //! The reference configuration is issue 7's: BERT L=4, H=256, A=4, FF=1024, vocabulary 8192,
-//! sequence 128, batch 32, AdamW, MLM + NSP; `large` is L=6, H=512, A=8, FF=2048.
+//! sequence 128, batch 32, AdamW, MLM + NSP; `large` is L=6, H=512, A=8, FF=2048, and `small`
+//! L=4, H=128, A=4, FF=512 (the CPU-fast recipe's model, where per-call overheads weigh most).
 //! `benches/reference.py` trains the same configuration in PyTorch and `benches/compare.sh`
 //! alternates the two.
 //!
@@ -38,6 +39,14 @@ pub const REFERENCE: Shape = Shape {
     vocab: 8192,
     seq: 128,
     batch: 32,
+};
+
+pub const SMALL: Shape = Shape {
+    layers: 4,
+    hidden: 128,
+    heads: 4,
+    ffn: 512,
+    ..REFERENCE
 };
 
 pub const LARGE: Shape = Shape {

@@ -291,6 +291,8 @@ fn parse_format(s: &str) -> Result<pretext::config::CorpusFormat, String> {
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 pub enum ShapeArg {
+    /// L=4, H=128, A=4, FF=512, vocab 8192, seq 128, batch 32.
+    Small,
     /// L=4, H=256, A=4, FF=1024, vocab 8192, seq 128, batch 32.
     Reference,
     /// L=6, H=512, A=8, FF=2048, vocab 8192, seq 128, batch 32.

@@ -171,6 +171,7 @@ fn bench(a: &BenchArgs) -> Result<()> {
             .ok();
     }
     let shape = match a.shape {
+        cli::ShapeArg::Small => pretext::bench::SMALL,
         cli::ShapeArg::Reference => pretext::bench::REFERENCE,
         cli::ShapeArg::Large => pretext::bench::LARGE,
     };

@@ -40,3 +40,25 @@ fn first_20_losses_match_the_stored_trace() {
         );
     }
 }
+
+/// Each shape `pretext bench --shape` offers is an experiment the config rules accept, with the
+/// model it names (so a typo in a constant fails here, not in a user's benchmark).
+#[test]
+fn every_bench_shape_is_a_valid_experiment() {
+    for s in [bench::SMALL, bench::REFERENCE, bench::LARGE] {
+        let cfg = bench::experiment(&s, 1, 1).unwrap();
+        assert_eq!(
+            (
+                cfg.model.layers,
+                cfg.model.hidden,
+                cfg.model.heads,
+                cfg.model.ffn
+            ),
+            (s.layers, s.hidden, s.heads, s.ffn)
+        );
+        assert_eq!(
+            (cfg.training.batch_size, cfg.training.seq_len),
+            (s.batch, s.seq)
+        );
+    }
+}
