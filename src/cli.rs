@@ -195,6 +195,11 @@ pub struct FinetuneArgs {
     /// Where the run goes (default: <run>/finetune/<task>/<init=…,mode=…,seed=…>).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Also write the dev predictions here: GLUE's `index<TAB>prediction` TSV, or SQuAD's
+    /// `{id: answer}` JSON that the official evaluation script reads. (Every run also keeps
+    /// them in its folder as predictions.tsv / predictions.json.)
+    #[arg(long, value_name = "FILE")]
+    pub predict: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]

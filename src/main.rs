@@ -112,6 +112,7 @@ fn finetune(a: &FinetuneArgs) -> Result<()> {
         max_train_examples: a.max_train_examples,
         tokenizer: a.tokenizer.clone(),
         out: a.out.clone(),
+        predict: a.predict.clone(),
     };
     println!("{}", finetune::single::run(&request)?);
     Ok(())

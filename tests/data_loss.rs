@@ -147,6 +147,73 @@ fn finetune_into_a_pretraining_run_is_refused_and_leaves_it_intact() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `pretext finetune --predict FILE` may not replace an input (a data file) or another run's
+/// file; a fresh path gets the run's predictions, as its folder keeps them.
+#[test]
+fn predict_file_refuses_inputs_and_run_files_and_writes_glue_tsv() {
+    let dir = scratch("predict");
+    let run = pretrain(&dir);
+    let glue = dir.join("sst2");
+    std::fs::create_dir_all(&glue).unwrap();
+    let rows: String = (0..12)
+        .map(|i| format!("the film was {} .\t{}\n", ["bad", "good"][i % 2], i % 2))
+        .collect();
+    for f in ["train.tsv", "dev.tsv"] {
+        std::fs::write(glue.join(f), format!("sentence\tlabel\n{rows}")).unwrap();
+    }
+    let finetune = |predict: &Path, out: &Path| {
+        pretext()
+            .args(["finetune", "--task", "sst2", "--epochs", "1"])
+            .args(["--max-seq-len", "32"])
+            .arg("--checkpoint")
+            .arg(&run)
+            .arg("--data")
+            .arg(&glue)
+            .arg("--out")
+            .arg(out)
+            .arg("--predict")
+            .arg(predict)
+            .output()
+            .unwrap()
+    };
+    let data_before = snapshot(&glue);
+    let run_before = snapshot(&run);
+    // The dev file, spelled through `.`, and a file of the pretraining run.
+    for (victim, says) in [
+        (
+            glue.join(".").join("dev.tsv"),
+            "the output is also an input",
+        ),
+        (run.join("summary.json"), "holds a pretraining run"),
+    ] {
+        let o = finetune(&victim, &dir.join("ft"));
+        assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+        assert!(text(&o).contains(says), "{}", text(&o));
+        assert!(text(&o).contains("--predict"), "{}", text(&o));
+        assert!(!dir.join("ft").exists(), "refused before training");
+    }
+    assert_eq!(snapshot(&glue), data_before, "the data files changed");
+    assert_eq!(snapshot(&run), run_before, "the pretraining run changed");
+
+    let file = dir.join("sst2-dev.tsv");
+    let o = finetune(&file, &dir.join("ft"));
+    assert!(o.status.success(), "{}", text(&o));
+    let written = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(
+        written,
+        std::fs::read_to_string(dir.join("ft/predictions.tsv")).unwrap()
+    );
+    let lines: Vec<&str> = written.lines().collect();
+    assert_eq!(lines[0], "index\tprediction");
+    assert_eq!(lines.len(), 13, "{written}");
+    for (i, l) in lines[1..].iter().enumerate() {
+        let (index, label) = l.split_once('\t').unwrap();
+        assert_eq!(index, i.to_string());
+        assert!(label == "0" || label == "1", "{l}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn tokenizer_out_that_is_the_corpus_is_refused() {
     let dir = scratch("tokenizer");

@@ -384,6 +384,18 @@ fn squad_windows_and_decoding_find_the_answer_end_to_end() {
         em > 0.9,
         "a lexical answer should be found across windows: EM {em}"
     );
+    // The predictions file holds one answer per dev question, by id, and they are what
+    // the metric scored.
+    let Some(finetune::Predictions::Answers(answers)) = &fitted.predictions else {
+        panic!("SQuAD predicts answers: {:?}", fitted.predictions);
+    };
+    let ids: Vec<String> = (120..160).map(|i| format!("q{i}")).collect();
+    assert_eq!(
+        answers.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>(),
+        ids
+    );
+    let right = answers.iter().filter(|(_, a)| a == "zebra").count() as f64;
+    assert!((right / 40.0 - em).abs() < 1e-12, "{answers:?}");
 }
 
 #[test]

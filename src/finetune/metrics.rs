@@ -92,19 +92,46 @@ pub fn spearman(x: &[f64], y: &[f64]) -> f64 {
     pearson(&ranks(x), &ranks(y))
 }
 
-/// SQuAD's answer normalisation: lower case, drop ASCII punctuation, drop the articles
-/// a/an/the as whole words, collapse whitespace.
+/// SQuAD's answer normalisation, as the official v1.1 evaluation script does it: lower case,
+/// drop ASCII punctuation, replace the articles a/an/the by a space where they stand as whole
+/// words (between non-word characters, as Python's `\b(a|an|the)\b` matches them: so `“the`
+/// loses its article, which a whitespace split would keep), then collapse whitespace.
 pub fn normalize_answer(s: &str) -> String {
     let lower = s.to_lowercase();
-    let no_punct: String = lower
+    let no_punct: Vec<char> = lower
         .chars()
         .filter(|c| !c.is_ascii_punctuation())
         .collect();
-    no_punct
-        .split_whitespace()
-        .filter(|w| !matches!(*w, "a" | "an" | "the"))
-        .collect::<Vec<_>>()
-        .join(" ")
+    // Python's `\w`: letters, digits and the underscore.
+    let word = |c: char| c.is_alphanumeric() || c == '_';
+    let mut out = String::with_capacity(no_punct.len());
+    let mut i = 0;
+    while i < no_punct.len() {
+        if !word(no_punct[i]) {
+            out.push(no_punct[i]);
+            i += 1;
+            continue;
+        }
+        let end = (i..no_punct.len())
+            .find(|&j| !word(no_punct[j]))
+            .unwrap_or(no_punct.len());
+        let run: String = no_punct[i..end].iter().collect();
+        if matches!(run.as_str(), "a" | "an" | "the") {
+            out.push(' ');
+        } else {
+            out.push_str(&run);
+        }
+        i = end;
+    }
+    tokens(&out).join(" ")
+}
+
+/// Python's `str.split()`: Unicode whitespace, plus the four ASCII separators (0x1C–0x1F)
+/// that Python counts and Rust's `split_whitespace` does not.
+fn tokens(s: &str) -> Vec<&str> {
+    s.split(|c: char| c.is_whitespace() || ('\x1c'..='\x1f').contains(&c))
+        .filter(|t| !t.is_empty())
+        .collect()
 }
 
 /// 1 if the normalised strings are equal.
@@ -112,16 +139,14 @@ pub fn exact_match(pred: &str, gold: &str) -> f64 {
     f64::from(u8::from(normalize_answer(pred) == normalize_answer(gold)))
 }
 
-/// Token-overlap F1 of the normalised answers (bag of tokens, counts clipped).
+/// Token-overlap F1 of the normalised answers (bag of tokens, counts clipped). As in the
+/// official v1.1 script, no common token scores 0, also when both answers normalise to
+/// nothing (v2.0's script would score that 1; pretext scores answerable questions only).
 pub fn span_f1(pred: &str, gold: &str) -> f64 {
     let p = normalize_answer(pred);
     let g = normalize_answer(gold);
-    let p: Vec<&str> = p.split_whitespace().collect();
-    let g: Vec<&str> = g.split_whitespace().collect();
-    if p.is_empty() || g.is_empty() {
-        // The official script scores two empty answers as a match (SQuAD 2.0 no-answer).
-        return f64::from(u8::from(p == g));
-    }
+    let p = tokens(&p);
+    let g = tokens(&g);
     let mut counts = std::collections::HashMap::new();
     for t in &g {
         *counts.entry(*t).or_insert(0i32) += 1;
@@ -186,7 +211,14 @@ mod tests {
         assert_eq!(exact_match("in France", "France"), 0.0);
         // pred {in, northern, france}, gold {northern, france}: p = 2/3, r = 1 → 0.8
         assert!((span_f1("in northern France", "Northern France") - 0.8).abs() < 1e-12);
-        assert_eq!(span_f1("a", "the"), 1.0);
+        // Both empty after normalisation: exact match, but no common token (v1.1's F1).
+        assert_eq!(exact_match("a", "the"), 1.0);
+        assert_eq!(span_f1("a", "the"), 0.0);
+        // Articles go between any non-word characters, as Python's \b finds them.
+        assert_eq!(normalize_answer("“The Dog”"), "“ dog”");
+        assert_eq!(normalize_answer("the—a man"), "— man");
+        assert_eq!(normalize_answer("theatre an_x"), "theatre anx");
+        assert_eq!(normalize_answer("café\x1fthe end"), "café end");
         assert_eq!(span_f1("Paris", "France"), 0.0);
         let golds = vec!["10th century".to_string(), "the 10th".to_string()];
         assert_eq!(best_over(exact_match, "10th", &golds), 1.0);

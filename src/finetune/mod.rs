@@ -10,6 +10,7 @@ pub mod head;
 pub mod job;
 pub mod metrics;
 pub mod plan;
+pub mod predictions;
 pub mod run;
 mod score;
 pub mod single;
@@ -17,4 +18,5 @@ pub mod squad;
 pub mod task;
 
 pub use job::{jobs, prepare, Job, Pairs, Prepared, Source};
+pub use predictions::Predictions;
 pub use run::{fit, run, FinetuneError, Fitted, Outcome};

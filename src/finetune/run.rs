@@ -50,6 +50,8 @@ pub struct Outcome {
     pub metrics: Vec<(String, f64)>,
     pub steps: u64,
     pub seconds: f64,
+    /// The run directory's `predictions.tsv` / `predictions.json`, if the task predicts.
+    pub predictions: Option<PathBuf>,
 }
 
 /// Pads a batch to its longest sequence and checks it against the encoder.
@@ -174,6 +176,8 @@ pub struct Fitted {
     pub encoder: Encoder,
     pub head: Head,
     pub metrics: Vec<(String, f64)>,
+    /// The dev predictions behind `metrics` (none for embedding similarity).
+    pub predictions: Option<super::Predictions>,
     pub steps: u64,
 }
 
@@ -211,7 +215,12 @@ pub fn run(
             .map_err(io_err(dir))?;
     }
     log.flush().map_err(io_err(dir))?;
+    let predictions = match &fitted.predictions {
+        Some(p) => Some(p.write(dir).map_err(io_err(dir))?),
+        None => None,
+    };
     let outcome = Outcome {
+        predictions,
         metrics: fitted.metrics,
         steps: fitted.steps,
         seconds: started.elapsed().as_secs_f64(),
@@ -295,6 +304,7 @@ pub fn fit(
             encoder: enc,
             head,
             metrics,
+            predictions: None,
             steps: 0,
         });
     }
@@ -322,7 +332,7 @@ pub fn fit(
     };
     let mut order: Vec<usize> = (0..prep.train.len()).collect();
     let mut step = 0u64;
-    let mut last = Vec::new();
+    let mut last = None;
     for epoch in 1..=spec.epochs {
         order.shuffle(&mut data_rng);
         for chunk in order.chunks(spec.batch_size) {
@@ -381,15 +391,18 @@ pub fn fit(
                 )?;
             }
         }
-        last = evaluate(&dev, &enc, &head, job, prep, pad, r.mean_pool)?;
-        let mut scalars = last.clone();
+        let scored = evaluate(&dev, &enc, &head, job, prep, pad, r.mean_pool)?;
+        let mut scalars = scored.metrics.clone();
         scalars.push(("epoch".into(), epoch as f64));
         emit(step, "eval", &scalars)?;
+        last = Some(scored);
     }
+    let last = last.expect("at least one epoch: the entry's rules refuse epochs = 0");
     Ok(Fitted {
         encoder: enc,
         head,
-        metrics: last,
+        metrics: last.metrics,
+        predictions: last.predictions,
         steps: step,
     })
 }

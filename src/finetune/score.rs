@@ -4,6 +4,7 @@
 use super::data::{Encoded, Target};
 use super::head::Head;
 use super::metrics;
+use super::predictions::{label_text, Predictions};
 use super::run::{inputs, represent, FinetuneError};
 use super::squad::{best_answer, Feature};
 use super::task::Kind;
@@ -59,7 +60,14 @@ pub(super) fn cached_rep(
     dev.tensor_from_vec(out, (chunk.len() * rows, h))
 }
 
-/// Dev metrics: the task's headline number and its companions.
+/// Dev metrics (the task's headline number and its companions) and the predictions they
+/// were computed from.
+pub(super) struct Scored {
+    pub metrics: Vec<(String, f64)>,
+    pub predictions: Option<Predictions>,
+}
+
+/// Scores the dev split.
 pub(super) fn evaluate(
     dev: &Dev,
     enc: &Encoder,
@@ -68,7 +76,7 @@ pub(super) fn evaluate(
     prep: &Prepared,
     pad: u32,
     mean_pool: bool,
-) -> Result<Vec<(String, f64)>, FinetuneError> {
+) -> Result<Scored, FinetuneError> {
     let mut outputs: Vec<Vec<f32>> = Vec::with_capacity(prep.dev.len());
     let mut loss = 0.0;
     for chunk in prep.dev.chunks(EVAL_BATCH) {
@@ -81,7 +89,8 @@ pub(super) fn evaluate(
         outputs.extend(out);
     }
     let mut m = vec![("loss".to_string(), loss / prep.dev.len().max(1) as f64)];
-    match job.task.kind {
+    let labels = job.task.layout.map(|l| l.labels);
+    let predictions = match job.task.kind {
         Kind::Classify { classes } => {
             let pred: Vec<usize> = outputs
                 .iter()
@@ -104,6 +113,9 @@ pub(super) fn evaluate(
                 m.push(("f1".into(), metrics::f1(&pred, &gold)));
                 m.push(("mcc".into(), metrics::matthews(&pred, &gold)));
             }
+            Some(Predictions::Rows(
+                pred.iter().map(|&c| label_text(labels, c)).collect(),
+            ))
         }
         Kind::Regress => {
             let pred: Vec<f64> = outputs.iter().map(|o| o[0] as f64).collect();
@@ -117,6 +129,9 @@ pub(super) fn evaluate(
                 .collect();
             m.push(("pearson".into(), metrics::pearson(&pred, &gold)));
             m.push(("spearman".into(), metrics::spearman(&pred, &gold)));
+            Some(Predictions::Rows(
+                pred.iter().map(|x| format!("{x:.3}")).collect(),
+            ))
         }
         Kind::Span => {
             let (questions, feats) = prep.squad_dev.as_ref().expect("SQuAD dev windows");
@@ -125,6 +140,7 @@ pub(super) fn evaluate(
                 by_q[f.question].push(k);
             }
             let (mut em, mut f1) = (0.0, 0.0);
+            let mut answers = Vec::with_capacity(questions.len());
             for (qi, q) in questions.iter().enumerate() {
                 let views: Vec<(&Feature, &[f32], &[f32])> = by_q[qi]
                     .iter()
@@ -138,14 +154,19 @@ pub(super) fn evaluate(
                 let golds = q.gold_texts();
                 em += metrics::best_over(metrics::exact_match, &answer, &golds);
                 f1 += metrics::best_over(metrics::span_f1, &answer, &golds);
+                answers.push((q.id.clone(), answer));
             }
             let n = questions.len().max(1) as f64;
             m.push(("exact_match".into(), em / n));
             m.push(("f1".into(), f1 / n));
+            Some(Predictions::Answers(answers))
         }
-        Kind::Embed | Kind::MlmProbe => {}
-    }
-    Ok(m)
+        Kind::Embed | Kind::MlmProbe => None,
+    };
+    Ok(Scored {
+        metrics: m,
+        predictions,
+    })
 }
 
 /// Sentence-embedding similarity without training: cosine of the two pooled vectors.

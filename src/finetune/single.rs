@@ -26,6 +26,8 @@ pub struct Request {
     pub tokenizer: Option<PathBuf>,
     /// Default: `<run>/finetune/<task>/<init=…,mode=…,seed=…>`.
     pub out: Option<PathBuf>,
+    /// Also copy the run's dev predictions (`predictions.tsv` / `.json`) to this file.
+    pub predict: Option<PathBuf>,
 }
 
 /// Trains and evaluates the request; returns the line to print.
@@ -67,8 +69,15 @@ pub fn run(a: &Request) -> Result<String> {
         .out
         .clone()
         .unwrap_or_else(|| run_dir.join("finetune").join(task.name).join(job.variant()));
+    if let Some(file) = &a.predict {
+        check_predict_path(
+            file,
+            &[ckpt.clone(), tok_path.clone(), a.data.clone()],
+            &out,
+        )?;
+    }
     let o = super::run(&job, &source, &prepared, &out)?;
-    Ok(format!(
+    let mut line = format!(
         "{} {}: dev {} ({} steps, {:.0} s) → {}",
         task.name,
         job.variant(),
@@ -76,7 +85,56 @@ pub fn run(a: &Request) -> Result<String> {
         o.steps,
         o.seconds,
         out.display()
-    ))
+    );
+    if let Some(file) = &a.predict {
+        let from = o
+            .predictions
+            .as_ref()
+            .with_context(|| format!("--predict: task `{}` writes no predictions", task.name))?;
+        let bytes = std::fs::read(from).with_context(|| format!("{}", from.display()))?;
+        crate::rundir::write_atomically(file, &bytes)
+            .with_context(|| format!("--predict {}", file.display()))?;
+        line.push_str(&format!("; predictions → {}", file.display()));
+    }
+    Ok(line)
+}
+
+/// `--predict FILE` is checked before any training: it may not be a folder, one of the run's
+/// inputs (the checkpoint, the tokenizer, a data file, compared as canonical paths), or a file
+/// of another run's directory, whose own files it would replace.
+fn check_predict_path(file: &Path, inputs: &[PathBuf], out: &Path) -> Result<()> {
+    if file.is_dir() {
+        anyhow::bail!(
+            "--predict {}: is a folder; give a file path",
+            file.display()
+        );
+    }
+    let mut all = inputs.to_vec();
+    for input in inputs.iter().filter(|p| p.is_dir()) {
+        if let Ok(entries) = std::fs::read_dir(input) {
+            all.extend(entries.flatten().map(|e| e.path()));
+        }
+    }
+    crate::rundir::refuse_overwriting_input(file, &all)
+        .map_err(|m| anyhow::anyhow!("--predict {m}"))?;
+    let parent = match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let same = |a: &Path, b: &Path| matches!((std::fs::canonicalize(a), std::fs::canonicalize(b)), (Ok(x), Ok(y)) if x == y);
+    if let Some(kind) = crate::rundir::kind_of(parent) {
+        if !same(parent, out) {
+            anyhow::bail!(
+                "--predict {}: that folder holds a {} run, whose files this would replace; \
+                 choose a path outside run directories (this run's predictions are also kept \
+                 in {})",
+                file.display(),
+                kind.name(),
+                out.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The request as a `[[finetune]]` entry, checked as an experiment file's would be, with

@@ -50,12 +50,15 @@ pub struct Question {
     pub question: String,
     pub context: Arc<String>,
     pub answers: Vec<(String, usize)>,
+    /// Every answer text of the file, also those not found at their `answer_start`: the
+    /// official evaluation scores against all of them, so pretext's dev score does too.
+    pub golds: Vec<String>,
     pub impossible: bool,
 }
 
 impl Question {
     pub fn gold_texts(&self) -> Vec<String> {
-        self.answers.iter().map(|(t, _)| t.clone()).collect()
+        self.golds.clone()
     }
 }
 
@@ -114,6 +117,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Read, ReadError> {
                     question: q.question.clone(),
                     context: context.clone(),
                     answers,
+                    golds: q.answers.iter().map(|a| a.text.clone()).collect(),
                     impossible: q.is_impossible,
                 });
             }
@@ -322,6 +326,7 @@ mod tests {
             question: String::new(),
             context: Arc::new(String::new()),
             answers: vec![("x".repeat(5), 18)],
+            golds: vec!["x".repeat(5)],
             impossible: false,
         };
         let s = WindowSettings {

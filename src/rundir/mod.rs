@@ -28,7 +28,7 @@ pub enum RunKind {
 }
 
 impl RunKind {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             RunKind::Pretraining => "pretraining",
             RunKind::Finetuning => "fine-tuning",
