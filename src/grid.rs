@@ -148,7 +148,8 @@ pub fn refuse_what_cannot_fit(file: &Path, exp: &LoadedExperiment) -> Result<()>
         return Ok(());
     };
     for spec in &exp.runs {
-        if let Some((key, why)) = crate::config::memory::refuse(&spec.config, available) {
+        let cfg = with_tokenizer_vocab(&spec.config, &base_dir(file));
+        if let Some((key, why)) = crate::config::memory::refuse(&cfg, available) {
             anyhow::bail!(
                 "{}: key `{key}`: run `{}`: {why}",
                 file.display(),
@@ -157,6 +158,19 @@ pub fn refuse_what_cannot_fit(file: &Path, exp: &LoadedExperiment) -> Result<()>
         }
     }
     Ok(())
+}
+
+/// The settings with `tokenizer.vocab_size` set to the size of the tokenizer the run will
+/// read, when `tokenizer.path` names one (the key is ignored then, and the parameter count
+/// and memory estimate must not use it). Unreadable files are left to the run to name.
+pub fn with_tokenizer_vocab(cfg: &Experiment, base_dir: &Path) -> Experiment {
+    let mut out = cfg.clone();
+    if let Some(p) = &cfg.tokenizer.path {
+        if let Ok(tok) = data::Tokenizer::load(&base_dir.join(p), cfg.tokenizer.lowercase) {
+            out.tokenizer.vocab_size = tok.vocab_size();
+        }
+    }
+    out
 }
 
 /// Refuses to pass off a finished run as a result of the file when the file changed since:

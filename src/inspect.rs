@@ -48,7 +48,7 @@ pub fn validate(file: &Path) -> Result<()> {
         }
     }
     for r in &exp.runs {
-        let c = &r.config;
+        let c = &grid::with_tokenizer_vocab(&r.config, &grid::base_dir(file));
         let objs: Vec<String> = c
             .objectives
             .iter()

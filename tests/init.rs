@@ -175,3 +175,49 @@ init = "runs/stage1/base""#;
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// With `tokenizer.path`, `vocab_size` is not read: `pretext validate` counts the parameters
+/// (and estimates the memory) of the vocabulary the tokenizer file holds.
+#[test]
+fn validate_counts_the_vocabulary_of_tokenizer_path() {
+    let dir = std::env::temp_dir().join(format!("pretext-vocab-count-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut words: Vec<String> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    words.extend((0..115).map(|i| format!("w{i}")));
+    std::fs::write(dir.join("vocab.txt"), words.join("\n")).unwrap();
+    let text = experiment("x", 2, r#"path = "vocab.txt""#);
+    std::fs::write(dir.join("x.toml"), &text).unwrap();
+    let o = pretext(&dir, "x.toml", "validate");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let mut cfg = LoadedExperiment::from_str(&text, Path::new("x.toml"))
+        .unwrap()
+        .runs
+        .remove(0)
+        .config;
+    assert_eq!(cfg.tokenizer.vocab_size, 500, "the file's (ignored) key");
+    cfg.tokenizer.vocab_size = 120;
+    let want = format!(
+        "params={:.2}M",
+        pretext::config::memory::parameters(&cfg) / 1e6
+    );
+    cfg.tokenizer.vocab_size = 500;
+    let wrong = format!(
+        "params={:.2}M",
+        pretext::config::memory::parameters(&cfg) / 1e6
+    );
+    assert_ne!(
+        want, wrong,
+        "the two counts must differ for the test to mean anything"
+    );
+    assert!(out.contains(&want), "want {want}: {out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
