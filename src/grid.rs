@@ -147,8 +147,11 @@ pub fn refuse_what_cannot_fit(file: &Path, exp: &LoadedExperiment) -> Result<()>
     let Some(available) = crate::alloc::machine_memory() else {
         return Ok(());
     };
-    for spec in &exp.runs {
-        let cfg = with_tokenizer_vocab(&spec.config, &base_dir(file));
+    for (spec, cfg) in exp
+        .runs
+        .iter()
+        .zip(with_tokenizer_vocab(exp, &base_dir(file)))
+    {
         if let Some((key, why)) = crate::config::memory::refuse(&cfg, available) {
             anyhow::bail!(
                 "{}: key `{key}`: run `{}`: {why}",
@@ -160,17 +163,29 @@ pub fn refuse_what_cannot_fit(file: &Path, exp: &LoadedExperiment) -> Result<()>
     Ok(())
 }
 
-/// The settings with `tokenizer.vocab_size` set to the size of the tokenizer the run will
-/// read, when `tokenizer.path` names one (the key is ignored then, and the parameter count
-/// and memory estimate must not use it). Unreadable files are left to the run to name.
-pub fn with_tokenizer_vocab(cfg: &Experiment, base_dir: &Path) -> Experiment {
-    let mut out = cfg.clone();
-    if let Some(p) = &cfg.tokenizer.path {
-        if let Ok(tok) = data::Tokenizer::load(&base_dir.join(p), cfg.tokenizer.lowercase) {
-            out.tokenizer.vocab_size = tok.vocab_size();
-        }
-    }
-    out
+/// The settings of each run with `tokenizer.vocab_size` set to the size of the tokenizer the
+/// run will read, when `tokenizer.path` names one (the key is ignored then, and the parameter
+/// count and memory estimate must not use it). Each tokenizer file is read once, however many
+/// runs share it; unreadable files are left to the run to name.
+pub fn with_tokenizer_vocab(exp: &LoadedExperiment, base_dir: &Path) -> Vec<Experiment> {
+    let mut sizes: std::collections::HashMap<&str, Option<usize>> = Default::default();
+    exp.runs
+        .iter()
+        .map(|r| {
+            let mut out = r.config.clone();
+            if let Some(p) = &r.config.tokenizer.path {
+                let size = *sizes.entry(p).or_insert_with(|| {
+                    Tokenizer::load(&base_dir.join(p), r.config.tokenizer.lowercase)
+                        .ok()
+                        .map(|t| t.vocab_size())
+                });
+                if let Some(v) = size {
+                    out.tokenizer.vocab_size = v;
+                }
+            }
+            out
+        })
+        .collect()
 }
 
 /// Refuses to pass off a finished run as a result of the file when the file changed since:

@@ -47,8 +47,11 @@ pub fn validate(file: &Path) -> Result<()> {
             );
         }
     }
-    for r in &exp.runs {
-        let c = &grid::with_tokenizer_vocab(&r.config, &grid::base_dir(file));
+    for (r, c) in exp
+        .runs
+        .iter()
+        .zip(&grid::with_tokenizer_vocab(&exp, &grid::base_dir(file)))
+    {
         let objs: Vec<String> = c
             .objectives
             .iter()

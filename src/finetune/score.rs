@@ -152,8 +152,8 @@ pub(super) fn evaluate(
                     .collect();
                 let answer = best_answer(&q.context, &views, 20, job.spec.max_answer_len);
                 let golds = q.gold_texts();
-                em += metrics::best_over(metrics::exact_match, &answer, &golds);
-                f1 += metrics::best_over(metrics::span_f1, &answer, &golds);
+                em += metrics::best_over(metrics::exact_match, &answer, golds);
+                f1 += metrics::best_over(metrics::span_f1, &answer, golds);
                 answers.push((q.id.clone(), answer));
             }
             let n = questions.len().max(1) as f64;

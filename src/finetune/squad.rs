@@ -57,8 +57,8 @@ pub struct Question {
 }
 
 impl Question {
-    pub fn gold_texts(&self) -> Vec<String> {
-        self.golds.clone()
+    pub fn gold_texts(&self) -> &[String] {
+        &self.golds
     }
 }
 
