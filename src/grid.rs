@@ -416,6 +416,11 @@ fn print_summary(variant: &str, s: &train::Summary) {
         .resumed_from
         .map(|r| format!(" (resumed at step {r})"))
         .unwrap_or_default();
+    if s.steps == 0 {
+        // `training.steps = 0`: the run only holds and scores its model.init.
+        println!("  {variant:<32} no training steps (model.init as it is); held-out [{eval}]");
+        return;
+    }
     println!(
         "  {variant:<32} step {}{resumed}: train loss [{}] → [{}]; held-out [{eval}]; {:.0} tokens/s",
         s.steps,

@@ -137,6 +137,42 @@ init = "runs/stage1/base""#;
         "the loaded encoder is not stage 1's"
     );
 
+    // Zero steps from the init: the run holds stage 1's weights, scored on the same
+    // held-out set as stage 1's last evaluation, so `[[finetune]]` entries can start there.
+    w(
+        "zero.toml",
+        experiment("zero", 0, tok).replace("\n[model]\n", &format!("{init}\n")),
+    );
+    let o = pretext(&dir, "zero.toml", "run");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (cfg0, data0) = load("zero.toml");
+    let mut zero = Trainer::new(&cfg0, &data0).unwrap();
+    zero.load_checkpoint(&dir.join("runs/zero/base/checkpoints/latest.safetensors"))
+        .unwrap();
+    assert!(enc(&zero) == enc(&one), "zero steps changed the weights");
+    let summary = |run: &str| -> serde_json::Value {
+        let t = std::fs::read_to_string(dir.join(run).join("summary.json")).unwrap();
+        serde_json::from_str(&t).unwrap()
+    };
+    let last_loss = |v: &serde_json::Value| {
+        v["last_eval"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|kv| kv[0] == "mlm/loss")
+            .unwrap()[1]
+            .as_f64()
+            .unwrap()
+    };
+    let (s0, s1) = (summary("runs/zero/base"), summary("runs/stage1/base"));
+    assert_eq!(s0["steps"], 0);
+    assert_eq!(s0["eval_fingerprint"], s1["eval_fingerprint"]);
+    assert_eq!(
+        last_loss(&s0),
+        last_loss(&s1),
+        "the same weights on the same masks"
+    );
+
     // Refusals, before anything trains, naming the key.
     let refused = |file: &str, text: String, needle: &str| {
         w(file, text);
@@ -148,6 +184,11 @@ init = "runs/stage1/base""#;
     let with_init = |tok: &str, path: &str| {
         experiment("x", 2, tok).replace("\n[model]\n", &format!("\n[model]\ninit = \"{path}\"\n"))
     };
+    refused(
+        "zero_steps.toml",
+        experiment("x", 0, ""),
+        "0 is for a run that only evaluates",
+    );
     refused(
         "no_tok.toml",
         with_init("", "runs/stage1/base"),

@@ -107,8 +107,17 @@ pub fn check(e: &Experiment) -> Vec<(String, String)> {
             ),
         );
     }
+    // Zero steps only make sense from `model.init`: the run then holds that checkpoint,
+    // scored on this experiment's held-out set, for `[[finetune]]` entries to start from.
+    if t.steps == 0 && (m.init.is_none() || t.budget.is_some()) {
+        bad(
+            "training.steps",
+            "expected a positive integer, got 0 (0 is for a run that only evaluates and \
+             fine-tunes its model.init, without a training.budget)"
+                .into(),
+        );
+    }
     for (key, v) in [
-        ("training.steps", t.steps as usize),
         ("training.batch_size", t.batch_size),
         ("training.grad_accum", t.grad_accum),
         ("training.log_every", t.log_every as usize),

@@ -212,6 +212,19 @@ pub fn run(
         last_train = m;
         bar.set_position(position(&trainer));
     }
+    if cfg.training.steps == 0 && trainer.step == 0 {
+        // A run of zero steps (from model.init): its checkpoint is the init, scored as a
+        // finished run's last step is.
+        if let Some(e) = trainer.evaluate()? {
+            probes = trainer.probes()?;
+            let mut scalars = e.scalars();
+            scalars.push(("train_seconds".into(), 0.0));
+            scalars.extend(probes.iter().cloned());
+            log.scalars(0, "eval", &scalars).map_err(io_err(dir))?;
+            last_eval = Some(e);
+        }
+        trainer.save_checkpoint(&ckpt)?;
+    }
     log.flush().map_err(io_err(dir))?;
     bar.finish_and_clear();
     Ok(Summary {
