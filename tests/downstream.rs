@@ -97,6 +97,7 @@ fn tiny_model() -> ModelConfig {
 fn job(task: &str, init: Init, mode: Mode, spec: FinetuneSpec) -> Job {
     Job {
         task: task::find(task).unwrap(),
+        lr: spec.rates(mode)[0],
         spec: FinetuneSpec {
             task: task.into(),
             ..spec
@@ -138,6 +139,52 @@ fn values(p: &dyn Params) -> Vec<(String, Vec<f32>)> {
         .collect()
 }
 
+/// The selection split (`select_fraction`) is scored exactly as dev is and changes nothing
+/// in training: the same run with it as dev gives the same numbers.
+#[test]
+fn the_selection_split_is_scored_as_dev_and_leaves_training_alone() {
+    let mut words = FILLER.to_vec();
+    words.extend(["good", "bad"]);
+    let tok = tokenizer(&words, "sentiment-select");
+    let spec = FinetuneSpec {
+        epochs: 2,
+        batch_size: 16,
+        max_seq_len: 16,
+        lr: vec![3e-3],
+        ..Default::default()
+    };
+    let t = task::find("sst2").unwrap();
+    let split = |dev, select| Splits::Glue {
+        train: sentiment(96, 1),
+        dev,
+        select,
+        skipped: 0,
+    };
+    let with = finetune::prepare(&t, &spec, split(sentiment(40, 2), sentiment(30, 3)), &tok);
+    let as_dev = finetune::prepare(&t, &spec, split(sentiment(30, 3), vec![]), &tok);
+    assert_eq!(with.train.len(), 96);
+    assert_eq!(with.select.as_ref().map(|s| s.dev.len()), Some(30));
+    assert!(as_dev.select.is_none());
+    let source = Source {
+        model: tiny_model(),
+        tokenizer: tok.clone(),
+        checkpoint: None,
+    };
+    let j = job("sst2", Init::Scratch, Mode::Finetune, spec);
+    let a = finetune::fit(&j, &source, &with, None).unwrap();
+    let b = finetune::fit(&j, &source, &as_dev, None).unwrap();
+    assert!(b.select.is_empty());
+    assert_eq!(a.select.len(), b.metrics.len());
+    assert_eq!(
+        a.select, b.metrics,
+        "selection scores differ from dev scoring"
+    );
+    assert_ne!(
+        a.metrics, a.select,
+        "dev and selection are different examples"
+    );
+}
+
 #[test]
 fn finetuning_learns_and_probing_leaves_the_encoder_frozen() {
     let mut words = FILLER.to_vec();
@@ -147,12 +194,13 @@ fn finetuning_learns_and_probing_leaves_the_encoder_frozen() {
         epochs: 6,
         batch_size: 16,
         max_seq_len: 16,
-        lr: Some(3e-3),
-        probe_lr: Some(3e-3),
+        lr: vec![3e-3],
+        probe_lr: vec![3e-3],
         ..Default::default()
     };
     let t = task::find("sst2").unwrap();
     let splits = Splits::Glue {
+        select: vec![],
         train: sentiment(320, 1),
         dev: sentiment(100, 2),
         skipped: 0,
@@ -275,6 +323,7 @@ seq_len = 32
         &t,
         &spec,
         Splits::Glue {
+            select: vec![],
             train: sentiment(16, 1),
             dev: sentiment(8, 2),
             skipped: 0,
@@ -345,7 +394,7 @@ fn squad_windows_and_decoding_find_the_answer_end_to_end() {
         max_seq_len: 20,
         max_query_len: 4,
         doc_stride: 7,
-        lr: Some(2e-3),
+        lr: vec![2e-3],
         ..Default::default()
     };
     let t = task::find("squad").unwrap();
@@ -353,6 +402,7 @@ fn squad_windows_and_decoding_find_the_answer_end_to_end() {
         &t,
         &spec,
         Splits::Squad {
+            select: vec![],
             train,
             dev,
             misaligned: 0,
@@ -475,6 +525,7 @@ fn a_dev_split_without_examples_is_an_error_not_a_score() {
     };
     let t = task::find("sst2").unwrap();
     let splits = Splits::Glue {
+        select: vec![],
         train: sentiment(16, 1),
         dev: Vec::new(),
         skipped: 0,

@@ -92,11 +92,26 @@ pub struct FinetuneSpec {
     /// One run per seed (head init, dropout, data order; and the encoder init for scratch).
     pub seeds: Vec<u64>,
     pub epochs: usize,
-    /// Peak learning rate of `mode = "finetune"` runs; unset: 1e-4.
-    pub lr: Option<f64>,
+    /// Peak learning rate of `mode = "finetune"` runs; unset: 1e-4. A list is a grid: one
+    /// run per rate, and with `select_fraction` the report picks the rate for each init on
+    /// a split of train (as BERT tuned it per task), so that no init is judged at a rate
+    /// that suits only the other.
+    #[serde(
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub lr: Vec<f64>,
     /// Peak learning rate of `mode = "probe"` runs (a lone linear head on fixed features
-    /// wants a larger one); unset: 1e-3.
-    pub probe_lr: Option<f64>,
+    /// wants a larger one); unset: 1e-3. A list is a grid, as for `lr`.
+    #[serde(
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub probe_lr: Vec<f64>,
+    /// The share of train held out to choose the learning rate on (0: none). Every run
+    /// scores it after training beside dev; the split is the same for every run (GLUE: a
+    /// fixed random share of the examples; SQuAD: the last articles of train).
+    pub select_fraction: f64,
     pub batch_size: usize,
     pub max_seq_len: usize,
     pub warmup_fraction: f64,
@@ -117,6 +132,19 @@ pub struct FinetuneSpec {
 }
 
 impl FinetuneSpec {
+    /// The learning rates of `mode` runs: the entry's grid, or the mode's default.
+    pub fn rates(&self, mode: Mode) -> Vec<f64> {
+        let (list, default) = match mode {
+            Mode::Finetune => (&self.lr, 1e-4),
+            Mode::Probe => (&self.probe_lr, 1e-3),
+        };
+        if list.is_empty() {
+            vec![default]
+        } else {
+            list.clone()
+        }
+    }
+
     /// The folder name of this entry's runs.
     pub fn label(&self) -> &str {
         self.name.as_deref().unwrap_or(&self.task)
@@ -133,8 +161,9 @@ impl Default for FinetuneSpec {
             mode: vec![Mode::Finetune],
             seeds: vec![1],
             epochs: 3,
-            lr: None,
-            probe_lr: None,
+            lr: vec![],
+            probe_lr: vec![],
+            select_fraction: 0.0,
             batch_size: 32,
             max_seq_len: 128,
             warmup_fraction: 0.1,

@@ -385,12 +385,31 @@ pub fn check(e: &Experiment) -> Vec<(String, String)> {
                 bad(&key(k), "expected at least one value".into());
             }
         }
-        for (k, v) in [("lr", f.lr), ("probe_lr", f.probe_lr)] {
-            if let Some(lr) = v {
+        for (k, v) in [("lr", &f.lr), ("probe_lr", &f.probe_lr)] {
+            for &lr in v {
                 if !positive(lr) {
                     bad(&key(k), format!("expected > 0, got {lr}"));
                 }
             }
+            let mut seen: Vec<f64> = Vec::new();
+            for &lr in v {
+                if seen.contains(&lr) {
+                    bad(
+                        &key(k),
+                        format!("{lr} is listed twice; each rate is one run"),
+                    );
+                }
+                seen.push(lr);
+            }
+        }
+        if !(0.0..0.5).contains(&f.select_fraction) {
+            bad(
+                &key("select_fraction"),
+                format!(
+                    "expected a share of train in [0, 0.5), got {}",
+                    f.select_fraction
+                ),
+            );
         }
         if !(0.0..1.0).contains(&f.warmup_fraction) {
             bad(

@@ -32,12 +32,15 @@ pub enum Splits {
     Glue {
         train: Vec<Example>,
         dev: Vec<Example>,
+        /// Held out of train to choose the learning rate on (`select_fraction`).
+        select: Vec<Example>,
         /// Rows skipped as known-bad (MNLI, QNLI).
         skipped: usize,
     },
     Squad {
         train: Vec<Question>,
         dev: Vec<Question>,
+        select: Vec<Question>,
         /// Answers not found at their `answer_start`; unanswerable questions left out.
         misaligned: usize,
         unanswerable: usize,
@@ -65,6 +68,44 @@ fn subset<T>(mut v: Vec<T>, max: usize) -> Vec<T> {
     v
 }
 
+/// Takes the selection split out of train: `fraction` of the examples (at least one), drawn
+/// once and the same for every run; the rest keep their order.
+fn hold_out<T>(train: Vec<T>, fraction: f64) -> (Vec<T>, Vec<T>) {
+    if fraction <= 0.0 || train.len() < 2 {
+        return (train, Vec::new());
+    }
+    let n = ((fraction * train.len() as f64).round() as usize).clamp(1, train.len() - 1);
+    let mut order: Vec<usize> = (0..train.len()).collect();
+    order.shuffle(&mut stream(0, "finetune.select"));
+    let mut picked = vec![false; train.len()];
+    for &i in &order[..n] {
+        picked[i] = true;
+    }
+    let (mut rest, mut select) = (Vec::new(), Vec::new());
+    for (x, p) in train.into_iter().zip(picked) {
+        if p {
+            select.push(x);
+        } else {
+            rest.push(x);
+        }
+    }
+    (rest, select)
+}
+
+/// SQuAD's selection split: the questions of the last `fraction` of train's articles (at
+/// least one article), so that no selection context was seen in training.
+fn hold_out_articles(train: Vec<Question>, fraction: f64) -> (Vec<Question>, Vec<Question>) {
+    let mut articles: Vec<usize> = train.iter().map(|q| q.article).collect();
+    articles.sort_unstable();
+    articles.dedup();
+    if fraction <= 0.0 || articles.len() < 2 {
+        return (train, Vec::new());
+    }
+    let n = ((fraction * articles.len() as f64).round() as usize).clamp(1, articles.len() - 1);
+    let first_held = articles[articles.len() - n];
+    train.into_iter().partition(|q| q.article < first_held)
+}
+
 pub fn load(task: &Task, spec: &FinetuneSpec, base_dir: &Path) -> Result<Splits, ReadError> {
     let data = base_dir.join(&spec.data);
     match task.kind {
@@ -78,8 +119,10 @@ pub fn load(task: &Task, spec: &FinetuneSpec, base_dir: &Path) -> Result<Splits,
                 let t = glue::read(&data.join("train.tsv"), &layout)?;
                 (t.examples, t.skipped)
             };
+            let (train, select) = hold_out(train, spec.select_fraction);
             Ok(Splits::Glue {
                 train: subset(train, spec.max_train_examples),
+                select,
                 dev: subset(dev.examples, spec.max_dev_examples),
                 skipped: skipped + dev.skipped,
             })
@@ -140,8 +183,10 @@ fn load_squad(data: &Path, spec: &FinetuneSpec) -> Result<Splits, ReadError> {
     };
     let (train, u1) = answerable(train);
     let (dev, u2) = answerable(dev);
+    let (train, select) = hold_out_articles(train, spec.select_fraction);
     Ok(Splits::Squad {
         train: subset(train, spec.max_train_examples),
+        select,
         dev: subset(dev, spec.max_dev_examples),
         misaligned,
         unanswerable: u1 + u2,
@@ -218,5 +263,50 @@ impl From<&Feature> for Encoded {
             types: f.types.clone(),
             target: Target::Span(f.start, f.end),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_selection_split_is_a_fixed_disjoint_share_of_train() {
+        let train: Vec<usize> = (0..1000).collect();
+        let (rest, select) = hold_out(train.clone(), 0.1);
+        assert_eq!(select.len(), 100);
+        assert_eq!(rest.len(), 900);
+        let mut all: Vec<usize> = rest.iter().chain(&select).copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, train, "every example once, in one split");
+        assert!(
+            rest.windows(2).all(|w| w[0] < w[1]),
+            "train keeps its order"
+        );
+        // Drawn, not the head or the tail of the file; and the same on every call.
+        assert!(select.iter().any(|&i| i < 500) && select.iter().any(|&i| i >= 500));
+        assert_eq!(hold_out(train.clone(), 0.1).1, select);
+        // None asked: train untouched; a tiny train keeps at least one example.
+        assert_eq!(hold_out(train.clone(), 0.0), (train, vec![]));
+        assert_eq!(hold_out(vec![1, 2], 0.4).1.len(), 1);
+    }
+
+    #[test]
+    fn squad_selection_holds_out_whole_articles_from_the_end() {
+        let q = |article: usize| Question {
+            id: format!("q{article}"),
+            article,
+            title: String::new(),
+            question: String::new(),
+            context: Default::default(),
+            answers: vec![],
+            golds: vec![],
+            impossible: false,
+        };
+        let train: Vec<Question> = [0, 0, 1, 2, 2, 2, 3, 4, 4, 5].map(q).into();
+        let (rest, select) = hold_out_articles(train, 0.34);
+        let arts = |v: &[Question]| v.iter().map(|q| q.article).collect::<Vec<_>>();
+        assert_eq!(arts(&select), [4, 4, 5], "the last two of six articles");
+        assert_eq!(arts(&rest), [0, 0, 1, 2, 2, 2, 3]);
     }
 }

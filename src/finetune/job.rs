@@ -24,26 +24,34 @@ pub struct Job {
     pub spec: FinetuneSpec,
     pub init: Init,
     pub mode: Mode,
+    /// The peak learning rate (one value of the entry's grid for this mode).
+    pub lr: f64,
     pub seed: u64,
 }
 
 impl Job {
-    /// `init=pretrained,mode=probe,seed=2` (embedding tasks have no mode).
+    /// `init=pretrained,mode=probe,seed=2` (embedding tasks have no mode); with a grid of
+    /// learning rates, `init=pretrained,mode=finetune,lr=3e-4,seed=2`.
     pub fn variant(&self) -> String {
         if self.task.kind == Kind::Embed {
-            format!("init={},seed={}", self.init.name(), self.seed)
-        } else {
-            format!(
-                "init={},mode={},seed={}",
-                self.init.name(),
-                self.mode.name(),
-                self.seed
-            )
+            return format!("init={},seed={}", self.init.name(), self.seed);
         }
+        let lr = if self.spec.rates(self.mode).len() > 1 {
+            format!("lr={:e},", self.lr)
+        } else {
+            String::new()
+        };
+        format!(
+            "init={},mode={},{lr}seed={}",
+            self.init.name(),
+            self.mode.name(),
+            self.seed
+        )
     }
 }
 
-/// The runs of one `[[finetune]]` entry: `init × mode × seeds` (embedding tasks: `init × seeds`).
+/// The runs of one `[[finetune]]` entry: `init × mode × lr × seeds` (embedding tasks:
+/// `init × seeds`).
 pub fn jobs(spec: &FinetuneSpec) -> Vec<Job> {
     let Some(task) = super::task::find(&spec.task) else {
         return vec![];
@@ -56,14 +64,17 @@ pub fn jobs(spec: &FinetuneSpec) -> Vec<Job> {
     let mut out = Vec::new();
     for &init in &spec.init {
         for &mode in &modes {
-            for &seed in &spec.seeds {
-                out.push(Job {
-                    task,
-                    spec: spec.clone(),
-                    init,
-                    mode,
-                    seed,
-                });
+            for lr in spec.rates(mode) {
+                for &seed in &spec.seeds {
+                    out.push(Job {
+                        task,
+                        spec: spec.clone(),
+                        init,
+                        mode,
+                        lr,
+                        seed,
+                    });
+                }
             }
         }
     }
@@ -87,6 +98,9 @@ pub struct Prepared {
     pub pairs: Option<Pairs>,
     /// What reading skipped, for the summary.
     pub notes: Vec<String>,
+    /// The split of train held out to choose the learning rate on, prepared as a dev split
+    /// (`select_fraction`; `None` without one).
+    pub select: Option<Box<Prepared>>,
 }
 
 impl Prepared {
@@ -103,12 +117,71 @@ impl Prepared {
 }
 
 pub fn prepare(task: &Task, spec: &FinetuneSpec, splits: Splits, tok: &Tokenizer) -> Prepared {
+    // The selection split is scored exactly as dev is: prepared as the dev of a split
+    // without training examples.
+    let (splits, select) = match splits {
+        Splits::Glue {
+            train,
+            dev,
+            select,
+            skipped,
+        } => (
+            Splits::Glue {
+                train,
+                dev,
+                select: vec![],
+                skipped,
+            },
+            (!select.is_empty()).then(|| Splits::Glue {
+                train: vec![],
+                dev: select,
+                select: vec![],
+                skipped: 0,
+            }),
+        ),
+        Splits::Squad {
+            train,
+            dev,
+            select,
+            misaligned,
+            unanswerable,
+        } => (
+            Splits::Squad {
+                train,
+                dev,
+                select: vec![],
+                misaligned,
+                unanswerable,
+            },
+            (!select.is_empty()).then(|| Splits::Squad {
+                train: vec![],
+                dev: select,
+                select: vec![],
+                misaligned: 0,
+                unanswerable: 0,
+            }),
+        ),
+    };
+    let mut prepared = prepare_split(task, spec, splits, tok);
+    if let Some(s) = select {
+        let held = prepare_split(task, spec, s, tok);
+        prepared.notes.push(format!(
+            "{} training item(s) held out to choose the learning rate on",
+            held.dev_items()
+        ));
+        prepared.select = Some(Box::new(held));
+    }
+    prepared
+}
+
+fn prepare_split(task: &Task, spec: &FinetuneSpec, splits: Splits, tok: &Tokenizer) -> Prepared {
     let len = spec.max_seq_len;
     match splits {
         Splits::Glue {
             train,
             dev,
             skipped,
+            ..
         } => {
             let mut notes = Vec::new();
             if skipped > 0 {
@@ -144,6 +217,7 @@ pub fn prepare(task: &Task, spec: &FinetuneSpec, splits: Splits, tok: &Tokenizer
                 squad_dev: None,
                 pairs,
                 notes,
+                select: None,
             }
         }
         Splits::Squad {
@@ -151,6 +225,7 @@ pub fn prepare(task: &Task, spec: &FinetuneSpec, splits: Splits, tok: &Tokenizer
             dev,
             misaligned,
             unanswerable,
+            ..
         } => {
             let train_f = data::encode_squad(tok, &train, spec);
             let dev_f = data::encode_squad(tok, &dev, spec);
@@ -164,7 +239,40 @@ pub fn prepare(task: &Task, spec: &FinetuneSpec, splits: Splits, tok: &Tokenizer
                     counts,
                     format!("{unanswerable} unanswerable question(s) left out, {misaligned} misaligned answer(s) dropped"),
                 ],
+                select: None,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_grid_of_rates_is_one_run_per_rate_named_by_it() {
+        let spec = FinetuneSpec {
+            task: "rte".into(),
+            mode: vec![Mode::Finetune, Mode::Probe],
+            seeds: vec![1, 2],
+            lr: vec![1e-4, 3e-4],
+            ..Default::default()
+        };
+        let names: Vec<(String, f64)> = jobs(&spec).iter().map(|j| (j.variant(), j.lr)).collect();
+        assert_eq!(
+            names,
+            [
+                (
+                    "init=pretrained,mode=finetune,lr=1e-4,seed=1".to_string(),
+                    1e-4
+                ),
+                ("init=pretrained,mode=finetune,lr=1e-4,seed=2".into(), 1e-4),
+                ("init=pretrained,mode=finetune,lr=3e-4,seed=1".into(), 3e-4),
+                ("init=pretrained,mode=finetune,lr=3e-4,seed=2".into(), 3e-4),
+                // One probe rate (the default): no `lr=` in the name, as before grids.
+                ("init=pretrained,mode=probe,seed=1".into(), 1e-3),
+                ("init=pretrained,mode=probe,seed=2".into(), 1e-3),
+            ]
+        );
     }
 }

@@ -82,14 +82,10 @@ fn resolve(job: &Job, steps: u64) -> Resolved {
         Pooling::Mean => true,
         Pooling::Auto => job.mode == Mode::Probe || job.task.kind == Kind::Embed,
     };
-    let lr = match job.mode {
-        Mode::Finetune => s.lr.unwrap_or(1e-4),
-        Mode::Probe => s.probe_lr.unwrap_or(1e-3),
-    };
     Resolved {
         mean_pool,
         optim: OptimizerConfig {
-            lr,
+            lr: job.lr,
             betas: [0.9, 0.999],
             eps: 1e-6,
             eps_placement: Default::default(),
@@ -178,16 +174,19 @@ pub struct Fitted {
     pub metrics: Vec<(String, f64)>,
     /// The dev predictions behind `metrics` (none for embedding similarity).
     pub predictions: Option<super::Predictions>,
+    /// The same metrics on the selection split of train (empty without one).
+    pub select: Vec<(String, f64)>,
     pub steps: u64,
 }
 
 /// The resolved settings of a run, as the text its directory and TensorBoard keep.
 fn config_text(job: &Job, source: &Source) -> String {
     format!(
-        "task = {:?}\ninit = {:?}\nmode = {:?}\nseed = {}\n\n[entry]\n{}\n[model]\n{}",
+        "task = {:?}\ninit = {:?}\nmode = {:?}\nlr = {:e}\nseed = {}\n\n[entry]\n{}\n[model]\n{}",
         job.task.name,
         job.init.name(),
         job.mode.name(),
+        job.lr,
         job.seed,
         toml::to_string(&job.spec).unwrap_or_default(),
         toml::to_string(&source.model).unwrap_or_default()
@@ -225,11 +224,12 @@ pub fn run(
         steps: fitted.steps,
         seconds: started.elapsed().as_secs_f64(),
     };
-    let summary = serde_json::json!({
+    let mut summary = serde_json::json!({
         "task": job.task.name,
         "metric": job.task.metric,
         "init": job.init.name(),
         "mode": if job.task.kind == Kind::Embed { "embed" } else { job.mode.name() },
+        "lr": job.lr,
         "seed": job.seed,
         "steps": outcome.steps,
         "train_inputs": prep.train.len(),
@@ -238,6 +238,15 @@ pub fn run(
         "notes": prep.notes,
         "dev": outcome.metrics.iter().map(|(k, v)| (k.clone(), serde_json::json!(v))).collect::<serde_json::Map<String, serde_json::Value>>(),
     });
+    if !fitted.select.is_empty() {
+        summary["select"] = fitted
+            .select
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::json!(v)))
+            .collect::<serde_json::Map<String, serde_json::Value>>()
+            .into();
+        summary["select_inputs"] = prep.select.as_ref().map_or(0, |s| s.dev.len()).into();
+    }
     let path = crate::rundir::summary_path(dir);
     crate::rundir::write_atomically(
         &path,
@@ -305,6 +314,7 @@ pub fn fit(
             head,
             metrics,
             predictions: None,
+            select: vec![],
             steps: 0,
         });
     }
@@ -398,11 +408,21 @@ pub fn fit(
         last = Some(scored);
     }
     let last = last.expect("at least one epoch: the entry's rules refuse epochs = 0");
+    // The learning rate is chosen on this split, never on dev (`select_fraction`).
+    let select = match &prep.select {
+        Some(held) => {
+            let scored = evaluate(&dev, &enc, &head, job, held, pad, r.mean_pool)?;
+            emit(step, "select", &scored.metrics)?;
+            scored.metrics
+        }
+        None => vec![],
+    };
     Ok(Fitted {
         encoder: enc,
         head,
         metrics: last.metrics,
         predictions: last.predictions,
+        select,
         steps: step,
     })
 }

@@ -146,8 +146,8 @@ fn spec(a: &Request, cfg: &Experiment) -> Result<FinetuneSpec> {
         init: vec![a.init],
         mode: vec![a.mode],
         seeds: vec![a.seed],
-        lr: a.lr,
-        probe_lr: a.lr,
+        lr: a.lr.into_iter().collect(),
+        probe_lr: a.lr.into_iter().collect(),
         ..Default::default()
     };
     if let Some(v) = a.epochs {

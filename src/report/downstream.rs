@@ -4,6 +4,7 @@
 
 use super::charts::{self, Line};
 use super::runs::{self, groups, mean_curve, mean_std, ReportError};
+use super::selection::{self, Choice};
 use super::{embed, eval_table, final_points, keys, mean_std_cell, y_label};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -106,6 +107,8 @@ pub fn write(
     );
     let mut pre_vs_scratch = Vec::new();
     let mut probe_vs_ft = Vec::new();
+    let mut rates = String::new();
+    let mut unselectable = Vec::new();
     for (variant, task, dir) in &dirs {
         let Ok(rs) = runs::read(dir) else { continue };
         let grouped = groups(&rs);
@@ -177,23 +180,65 @@ pub fn write(
         } else {
             modes.iter().map(|m| Some(*m)).collect()
         };
+        // With a grid of learning rates, each init × mode is compared at the rate chosen on
+        // the selection split of train.
+        let mut pick = |init: &str, mode: Option<&str>| {
+            let prefix = group(init, mode);
+            selection::table_rows(&mut rates, &title, &grouped, &prefix, &metric);
+            match selection::choose(&grouped, &prefix, &metric) {
+                Choice::Unselectable => {
+                    unselectable.push(format!("{title} ({prefix})"));
+                    None
+                }
+                c => c.group().map(String::from),
+            }
+        };
+        let mut chosen = std::collections::BTreeMap::new();
         for mode in &mode_list {
-            let a = values(&grouped, &group("pretrained", *mode), &metric);
-            let b = values(&grouped, &group("scratch", *mode), &metric);
-            if let Some(c) = compare(&a, &b) {
-                pre_vs_scratch.push(format!(
-                    "| {title} | {} | {metric} | {c} |",
-                    mode.unwrap_or("embeddings")
-                ));
+            for init in ["pretrained", "scratch"] {
+                chosen.insert((init, *mode), pick(init, *mode));
+            }
+        }
+        let at = |init: &'static str, mode: Option<&str>| {
+            chosen.get(&(init, mode)).cloned().flatten().map(|g| {
+                (
+                    values(&grouped, &g, &metric),
+                    selection::rate(&g).to_string(),
+                )
+            })
+        };
+        let label = |mode: &str, ra: &str, rb: &str| {
+            if ra == "-" && rb == "-" {
+                mode.to_string()
+            } else {
+                format!("{mode} (lr {ra} / {rb})")
+            }
+        };
+        for mode in &mode_list {
+            if let (Some((a, ra)), Some((b, rb))) = (at("pretrained", *mode), at("scratch", *mode))
+            {
+                if let Some(c) = compare(&a, &b) {
+                    let m = label(mode.unwrap_or("embeddings"), &ra, &rb);
+                    pre_vs_scratch.push(format!("| {title} | {m} | {metric} | {c} |"));
+                }
             }
         }
         for init in ["pretrained", "scratch"] {
-            let a = values(&grouped, &group(init, Some("finetune")), &metric);
-            let b = values(&grouped, &group(init, Some("probe")), &metric);
-            if let Some(c) = compare(&a, &b) {
-                probe_vs_ft.push(format!("| {title} | {init} | {metric} | {c} |"));
+            if let (Some((a, ra)), Some((b, rb))) =
+                (at(init, Some("finetune")), at(init, Some("probe")))
+            {
+                if let Some(c) = compare(&a, &b) {
+                    let i = label(init, &ra, &rb);
+                    probe_vs_ft.push(format!("| {title} | {i} | {metric} | {c} |"));
+                }
             }
         }
+    }
+    if !rates.is_empty() {
+        let _ = writeln!(md, "### Learning rate chosen on the selection split\n\nEach init × mode is compared below at the rate with the best mean score on the split of train held out for it (`select_fraction`); dev is not used to choose.\n\n| task | init | mode | lr | selection | dev | |\n|---|---|---|---|---|---|---|\n{rates}");
+    }
+    if !unselectable.is_empty() {
+        let _ = writeln!(md, "Not compared: {} — a grid of learning rates without a selection split (`select_fraction`); choosing the rate on dev would flatter every side.\n", unselectable.join(", "));
     }
     if !pre_vs_scratch.is_empty() {
         let _ = writeln!(md, "### Pretrained versus scratch\n\n`spread`: the larger of the two seed std's; a difference counts only beyond it.\n\n| task | mode | metric | pretrained | scratch | difference | spread | verdict |\n|---|---|---|---|---|---|---|---|");

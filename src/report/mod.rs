@@ -7,6 +7,7 @@ pub mod charts;
 pub mod cross;
 pub mod downstream;
 pub mod runs;
+pub mod selection;
 pub mod timeline;
 
 pub use runs::ReportError;
