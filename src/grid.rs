@@ -6,6 +6,7 @@
 use crate::config::{Experiment, LoadedExperiment, RunSpec};
 use crate::data::{self, Tokenizer};
 use crate::finetune::task::Kind::MlmProbe;
+pub use crate::init_source::init_checkpoint;
 use crate::pool::{own_threads, parallel};
 use crate::{finetune, rundir, train};
 use anyhow::{Context, Result};
@@ -219,29 +220,6 @@ fn refuse_finished_with_other_settings(
         );
     }
     Ok(())
-}
-
-/// `model.init` as a checkpoint file, checked before training: it exists, and the run reads
-/// the source run's tokenizer (the same vocabulary size with other ids would load silently).
-pub fn init_checkpoint(cfg: &Experiment, base_dir: &Path) -> Result<Option<PathBuf>> {
-    let Some(init) = &cfg.model.init else {
-        return Ok(None);
-    };
-    let (source, ckpt) = crate::predict::resolve(&base_dir.join(init))
-        .with_context(|| format!("key model.init = {init:?}"))?;
-    let theirs = source.parent().map(|p| p.join("tokenizer.json"));
-    let ours = cfg.tokenizer.path.as_ref().map(|p| base_dir.join(p));
-    if let (Some(theirs), Some(ours)) = (theirs.filter(|p| p.is_file()), &ours) {
-        let same = std::fs::read(&theirs).ok() == std::fs::read(ours).ok();
-        anyhow::ensure!(
-            same,
-            "key model.init: the source run's tokenizer {} differs from this run's {} \
-             (tokenizer.path); the encoder's embeddings only fit the tokenizer it was trained with",
-            theirs.display(),
-            ours.display()
-        );
-    }
-    Ok(Some(ckpt))
 }
 
 /// Trains one run of the grid and, when it reached its last step, writes its summary.

@@ -12,6 +12,8 @@ pub mod export;
 pub mod finetune;
 pub mod gradnorms;
 pub mod grid;
+pub mod import;
+pub mod init_source;
 pub mod inspect;
 pub mod model;
 pub mod objectives;

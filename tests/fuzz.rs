@@ -335,6 +335,57 @@ proptest! {
     }
 }
 
+/// HF `config.json` texts: BERT's keys with odd values, other model types, broken JSON.
+fn hf_config_like() -> impl Strategy<Value = String> {
+    let num = prop_oneof![
+        (0u64..2000).prop_map(|n| n.to_string()),
+        Just("-1".to_string()),
+        Just("1e400".to_string()),
+        Just("\"12\"".to_string()),
+        Just("null".to_string()),
+    ];
+    let keys = [
+        "hidden_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "intermediate_size",
+        "max_position_embeddings",
+        "type_vocab_size",
+        "vocab_size",
+        "layer_norm_eps",
+    ];
+    let fields = prop::collection::vec((0..keys.len(), num), 0..10);
+    let extra = prop_oneof![
+        Just(String::new()),
+        Just(r#""model_type": "roberta","#.to_string()),
+        Just(r#""hidden_act": "relu","#.to_string()),
+        Just(r#""position_embedding_type": "relative_key","#.to_string()),
+        Just(r#""tie_word_embeddings": 3,"#.to_string()),
+    ];
+    let json = (fields, extra).prop_map(move |(f, extra)| {
+        let body: Vec<String> = f
+            .iter()
+            .map(|(k, v)| format!("\"{}\": {v}", keys[*k]))
+            .collect();
+        format!("{{{extra}{}}}", body.join(", "))
+    });
+    prop_oneof![json, any::<String>(), "[\\[\\]{}:,\"a-z0-9 ]{0,40}"]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+
+    #[test]
+    fn hf_config_reader_never_panics(text in hf_config_like(), vocab in 0usize..3000) {
+        match pretext::import::parse_config(&text, Path::new("fuzz/config.json")) {
+            Ok(c) => {
+                let _ = c.mismatches(&pretext::config::ModelConfig::default(), Some(vocab));
+            }
+            Err(e) => prop_assert!(e.to_string().starts_with("fuzz/config.json"), "{}", e),
+        }
+    }
+}
+
 /// CSV fields as CrowS-Pairs has them: quoted sentences with commas, bare words, broken quotes.
 fn crows_field() -> impl Strategy<Value = String> {
     prop_oneof![

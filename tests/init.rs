@@ -262,3 +262,97 @@ fn validate_counts_the_vocabulary_of_tokenizer_path() {
     assert!(out.contains(&want), "want {want}: {out}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `model.init = "hf:DIR"`: a run exported to HF transformers' layout comes back as the
+/// start of another run with the same weights (encoder and MLM head: the held-out loss of a
+/// zero-step run equals the source run's last one), and a `[model]` or tokenizer that does
+/// not describe the HF model is refused with the key that differs.
+#[test]
+fn an_hf_bert_directory_starts_a_run_with_its_weights() {
+    let dir = std::env::temp_dir().join(format!("pretext-hf-init-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let w = |f: &str, text: String| std::fs::write(dir.join(f), text).unwrap();
+    w("source.toml", experiment("source", 40, ""));
+    let o = pretext(&dir, "source.toml", "run");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = Command::new(env!("CARGO_BIN_EXE_pretext"))
+        .arg("export")
+        .arg(dir.join("runs/source/base"))
+        .arg("--hf")
+        .arg(dir.join("hf"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let with = |name: &str, tok: &str, init: &str, model_extra: &str| {
+        experiment(name, 0, &format!("path = \"{tok}\"")).replace(
+            "\n[model]\n",
+            &format!("\n[model]\ninit = \"{init}\"\n{model_extra}"),
+        )
+    };
+    w(
+        "from_hf.toml",
+        with("from-hf", "hf/tokenizer.json", "hf:hf", ""),
+    );
+    let o = pretext(&dir, "from_hf.toml", "run");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let last_loss = |run: &str| -> f64 {
+        let t = std::fs::read_to_string(dir.join(run).join("summary.json")).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+        v["last_eval"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|kv| kv[0] == "mlm/loss")
+            .unwrap()[1]
+            .as_f64()
+            .unwrap()
+    };
+    assert_eq!(
+        last_loss("runs/from-hf/base"),
+        last_loss("runs/source/base"),
+        "the HF directory's encoder and MLM head are the source run's"
+    );
+
+    let refused = |file: &str, text: String, needle: &str| {
+        w(file, text);
+        let o = pretext(&dir, file, "run");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains(needle), "{file}: {err}");
+        assert_ne!(o.status.code(), Some(101), "{file}: panicked: {err}");
+    };
+    refused(
+        "wide.toml",
+        with("wide", "hf/tokenizer.json", "hf:hf", "").replace("hidden = 32", "hidden = 64"),
+        "model.hidden = 64, the HF model has hidden_size = 32",
+    );
+    refused(
+        "pre_ln.toml",
+        with(
+            "pre-ln",
+            "hf/tokenizer.json",
+            "hf:hf",
+            "norm = \"pre-ln\"\n",
+        ),
+        "HF's BERT is post-LN",
+    );
+    refused(
+        "other_tok.toml",
+        with("other-tok", "runs/source/tokenizer.json", "hf:hf", ""),
+        "set tokenizer.path to the HF model's own tokenizer",
+    );
+    std::fs::create_dir_all(dir.join("bare")).unwrap();
+    std::fs::copy(dir.join("hf/config.json"), dir.join("bare/config.json")).unwrap();
+    std::fs::copy(
+        dir.join("hf/tokenizer.json"),
+        dir.join("bare/tokenizer.json"),
+    )
+    .unwrap();
+    refused(
+        "bare.toml",
+        with("bare", "bare/tokenizer.json", "hf:bare", ""),
+        "no model.safetensors",
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

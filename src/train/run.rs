@@ -18,7 +18,8 @@ pub struct Options {
     /// Stop after this step (with a checkpoint), leaving the run to be continued later, as a
     /// job that must end before a cluster's time limit would.
     pub stop_at: Option<u64>,
-    /// `model.init` resolved against the experiment file: the checkpoint whose encoder a fresh
+    /// `model.init` resolved against the experiment file (a directory: an HF BERT model,
+    /// `model.init = "hf:DIR"`): the checkpoint whose encoder a fresh
     /// (not resumed) run starts from.
     pub init: Option<PathBuf>,
 }
@@ -76,8 +77,18 @@ pub fn run(
         trainer.load_checkpoint(&ckpt)?;
         Some(trainer.step)
     } else {
-        if let Some(init) = &opts.init {
-            trainer.init_from(init)?;
+        match &opts.init {
+            Some(dir) if dir.is_dir() => {
+                let hf = crate::import::open(dir).map_err(|e| TrainError::Io {
+                    path: dir.clone(),
+                    reason: format!("{e:#}"),
+                })?;
+                trainer.init_from_hf(&hf)?;
+            }
+            Some(file) => {
+                trainer.init_from(file)?;
+            }
+            None => {}
         }
         None
     };

@@ -1,7 +1,7 @@
 //! The one training loop, for every objective mix and every encoder variant.
 
 use super::bundle::Bundle;
-use super::checkpoint::{self, TrainState};
+use super::checkpoint::{self, CheckpointError, TrainState};
 pub(super) use super::error::io_err;
 pub use super::error::TrainError;
 use super::optimizer::{budget_learning_rate, clip_global_norm, learning_rate, AdamW};
@@ -369,6 +369,14 @@ impl<'a> Trainer<'a> {
             }
         }
         Ok(loaded)
+    }
+
+    /// Starts from an HF BERT directory instead (`model.init = "hf:DIR"`): its encoder, and
+    /// the heads of this run's objectives that its file holds. Returns those objectives.
+    pub fn init_from_hf(&mut self, hf: &crate::import::HfBert) -> Result<Vec<String>, TrainError> {
+        let b = &mut self.bundle;
+        Ok(crate::import::load(hf, &mut b.encoder, &mut b.objectives)
+            .map_err(CheckpointError::from)?)
     }
 
     /// The resolved settings as TOML, as checkpoints and `config.resolved.toml` hold them.

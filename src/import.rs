@@ -1,0 +1,239 @@
+//! `model.init = "hf:DIR"`: an HF transformers BERT directory (`config.json`,
+//! `model.safetensors`, and `tokenizer.json` or `vocab.txt`) as the start of a run —
+//! continued pretraining, or, with `training.steps = 0`, the encoder that the file's
+//! `[[finetune]]` entries fine-tune (HF's `from_pretrained` followed by a task head).
+//!
+//! The inverse of `export`: the encoder's tensors are found through `model::io`'s HF names,
+//! an objective's head through `export::hf_pretraining_name` (MLM as `cls.predictions.`, NSP
+//! as `cls.seq_relationship`); a head the file lacks starts fresh, as `from_pretrained`
+//! leaves it. The experiment's `[model]` must describe the same network: every size is
+//! compared with `config.json`, and what HF's BERT cannot be (pre-LN, PowerNorm, ALiBi,
+//! projections without biases) is refused, since the weights would load into another
+//! computation without any error.
+
+use crate::config::{ModelConfig, NormKind, Positions};
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// What marks `model.init` as an HF directory rather than a pretext run.
+pub const PREFIX: &str = "hf:";
+
+/// The keys of an HF BERT `config.json` that decide the network.
+#[derive(Debug, Deserialize)]
+pub struct HfConfig {
+    model_type: Option<String>,
+    hidden_size: usize,
+    num_hidden_layers: usize,
+    num_attention_heads: usize,
+    intermediate_size: usize,
+    max_position_embeddings: usize,
+    #[serde(default = "two")]
+    type_vocab_size: usize,
+    vocab_size: usize,
+    #[serde(default = "gelu")]
+    hidden_act: String,
+    #[serde(default = "eps")]
+    layer_norm_eps: f64,
+    #[serde(default = "absolute")]
+    position_embedding_type: String,
+    #[serde(default = "yes")]
+    tie_word_embeddings: bool,
+}
+
+fn two() -> usize {
+    2
+}
+fn gelu() -> String {
+    "gelu".into()
+}
+fn eps() -> f64 {
+    1e-12
+}
+fn absolute() -> String {
+    "absolute".into()
+}
+fn yes() -> bool {
+    true
+}
+
+/// An HF BERT directory, read and checked.
+#[derive(Debug)]
+pub struct HfBert {
+    pub dir: PathBuf,
+    pub weights: PathBuf,
+    pub config: HfConfig,
+}
+
+/// Reads `DIR/config.json` and finds the weights; refuses what is not a BERT pretext can run.
+pub fn open(dir: &Path) -> Result<HfBert> {
+    if !dir.is_dir() {
+        bail!("{}: no such HF model directory", dir.display());
+    }
+    let file = dir.join("config.json");
+    let text = std::fs::read_to_string(&file)
+        .with_context(|| format!("{}: cannot read the model's config", file.display()))?;
+    let config = parse_config(&text, &file)?;
+    let weights = dir.join("model.safetensors");
+    if !weights.is_file() {
+        let hint = if dir.join("pytorch_model.bin").is_file() {
+            " (only pytorch_model.bin is there: save it with \
+             `model.save_pretrained(DIR, safe_serialization=True)`)"
+        } else {
+            ""
+        };
+        bail!("{}: no model.safetensors{hint}", dir.display());
+    }
+    Ok(HfBert {
+        dir: dir.to_path_buf(),
+        weights,
+        config,
+    })
+}
+
+/// An HF BERT `config.json` (its text read from `file`), refused where pretext's BERT
+/// cannot compute what HF's does.
+pub fn parse_config(text: &str, file: &Path) -> Result<HfConfig> {
+    let config: HfConfig = serde_json::from_str(text)
+        .with_context(|| format!("{}: not an HF BERT config", file.display()))?;
+    if let Some(t) = config.model_type.as_deref().filter(|t| *t != "bert") {
+        bail!(
+            "{}: model_type {t:?}; pretext reads HF BERT models (model_type \"bert\")",
+            file.display()
+        );
+    }
+    if config.hidden_act != "gelu" {
+        bail!(
+            "{}: hidden_act {:?}; pretext's feed-forward uses BERT's exact GELU (\"gelu\")",
+            file.display(),
+            config.hidden_act
+        );
+    }
+    if config.position_embedding_type != "absolute" {
+        bail!(
+            "{}: position_embedding_type {:?}; pretext's BERT learns absolute positions",
+            file.display(),
+            config.position_embedding_type
+        );
+    }
+    Ok(config)
+}
+
+impl HfConfig {
+    /// Where the experiment's `[model]` (and its tokenizer's vocabulary) differ from the HF
+    /// model, each as `key: ours, theirs`; empty when the weights mean what they meant in HF.
+    pub fn mismatches(&self, m: &ModelConfig, vocab: Option<usize>) -> Vec<String> {
+        let c = self;
+        let mut out = Vec::new();
+        for (key, ours, theirs, hf) in [
+            (
+                "model.layers",
+                m.layers,
+                c.num_hidden_layers,
+                "num_hidden_layers",
+            ),
+            ("model.hidden", m.hidden, c.hidden_size, "hidden_size"),
+            (
+                "model.heads",
+                m.heads,
+                c.num_attention_heads,
+                "num_attention_heads",
+            ),
+            ("model.ffn", m.ffn, c.intermediate_size, "intermediate_size"),
+            (
+                "model.max_positions",
+                m.max_positions,
+                c.max_position_embeddings,
+                "max_position_embeddings",
+            ),
+            (
+                "model.type_vocab",
+                m.type_vocab,
+                c.type_vocab_size,
+                "type_vocab_size",
+            ),
+        ] {
+            if ours != theirs {
+                out.push(format!("{key} = {ours}, the HF model has {hf} = {theirs}"));
+            }
+        }
+        if let Some(v) = vocab.filter(|&v| v != c.vocab_size) {
+            out.push(format!(
+                "the tokenizer has {v} tokens, the HF model vocab_size = {}",
+                c.vocab_size
+            ));
+        }
+        if (f64::from(m.layer_norm_eps) - c.layer_norm_eps).abs() > 1e-3 * c.layer_norm_eps {
+            out.push(format!(
+                "model.layer_norm_eps = {:e}, the HF model has layer_norm_eps = {:e}",
+                m.layer_norm_eps, c.layer_norm_eps
+            ));
+        }
+        if m.norm != NormKind::PostLn {
+            out.push(format!(
+                "model.norm = \"{}\"; HF's BERT is post-LN (model.norm = \"post-ln\")",
+                m.norm.name()
+            ));
+        }
+        if m.positions != Positions::Learned {
+            out.push("model.positions = \"alibi\"; HF's BERT learns its positions".into());
+        }
+        if !m.linear_bias {
+            out.push("model.linear_bias = false; HF's BERT has biases in every projection".into());
+        }
+        if m.tie_word_embeddings != c.tie_word_embeddings {
+            out.push(format!(
+                "model.tie_word_embeddings = {}, the HF model has tie_word_embeddings = {}",
+                m.tie_word_embeddings, c.tie_word_embeddings
+            ));
+        }
+        out
+    }
+}
+
+impl HfBert {
+    /// Whether `tokenizer` (the run's `tokenizer.path`) is this model's own: its
+    /// `tokenizer.json` or `vocab.txt`.
+    pub fn owns_tokenizer(&self, tokenizer: &Path) -> bool {
+        let canon = |p: &Path| std::fs::canonicalize(p).ok();
+        ["tokenizer.json", "vocab.txt"]
+            .iter()
+            .any(|f| canon(&self.dir.join(f)).is_some_and(|c| Some(c) == canon(tokenizer)))
+    }
+}
+
+/// Loads the HF model's encoder into `encoder` and every head of `objectives` the file holds
+/// whole; returns the names of the objectives whose heads came along. Every tensor is
+/// checked (name, shape, dtype, finiteness) before any is copied.
+pub fn load(
+    hf: &HfBert,
+    encoder: &mut crate::model::Encoder,
+    objectives: &mut [(f64, Box<dyn crate::objectives::Objective>)],
+) -> Result<Vec<String>, crate::model::io::WeightsError> {
+    use crate::model::io::{self, Naming, WeightsError};
+    let file = &hf.weights;
+    let bytes = std::fs::read(file).map_err(|e| WeightsError::Io {
+        file: file.clone(),
+        reason: e.to_string(),
+    })?;
+    io::load_bytes(encoder, &bytes, file, Naming::HfBert)?;
+    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| WeightsError::Format {
+        file: file.clone(),
+        reason: e.to_string(),
+    })?;
+    let mut loaded = Vec::new();
+    for (_, o) in objectives.iter_mut() {
+        let prefix = format!("heads.{}.", o.name());
+        let hf_of = |name: &str| crate::export::hf_pretraining_name(&format!("{prefix}{name}"));
+        let whole = o
+            .named_params()
+            .iter()
+            .all(|(n, _)| hf_of(n).is_some_and(|h| st.tensor(&h).is_ok()));
+        if !whole {
+            continue; // a head HF's file lacks starts fresh, as from_pretrained leaves it
+        }
+        io::load_into(o.as_mut(), &st, file, &|n| hf_of(n).into_iter().collect())?;
+        loaded.push(o.name().to_string());
+    }
+    Ok(loaded)
+}
