@@ -12,7 +12,10 @@
 //! computation without any error.
 
 use crate::config::{ModelConfig, NormKind, Positions};
+use crate::model::io::{self, Naming, WeightsError};
+use crate::model::Params;
 use anyhow::{bail, Context, Result};
+use safetensors::SafeTensors;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -39,6 +42,19 @@ pub struct HfConfig {
     position_embedding_type: String,
     #[serde(default = "yes")]
     tie_word_embeddings: bool,
+    #[serde(default = "tenth")]
+    hidden_dropout_prob: f32,
+    #[serde(default = "tenth")]
+    attention_probs_dropout_prob: f32,
+    #[serde(default = "range")]
+    initializer_range: f32,
+}
+
+fn tenth() -> f32 {
+    0.1
+}
+fn range() -> f32 {
+    0.02
 }
 
 fn two() -> usize {
@@ -120,6 +136,30 @@ pub fn parse_config(text: &str, file: &Path) -> Result<HfConfig> {
 }
 
 impl HfConfig {
+    /// The `[model]` that computes what this HF BERT computes (post-LN, learned positions,
+    /// biases everywhere, BERT's GELU), with its dropouts and initialisation range.
+    pub fn model_config(&self) -> ModelConfig {
+        ModelConfig {
+            layers: self.num_hidden_layers,
+            hidden: self.hidden_size,
+            heads: self.num_attention_heads,
+            ffn: self.intermediate_size,
+            max_positions: self.max_position_embeddings,
+            type_vocab: self.type_vocab_size,
+            layer_norm_eps: self.layer_norm_eps as f32,
+            tie_word_embeddings: self.tie_word_embeddings,
+            dropout: self.hidden_dropout_prob,
+            attention_dropout: self.attention_probs_dropout_prob,
+            init_std: self.initializer_range,
+            ..ModelConfig::default()
+        }
+    }
+
+    /// The vocabulary size the embeddings were trained for.
+    pub fn vocab_size(&self) -> usize {
+        self.vocab_size
+    }
+
     /// Where the experiment's `[model]` (and its tokenizer's vocabulary) differ from the HF
     /// model, each as `key: ours, theirs`; empty when the weights mean what they meant in HF.
     pub fn mismatches(&self, m: &ModelConfig, vocab: Option<usize>) -> Vec<String> {
@@ -209,31 +249,63 @@ pub fn load(
     hf: &HfBert,
     encoder: &mut crate::model::Encoder,
     objectives: &mut [(f64, Box<dyn crate::objectives::Objective>)],
-) -> Result<Vec<String>, crate::model::io::WeightsError> {
-    use crate::model::io::{self, Naming, WeightsError};
-    let file = &hf.weights;
-    let bytes = std::fs::read(file).map_err(|e| WeightsError::Io {
-        file: file.clone(),
-        reason: e.to_string(),
-    })?;
-    io::load_bytes(encoder, &bytes, file, Naming::HfBert)?;
-    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| WeightsError::Format {
-        file: file.clone(),
-        reason: e.to_string(),
-    })?;
+) -> Result<Vec<String>, WeightsError> {
+    let bytes = read(&hf.weights)?;
+    let st = deserialize(&bytes, &hf.weights)?;
+    io::load_bytes(encoder, &bytes, &hf.weights, Naming::HfBert)?;
     let mut loaded = Vec::new();
     for (_, o) in objectives.iter_mut() {
-        let prefix = format!("heads.{}.", o.name());
-        let hf_of = |name: &str| crate::export::hf_pretraining_name(&format!("{prefix}{name}"));
-        let whole = o
-            .named_params()
-            .iter()
-            .all(|(n, _)| hf_of(n).is_some_and(|h| st.tensor(&h).is_ok()));
-        if !whole {
-            continue; // a head HF's file lacks starts fresh, as from_pretrained leaves it
+        let name = o.name().to_string();
+        if load_head(&st, &hf.weights, &name, o.as_mut())? {
+            loaded.push(name);
         }
-        io::load_into(o.as_mut(), &st, file, &|n| hf_of(n).into_iter().collect())?;
-        loaded.push(o.name().to_string());
     }
     Ok(loaded)
+}
+
+/// The encoder and the MLM head (`cls.predictions.`), for fill, eval and bias; `false` when
+/// the file has no MLM head (a `BertModel` without `cls.`).
+pub fn load_masked_lm(
+    hf: &HfBert,
+    encoder: &mut crate::model::Encoder,
+    head: &mut dyn Params,
+) -> Result<bool, WeightsError> {
+    let bytes = read(&hf.weights)?;
+    let st = deserialize(&bytes, &hf.weights)?;
+    io::load_bytes(encoder, &bytes, &hf.weights, Naming::HfBert)?;
+    load_head(&st, &hf.weights, "mlm", head)
+}
+
+fn read(file: &Path) -> Result<Vec<u8>, WeightsError> {
+    std::fs::read(file).map_err(|e| WeightsError::Io {
+        file: file.into(),
+        reason: e.to_string(),
+    })
+}
+
+fn deserialize<'a>(bytes: &'a [u8], file: &Path) -> Result<SafeTensors<'a>, WeightsError> {
+    SafeTensors::deserialize(bytes).map_err(|e| WeightsError::Format {
+        file: file.into(),
+        reason: e.to_string(),
+    })
+}
+
+/// Loads objective `name`'s head when the file holds all of it under HF's names; a head the
+/// file lacks starts fresh, as `from_pretrained` leaves it.
+fn load_head(
+    st: &SafeTensors,
+    file: &Path,
+    name: &str,
+    head: &mut dyn Params,
+) -> Result<bool, WeightsError> {
+    let prefix = format!("heads.{name}.");
+    let hf_of = |n: &str| crate::export::hf_pretraining_name(&format!("{prefix}{n}"));
+    let whole = head
+        .named_params()
+        .iter()
+        .all(|(n, _)| hf_of(n).is_some_and(|h| st.tensor(&h).is_ok()));
+    if whole {
+        io::load_into(head, st, file, &|n| hf_of(n).into_iter().collect())?;
+    }
+    Ok(whole)
 }

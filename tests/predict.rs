@@ -354,6 +354,57 @@ fn an_exported_run_loads_through_the_hf_bert_names() {
     assert!(err.contains("not an earlier export"), "{err}");
 }
 
+/// fill, eval and bias read an HF BERT directory as they read the run it was exported from:
+/// the same tokenizer, encoder and MLM head give the same probabilities, to the last bit.
+#[test]
+fn an_hf_directory_fills_in_the_blank_as_its_source_run_does() {
+    let dir = runs();
+    let out = dir.join("hf-mlm");
+    let run = run_dir("objectives=mlm");
+    let (code, _, err) = pretext(&[
+        "export",
+        run.to_str().unwrap(),
+        "--hf",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let fill = |target: &Path| {
+        let (code, text, err) = pretext(&[
+            "fill",
+            target.to_str().unwrap(),
+            "the [MASK] of a [MASK] .",
+            "--json",
+            "--top-k",
+            "5",
+        ]);
+        assert_eq!(code, Some(0), "{err}");
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        v["masks"].clone()
+    };
+    let (ours, theirs) = (fill(&run), fill(&out));
+    assert_eq!(ours.as_array().unwrap().len(), 2);
+    assert_eq!(ours, theirs, "the export fills in otherwise than its run");
+
+    // Without the MLM head (a BertModel's weights) it is refused by name.
+    let bare = dir.join("hf-bare");
+    std::fs::create_dir_all(&bare).unwrap();
+    for f in ["config.json", "tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(out.join(f), bare.join(f)).unwrap();
+    }
+    let tensors: Vec<(String, Vec<usize>, Vec<f32>)> =
+        pretext::train::checkpoint::model_tensors(&run.join("checkpoints/latest.safetensors"))
+            .unwrap()
+            .into_iter()
+            .filter(|(n, ..)| !n.starts_with("heads."))
+            .map(|(n, s, v)| (format!("bert.{}", pretext::model::io::hf_name(&n)), s, v))
+            .collect();
+    let bytes = pretext::model::io::serialize(&pretext::model::io::encode(tensors), None);
+    std::fs::write(bare.join("model.safetensors"), bytes).unwrap();
+    let (code, _, err) = pretext(&["fill", bare.to_str().unwrap(), "a [MASK] ."]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("no MLM head (cls.predictions.*)"), "{err}");
+}
+
 #[test]
 fn a_pre_ln_run_is_refused_by_export_with_its_reason() {
     let dir = std::env::temp_dir().join(format!("pretext-preln-{}", std::process::id()));

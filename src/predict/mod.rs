@@ -3,8 +3,9 @@
 //! (MLM loss, accuracy and pseudo-perplexity of a checkpoint on any text) and `pretext bias`
 //! (the CrowS-Pairs stereotype score).
 //!
-//! Both read a pretraining checkpoint's encoder and its MLM head (`heads.mlm`), built from
-//! the settings the checkpoint records, with the experiment's tokenizer beside the run.
+//! All three read a pretraining checkpoint's encoder and its MLM head (`heads.mlm`), built
+//! from the settings the checkpoint records, with the experiment's tokenizer beside the run —
+//! or an HF BERT directory's (`config.json`, `model.safetensors`, its tokenizer).
 
 pub mod bias;
 pub mod downstream;
@@ -40,6 +41,9 @@ impl MaskedLm {
     /// checkpoint file; the tokenizer defaults to the experiment's `tokenizer.json` beside
     /// the run directory.
     pub fn load(target: &Path, tokenizer: Option<&Path>) -> Result<Self> {
+        if is_hf_dir(target) {
+            return Self::load_hf(target, tokenizer);
+        }
         let (run_dir, ckpt) = resolve(target)?;
         let saved = checkpoint::open(&ckpt)?;
         let config: Experiment = toml::from_str(saved.config()).with_context(|| {
@@ -100,6 +104,54 @@ impl MaskedLm {
         })
     }
 
+    /// An HF BERT directory (`BertForMaskedLM` or `BertForPreTraining` weights): the network
+    /// its `config.json` describes, its own tokenizer (`tokenizer.json`, else `vocab.txt`
+    /// lower-cased as its `tokenizer_config.json` says).
+    fn load_hf(dir: &Path, tokenizer: Option<&Path>) -> Result<Self> {
+        let hf = crate::import::open(dir)?;
+        let mut config: Experiment = toml::from_str("").expect("every key has a default");
+        config.model = hf.config.model_config();
+        config.tokenizer.lowercase = lowercases(dir);
+        let tok_path = match tokenizer {
+            Some(p) => p.to_path_buf(),
+            None if dir.join("tokenizer.json").is_file() => dir.join("tokenizer.json"),
+            None => dir.join("vocab.txt"),
+        };
+        let tokenizer = Arc::new(
+            Tokenizer::load(&tok_path, config.tokenizer.lowercase)
+                .context("pass the model's tokenizer with --tokenizer")?,
+        );
+        let vocab = tokenizer.vocab_size();
+        if vocab != hf.config.vocab_size() {
+            bail!(
+                "{}: {vocab} tokens, but {} has vocab_size = {}: is it the model's tokenizer?",
+                tok_path.display(),
+                dir.join("config.json").display(),
+                hf.config.vocab_size()
+            );
+        }
+        let dev = crate::model::device(0)?;
+        let mut rng = crate::rng::stream(0, "predict.init");
+        let mut encoder = Encoder::new(&dev, &config.model, vocab, &mut rng);
+        let mut head = Mlm::new(&dev, &HeadDims::of(&config.model, vocab), &mut rng);
+        if !crate::import::load_masked_lm(&hf, &mut encoder, &mut head)? {
+            bail!(
+                "{}: no MLM head (cls.predictions.*) in it — a BertModel's weights; fill, eval \
+                 and bias need BertForMaskedLM or BertForPreTraining weights",
+                hf.weights.display()
+            );
+        }
+        Ok(Self {
+            dev,
+            encoder,
+            head,
+            tokenizer,
+            config,
+            checkpoint: hf.weights,
+            step: 0,
+        })
+    }
+
     /// The longest sequence the model takes, special tokens included.
     pub fn max_len(&self) -> usize {
         self.config.model.max_positions
@@ -139,6 +191,25 @@ fn log_softmax(row: &[f32]) -> Vec<f64> {
     row.iter().map(|&x| x as f64 - max - log_sum).collect()
 }
 
+/// A folder holding an HF model (`config.json`) rather than a pretext run.
+fn is_hf_dir(target: &Path) -> bool {
+    target.is_dir()
+        && target.join("config.json").is_file()
+        && !target
+            .join("checkpoints")
+            .join("latest.safetensors")
+            .is_file()
+}
+
+/// `do_lower_case` of an HF folder's `tokenizer_config.json` (BERT's default, true, without).
+fn lowercases(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join("tokenizer_config.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["do_lower_case"].as_bool())
+        .unwrap_or(true)
+}
+
 /// The run directory and checkpoint file a TARGET names.
 pub fn resolve(target: &Path) -> Result<(PathBuf, PathBuf)> {
     if target.is_dir() {
@@ -148,8 +219,8 @@ pub fn resolve(target: &Path) -> Result<(PathBuf, PathBuf)> {
         }
         if target.join("config.json").is_file() {
             bail!(
-                "{}: an HF model directory; pretext reads its own checkpoints here (a run \
-                 directory, or its checkpoints/latest.safetensors)",
+                "{}: an HF model directory, not a pretext run (model.init takes it as \
+                 \"hf:DIR\"; fill, eval and bias read it as it is)",
                 target.display()
             );
         }
