@@ -109,6 +109,7 @@ pub fn write(
     let mut probe_vs_ft = Vec::new();
     let mut rates = String::new();
     let mut unselectable = Vec::new();
+    let mut incomplete = Vec::new();
     for (variant, task, dir) in &dirs {
         let Ok(rs) = runs::read(dir) else { continue };
         let grouped = groups(&rs);
@@ -190,6 +191,10 @@ pub fn write(
                     unselectable.push(format!("{title} ({prefix})"));
                     None
                 }
+                Choice::Incomplete => {
+                    incomplete.push(format!("{title} ({prefix})"));
+                    None
+                }
                 c => c.group().map(String::from),
             }
         };
@@ -239,6 +244,13 @@ pub fn write(
     }
     if !unselectable.is_empty() {
         let _ = writeln!(md, "Not compared: {} — a grid of learning rates without a selection split (`select_fraction`); choosing the rate on dev would flatter every side.\n", unselectable.join(", "));
+    }
+    if !incomplete.is_empty() {
+        let _ = writeln!(
+            md,
+            "Not compared yet: {} — a rate of the grid has a run that has not finished.\n",
+            incomplete.join(", ")
+        );
     }
     if !pre_vs_scratch.is_empty() {
         let _ = writeln!(md, "### Pretrained versus scratch\n\n`spread`: the larger of the two seed std's; a difference counts only beyond it.\n\n| task | mode | metric | pretrained | scratch | difference | spread | verdict |\n|---|---|---|---|---|---|---|---|");

@@ -14,6 +14,8 @@ pub enum Choice {
     Chosen(String),
     /// A grid without selection scores: choosing on dev would flatter both sides.
     Unselectable,
+    /// A run of the grid has not finished: no choice until every rate is scored.
+    Incomplete,
     /// No runs of this `init × mode`.
     Absent,
 }
@@ -22,7 +24,7 @@ impl Choice {
     pub fn group(&self) -> Option<&str> {
         match self {
             Choice::Single(g) | Choice::Chosen(g) => Some(g),
-            Choice::Unselectable | Choice::Absent => None,
+            Choice::Unselectable | Choice::Incomplete | Choice::Absent => None,
         }
     }
 }
@@ -45,12 +47,14 @@ fn mean_of(runs: &[&Run], split: &str, metric: &str) -> Option<f64> {
 }
 
 /// The group to compare for `prefix`: every headline metric is higher-better (accuracy,
-/// F1, MCC, correlations), so the highest mean selection score wins.
+/// F1, MCC, correlations), so the highest mean selection score wins (on a tie, the rate
+/// whose folder sorts last).
 pub fn choose(grouped: &[(String, Vec<&Run>)], prefix: &str, metric: &str) -> Choice {
     let cands = candidates(grouped, prefix);
     match cands.as_slice() {
         [] => Choice::Absent,
         [(g, _)] => Choice::Single(g.clone()),
+        _ if cands.iter().any(|(_, rs)| rs.iter().any(|r| !r.finished)) => Choice::Incomplete,
         _ => {
             let scored: Option<Vec<(f64, &String)>> = cands
                 .iter()
@@ -173,6 +177,13 @@ mod tests {
         assert!(matches!(
             choose(&groups(&blind), p, "accuracy"),
             Choice::Unselectable
+        ));
+        // A rate still training: no choice yet (not one among the finished rates only).
+        let mut running = runs.to_vec();
+        running[2].finished = false;
+        assert!(matches!(
+            choose(&groups(&running), p, "accuracy"),
+            Choice::Incomplete
         ));
     }
 }
