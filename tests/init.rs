@@ -51,10 +51,13 @@ fn pretext(dir: &Path, file: &str, subcommand: &str) -> std::process::Output {
     c.output().unwrap()
 }
 
-fn first_mlm_loss(run: &Path) -> f64 {
-    let s: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
-    s["first_train"]
+fn summary(run: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap()
+}
+
+/// The MLM loss a run's summary.json records under `part` (`first_train`, `last_eval`).
+fn mlm_loss(run: &Path, part: &str) -> f64 {
+    summary(run)[part]
         .as_array()
         .unwrap()
         .iter()
@@ -62,6 +65,10 @@ fn first_mlm_loss(run: &Path) -> f64 {
         .unwrap()[1]
         .as_f64()
         .unwrap()
+}
+
+fn first_mlm_loss(run: &Path) -> f64 {
+    mlm_loss(run, "first_train")
 }
 
 #[test]
@@ -150,26 +157,13 @@ init = "runs/stage1/base""#;
     zero.load_checkpoint(&dir.join("runs/zero/base/checkpoints/latest.safetensors"))
         .unwrap();
     assert!(enc(&zero) == enc(&one), "zero steps changed the weights");
-    let summary = |run: &str| -> serde_json::Value {
-        let t = std::fs::read_to_string(dir.join(run).join("summary.json")).unwrap();
-        serde_json::from_str(&t).unwrap()
-    };
-    let last_loss = |v: &serde_json::Value| {
-        v["last_eval"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|kv| kv[0] == "mlm/loss")
-            .unwrap()[1]
-            .as_f64()
-            .unwrap()
-    };
-    let (s0, s1) = (summary("runs/zero/base"), summary("runs/stage1/base"));
+    let (zero_run, stage1) = (dir.join("runs/zero/base"), dir.join("runs/stage1/base"));
+    let (s0, s1) = (summary(&zero_run), summary(&stage1));
     assert_eq!(s0["steps"], 0);
     assert_eq!(s0["eval_fingerprint"], s1["eval_fingerprint"]);
     assert_eq!(
-        last_loss(&s0),
-        last_loss(&s1),
+        mlm_loss(&zero_run, "last_eval"),
+        mlm_loss(&stage1, "last_eval"),
         "the same weights on the same masks"
     );
 
@@ -297,21 +291,9 @@ fn an_hf_bert_directory_starts_a_run_with_its_weights() {
     );
     let o = pretext(&dir, "from_hf.toml", "run");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let last_loss = |run: &str| -> f64 {
-        let t = std::fs::read_to_string(dir.join(run).join("summary.json")).unwrap();
-        let v: serde_json::Value = serde_json::from_str(&t).unwrap();
-        v["last_eval"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|kv| kv[0] == "mlm/loss")
-            .unwrap()[1]
-            .as_f64()
-            .unwrap()
-    };
     assert_eq!(
-        last_loss("runs/from-hf/base"),
-        last_loss("runs/source/base"),
+        mlm_loss(&dir.join("runs/from-hf/base"), "last_eval"),
+        mlm_loss(&dir.join("runs/source/base"), "last_eval"),
         "the HF directory's encoder and MLM head are the source run's"
     );
 

@@ -47,6 +47,29 @@ pub enum Splits {
     },
 }
 
+impl Splits {
+    /// The selection split as a split of its own — its examples as dev, nothing to train
+    /// on — leaving none here; `None` without one.
+    pub fn take_select(&mut self) -> Option<Splits> {
+        match self {
+            Splits::Glue { select, .. } if !select.is_empty() => Some(Splits::Glue {
+                train: vec![],
+                dev: std::mem::take(select),
+                select: vec![],
+                skipped: 0,
+            }),
+            Splits::Squad { select, .. } if !select.is_empty() => Some(Splits::Squad {
+                train: vec![],
+                dev: std::mem::take(select),
+                select: vec![],
+                misaligned: 0,
+                unanswerable: 0,
+            }),
+            _ => None,
+        }
+    }
+}
+
 fn first_existing(dir: &Path, names: &[&str]) -> Result<PathBuf, ReadError> {
     names
         .iter()

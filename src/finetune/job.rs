@@ -119,49 +119,8 @@ impl Prepared {
 pub fn prepare(task: &Task, spec: &FinetuneSpec, splits: Splits, tok: &Tokenizer) -> Prepared {
     // The selection split is scored exactly as dev is: prepared as the dev of a split
     // without training examples.
-    let (splits, select) = match splits {
-        Splits::Glue {
-            train,
-            dev,
-            select,
-            skipped,
-        } => (
-            Splits::Glue {
-                train,
-                dev,
-                select: vec![],
-                skipped,
-            },
-            (!select.is_empty()).then(|| Splits::Glue {
-                train: vec![],
-                dev: select,
-                select: vec![],
-                skipped: 0,
-            }),
-        ),
-        Splits::Squad {
-            train,
-            dev,
-            select,
-            misaligned,
-            unanswerable,
-        } => (
-            Splits::Squad {
-                train,
-                dev,
-                select: vec![],
-                misaligned,
-                unanswerable,
-            },
-            (!select.is_empty()).then(|| Splits::Squad {
-                train: vec![],
-                dev: select,
-                select: vec![],
-                misaligned: 0,
-                unanswerable: 0,
-            }),
-        ),
-    };
+    let mut splits = splits;
+    let select = splits.take_select();
     let mut prepared = prepare_split(task, spec, splits, tok);
     if let Some(s) = select {
         let held = prepare_split(task, spec, s, tok);

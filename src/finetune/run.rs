@@ -236,15 +236,10 @@ pub fn run(
         "dev_inputs": prep.dev.len(),
         "seconds": outcome.seconds,
         "notes": prep.notes,
-        "dev": outcome.metrics.iter().map(|(k, v)| (k.clone(), serde_json::json!(v))).collect::<serde_json::Map<String, serde_json::Value>>(),
+        "dev": object(&outcome.metrics),
     });
     if !fitted.select.is_empty() {
-        summary["select"] = fitted
-            .select
-            .iter()
-            .map(|(k, v)| (k.clone(), serde_json::json!(v)))
-            .collect::<serde_json::Map<String, serde_json::Value>>()
-            .into();
+        summary["select"] = object(&fitted.select);
         summary["select_inputs"] = prep.select.as_ref().map_or(0, |s| s.dev.len()).into();
     }
     let path = crate::rundir::summary_path(dir);
@@ -256,6 +251,15 @@ pub fn run(
     )
     .map_err(io_err(&path))?;
     Ok(outcome)
+}
+
+/// Named metrics as a JSON object, as summary.json holds them.
+fn object(metrics: &[(String, f64)]) -> serde_json::Value {
+    metrics
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::json!(v)))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
 }
 
 /// Builds the encoder (pretrained or scratch) and the head, trains what the mode trains and
