@@ -12,13 +12,15 @@
 //!   even here: 0.64 after 400 steps, 0.67 after 800 (lr 1e-2 does worse) — the same
 //!   slowness, in miniature, as on real text. SOP reaches 0.9 within the same 400 steps.
 
+mod common;
+
+use common::prepared;
 use pretext::config::{Experiment, LoadedExperiment};
-use pretext::data::{Prepared, Tokenizer};
+use pretext::data::Prepared;
 use pretext::rng::stream;
 use pretext::train::Trainer;
 use rand::Rng;
 use std::path::Path;
-use std::sync::Arc;
 
 const SENTENCE: usize = 6;
 
@@ -53,29 +55,6 @@ checkpoint_every = 0
         .runs
         .remove(0)
         .config
-}
-
-/// Documents of token ids over a vocabulary of `vocab` words, as the sampler reads them.
-fn prepared(vocab: usize, docs: Vec<Vec<Vec<u32>>>, tag: &str) -> Prepared {
-    let mut words: Vec<String> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    words.extend((words.len()..vocab).map(|i| format!("w{i}")));
-    let dir = std::env::temp_dir().join(format!("pretext-pairs-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("vocab.txt");
-    std::fs::write(&path, words.join("\n")).unwrap();
-    let tokenizer = Tokenizer::load(&path, true).unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
-    let sentences = docs.iter().map(Vec::len).sum();
-    Prepared {
-        tokenizer: Arc::new(tokenizer),
-        train: Arc::new(docs.into()),
-        heldout: Arc::new(Vec::new().into()),
-        cache: None,
-        train_sentences: sentences,
-    }
 }
 
 /// Training accuracy of the pair head over the last 100 of 400 steps (3,200 pairs).

@@ -87,6 +87,10 @@ name = "mlm"
 [[objectives]]
 name = "contrastive"
 weight = 0.2"#,
+        // Samples and a second encoder pass, both drawn from the saved dropout stream.
+        r#"[[objectives]]
+name = "electra"
+options = { mask_prob = 0.2, discriminator_weight = 10 }"#,
     ];
     for (i, extra) in variants.iter().enumerate() {
         let mut cfg = experiment(extra);

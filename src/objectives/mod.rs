@@ -5,6 +5,7 @@
 //! evaluation) through `ObjectiveFor<T>`.
 
 pub mod contrastive;
+pub mod electra;
 pub mod mlm;
 pub mod nsp;
 pub mod registry;
@@ -15,7 +16,9 @@ pub use registry::{find, names, Needs};
 
 use crate::data::Batch;
 use crate::model::{Act, Dev, Encoder, Inputs, Params};
+use crate::rng::Rng;
 use dfdx::prelude::*;
+use std::cell::RefCell;
 
 /// What an objective may read besides the hidden states.
 pub struct Ctx<'a> {
@@ -23,6 +26,10 @@ pub struct Ctx<'a> {
     pub encoder: &'a Encoder,
     pub batch: &'a Batch,
     pub inputs: &'a Inputs,
+    /// The run's dropout stream (saved in checkpoints, so resume stays exact) in training, for
+    /// objectives that sample or run the encoder again themselves (ELECTRA); `None` in
+    /// evaluation, which must be deterministic.
+    pub rng: Option<&'a RefCell<&'a mut Rng>>,
 }
 
 /// One objective's loss on one batch, with its accuracy counts.

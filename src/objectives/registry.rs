@@ -30,6 +30,9 @@ pub struct Entry {
     pub needs: Needs,
     /// Checks the `options` table of an `[[objectives]]` entry.
     pub check_options: fn(&toml::Table) -> Result<(), String>,
+    /// The masking its options ask for, when it reads masked positions (`needs.mlm_labels`):
+    /// the sampler masks as the first such objective of a run says.
+    pub masking: fn(&toml::Table) -> Option<MaskingConfig>,
     /// Builds the objective and its head from checked options.
     pub build: fn(&toml::Table, &HeadDims, &Dev, &mut Rng) -> Box<dyn Objective>,
 }
@@ -71,6 +74,7 @@ pub const ENTRIES: &[Entry] = &[
         summary: "masked language modelling: 15% of tokens, 80% [MASK] / 10% random / 10% kept; decoder tied to the word embeddings (model.tie_word_embeddings)",
         needs: Needs { mlm_labels: true, pair: None, two_views: false },
         check_options: check_mlm,
+        masking: |o| parse_options(o).ok(),
         build: |_, d, dev, rng| Box::new(Mlm::new(dev, d, rng)),
     },
     Entry {
@@ -78,6 +82,7 @@ pub const ENTRIES: &[Entry] = &[
         summary: "next sentence prediction: is segment B the true continuation (50%) or from another document?",
         needs: Needs { mlm_labels: false, pair: Some(PairMode::Nsp), two_views: false },
         check_options: check_none,
+        masking: |_| None,
         build: |_, d, dev, rng| Box::new(Nsp(PairHead::new(dev, d, rng))),
     },
     Entry {
@@ -85,6 +90,7 @@ pub const ENTRIES: &[Entry] = &[
         summary: "sentence order prediction (ALBERT): are the two contiguous segments in order or swapped?",
         needs: Needs { mlm_labels: false, pair: Some(PairMode::Sop), two_views: false },
         check_options: check_none,
+        masking: |_| None,
         build: |_, d, dev, rng| Box::new(Sop(PairHead::new(dev, d, rng))),
     },
     Entry {
@@ -92,9 +98,36 @@ pub const ENTRIES: &[Entry] = &[
         summary: "SimCSE-style siamese InfoNCE: two dropout views, in-batch negatives, cosine / temperature",
         needs: Needs { mlm_labels: false, pair: None, two_views: true },
         check_options: check_contrastive,
+        masking: |_| None,
         build: |o, _, _, _| Box::new(Contrastive { options: parse_options(o).unwrap_or_default() }),
     },
+    Entry {
+        name: "electra",
+        summary: "ELECTRA replaced token detection: the generator (an MLM head over the shared encoder) fills the masked positions by sampling, the discriminator tells every token original or replaced (options: discriminator_weight = 50, plus mlm's masking options)",
+        needs: Needs { mlm_labels: true, pair: None, two_views: false },
+        check_options: |o| super::electra::options(o).map(|_| ()),
+        masking: |o| super::electra::options(o).ok().map(|(_, m)| m),
+        build: |o, d, dev, rng| {
+            let (weight, _) = super::electra::options(o).unwrap_or((super::electra::DEFAULT_WEIGHT, MaskingConfig::default()));
+            Box::new(super::electra::Electra::new(dev, d, weight, rng))
+        },
+    },
 ];
+
+/// The masking of a run: as its first objective that reads masked positions says, or `None`
+/// when none does (inputs stay uncorrupted).
+pub fn masking<'a>(
+    objectives: impl Iterator<Item = (&'a str, &'a toml::Table)>,
+) -> Option<MaskingConfig> {
+    objectives
+        .filter_map(|(name, options)| {
+            find(name)
+                .filter(|e| e.needs.mlm_labels)
+                .map(|e| (e, options))
+        })
+        .map(|(e, options)| (e.masking)(options).unwrap_or_default())
+        .next()
+}
 
 pub fn find(name: &str) -> Option<&'static Entry> {
     ENTRIES.iter().find(|e| e.name == name)
@@ -119,4 +152,24 @@ pub fn combined_needs<'a>(names: impl Iterator<Item = &'a str>) -> Needs {
         }
     }
     n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An objective that reads masked positions says how to mask; no other does.
+    #[test]
+    fn masking_is_given_exactly_by_the_objectives_that_need_mlm_labels() {
+        for e in ENTRIES {
+            let default = (e.masking)(&toml::Table::new());
+            assert_eq!(default.is_some(), e.needs.mlm_labels, "{}", e.name);
+        }
+        let electra: toml::Table =
+            toml::from_str("discriminator_weight = 5\nmask_prob = 0.3").unwrap();
+        let sop = toml::Table::new();
+        let run = [("sop", &sop), ("electra", &electra)];
+        assert_eq!(masking(run.into_iter()).unwrap().mask_prob, 0.3);
+        assert_eq!(masking([("sop", &sop)].into_iter()), None);
+    }
 }

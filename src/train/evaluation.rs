@@ -209,6 +209,7 @@ impl Trainer<'_> {
                     encoder: enc,
                     batch,
                     inputs: &inputs,
+                    rng: None,
                 };
                 for (weight, obj) in &objectives {
                     let loss =

@@ -7,11 +7,12 @@ pub use super::error::TrainError;
 use super::optimizer::{budget_learning_rate, clip_global_norm, learning_rate, AdamW};
 use super::streams::Streams;
 use crate::config::Experiment;
-use crate::data::{DataError, MaskingConfig, Prepared, StreamSettings};
+use crate::data::{DataError, Prepared, StreamSettings};
 use crate::model::{Dev, InputError, Params};
 use crate::objectives::{registry, Ctx, ObjectiveFor};
 use crate::rng::{stream, Rng};
 use dfdx::prelude::*;
+use std::cell::RefCell;
 use std::path::Path;
 
 /// Losses and accuracies of one batch (or the mean over several).
@@ -67,11 +68,8 @@ impl<'a> Trainer<'a> {
             .map(|(n, p)| (n, p.shape().iter().product()))
             .collect();
         let needs = registry::combined_needs(cfg.objectives.iter().map(|o| o.name.as_str()));
-        let masking = cfg
-            .objectives
-            .iter()
-            .find(|o| registry::find(&o.name).is_some_and(|e| e.needs.mlm_labels))
-            .map(|o| registry::parse_options::<MaskingConfig>(&o.options).unwrap_or_default());
+        let masking =
+            registry::masking(cfg.objectives.iter().map(|o| (o.name.as_str(), &o.options)));
         let settings = StreamSettings {
             seq_len: cfg.training.seq_len,
             short_seq_prob: cfg.training.short_seq_prob,
@@ -235,11 +233,13 @@ impl<'a> Trainer<'a> {
                     Some(&mut self.dropout_rng),
                 )
             });
+            let rng = RefCell::new(&mut self.dropout_rng);
             let ctx = Ctx {
                 dev: &self.dev,
                 encoder: enc,
                 batch: &batch,
                 inputs: &inputs,
+                rng: Some(&rng),
             };
             let (h, tape) = hidden.split_tape();
             let mut tape = Some(tape);
