@@ -99,7 +99,7 @@ fn each_bad_value_is_named_with_file_key_and_expectation() {
             &[
                 "objectives.0.name",
                 "unknown objective `xlnet`",
-                "mlm, nsp, sop, contrastive",
+                "mlm, nsp, sop, contrastive, electra",
             ],
         ),
         (
@@ -117,6 +117,22 @@ fn each_bad_value_is_named_with_file_key_and_expectation() {
         (
             "[[objectives]]\nname = \"contrastive\"\noptions = { temperature = 0 }\n",
             &["temperature"],
+        ),
+        (
+            "[[objectives]]\nname = \"electra\"\noptions = { discriminator_weight = 0 }\n",
+            &["objectives.0.options", "discriminator_weight", "50"],
+        ),
+        (
+            "[[objectives]]\nname = \"electra\"\noptions = { mask_prop = 0.2 }\n",
+            &["objectives.0.options", "mask_prop"],
+        ),
+        (
+            "[[finetune]]\ntask = \"sts-embed\"\ndata = \"sts\"\nselect_fraction = 0.1\n",
+            &["finetune.0.select_fraction", "sts-embed trains nothing"],
+        ),
+        (
+            "[[finetune]]\ntask = \"sts-embed\"\ndata = \"sts\"\nlr = [1e-4, 3e-4]\n",
+            &["finetune.0.lr", "sts-embed trains nothing"],
         ),
         ("[model]\ndropout = 1.0\n", &["model.dropout", "[0, 1)"]),
         (

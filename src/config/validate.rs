@@ -402,6 +402,30 @@ pub fn check(e: &Experiment) -> Vec<(String, String)> {
                 seen.push(lr);
             }
         }
+        // A task that trains nothing has no learning rate to choose.
+        let trains = crate::finetune::task::find(&f.task)
+            .map(|t| t.kind)
+            .is_none_or(|k| {
+                !matches!(
+                    k,
+                    crate::finetune::task::Kind::Embed | crate::finetune::task::Kind::MlmProbe
+                )
+            });
+        for (k, refused) in [
+            ("select_fraction", f.select_fraction > 0.0),
+            ("lr", f.lr.len() > 1),
+            ("probe_lr", f.probe_lr.len() > 1),
+        ] {
+            if !trains && refused {
+                bad(
+                    &key(k),
+                    format!(
+                        "{} trains nothing, so there is no learning rate to choose; remove it",
+                        f.task
+                    ),
+                );
+            }
+        }
         if !(0.0..0.5).contains(&f.select_fraction) {
             bad(
                 &key("select_fraction"),
