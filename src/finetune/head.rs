@@ -5,6 +5,7 @@ use super::data::Target;
 use super::task::Kind;
 use crate::model::encoder::MASKED_SCORE;
 use crate::model::ops::linear;
+use crate::model::params::named_params;
 use crate::model::params::{join, Linear, Param, ParamMut, Params};
 use crate::model::{Act, Dev, Encoder, Inputs};
 use crate::objectives::cross_entropy;
@@ -171,13 +172,4 @@ pub struct Finetuned<'a> {
     pub head: &'a mut Head,
 }
 
-impl Params for Finetuned<'_> {
-    fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, Param<'a>)) {
-        self.encoder.visit(prefix, f);
-        self.head.visit(&join(prefix, "head"), f);
-    }
-    fn visit_mut<'a>(&'a mut self, prefix: &str, f: &mut dyn FnMut(String, ParamMut<'a>)) {
-        self.encoder.visit_mut(prefix, f);
-        self.head.visit_mut(&join(prefix, "head"), f);
-    }
-}
+named_params!(Finetuned<'_> { encoder => "", head => "head" });

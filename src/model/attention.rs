@@ -2,9 +2,10 @@
 //! distance penalty (`model.positions = "alibi"`).
 
 use super::ops::{dropout, linear};
-use super::params::{join, Linear, Param, ParamMut, Params};
+use super::params::Linear;
 use super::{Act, Dev, Matrix, Pass};
 use crate::config::ModelConfig;
+use crate::model::params::named_params;
 use crate::rng::Rng;
 use dfdx::prelude::*;
 
@@ -138,17 +139,4 @@ pub fn core_unfused<T: Tape<f32, Dev>>(
         .reshape_like(&(n, h))
 }
 
-impl Params for Attention {
-    fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, Param<'a>)) {
-        self.q.visit(&join(prefix, "q"), f);
-        self.k.visit(&join(prefix, "k"), f);
-        self.v.visit(&join(prefix, "v"), f);
-        self.out.visit(&join(prefix, "out"), f);
-    }
-    fn visit_mut<'a>(&'a mut self, prefix: &str, f: &mut dyn FnMut(String, ParamMut<'a>)) {
-        self.q.visit_mut(&join(prefix, "q"), f);
-        self.k.visit_mut(&join(prefix, "k"), f);
-        self.v.visit_mut(&join(prefix, "v"), f);
-        self.out.visit_mut(&join(prefix, "out"), f);
-    }
-}
+named_params!(Attention { q => "q", k => "k", v => "v", out => "out" });

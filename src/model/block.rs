@@ -4,9 +4,10 @@
 use super::attention::Attention;
 use super::norm::Norm;
 use super::ops::linear;
-use super::params::{join, Linear, Param, ParamMut, Params};
+use super::params::Linear;
 use super::{Act, Dev, Pass};
 use crate::config::{ModelConfig, NormKind};
+use crate::model::params::named_params;
 use crate::rng::Rng;
 use dfdx::prelude::*;
 
@@ -76,19 +77,10 @@ fn residual<T: Tape<f32, Dev>>(h: Act<T>, x: &Act<NoneTape>, p: f32, pass: &mut 
     }
 }
 
-impl Params for Block {
-    fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, Param<'a>)) {
-        self.attn.visit(&join(prefix, "attn"), f);
-        self.attn_norm.visit(&join(prefix, "attn_norm"), f);
-        self.ffn_up.visit(&join(prefix, "ffn.up"), f);
-        self.ffn_down.visit(&join(prefix, "ffn.down"), f);
-        self.ffn_norm.visit(&join(prefix, "ffn_norm"), f);
-    }
-    fn visit_mut<'a>(&'a mut self, prefix: &str, f: &mut dyn FnMut(String, ParamMut<'a>)) {
-        self.attn.visit_mut(&join(prefix, "attn"), f);
-        self.attn_norm.visit_mut(&join(prefix, "attn_norm"), f);
-        self.ffn_up.visit_mut(&join(prefix, "ffn.up"), f);
-        self.ffn_down.visit_mut(&join(prefix, "ffn.down"), f);
-        self.ffn_norm.visit_mut(&join(prefix, "ffn_norm"), f);
-    }
-}
+named_params!(Block {
+    attn => "attn",
+    attn_norm => "attn_norm",
+    ffn_up => "ffn.up",
+    ffn_down => "ffn.down",
+    ffn_norm => "ffn_norm",
+});

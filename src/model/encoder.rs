@@ -3,9 +3,10 @@
 use super::attention::{alibi_slopes, ScoreBias};
 use super::block::Block;
 use super::ops::{dropout, layer_norm, linear};
-use super::params::{join, normal_matrix, Affine, Linear, Param, ParamMut, Params};
+use super::params::{normal_matrix, Affine, Linear};
 use super::{Act, Dev, Matrix, Pass};
 use crate::config::{ModelConfig, NormKind, Positions};
+use crate::model::params::named_params;
 use crate::rng::Rng;
 use dfdx::prelude::*;
 use std::sync::Arc;
@@ -212,55 +213,12 @@ impl Encoder {
     }
 }
 
-impl Params for Encoder {
-    fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, Param<'a>)) {
-        let e = &self.embeddings;
-        f(
-            join(prefix, "embeddings.word.weight"),
-            Param::Matrix(&e.word),
-        );
-        if let Some(position) = &e.position {
-            f(
-                join(prefix, "embeddings.position.weight"),
-                Param::Matrix(position),
-            );
-        }
-        f(
-            join(prefix, "embeddings.token_type.weight"),
-            Param::Matrix(&e.token_type),
-        );
-        e.norm.visit(&join(prefix, "embeddings.norm"), f);
-        for (i, l) in self.layers.iter().enumerate() {
-            l.visit(&join(prefix, &format!("encoder.layers.{i}")), f);
-        }
-        if let Some(n) = &self.final_norm {
-            n.visit(&join(prefix, "encoder.final_norm"), f);
-        }
-        self.pooler.visit(&join(prefix, "pooler.dense"), f);
-    }
-    fn visit_mut<'a>(&'a mut self, prefix: &str, f: &mut dyn FnMut(String, ParamMut<'a>)) {
-        let e = &mut self.embeddings;
-        f(
-            join(prefix, "embeddings.word.weight"),
-            ParamMut::Matrix(&mut e.word),
-        );
-        if let Some(position) = &mut e.position {
-            f(
-                join(prefix, "embeddings.position.weight"),
-                ParamMut::Matrix(position),
-            );
-        }
-        f(
-            join(prefix, "embeddings.token_type.weight"),
-            ParamMut::Matrix(&mut e.token_type),
-        );
-        e.norm.visit_mut(&join(prefix, "embeddings.norm"), f);
-        for (i, l) in self.layers.iter_mut().enumerate() {
-            l.visit_mut(&join(prefix, &format!("encoder.layers.{i}")), f);
-        }
-        if let Some(n) = &mut self.final_norm {
-            n.visit_mut(&join(prefix, "encoder.final_norm"), f);
-        }
-        self.pooler.visit_mut(&join(prefix, "pooler.dense"), f);
-    }
-}
+named_params!(Encoder {
+    embeddings.word => "embeddings.word.weight",
+    embeddings.position => "embeddings.position.weight",
+    embeddings.token_type => "embeddings.token_type.weight",
+    embeddings.norm => "embeddings.norm",
+    layers => "encoder.layers",
+    final_norm => "encoder.final_norm",
+    pooler => "pooler.dense",
+});

@@ -53,6 +53,44 @@ impl ParamMut<'_> {
     }
 }
 
+/// Implements `Params` for a struct from one list of `field => "name"` pairs, so each
+/// parameter is named once (as candle's `VarBuilder::pp` does) and `visit` and `visit_mut`
+/// cannot drift apart. A field may be a path (`embeddings.word`), any `Params` (a `Vector`, a
+/// `Matrix`, an `Option` or `Vec` of them, another module) and its name may be empty (a
+/// wrapper that adds no level of naming). Fields are visited in the order listed, which is the
+/// order of checkpoints and of the optimiser's state.
+macro_rules! named_params {
+    ($ty:ty { $($($field:tt).+ => $name:literal),* $(,)? }) => {
+        impl $crate::model::params::Params for $ty {
+            fn visit<'a>(
+                &'a self,
+                prefix: &str,
+                f: &mut dyn FnMut(String, $crate::model::params::Param<'a>),
+            ) {
+                let _ = (&prefix, &f);
+                $($crate::model::params::Params::visit(
+                    &self.$($field).+,
+                    &$crate::model::params::join(prefix, $name),
+                    f,
+                );)*
+            }
+            fn visit_mut<'a>(
+                &'a mut self,
+                prefix: &str,
+                f: &mut dyn FnMut(String, $crate::model::params::ParamMut<'a>),
+            ) {
+                let _ = (&prefix, &f);
+                $($crate::model::params::Params::visit_mut(
+                    &mut self.$($field).+,
+                    &$crate::model::params::join(prefix, $name),
+                    f,
+                );)*
+            }
+        }
+    };
+}
+pub(crate) use named_params;
+
 /// Anything that holds parameters lists them, with names relative to itself.
 pub trait Params {
     fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, Param<'a>));
@@ -66,8 +104,67 @@ pub trait Params {
     }
 }
 
+impl Params for Vector {
+    fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, Param<'a>)) {
+        f(prefix.to_string(), Param::Vector(self));
+    }
+    fn visit_mut<'a>(&'a mut self, prefix: &str, f: &mut dyn FnMut(String, ParamMut<'a>)) {
+        f(prefix.to_string(), ParamMut::Vector(self));
+    }
+}
+
+impl Params for Matrix {
+    fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, Param<'a>)) {
+        f(prefix.to_string(), Param::Matrix(self));
+    }
+    fn visit_mut<'a>(&'a mut self, prefix: &str, f: &mut dyn FnMut(String, ParamMut<'a>)) {
+        f(prefix.to_string(), ParamMut::Matrix(self));
+    }
+}
+
+/// An optional part (a bias, an untied decoder, learned positions) is visited when present.
+impl<P: Params> Params for Option<P> {
+    fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, Param<'a>)) {
+        if let Some(p) = self {
+            p.visit(prefix, f);
+        }
+    }
+    fn visit_mut<'a>(&'a mut self, prefix: &str, f: &mut dyn FnMut(String, ParamMut<'a>)) {
+        if let Some(p) = self {
+            p.visit_mut(prefix, f);
+        }
+    }
+}
+
+/// A module borrowed for a while (a fine-tuned model borrows its encoder).
+impl<P: Params> Params for &mut P {
+    fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, Param<'a>)) {
+        (**self).visit(prefix, f);
+    }
+    fn visit_mut<'a>(&'a mut self, prefix: &str, f: &mut dyn FnMut(String, ParamMut<'a>)) {
+        (**self).visit_mut(prefix, f);
+    }
+}
+
+/// A stack of layers, named by index: `encoder.layers.3.…`.
+impl<P: Params> Params for Vec<P> {
+    fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, Param<'a>)) {
+        for (i, p) in self.iter().enumerate() {
+            p.visit(&join(prefix, &i.to_string()), f);
+        }
+    }
+    fn visit_mut<'a>(&'a mut self, prefix: &str, f: &mut dyn FnMut(String, ParamMut<'a>)) {
+        for (i, p) in self.iter_mut().enumerate() {
+            p.visit_mut(&join(prefix, &i.to_string()), f);
+        }
+    }
+}
+
+/// `prefix.name`; an empty `name` is the prefix itself (a wrapper that adds no level).
 pub fn join(prefix: &str, name: &str) -> String {
-    if prefix.is_empty() {
+    if name.is_empty() {
+        prefix.to_string()
+    } else if prefix.is_empty() {
         name.to_string()
     } else {
         format!("{prefix}.{name}")
@@ -112,20 +209,7 @@ impl Linear {
     }
 }
 
-impl Params for Linear {
-    fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, Param<'a>)) {
-        f(join(prefix, "weight"), Param::Matrix(&self.weight));
-        if let Some(b) = &self.bias {
-            f(join(prefix, "bias"), Param::Vector(b));
-        }
-    }
-    fn visit_mut<'a>(&'a mut self, prefix: &str, f: &mut dyn FnMut(String, ParamMut<'a>)) {
-        f(join(prefix, "weight"), ParamMut::Matrix(&mut self.weight));
-        if let Some(b) = &mut self.bias {
-            f(join(prefix, "bias"), ParamMut::Vector(b));
-        }
-    }
-}
+named_params!(Linear { weight => "weight", bias => "bias" });
 
 /// LayerNorm's affine parameters (also PowerNorm's: both end in `γ ⊙ ẑ + β`).
 #[derive(Clone, Debug)]
@@ -143,16 +227,7 @@ impl Affine {
     }
 }
 
-impl Params for Affine {
-    fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, Param<'a>)) {
-        f(join(prefix, "weight"), Param::Vector(&self.weight));
-        f(join(prefix, "bias"), Param::Vector(&self.bias));
-    }
-    fn visit_mut<'a>(&'a mut self, prefix: &str, f: &mut dyn FnMut(String, ParamMut<'a>)) {
-        f(join(prefix, "weight"), ParamMut::Vector(&mut self.weight));
-        f(join(prefix, "bias"), ParamMut::Vector(&mut self.bias));
-    }
-}
+named_params!(Affine { weight => "weight", bias => "bias" });
 
 impl Param<'_> {
     /// This parameter's gradient in `grads` (zeros if the loss did not reach it).

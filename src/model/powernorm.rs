@@ -24,9 +24,10 @@
 //! and the tests show that the approximate backward equals it when `Γ` holds the batch's own
 //! mean of `g·z` and `α_b = 0`.
 
-use super::params::{Affine, Param, ParamMut, Params};
+use super::params::Affine;
 use super::{ops, Act, Dev};
 use crate::config::PowerNormConfig;
+use crate::model::params::named_params;
 use dfdx::prelude::*;
 use num_traits::Float;
 use std::sync::{Arc, Mutex};
@@ -274,11 +275,4 @@ pub fn exact_backward<F: Float>(g: &[F], z: &[F], scale: &[F], real: &[bool]) ->
     out
 }
 
-impl Params for PowerNorm {
-    fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, Param<'a>)) {
-        self.affine.visit(prefix, f)
-    }
-    fn visit_mut<'a>(&'a mut self, prefix: &str, f: &mut dyn FnMut(String, ParamMut<'a>)) {
-        self.affine.visit_mut(prefix, f)
-    }
-}
+named_params!(PowerNorm { affine => "" });

@@ -41,7 +41,7 @@ impl ContrastiveOptions {
 }
 
 use super::{cross_entropy, Ctx, Loss, Objective, ObjectiveFor};
-use crate::model::params::{Param, ParamMut, Params};
+use crate::model::params::named_params;
 use crate::model::{Act, Dev};
 use dfdx::prelude::*;
 
@@ -116,7 +116,4 @@ impl Objective for Contrastive {
     }
 }
 
-impl Params for Contrastive {
-    fn visit<'a>(&'a self, _: &str, _: &mut dyn FnMut(String, Param<'a>)) {}
-    fn visit_mut<'a>(&'a mut self, _: &str, _: &mut dyn FnMut(String, ParamMut<'a>)) {}
-}
+named_params!(Contrastive {});

@@ -23,7 +23,8 @@ use super::{cross_entropy, Ctx, HeadDims, Loss, Objective, ObjectiveFor};
 use crate::data::MaskingConfig;
 use crate::model::gelu::gelu;
 use crate::model::ops::linear;
-use crate::model::params::{join, Linear, Param, ParamMut, Params};
+use crate::model::params::named_params;
+use crate::model::params::Linear;
 use crate::model::{Act, Dev, Inputs};
 use crate::rng::{stream, Rng};
 use dfdx::prelude::*;
@@ -193,18 +194,7 @@ impl Objective for Electra {
     }
 }
 
-impl Params for Electra {
-    fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, Param<'a>)) {
-        self.generator.visit(&join(prefix, "generator"), f);
-        self.dense.visit(&join(prefix, "dense"), f);
-        self.classifier.visit(&join(prefix, "classifier"), f);
-    }
-    fn visit_mut<'a>(&'a mut self, prefix: &str, f: &mut dyn FnMut(String, ParamMut<'a>)) {
-        self.generator.visit_mut(&join(prefix, "generator"), f);
-        self.dense.visit_mut(&join(prefix, "dense"), f);
-        self.classifier.visit_mut(&join(prefix, "classifier"), f);
-    }
-}
+named_params!(Electra { generator => "generator", dense => "dense", classifier => "classifier" });
 
 #[cfg(test)]
 mod tests {

@@ -5,7 +5,8 @@
 use super::{cross_entropy, Ctx, HeadDims, Loss, Objective, ObjectiveFor};
 use crate::model::gelu::gelu;
 use crate::model::ops::{layer_norm, linear, project};
-use crate::model::params::{join, normal_matrix, Affine, Linear, Param, ParamMut, Params};
+use crate::model::params::named_params;
+use crate::model::params::{normal_matrix, Affine, Linear};
 use crate::model::{Act, Dev, Matrix, Vector};
 use crate::rng::Rng;
 use dfdx::prelude::*;
@@ -80,21 +81,9 @@ impl Objective for Mlm {
     }
 }
 
-impl Params for Mlm {
-    fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, Param<'a>)) {
-        self.transform.visit(&join(prefix, "transform"), f);
-        self.norm.visit(&join(prefix, "norm"), f);
-        f(join(prefix, "bias"), Param::Vector(&self.bias));
-        if let Some(d) = &self.decoder {
-            f(join(prefix, "decoder.weight"), Param::Matrix(d));
-        }
-    }
-    fn visit_mut<'a>(&'a mut self, prefix: &str, f: &mut dyn FnMut(String, ParamMut<'a>)) {
-        self.transform.visit_mut(&join(prefix, "transform"), f);
-        self.norm.visit_mut(&join(prefix, "norm"), f);
-        f(join(prefix, "bias"), ParamMut::Vector(&mut self.bias));
-        if let Some(d) = &mut self.decoder {
-            f(join(prefix, "decoder.weight"), ParamMut::Matrix(d));
-        }
-    }
-}
+named_params!(Mlm {
+    transform => "transform",
+    norm => "norm",
+    bias => "bias",
+    decoder => "decoder.weight",
+});

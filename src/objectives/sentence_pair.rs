@@ -3,7 +3,8 @@
 
 use super::{cross_entropy, Ctx, HeadDims, Loss, ObjectiveFor};
 use crate::model::ops::linear;
-use crate::model::params::{join, Linear, Param, ParamMut, Params};
+use crate::model::params::named_params;
+use crate::model::params::Linear;
 use crate::model::{Act, Dev};
 use crate::rng::Rng;
 use dfdx::prelude::*;
@@ -31,11 +32,4 @@ impl<T: Tape<f32, Dev>> ObjectiveFor<T> for PairHead {
     }
 }
 
-impl Params for PairHead {
-    fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, Param<'a>)) {
-        self.classifier.visit(&join(prefix, "classifier"), f);
-    }
-    fn visit_mut<'a>(&'a mut self, prefix: &str, f: &mut dyn FnMut(String, ParamMut<'a>)) {
-        self.classifier.visit_mut(&join(prefix, "classifier"), f);
-    }
-}
+named_params!(PairHead { classifier => "classifier" });

@@ -3,7 +3,7 @@
 
 use super::sentence_pair::PairHead;
 use super::{Ctx, Loss, Objective, ObjectiveFor};
-use crate::model::params::{Param, ParamMut, Params};
+use crate::model::params::named_params;
 use crate::model::{Act, Dev};
 use dfdx::prelude::*;
 
@@ -25,11 +25,4 @@ impl Objective for Sop {
     }
 }
 
-impl Params for Sop {
-    fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, Param<'a>)) {
-        self.0.visit(prefix, f)
-    }
-    fn visit_mut<'a>(&'a mut self, prefix: &str, f: &mut dyn FnMut(String, ParamMut<'a>)) {
-        self.0.visit_mut(prefix, f)
-    }
-}
+named_params!(Sop { 0 => "" });
