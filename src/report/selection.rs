@@ -47,8 +47,9 @@ fn mean_of(runs: &[&Run], split: &str, metric: &str) -> Option<f64> {
 }
 
 /// The group to compare for `prefix`: every headline metric is higher-better (accuracy,
-/// F1, MCC, correlations), so the highest mean selection score wins (on a tie, the rate
-/// whose folder sorts last).
+/// F1, MCC, correlations), so the highest mean selection score wins. A tie (every rate at
+/// the majority class, MCC 0) goes to the lowest mean selection loss, which still tells the
+/// rates apart; only then to the rate whose folder sorts last.
 pub fn choose(grouped: &[(String, Vec<&Run>)], prefix: &str, metric: &str) -> Choice {
     let cands = candidates(grouped, prefix);
     match cands.as_slice() {
@@ -56,16 +57,19 @@ pub fn choose(grouped: &[(String, Vec<&Run>)], prefix: &str, metric: &str) -> Ch
         [(g, _)] => Choice::Single(g.clone()),
         _ if cands.iter().any(|(_, rs)| rs.iter().any(|r| !r.finished)) => Choice::Incomplete,
         _ => {
-            let scored: Option<Vec<(f64, &String)>> = cands
+            let scored: Option<Vec<(f64, f64, &String)>> = cands
                 .iter()
-                .map(|(g, rs)| mean_of(rs, "select", metric).map(|m| (m, g)))
+                .map(|(g, rs)| {
+                    let loss = mean_of(rs, "select", "loss").unwrap_or(f64::INFINITY);
+                    mean_of(rs, "select", metric).map(|m| (m, loss, g))
+                })
                 .collect();
             match scored {
                 None => Choice::Unselectable,
                 Some(s) => s
                     .into_iter()
-                    .max_by(|a, b| a.0.total_cmp(&b.0))
-                    .map_or(Choice::Absent, |(_, g)| Choice::Chosen(g.clone())),
+                    .max_by(|a, b| a.0.total_cmp(&b.0).then(b.1.total_cmp(&a.1)))
+                    .map_or(Choice::Absent, |(_, _, g)| Choice::Chosen(g.clone())),
             }
         }
     }
@@ -123,13 +127,18 @@ mod tests {
 
     /// A finished run of `group` with its last dev and selection accuracy.
     fn run(group: &str, seed: u64, dev: f64, select: Option<f64>) -> Run {
-        let row = |split: &str, v: f64| Row {
+        scored(group, seed, dev, select.map(|a| (a, 0.5)))
+    }
+
+    /// A finished run with its last dev accuracy and selection (accuracy, loss).
+    fn scored(group: &str, seed: u64, dev: f64, select: Option<(f64, f64)>) -> Run {
+        let row = |split: &str, values: &[(&str, f64)]| Row {
             step: 10,
             split: split.into(),
-            values: [("accuracy".to_string(), v)].into(),
+            values: values.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
         };
-        let mut rows = vec![row("eval", dev)];
-        rows.extend(select.map(|v| row("select", v)));
+        let mut rows = vec![row("eval", &[("accuracy", dev)])];
+        rows.extend(select.map(|(a, l)| row("select", &[("accuracy", a), ("loss", l)])));
         Run {
             variant: format!("{group},seed={seed}"),
             group: group.into(),
@@ -185,5 +194,18 @@ mod tests {
             choose(&groups(&running), p, "accuracy"),
             Choice::Incomplete
         ));
+    }
+
+    #[test]
+    fn a_tie_on_the_score_goes_to_the_lower_selection_loss() {
+        let p = "init=scratch,mode=finetune";
+        // Both rates at the majority class (same accuracy); 1e-4 has the lower loss, though
+        // 3e-4 sorts last.
+        let runs = [
+            scored(&format!("{p},lr=1e-4"), 1, 0.69, Some((0.69, 0.60))),
+            scored(&format!("{p},lr=3e-4"), 1, 0.69, Some((0.69, 0.64))),
+        ];
+        let c = choose(&groups(&runs), p, "accuracy");
+        assert_eq!(c.group(), Some(&*format!("{p},lr=1e-4")));
     }
 }
