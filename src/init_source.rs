@@ -7,14 +7,31 @@ use crate::data::Tokenizer;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 
-/// `model.init` as a checkpoint file, checked before training: it exists, and the run reads
-/// the source run's tokenizer (the same vocabulary size with other ids would load silently).
-pub fn init_checkpoint(cfg: &Experiment, base_dir: &Path) -> Result<Option<PathBuf>> {
+/// Where a fresh run's weights come from (`model.init`), once checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Init {
+    /// Another pretext run's checkpoint file: its encoder, and the heads it shares by name.
+    Checkpoint(PathBuf),
+    /// An HF BERT directory (`hf:DIR`): its encoder and the MLM/NSP heads it holds.
+    Hf(PathBuf),
+}
+
+impl Init {
+    pub fn path(&self) -> &Path {
+        match self {
+            Init::Checkpoint(p) | Init::Hf(p) => p,
+        }
+    }
+}
+
+/// `model.init`, checked before training: it exists, and the run reads the source's tokenizer
+/// (the same vocabulary size with other ids would load silently).
+pub fn init_checkpoint(cfg: &Experiment, base_dir: &Path) -> Result<Option<Init>> {
     let Some(init) = &cfg.model.init else {
         return Ok(None);
     };
     if let Some(dir) = init.strip_prefix(crate::import::PREFIX) {
-        return hf_init(cfg, base_dir, init, &base_dir.join(dir)).map(Some);
+        return hf_init(cfg, base_dir, init, &base_dir.join(dir)).map(|d| Some(Init::Hf(d)));
     }
     let (source, ckpt) = crate::predict::resolve(&base_dir.join(init))
         .with_context(|| format!("key model.init = {init:?}"))?;
@@ -30,11 +47,11 @@ pub fn init_checkpoint(cfg: &Experiment, base_dir: &Path) -> Result<Option<PathB
             ours.display()
         );
     }
-    Ok(Some(ckpt))
+    Ok(Some(Init::Checkpoint(ckpt)))
 }
 
 /// `model.init = "hf:DIR"`: the HF directory, once its config describes the file's `[model]`
-/// and the run reads the model's own tokenizer (train::Options takes a directory as HF's).
+/// and the run reads the model's own tokenizer.
 fn hf_init(cfg: &Experiment, base_dir: &Path, key: &str, dir: &Path) -> Result<PathBuf> {
     let hf = crate::import::open(dir).with_context(|| format!("key model.init = {key:?}"))?;
     let tok = cfg.tokenizer.path.as_ref().map(|p| base_dir.join(p));

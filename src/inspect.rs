@@ -37,13 +37,13 @@ pub fn validate(file: &Path) -> Result<()> {
     }
     // A `model.init` that names no checkpoint, or a source run with another tokenizer.
     for r in &exp.runs {
-        if let Some(ckpt) = grid::init_checkpoint(&r.config, &grid::base_dir(file))
+        if let Some(init) = grid::init_checkpoint(&r.config, &grid::base_dir(file))
             .with_context(|| format!("{}: run {}", file.display(), r.variant))?
         {
             println!(
                 "  {}: starts from the encoder of {}",
                 r.variant,
-                ckpt.display()
+                init.path().display()
             );
         }
     }

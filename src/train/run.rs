@@ -6,8 +6,9 @@ use super::log::RunLog;
 use super::trainer::{io_err, Metrics, TrainError, Trainer};
 use crate::config::Experiment;
 use crate::data::Prepared;
+use crate::init_source::Init;
 use crate::model::Params;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 #[derive(Debug, Clone, Default)]
@@ -18,10 +19,9 @@ pub struct Options {
     /// Stop after this step (with a checkpoint), leaving the run to be continued later, as a
     /// job that must end before a cluster's time limit would.
     pub stop_at: Option<u64>,
-    /// `model.init` resolved against the experiment file (a directory: an HF BERT model,
-    /// `model.init = "hf:DIR"`): the checkpoint whose encoder a fresh
-    /// (not resumed) run starts from.
-    pub init: Option<PathBuf>,
+    /// `model.init` resolved against the experiment file and checked
+    /// (`init_source::init_checkpoint`): what a fresh (not resumed) run starts from.
+    pub init: Option<crate::init_source::Init>,
 }
 
 /// What a finished run reports.
@@ -78,14 +78,14 @@ pub fn run(
         Some(trainer.step)
     } else {
         match &opts.init {
-            Some(dir) if dir.is_dir() => {
+            Some(Init::Hf(dir)) => {
                 let hf = crate::import::open(dir).map_err(|e| TrainError::Io {
                     path: dir.clone(),
                     reason: format!("{e:#}"),
                 })?;
                 trainer.init_from_hf(&hf)?;
             }
-            Some(file) => {
+            Some(Init::Checkpoint(file)) => {
                 trainer.init_from(file)?;
             }
             None => {}
