@@ -71,7 +71,18 @@ checkpoint_every = 0
     let mut t = Trainer::new(&cfg, &data).unwrap();
     for _ in 0..cfg.training.steps {
         let (m, ..) = t.train_step().unwrap();
-        assert!(m.total_loss.is_finite());
+        // The logged parts recombine into the objective's loss: generator + 50 × detection.
+        let loss = |name: &str| {
+            m.per_objective
+                .iter()
+                .find(|(n, ..)| n == name)
+                .unwrap_or_else(|| panic!("no {name} in {:?}", m.per_objective))
+                .1
+        };
+        let whole = loss("electra");
+        let sum = loss("electra/generator") + 50.0 * loss("electra/discriminator");
+        assert!((whole - sum).abs() < 1e-4 * whole, "{whole} vs {sum}");
+        assert_eq!(m.total_loss, whole);
     }
 
     // The trained head, copied by name into an `Electra` the test can call.

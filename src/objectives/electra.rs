@@ -19,7 +19,7 @@
 
 use super::mlm::Mlm;
 use super::registry::parse_options;
-use super::{cross_entropy, Ctx, HeadDims, Loss, Objective, ObjectiveFor};
+use super::{cross_entropy, Ctx, HeadDims, Loss, Objective, ObjectiveFor, Part};
 use crate::data::MaskingConfig;
 use crate::model::gelu::gelu;
 use crate::model::ops::linear;
@@ -138,6 +138,7 @@ impl<T: Tape<f32, Dev>> ObjectiveFor<T> for Electra {
                 value: hidden.sum::<Rank0, _>() * 0.0,
                 correct: 0,
                 total: 0,
+                parts: Vec::new(),
             };
         }
         let logits = self
@@ -177,10 +178,25 @@ impl<T: Tape<f32, Dev>> ObjectiveFor<T> for Electra {
             .collect();
         let targets: Vec<usize> = rows.iter().map(|&i| replaced[i] as usize).collect();
         let detected = cross_entropy(ctx.dev, self.detect(hidden, &rows, ctx.dev), &targets);
+        let parts = vec![
+            Part {
+                name: "generator",
+                loss: generated.value.array() as f64,
+                correct: generated.correct,
+                total: generated.total,
+            },
+            Part {
+                name: "discriminator",
+                loss: detected.value.array() as f64,
+                correct: detected.correct,
+                total: detected.total,
+            },
+        ];
         Loss {
             value: generated.value + detected.value * self.weight,
             correct: detected.correct,
             total: detected.total,
+            parts,
         }
     }
 }

@@ -64,6 +64,7 @@ impl<T: Tape<f32, Dev>> ObjectiveFor<T> for Mlm {
                 value: hidden.sum::<Rank0, _>() * 0.0,
                 correct: 0,
                 total: 0,
+                parts: Vec::new(),
             };
         }
         let logits = self.logits(hidden, &b.mlm_positions, ctx.dev, ctx.encoder);

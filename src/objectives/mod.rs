@@ -37,6 +37,19 @@ pub struct Loss<T> {
     pub value: Tensor<Rank0, f32, Dev, T>,
     pub correct: usize,
     pub total: usize,
+    /// Named components of a composite loss (ELECTRA's generator and discriminator), logged
+    /// as `<objective>/<part>/loss` and `…/accuracy` beside the objective's own figures; they
+    /// are already inside `value`.
+    pub parts: Vec<Part>,
+}
+
+/// One component of a composite loss, for the logs only.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Part {
+    pub name: &'static str,
+    pub loss: f64,
+    pub correct: usize,
+    pub total: usize,
 }
 
 pub trait ObjectiveFor<T: Tape<f32, Dev>> {
@@ -91,6 +104,7 @@ pub fn cross_entropy<T: Tape<f32, Dev>>(dev: &Dev, logits: Act<T>, labels: &[usi
             value,
             correct,
             total,
+            parts: Vec::new(),
         }
     }
     #[cfg(feature = "cuda")]
@@ -119,6 +133,7 @@ pub fn cross_entropy<T: Tape<f32, Dev>>(dev: &Dev, logits: Act<T>, labels: &[usi
             value: cross_entropy_with_logits_loss(logits, target),
             correct,
             total,
+            parts: Vec::new(),
         }
     }
 }

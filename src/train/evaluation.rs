@@ -12,7 +12,7 @@
 //! run on it, and `Trainer::probes` fits the pair probes on its NSP/SOP batches.
 
 use super::error::TrainError;
-use super::trainer::{accumulate, inputs_of, Metrics, Trainer};
+use super::trainer::{accumulate, accumulate_parts, inputs_of, Metrics, Trainer};
 use crate::data::{Batch, BatchStream, MaskingConfig, PairMode, StreamSettings};
 use crate::data::{DataError, Prepared};
 use crate::objectives::{registry, Ctx, ObjectiveFor};
@@ -222,6 +222,7 @@ impl Trainer<'_> {
                         loss.total,
                         *weight,
                     );
+                    accumulate_parts(&mut metrics, obj.name(), &loss.parts, 1.0 / n as f64);
                     scored = true;
                 }
             }
@@ -233,9 +234,11 @@ impl Trainer<'_> {
             .iter()
             .map(|(_, o)| o.name())
             .collect();
-        metrics
-            .per_objective
-            .sort_by_key(|(n, ..)| order.iter().position(|o| o == n));
+        metrics.per_objective.sort_by_key(|(n, ..)| {
+            // A part (`electra/generator`) stays with its objective.
+            let objective = n.split('/').next().unwrap_or(n);
+            order.iter().position(|o| *o == objective)
+        });
         Ok(scored.then_some(metrics))
     }
 }

@@ -9,7 +9,7 @@ use super::streams::Streams;
 use crate::config::Experiment;
 use crate::data::{DataError, Prepared, StreamSettings};
 use crate::model::{Dev, InputError, Params};
-use crate::objectives::{registry, Ctx, ObjectiveFor};
+use crate::objectives::{registry, Ctx, ObjectiveFor, Part};
 use crate::rng::{stream, Rng};
 use dfdx::prelude::*;
 use std::cell::RefCell;
@@ -271,6 +271,7 @@ impl<'a> Trainer<'a> {
                     loss.total,
                     *weight,
                 );
+                accumulate_parts(&mut metrics, obj.name(), &loss.parts, 1.0 / accum as f64);
                 let scaled = loss.value * (*weight as f32 / accum as f32);
                 total = Some(match total {
                     None => scaled,
@@ -428,6 +429,19 @@ pub(super) fn accumulate(
     weight: f64,
 ) {
     m.total_loss += weight * loss;
+    tally(m, name, loss, correct, total);
+}
+
+/// The components of an objective's loss (`Loss::parts`), each `scale`d as its objective's
+/// loss is, logged as `<objective>/<part>` and kept out of the total.
+pub(super) fn accumulate_parts(m: &mut Metrics, objective: &str, parts: &[Part], scale: f64) {
+    for p in parts {
+        let name = format!("{objective}/{}", p.name);
+        tally(m, &name, p.loss * scale, p.correct, p.total);
+    }
+}
+
+fn tally(m: &mut Metrics, name: &str, loss: f64, correct: usize, total: usize) {
     match m.per_objective.iter_mut().find(|(n, ..)| n == name) {
         Some(e) => {
             e.1 += loss;
