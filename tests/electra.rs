@@ -85,6 +85,31 @@ checkpoint_every = 0
         assert_eq!(m.total_loss, whole);
     }
 
+    // The generator is an MLM head: `pretext fill` reads it from a checkpoint, and it has
+    // learnt where pairs close — the blank after `w5` is a second word (w55–w104: half the
+    // words, 0.48 of an untrained head's mass; which one is learnt later).
+    let dir = std::env::temp_dir().join(format!("pretext-electra-{}", std::process::id()));
+    let ckpt = dir.join("run/checkpoints/latest.safetensors");
+    t.save_checkpoint(&ckpt).unwrap();
+    let vocab = dir.join("vocab.txt");
+    let words: Vec<String> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain((5..VOCAB).map(|i| format!("w{i}")))
+        .collect();
+    std::fs::write(&vocab, words.join("\n")).unwrap();
+    let lm = pretext::predict::MaskedLm::load(&ckpt, Some(&vocab)).unwrap();
+    let blanks = pretext::predict::fill::fill(&lm, "w5 [MASK] w30 w80", VOCAB).unwrap();
+    let second: f64 = blanks[0]
+        .candidates
+        .iter()
+        .filter(|c| (FIRST + WORDS..FIRST + 2 * WORDS).contains(&c.id))
+        .map(|c| c.probability)
+        .sum();
+    eprintln!("generator mass on second words {second:.3}");
+    assert!(second > 0.8, "generator mass on second words {second}");
+    std::fs::remove_dir_all(&dir).ok();
+
     // The trained head, copied by name into an `Electra` the test can call.
     let dev = pretext::model::device(0).unwrap();
     let dims = HeadDims::of(&cfg.model, VOCAB);

@@ -52,10 +52,17 @@ impl MaskedLm {
                 ckpt.display()
             )
         })?;
-        if !config.objectives.iter().any(|o| o.name == "mlm") {
+        // The MLM head: `mlm`'s, else ELECTRA's generator (an MLM head over the same encoder).
+        let has = |name: &str| config.objectives.iter().any(|o| o.name == name);
+        let head_prefix = if has("mlm") {
+            "heads.mlm"
+        } else if has("electra") {
+            "heads.electra.generator"
+        } else {
             bail!(
                 "{}: this checkpoint has no MLM head (it was trained with {}); \
-                 fill and eval need a run whose objectives include `mlm`",
+                 fill and eval need a run whose objectives include `mlm` (or `electra`, \
+                 whose generator is one)",
                 ckpt.display(),
                 config
                     .objectives
@@ -64,7 +71,7 @@ impl MaskedLm {
                     .collect::<Vec<_>>()
                     .join(" + ")
             );
-        }
+        };
         let tok_path = tokenizer.map(Path::to_path_buf).unwrap_or_else(|| {
             run_dir
                 .parent()
@@ -91,7 +98,7 @@ impl MaskedLm {
         let dims = HeadDims::of(&config.model, vocab);
         let mut head = Mlm::new(&dev, &dims, &mut rng);
         saved
-            .load_head("heads.mlm", &mut head)
+            .load_head(head_prefix, &mut head)
             .with_context(mismatch)?;
         Ok(Self {
             dev,
