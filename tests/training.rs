@@ -91,6 +91,12 @@ weight = 0.2"#,
         r#"[[objectives]]
 name = "electra"
 options = { mask_prob = 0.2, discriminator_weight = 10 }"#,
+        // A generator with an encoder of its own, beside MLM on the shared pass.
+        r#"[[objectives]]
+name = "mlm"
+[[objectives]]
+name = "electra"
+options = { generator_size = 0.5 }"#,
     ];
     for (i, extra) in variants.iter().enumerate() {
         let mut cfg = experiment(extra);

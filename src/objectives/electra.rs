@@ -4,14 +4,19 @@
 //! replacement. Loss = generator MLM + `discriminator_weight` × detection (the paper's λ = 50);
 //! no gradient flows through the sampling.
 //!
-//! The generator here shares the whole encoder with the discriminator — the paper's
+//! By default the generator shares the whole encoder with the discriminator — the paper's
 //! "tying all weights" ablation (§3.2, Figure 3: GLUE 84.4 against 84.3 with only the
-//! embeddings tied); the paper's default, a generator a quarter to a half as wide, is not
-//! built. So one step runs the encoder twice: over the masked input (the hidden states the
-//! loop hands every objective: the generator's MLM head reads them) and over the corrupted
-//! input (the discriminator's pass, which this objective runs itself through `Ctx::encoder`,
-//! drawing dropout and samples from `Ctx::rng`, the run's saved dropout stream, so resume stays
-//! exact). Fine-tuning reads the encoder, i.e. the discriminator, as the paper does.
+//! embeddings tied). One step then runs the encoder twice: over the masked input (the hidden
+//! states the loop hands every objective: the generator's MLM head reads them) and over the
+//! corrupted input (the discriminator's pass, which this objective runs itself through
+//! `Ctx::encoder`, drawing dropout and samples from `Ctx::rng`, the run's saved dropout
+//! stream, so resume stays exact). `generator_size = 0.25` instead gives the generator an
+//! encoder of its own, that fraction of the discriminator's width, FFN and heads (the paper's
+//! Table 6 multiplier: 1/4 for ELECTRA-Small and -Large, 1/3 for Base) at the same depth, with
+//! untied embeddings (the paper ties them through an embedding projection pretext does not
+//! have: its "untied" ablation, GLUE 83.6); it uses LayerNorm where the discriminator uses
+//! PowerNorm, whose running statistics only the main encoder's checkpoint entries carry.
+//! Fine-tuning reads the encoder, i.e. the discriminator, as the paper does.
 //!
 //! A token the generator happens to sample as the original counts as original (label 0), as
 //! in the paper. The detection head is BERT-style (dense + GELU + a 2-way classifier): a
@@ -20,30 +25,46 @@
 use super::mlm::Mlm;
 use super::registry::parse_options;
 use super::{cross_entropy, Ctx, HeadDims, Loss, Objective, ObjectiveFor, Part};
+use crate::config::{ModelConfig, NormKind};
 use crate::data::MaskingConfig;
 use crate::model::gelu::gelu;
 use crate::model::ops::linear;
 use crate::model::params::named_params;
 use crate::model::params::Linear;
-use crate::model::{Act, Dev, Inputs};
+use crate::model::{Act, Dev, Encoder, Inputs};
 use crate::rng::{stream, Rng};
 use dfdx::prelude::*;
 use rand::Rng as _;
 
-/// The option that is ELECTRA's own; every other key of its `options` is a masking option
+/// The options that are ELECTRA's own; every other key of its `options` is a masking option
 /// (`mask_prob`, `max_ngram`, …), read as `mlm` reads them.
 const WEIGHT_KEY: &str = "discriminator_weight";
+const SIZE_KEY: &str = "generator_size";
 
 /// The paper's λ.
 pub const DEFAULT_WEIGHT: f64 = 50.0;
 
-/// Splits an `[[objectives]]` options table into the detection weight and the masking options,
+/// ELECTRA's own options.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Settings {
+    /// λ, the detection loss's weight against the generator's MLM loss.
+    pub discriminator_weight: f64,
+    /// The generator's own encoder as a fraction of the discriminator's width; `None`: the
+    /// generator is the shared encoder.
+    pub generator_size: Option<f64>,
+}
+
+fn number(v: &toml::Value) -> Option<f64> {
+    v.as_float().or_else(|| v.as_integer().map(|i| i as f64))
+}
+
+/// Splits an `[[objectives]]` options table into ELECTRA's settings and the masking options,
 /// naming the offending key on failure.
-pub fn options(o: &toml::Table) -> Result<(f64, MaskingConfig), String> {
+pub fn options(o: &toml::Table) -> Result<(Settings, MaskingConfig), String> {
     let mut rest = o.clone();
-    let weight = match rest.remove(WEIGHT_KEY) {
+    let discriminator_weight = match rest.remove(WEIGHT_KEY) {
         None => DEFAULT_WEIGHT,
-        Some(v) => match v.as_float().or_else(|| v.as_integer().map(|i| i as f64)) {
+        Some(v) => match number(&v) {
             Some(w) if w.is_finite() && w > 0.0 && w <= 1e6 => w,
             _ => {
                 return Err(format!(
@@ -52,15 +73,48 @@ pub fn options(o: &toml::Table) -> Result<(f64, MaskingConfig), String> {
             }
         },
     };
+    let generator_size = match rest.remove(SIZE_KEY) {
+        None => None,
+        Some(v) => match number(&v) {
+            Some(f) if f > 0.0 && f < 1.0 => Some(f),
+            _ => {
+                return Err(format!(
+                    "`{SIZE_KEY}`: expected a fraction of the encoder's width in (0, 1) (the \
+                     paper uses 1/4 to 1/3; leave it out to share the encoder), got {v}"
+                ))
+            }
+        },
+    };
     let masking: MaskingConfig = parse_options(&rest)?;
     masking.check()?;
-    Ok((weight, masking))
+    let settings = Settings {
+        discriminator_weight,
+        generator_size,
+    };
+    Ok((settings, masking))
+}
+
+/// The generator's encoder: `size` of the discriminator's heads, width and FFN (at least one
+/// head of one unit each), the same depth, LayerNorm in place of PowerNorm.
+pub fn generator_config(model: &ModelConfig, size: f64) -> ModelConfig {
+    let heads = ((model.heads as f64 * size).round() as usize).max(1);
+    let per_head = ((model.hidden as f64 * size / heads as f64).round() as usize).max(1);
+    let mut g = model.clone();
+    g.heads = heads;
+    g.hidden = per_head * heads;
+    g.ffn = ((model.ffn as f64 * size).round() as usize).max(1);
+    if g.norm == NormKind::Powernorm {
+        g.norm = NormKind::PostLn;
+    }
+    g
 }
 
 #[derive(Clone, Debug)]
 pub struct Electra {
-    /// The generator's MLM head over the shared encoder.
+    /// The generator's MLM head, over the shared encoder or `generator_encoder`.
     pub generator: Mlm,
+    /// The generator's own, narrower encoder (`generator_size`); `None` shares the encoder.
+    pub generator_encoder: Option<Encoder>,
     /// The discriminator's head: dense + GELU, then two logits (original, replaced).
     pub dense: Linear,
     pub classifier: Linear,
@@ -68,12 +122,27 @@ pub struct Electra {
 }
 
 impl Electra {
-    pub fn new(dev: &Dev, d: &HeadDims, weight: f64, rng: &mut Rng) -> Self {
+    pub fn new(dev: &Dev, d: &HeadDims, settings: &Settings, rng: &mut Rng) -> Self {
+        let generator_encoder = settings
+            .generator_size
+            .map(|size| Encoder::new(dev, &generator_config(&d.model, size), d.vocab, rng));
+        let generator = match &generator_encoder {
+            None => Mlm::new(dev, d, rng),
+            Some(g) => Mlm::new(
+                dev,
+                &HeadDims {
+                    hidden: g.cfg.hidden,
+                    ..d.clone()
+                },
+                rng,
+            ),
+        };
         Self {
-            generator: Mlm::new(dev, d, rng),
+            generator,
+            generator_encoder,
             dense: Linear::new(dev, d.hidden, d.hidden, d.init_std, rng),
             classifier: Linear::new(dev, d.hidden, 2, d.init_std, rng),
-            weight: weight as f32,
+            weight: settings.discriminator_weight as f32,
         }
     }
 
@@ -141,14 +210,6 @@ impl<T: Tape<f32, Dev>> ObjectiveFor<T> for Electra {
                 parts: Vec::new(),
             };
         }
-        let logits = self
-            .generator
-            .logits(hidden, &b.mlm_positions, ctx.dev, ctx.encoder);
-        let vocab = logits.shape().1;
-        let scores = logits.as_vec();
-        let labels: Vec<usize> = b.mlm_labels.iter().map(|&l| l as usize).collect();
-        let generated = cross_entropy(ctx.dev, logits, &labels);
-
         // Evaluation samples from a fixed stream, so every variant's held-out score sees the
         // same draws.
         let mut fixed = stream(0, "objectives.electra.evaluation");
@@ -157,6 +218,24 @@ impl<T: Tape<f32, Dev>> ObjectiveFor<T> for Electra {
             Some(r) => r,
             None => &mut fixed,
         };
+        let training = ctx.rng.is_some();
+        let logits = match &self.generator_encoder {
+            None => self
+                .generator
+                .logits(hidden, &b.mlm_positions, ctx.dev, ctx.encoder),
+            Some(g) => {
+                // The shared pass over the masked input is not the generator's here.
+                drop(hidden);
+                let dropout = training.then_some(&mut *rng);
+                let own = g.forward(ctx.dev, ctx.inputs, T::default(), dropout);
+                self.generator.logits(own, &b.mlm_positions, ctx.dev, g)
+            }
+        };
+        let vocab = logits.shape().1;
+        let scores = logits.as_vec();
+        let labels: Vec<usize> = b.mlm_labels.iter().map(|&l| l as usize).collect();
+        let generated = cross_entropy(ctx.dev, logits, &labels);
+
         let (ids, replaced) = corrupt(
             &ctx.inputs.ids,
             &b.mlm_positions,
@@ -169,7 +248,7 @@ impl<T: Tape<f32, Dev>> ObjectiveFor<T> for Electra {
             ids,
             ..ctx.inputs.clone()
         };
-        let dropout = ctx.rng.is_some().then_some(rng);
+        let dropout = training.then_some(rng);
         let hidden = ctx
             .encoder
             .forward(ctx.dev, &corrupted, T::default(), dropout);
@@ -210,7 +289,12 @@ impl Objective for Electra {
     }
 }
 
-named_params!(Electra { generator => "generator", dense => "dense", classifier => "classifier" });
+named_params!(Electra {
+    generator => "generator",
+    generator_encoder => "generator_encoder",
+    dense => "dense",
+    classifier => "classifier",
+});
 
 #[cfg(test)]
 mod tests {
@@ -220,15 +304,21 @@ mod tests {
     fn options_split_the_weight_from_the_masking() {
         let t: toml::Table = toml::from_str("discriminator_weight = 20\nmask_prob = 0.25").unwrap();
         let (w, m) = options(&t).unwrap();
-        assert_eq!(w, 20.0);
+        assert_eq!(w.discriminator_weight, 20.0);
+        assert_eq!(w.generator_size, None);
         assert_eq!(m.mask_prob, 0.25);
         let (w, m) = options(&toml::Table::new()).unwrap();
-        assert_eq!((w, m), (DEFAULT_WEIGHT, MaskingConfig::default()));
+        assert_eq!(w.discriminator_weight, DEFAULT_WEIGHT);
+        assert_eq!(m, MaskingConfig::default());
+        let t: toml::Table = toml::from_str("generator_size = 0.25").unwrap();
+        assert_eq!(options(&t).unwrap().0.generator_size, Some(0.25));
         for (text, named) in [
             ("discriminator_weight = -1", "discriminator_weight"),
             ("discriminator_weight = \"big\"", "discriminator_weight"),
             ("mask_prob = 1.5", "mask_prob"),
-            ("generator_size = 0.25", "generator_size"),
+            ("generator_size = 1", "generator_size"),
+            ("generator_size = 0", "generator_size"),
+            ("generator_layers = 2", "generator_layers"),
         ] {
             let t: toml::Table = toml::from_str(text).unwrap();
             let e = options(&t).unwrap_err();
@@ -279,5 +369,26 @@ mod tests {
         }
         let kept = replaced.iter().filter(|&&r| !r).count();
         assert_eq!(kept, out.iter().filter(|&&t| t == 0).count());
+    }
+
+    #[test]
+    fn the_generator_is_a_fraction_of_the_encoder() {
+        let mut m = ModelConfig {
+            hidden: 128,
+            heads: 4,
+            ffn: 512,
+            norm: NormKind::Powernorm,
+            ..ModelConfig::default()
+        };
+        let g = generator_config(&m, 0.25);
+        assert_eq!((g.hidden, g.heads, g.ffn, g.layers), (32, 1, 128, m.layers));
+        assert_eq!(g.norm, NormKind::PostLn);
+        m.norm = NormKind::PreLn;
+        let g = generator_config(&m, 1.0 / 3.0);
+        assert_eq!(
+            (g.hidden, g.heads, g.ffn, g.norm),
+            (42, 1, 171, NormKind::PreLn)
+        );
+        assert_eq!(g.hidden % g.heads, 0);
     }
 }

@@ -70,7 +70,7 @@ impl Clone for Box<dyn Objective> {
 }
 
 /// Sizes a head needs from the encoder.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct HeadDims {
     pub hidden: usize,
     pub vocab: usize,
@@ -78,6 +78,9 @@ pub struct HeadDims {
     pub init_std: f32,
     /// `model.tie_word_embeddings`: the MLM decoder is the word embeddings.
     pub tied_decoder: bool,
+    /// The whole encoder's settings, for a head with a network of its own (ELECTRA's
+    /// generator).
+    pub model: crate::config::ModelConfig,
 }
 
 impl HeadDims {
@@ -88,6 +91,7 @@ impl HeadDims {
             layer_norm_eps: model.layer_norm_eps,
             init_std: model.init_std,
             tied_decoder: model.tie_word_embeddings,
+            model: model.clone(),
         }
     }
 }

@@ -103,13 +103,13 @@ pub const ENTRIES: &[Entry] = &[
     },
     Entry {
         name: "electra",
-        summary: "ELECTRA replaced token detection: the generator (an MLM head over the shared encoder) fills the masked positions by sampling, the discriminator tells every token original or replaced (options: discriminator_weight = 50, plus mlm's masking options)",
+        summary: "ELECTRA replaced token detection: the generator (an MLM head over the shared encoder) fills the masked positions by sampling, the discriminator tells every token original or replaced (options: discriminator_weight = 50, generator_size = a fraction for a narrower generator of its own, plus mlm's masking options)",
         needs: Needs { mlm_labels: true, pair: None, two_views: false },
         check_options: |o| super::electra::options(o).map(|_| ()),
         masking: |o| super::electra::options(o).ok().map(|(_, m)| m),
         build: |o, d, dev, rng| {
-            let (weight, _) = super::electra::options(o).unwrap_or((super::electra::DEFAULT_WEIGHT, MaskingConfig::default()));
-            Box::new(super::electra::Electra::new(dev, d, weight, rng))
+            let (settings, _) = super::electra::options(o).expect("checked by check_options");
+            Box::new(super::electra::Electra::new(dev, d, &settings, rng))
         },
     },
 ];

@@ -54,10 +54,21 @@ impl MaskedLm {
         })?;
         // The MLM head: `mlm`'s, else ELECTRA's generator (an MLM head over the same encoder).
         let has = |name: &str| config.objectives.iter().any(|o| o.name == name);
+        let own_generator = config
+            .objectives
+            .iter()
+            .any(|o| o.name == "electra" && o.options.contains_key("generator_size"));
         let head_prefix = if has("mlm") {
             "heads.mlm"
-        } else if has("electra") {
+        } else if has("electra") && !own_generator {
             "heads.electra.generator"
+        } else if own_generator {
+            bail!(
+                "{}: this ELECTRA run's generator has an encoder of its own \
+                 (generator_size), which fill and eval do not read; they read a run with \
+                 `mlm`, or an ELECTRA generator that shares the encoder",
+                ckpt.display()
+            );
         } else {
             bail!(
                 "{}: this checkpoint has no MLM head (it was trained with {}); \
