@@ -249,3 +249,48 @@ checkpoint_every = 0
     );
     (auc, late_generator)
 }
+
+/// The loop hands the shared pass's tape to the first objective; a narrower generator does not
+/// read that pass, and must still pass the tape on, or the objectives after it (here `mlm`,
+/// ELECTRA weighted 0) would train no encoder weight.
+#[test]
+fn an_objective_after_a_narrower_generator_still_trains_the_encoder() {
+    let text = r#"
+[model]
+layers = 1
+hidden = 16
+heads = 2
+ffn = 32
+max_positions = 32
+[[objectives]]
+name = "electra"
+weight = 0.0
+options = { generator_size = 0.5 }
+[[objectives]]
+name = "mlm"
+[optimizer]
+warmup_steps = 1
+[training]
+steps = 2
+batch_size = 8
+seq_len = 32
+short_seq_prob = 0.0
+"#;
+    let cfg = LoadedExperiment::from_str(text, Path::new("order.toml"))
+        .unwrap()
+        .runs
+        .remove(0)
+        .config;
+    let mut rng = stream(4, "test.electra.order");
+    let docs: Vec<Vec<Vec<u32>>> = (0..40)
+        .map(|_| (0..4).map(|_| sentence(&mut rng)).collect())
+        .collect();
+    let data = prepared(VOCAB, docs, "electra-order");
+    let mut t = Trainer::new(&cfg, &data).unwrap();
+    let norms = t.layer_gradient_norms(1).unwrap();
+    let layer = norms
+        .iter()
+        .find(|(n, _)| n == "encoder.layers.0")
+        .unwrap_or_else(|| panic!("{norms:?}"));
+    assert!(layer.1 > 0.0, "no gradient reaches the encoder: {norms:?}");
+}

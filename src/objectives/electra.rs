@@ -224,10 +224,13 @@ impl<T: Tape<f32, Dev>> ObjectiveFor<T> for Electra {
                 .generator
                 .logits(hidden, &b.mlm_positions, ctx.dev, ctx.encoder),
             Some(g) => {
-                // The shared pass over the masked input is not the generator's here.
-                drop(hidden);
+                // The shared pass over the masked input is not the generator's here, but its
+                // tape may hold that pass's backward for the objectives after this one (the
+                // loop hands the first objective the tape): it travels on through the
+                // generator's pass into this loss.
+                let (_, tape) = hidden.split_tape();
                 let dropout = training.then_some(&mut *rng);
-                let own = g.forward(ctx.dev, ctx.inputs, T::default(), dropout);
+                let own = g.forward(ctx.dev, ctx.inputs, tape, dropout);
                 self.generator.logits(own, &b.mlm_positions, ctx.dev, g)
             }
         };
