@@ -390,7 +390,7 @@ mod tests {
         let g = generator_config(&m, 1.0 / 3.0);
         assert_eq!(
             (g.hidden, g.heads, g.ffn, g.norm),
-            (42, 1, 171, NormKind::PreLn)
+            (43, 1, 171, NormKind::PreLn)
         );
         assert_eq!(g.hidden % g.heads, 0);
     }
