@@ -11,14 +11,12 @@ mod common;
 
 use common::prepared;
 use dfdx::prelude::*;
-use pretext::config::LoadedExperiment;
 use pretext::model::{Inputs, ParamMut, Params};
 use pretext::objectives::electra::Electra;
 use pretext::objectives::HeadDims;
 use pretext::rng::stream;
 use pretext::train::Trainer;
 use rand::Rng;
-use std::path::Path;
 
 const FIRST: u32 = 5;
 const WORDS: u32 = 50;
@@ -91,11 +89,7 @@ eval_every = 0
 checkpoint_every = 0
 "#
     );
-    let cfg = LoadedExperiment::from_str(&text, Path::new("electra.toml"))
-        .unwrap()
-        .runs
-        .remove(0)
-        .config;
+    let cfg = common::experiment(&text, "electra.toml");
     let mut rng = stream(3, "test.electra");
     let docs: Vec<Vec<Vec<u32>>> = (0..300)
         .map(|_| (0..8).map(|_| sentence(&mut rng)).collect())
@@ -136,12 +130,7 @@ checkpoint_every = 0
     let ckpt = dir.join("run/checkpoints/latest.safetensors");
     t.save_checkpoint(&ckpt).unwrap();
     let vocab = dir.join("vocab.txt");
-    let words: Vec<String> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-        .iter()
-        .map(|s| s.to_string())
-        .chain((5..VOCAB).map(|i| format!("w{i}")))
-        .collect();
-    std::fs::write(&vocab, words.join("\n")).unwrap();
+    std::fs::write(&vocab, common::words(VOCAB).join("\n")).unwrap();
     let loaded = pretext::predict::MaskedLm::load(&ckpt, Some(&vocab));
     if generator_size.is_some() {
         let e = loaded
@@ -276,11 +265,7 @@ batch_size = 8
 seq_len = 32
 short_seq_prob = 0.0
 "#;
-    let cfg = LoadedExperiment::from_str(text, Path::new("order.toml"))
-        .unwrap()
-        .runs
-        .remove(0)
-        .config;
+    let cfg = common::experiment(text, "order.toml");
     let mut rng = stream(4, "test.electra.order");
     let docs: Vec<Vec<Vec<u32>>> = (0..40)
         .map(|_| (0..4).map(|_| sentence(&mut rng)).collect())

@@ -15,12 +15,11 @@
 mod common;
 
 use common::prepared;
-use pretext::config::{Experiment, LoadedExperiment};
+use pretext::config::Experiment;
 use pretext::data::Prepared;
 use pretext::rng::stream;
 use pretext::train::Trainer;
 use rand::Rng;
-use std::path::Path;
 
 const SENTENCE: usize = 6;
 
@@ -50,11 +49,7 @@ eval_every = 0
 checkpoint_every = 0
 "#
     );
-    LoadedExperiment::from_str(&text, Path::new("pairs.toml"))
-        .unwrap()
-        .runs
-        .remove(0)
-        .config
+    common::experiment(&text, "pairs.toml")
 }
 
 /// Training accuracy of the pair head over the last 100 of 400 steps (3,200 pairs).

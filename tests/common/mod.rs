@@ -1,20 +1,35 @@
 //! Helpers shared by the integration tests that train on synthetic corpora.
 
+use pretext::config::{Experiment, LoadedExperiment};
 use pretext::data::{Prepared, Tokenizer};
+use std::path::Path;
 use std::sync::Arc;
+
+/// The one run of an experiment file's text (`file` names it in errors).
+pub fn experiment(text: &str, file: &str) -> Experiment {
+    LoadedExperiment::from_str(text, Path::new(file))
+        .unwrap()
+        .runs
+        .remove(0)
+        .config
+}
+
+/// The words of the synthetic vocabulary: the five specials, then `w5`, `w6`, … up to `vocab`.
+pub fn words(vocab: usize) -> Vec<String> {
+    ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain((5..vocab).map(|i| format!("w{i}")))
+        .collect()
+}
 
 /// Documents of token ids over a vocabulary of `vocab` words (ids 0–4 are `[PAD]`, `[UNK]`,
 /// `[CLS]`, `[SEP]`, `[MASK]`; the rest `w5`, `w6`, …), as the sampler reads them.
 pub fn prepared(vocab: usize, docs: Vec<Vec<Vec<u32>>>, tag: &str) -> Prepared {
-    let mut words: Vec<String> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    words.extend((words.len()..vocab).map(|i| format!("w{i}")));
     let dir = std::env::temp_dir().join(format!("pretext-synth-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("vocab.txt");
-    std::fs::write(&path, words.join("\n")).unwrap();
+    std::fs::write(&path, words(vocab).join("\n")).unwrap();
     let tokenizer = Tokenizer::load(&path, true).unwrap();
     let _ = std::fs::remove_dir_all(&dir);
     let sentences = docs.iter().map(Vec::len).sum();
