@@ -25,11 +25,36 @@ pub fn gelu_df<F: Float>(x: F, erf: impl Fn(F) -> F) -> F {
     cdf + x * pdf
 }
 
-/// GELU on token rows, forward and backward split over rayon's threads (elementwise, so the
+/// GELU on token rows: the host op below on the CPU, `gelu_device` on CUDA (where copying
+/// every feed-forward activation to the host and back cost more than the arithmetic).
+pub fn gelu<T: Tape<f32, Dev>>(x: Act<T>) -> Act<T> {
+    #[cfg(not(feature = "cuda"))]
+    return gelu_host(x);
+    #[cfg(feature = "cuda")]
+    gelu_device(x)
+}
+
+/// Exact GELU from dfdx's own ops, which run on whichever device holds `x`. dfdx 0.13's
+/// `accurate_gelu` has the right forward value, but its derivative's second term is
+/// `√2·x·φ(x)` instead of `x·φ(x)` (module doc). Adding `k·(φ(x) − φ(x)₀)`, where `φ(x)₀` is
+/// the same value computed without a tape and `k = √2 − 1`, adds exactly zero to the value
+/// (the two computations are the same kernels on the same input) and `−k·x·φ(x)` to the
+/// derivative (`φ' = −x·φ`), which cancels the excess. About twelve elementwise kernels,
+/// all on the device; `tests/gelu.rs` checks it against `gelu_host` on the CPU.
+pub fn gelu_device<T: Tape<f32, Dev>>(x: Act<T>) -> Act<T> {
+    const K: f32 = std::f32::consts::SQRT_2 - 1.0;
+    let (x, tape) = x.split_tape();
+    let pdf = |t: Act<T>| (t.square() * -0.5).exp() * INV_SQRT_2PI;
+    let untaped = (x.clone().square() * -0.5).exp() * INV_SQRT_2PI;
+    let correction = (pdf(x.retaped::<T>()) - untaped) * K;
+    x.put_tape(tape).accurate_gelu() + correction
+}
+
+/// GELU on the host, forward and backward split over rayon's threads (elementwise, so the
 /// result does not depend on the thread count). The forward pass keeps `Φ(x)` for the
 /// backward one, which then needs only `exp` for `φ(x)` (`erf` is the costlier call); the
 /// derivative is `gelu_df`'s, `Φ(x) + x·φ(x)`.
-pub fn gelu<T: Tape<f32, Dev>>(x: Act<T>) -> Act<T> {
+pub fn gelu_host<T: Tape<f32, Dev>>(x: Act<T>) -> Act<T> {
     let x = x.contiguous();
     let shape = *x.shape();
     let xv = fresh_to_vec(&x);

@@ -124,3 +124,22 @@ pub fn dropout<S: Shape, T: Tape<f32, Dev>>(
         _ => x,
     }
 }
+
+/// Mean cross-entropy of `logits` `(N, C)` against class `labels` from dfdx's ops (the label's
+/// entry of each log-softmax row), and how many rows have their label's logit at the row's
+/// maximum (ties count as hits, as in `fused::cross_entropy`). The CUDA path: only the
+/// labels go to the device and 2·N numbers come back, where a one-hot target and the full
+/// logits used to cross the bus.
+pub fn cross_entropy_device<T: Tape<f32, Dev>>(
+    logits: Act<T>,
+    labels: &[usize],
+) -> (Tensor<Rank0, f32, Dev, T>, usize) {
+    let n = labels.len();
+    let idx: Tensor<(usize,), usize, Dev> = logits.device().tensor_from_vec(labels.to_vec(), (n,));
+    let plain = logits.retaped::<NoneTape>();
+    let best = plain.clone().max::<(usize,), Axis<1>>().as_vec();
+    let at_label = plain.select(idx.clone()).as_vec();
+    let correct = best.iter().zip(&at_label).filter(|(b, l)| l >= b).count();
+    let loss = logits.log_softmax::<Axis<1>>().select(idx).mean().negate();
+    (loss, correct)
+}

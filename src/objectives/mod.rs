@@ -97,47 +97,18 @@ impl HeadDims {
 }
 
 /// Mean cross-entropy of `logits` `(N, C)` against class `labels`, and how many argmaxes hit.
-/// Fused on the CPU (`model::fused::cross_entropy`); dfdx's ops on CUDA.
+/// Fused on the CPU (`model::fused::cross_entropy`); dfdx's device ops on CUDA
+/// (`model::ops::cross_entropy_device`).
 pub fn cross_entropy<T: Tape<f32, Dev>>(dev: &Dev, logits: Act<T>, labels: &[usize]) -> Loss<T> {
-    let total = labels.len();
+    let _ = dev;
     #[cfg(not(feature = "cuda"))]
-    {
-        let _ = dev;
-        let (value, correct) = crate::model::fused::cross_entropy(logits, labels);
-        Loss {
-            value,
-            correct,
-            total,
-            parts: Vec::new(),
-        }
-    }
+    let (value, correct) = crate::model::fused::cross_entropy(logits, labels);
     #[cfg(feature = "cuda")]
-    {
-        let (n, c) = *logits.shape();
-        let values = logits.as_vec();
-        let correct = values
-            .chunks_exact(c)
-            .zip(labels)
-            .filter(|(row, &l)| {
-                let mut best = (0, f32::NEG_INFINITY);
-                for (i, &v) in row.iter().enumerate() {
-                    if v > best.1 {
-                        best = (i, v);
-                    }
-                }
-                best.0 == l
-            })
-            .count();
-        let mut onehot = vec![0.0f32; n * c];
-        for (i, &l) in labels.iter().enumerate() {
-            onehot[i * c + l] = 1.0;
-        }
-        let target: Tensor<(usize, usize), f32, Dev> = dev.tensor_from_vec(onehot, (n, c));
-        Loss {
-            value: cross_entropy_with_logits_loss(logits, target),
-            correct,
-            total,
-            parts: Vec::new(),
-        }
+    let (value, correct) = crate::model::ops::cross_entropy_device(logits, labels);
+    Loss {
+        value,
+        correct,
+        total: labels.len(),
+        parts: Vec::new(),
     }
 }
