@@ -56,6 +56,21 @@ pub fn to_host(buf: &GradBuf) -> Result<Vec<f32>, DevError> {
     Ok(buf.device().dtoh_sync_copy(buf)?)
 }
 
+/// A buffer on `dev` holding `host`'s values.
+#[cfg(not(feature = "cuda"))]
+pub fn from_host(dev: &Dev, host: &[f32]) -> Result<GradBuf, DevError> {
+    let mut buf = dev.try_alloc_len(host.len())?;
+    buf.copy_from_slice(host);
+    Ok(buf)
+}
+
+#[cfg(feature = "cuda")]
+pub fn from_host(dev: &Dev, host: &[f32]) -> Result<GradBuf, DevError> {
+    let mut buf = dev.try_alloc_len(host.len())?;
+    buf.device().htod_sync_copy_into(host, &mut *buf)?;
+    Ok(buf)
+}
+
 /// The incoming gradient of an op's own output, taken out of its buffer without a copy (one
 /// device-to-host copy on CUDA). Sound because only the op that made a tensor reads that
 /// tensor's gradient, once, after every consumer has added to it (dfdx runs backward ops in
@@ -86,4 +101,73 @@ pub fn fresh_to_vec<S: Shape, T>(t: &Tensor<S, f32, Dev, T>) -> Vec<f32> {
         "fresh_to_vec on a permuted or broadcast view"
     );
     v
+}
+
+/// `dst += src`, element by element: gradient sums over micro-batches where the gradients are.
+#[cfg(not(feature = "cuda"))]
+pub fn add_into(dst: &mut GradBuf, src: &GradBuf) -> Result<(), DevError> {
+    add_from_host(dst, src)
+}
+
+/// `buf *= s`, element by element: gradient clipping where the gradients are.
+#[cfg(not(feature = "cuda"))]
+pub fn scale(buf: &mut GradBuf, s: f32) -> Result<(), DevError> {
+    use rayon::prelude::*;
+    buf.par_iter_mut()
+        .with_min_len(1 << 14)
+        .for_each(|x| *x *= s);
+    Ok(())
+}
+
+#[cfg(feature = "cuda")]
+pub fn add_into(dst: &mut GradBuf, src: &GradBuf) -> Result<(), DevError> {
+    kernels::launch(dst, Some(src), 1.0, "pretext_add")
+}
+
+#[cfg(feature = "cuda")]
+pub fn scale(buf: &mut GradBuf, s: f32) -> Result<(), DevError> {
+    kernels::launch(buf, None, s, "pretext_scale")
+}
+
+/// Two elementwise kernels dfdx 0.13 has no raw-buffer form of, compiled once per device by
+/// NVRTC (its source is a constant, so only a missing NVRTC library can make this fail).
+#[cfg(feature = "cuda")]
+mod kernels {
+    use super::{DevError, GradBuf};
+    use cudarc::driver::{
+        sys::CUresult, DevicePtr, DevicePtrMut, DeviceSlice, DriverError, LaunchAsync, LaunchConfig,
+    };
+
+    const MODULE: &str = "pretext_host";
+    const SOURCE: &str = r#"
+extern "C" __global__ void pretext_add(float* dst, const float* src, float s, size_t n) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)blockDim.x * gridDim.x) dst[i] += src[i];
+}
+extern "C" __global__ void pretext_scale(float* dst, const float* src, float s, size_t n) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)blockDim.x * gridDim.x) dst[i] *= s;
+}
+"#;
+
+    pub fn launch(
+        dst: &mut GradBuf,
+        src: Option<&GradBuf>,
+        s: f32,
+        name: &str,
+    ) -> Result<(), DevError> {
+        let dev = dst.device();
+        if !dev.has_func(MODULE, name) {
+            let ptx = cudarc::nvrtc::compile_ptx(SOURCE)
+                .map_err(|_| DriverError(CUresult::CUDA_ERROR_INVALID_SOURCE))?;
+            dev.load_ptx(ptx, MODULE, &["pretext_add", "pretext_scale"])?;
+        }
+        let f = dev
+            .get_func(MODULE, name)
+            .ok_or(DriverError(CUresult::CUDA_ERROR_NOT_FOUND))?;
+        let n = dst.len();
+        let cfg = LaunchConfig::for_num_elems(n.min(1 << 20) as u32);
+        // An unused source argument points at `dst` itself (the scale kernel ignores it).
+        let src_ptr = *src.unwrap_or(dst).device_ptr();
+        unsafe { f.launch(cfg, (*dst.device_ptr_mut(), src_ptr, s, n)) }?;
+        Ok(())
+    }
 }

@@ -246,3 +246,57 @@ impl Param<'_> {
         }
     }
 }
+
+impl Param<'_> {
+    /// This parameter's gradient buffer in `grads`, where it lives (zeros, allocated now, if
+    /// the loss did not reach it).
+    pub fn grad_buf<'g>(
+        &self,
+        grads: &'g mut Gradients<f32, Dev>,
+    ) -> Result<&'g mut super::host::GradBuf, super::host::DevError> {
+        match self {
+            Param::Vector(t) => grads.get_or_alloc_mut(*t),
+            Param::Matrix(t) => grads.get_or_alloc_mut(*t),
+        }
+    }
+
+    /// The sum of the squares of this parameter's gradient in `grads`, computed on the device.
+    pub fn grad_sum_squares(
+        &self,
+        grads: &mut Gradients<f32, Dev>,
+    ) -> Result<f64, super::host::DevError> {
+        self.grad_buf(grads)?;
+        Ok(match self {
+            Param::Vector(t) => grads.get(*t).square().sum::<Rank0, _>().array(),
+            Param::Matrix(t) => grads.get(*t).square().sum::<Rank0, _>().array(),
+        } as f64)
+    }
+}
+
+impl ParamMut<'_> {
+    /// As `Param::grad_buf`.
+    pub fn grad_buf<'g>(
+        &self,
+        grads: &'g mut Gradients<f32, Dev>,
+    ) -> Result<&'g mut super::host::GradBuf, super::host::DevError> {
+        match self {
+            ParamMut::Vector(t) => grads.get_or_alloc_mut(&**t),
+            ParamMut::Matrix(t) => grads.get_or_alloc_mut(&**t),
+        }
+    }
+
+    /// One step of dfdx's fused Adam kernel on this parameter, where it lives.
+    pub fn adam(
+        &mut self,
+        cfg: &AdamConfig,
+        t: i32,
+        m: &mut super::host::GradBuf,
+        v: &mut super::host::GradBuf,
+        grad: &super::host::GradBuf,
+    ) -> Result<(), super::host::DevError> {
+        match self {
+            ParamMut::Vector(p) => cfg.try_update(t, *p, m, v, grad),
+            ParamMut::Matrix(p) => cfg.try_update(t, *p, m, v, grad),
+        }
+    }
+}

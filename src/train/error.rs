@@ -30,6 +30,8 @@ pub enum TrainError {
     Claim(#[from] crate::rundir::ClaimError),
     #[error(transparent)]
     Device(#[from] crate::model::DeviceError),
+    #[error("step {step}: the device failed during the optimiser step: {message}")]
+    DeviceStep { step: u64, message: String },
     #[error("{path}: {reason}")]
     Io { path: PathBuf, reason: String },
 }

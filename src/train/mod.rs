@@ -3,8 +3,10 @@
 
 pub mod bundle;
 pub mod checkpoint;
+pub mod device_step;
 mod error;
 pub mod evaluation;
+mod host_step;
 pub mod log;
 pub mod optimizer;
 pub mod probe;

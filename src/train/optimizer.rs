@@ -19,6 +19,18 @@ pub struct AdamW {
     pub decay: Vec<bool>,
 }
 
+/// One step's constants: `p ← p − decay·p − step_size · m / (√v + eps)`, with `c2 = 1 − β₂ᵗ`.
+#[derive(Debug, Clone, Copy)]
+pub struct Coefficients {
+    pub b1: f64,
+    pub b2: f64,
+    pub c2: f64,
+    /// ε as added to `√v` (HF's legacy placement; torch's is converted).
+    pub eps: f64,
+    pub step_size: f64,
+    pub decay: f64,
+}
+
 /// BERT's rule: no decay on biases and normalisation weights.
 pub fn decays(name: &str) -> bool {
     !(name.ends_with(".bias") || name.contains("norm."))
@@ -34,14 +46,8 @@ impl AdamW {
         }
     }
 
-    /// One update of every parameter `params[i]` with gradient `grads[i]` at learning rate `lr`.
-    pub fn update(
-        &mut self,
-        cfg: &OptimizerConfig,
-        lr: f64,
-        params: &mut [Vec<f32>],
-        grads: &[Vec<f32>],
-    ) {
+    /// Advances the step count and returns this step's constants.
+    pub fn coefficients(&mut self, cfg: &OptimizerConfig, lr: f64) -> Coefficients {
         self.step += 1;
         let [b1, b2] = cfg.betas;
         let c1 = 1.0 - b1.powi(self.step as i32);
@@ -51,9 +57,28 @@ impl AdamW {
             EpsPlacement::HfLegacy => cfg.eps,
             EpsPlacement::Torch => cfg.eps * c2.sqrt(),
         };
-        let (b1, b2, eps) = (b1 as f32, b2 as f32, eps as f32);
-        let step_size = (lr * c2.sqrt() / c1) as f32;
-        let wd = (lr * cfg.weight_decay) as f32;
+        Coefficients {
+            b1,
+            b2,
+            c2,
+            eps,
+            step_size: lr * c2.sqrt() / c1,
+            decay: lr * cfg.weight_decay,
+        }
+    }
+
+    /// One update of every parameter `params[i]` with gradient `grads[i]` at learning rate `lr`.
+    pub fn update(
+        &mut self,
+        cfg: &OptimizerConfig,
+        lr: f64,
+        params: &mut [Vec<f32>],
+        grads: &[Vec<f32>],
+    ) {
+        let c = self.coefficients(cfg, lr);
+        let (b1, b2, eps) = (c.b1 as f32, c.b2 as f32, c.eps as f32);
+        let step_size = c.step_size as f32;
+        let wd = c.decay as f32;
         // Elementwise, so splitting over threads changes no result.
         for i in 0..params.len() {
             let decay = self.decay[i];

@@ -4,7 +4,7 @@ use super::bundle::Bundle;
 use super::checkpoint::{self, CheckpointError, TrainState};
 pub(super) use super::error::io_err;
 pub use super::error::TrainError;
-use super::optimizer::{budget_learning_rate, clip_global_norm, learning_rate, AdamW};
+use super::optimizer::{budget_learning_rate, learning_rate, AdamW};
 use super::streams::Streams;
 use crate::config::Experiment;
 use crate::data::{DataError, Prepared, StreamSettings};
@@ -36,12 +36,18 @@ impl Metrics {
     }
 }
 
+/// A micro-batch's loss with the tape that differentiates it.
+pub(super) type TapedLoss = Tensor<Rank0, f32, Dev, OwnedTape<f32, Dev>>;
+
 pub struct Trainer<'a> {
     pub(super) cfg: &'a Experiment,
     config_text: String,
     pub(super) dev: Dev,
     pub bundle: Bundle,
-    optim: AdamW,
+    pub(super) optim: AdamW,
+    /// The device step's copy of the AdamW moments (`device_step`); `None` until it first
+    /// runs and after a checkpoint is loaded, when the host moments are current.
+    pub(super) moments: Option<super::device_step::DeviceMoments>,
     streams: Streams,
     pub(super) prepared: &'a Prepared,
     dropout_rng: Rng,
@@ -88,6 +94,7 @@ impl<'a> Trainer<'a> {
             cfg,
             dev,
             optim: AdamW::new(&sizes),
+            moments: None,
             bundle,
             streams,
             prepared,
@@ -176,16 +183,26 @@ impl<'a> Trainer<'a> {
     }
 
     pub fn save_checkpoint(&self, path: &Path) -> Result<(), TrainError> {
-        Ok(checkpoint::save(
-            path,
-            &self.bundle,
-            &self.optim,
-            &self.state(),
-        )?)
+        let mut on_device;
+        let optim = match &self.moments {
+            None => &self.optim,
+            Some(moments) => {
+                on_device = self.optim.clone();
+                moments
+                    .download(&mut on_device)
+                    .map_err(|e| TrainError::DeviceStep {
+                        step: self.step,
+                        message: format!("{e:?}"),
+                    })?;
+                &on_device
+            }
+        };
+        Ok(checkpoint::save(path, &self.bundle, optim, &self.state())?)
     }
 
     pub fn load_checkpoint(&mut self, path: &Path) -> Result<(), TrainError> {
         let state = checkpoint::load(path, &mut self.bundle, &mut self.optim, &self.config_text)?;
+        self.moments = None;
         self.step = state.step;
         self.streams
             .restore(state.stream, state.short_stream)
@@ -197,161 +214,97 @@ impl<'a> Trainer<'a> {
         Ok(())
     }
 
-    /// The summed gradients of `grad_accum` micro-batches drawn from the training stream (the
-    /// stream and the dropout stream advance), with their metrics and real-token count;
-    /// `step` names the step in errors. No parameter changes.
-    fn gradients(&mut self, step: u64) -> Result<(Vec<Vec<f32>>, Metrics, usize), TrainError> {
+    /// One micro-batch drawn from the training stream (the stream and the dropout stream
+    /// advance): the objectives' weighted loss, scaled by `1/grad_accum`, with the tape that
+    /// differentiates it, and its real-token count; its metrics are added to `metrics`.
+    pub(super) fn micro_batch(
+        &mut self,
+        step: u64,
+        metrics: &mut Metrics,
+    ) -> Result<(TapedLoss, usize), TrainError> {
         let accum = self.cfg.training.grad_accum;
         let (size, progress) = (self.batch_size(), self.progress());
-        let mut grads: Vec<Vec<f32>> = self
-            .bundle
-            .named_params()
-            .iter()
-            .map(|(_, p)| vec![0.0; p.shape().iter().product()])
-            .collect();
-        let mut metrics = Metrics::default();
-        let mut tokens = 0;
-        for _ in 0..accum {
-            let batch = self
-                .streams
-                .next_batch(size, progress)
-                .map_err(DataError::from)?;
-            tokens += batch.real_tokens();
-            let enc = &self.bundle.encoder;
-            let inputs = inputs_of(enc, &batch)?;
-            let hidden = enc.forward(
+        let batch = self
+            .streams
+            .next_batch(size, progress)
+            .map_err(DataError::from)?;
+        let real = batch.real_tokens();
+        let enc = &self.bundle.encoder;
+        let inputs = inputs_of(enc, &batch)?;
+        let hidden = enc.forward(
+            &self.dev,
+            &inputs,
+            OwnedTape::<f32, Dev>::default(),
+            Some(&mut self.dropout_rng),
+        );
+        let mut view2 = self.needs.two_views.then(|| {
+            enc.forward(
                 &self.dev,
                 &inputs,
                 OwnedTape::<f32, Dev>::default(),
                 Some(&mut self.dropout_rng),
-            );
-            let mut view2 = self.needs.two_views.then(|| {
-                enc.forward(
-                    &self.dev,
-                    &inputs,
-                    OwnedTape::<f32, Dev>::default(),
-                    Some(&mut self.dropout_rng),
-                )
-            });
-            let rng = RefCell::new(&mut self.dropout_rng);
-            let ctx = Ctx {
-                dev: &self.dev,
-                encoder: enc,
-                batch: &batch,
-                inputs: &inputs,
-                rng: Some(&rng),
+            )
+        });
+        let rng = RefCell::new(&mut self.dropout_rng);
+        let ctx = Ctx {
+            dev: &self.dev,
+            encoder: enc,
+            batch: &batch,
+            inputs: &inputs,
+            rng: Some(&rng),
+        };
+        let (h, tape) = hidden.split_tape();
+        let mut tape = Some(tape);
+        let mut total: Option<TapedLoss> = None;
+        for (weight, obj) in &self.bundle.objectives {
+            let hid = match tape.take() {
+                Some(tape) => h.clone().put_tape(tape),
+                None => h.retaped(),
             };
-            let (h, tape) = hidden.split_tape();
-            let mut tape = Some(tape);
-            let mut total: Option<Tensor<Rank0, f32, Dev, OwnedTape<f32, Dev>>> = None;
-            for (weight, obj) in &self.bundle.objectives {
-                let hid = match tape.take() {
-                    Some(tape) => h.clone().put_tape(tape),
-                    None => h.retaped(),
-                };
-                let v2 = if registry::find(obj.name()).is_some_and(|e| e.needs.two_views) {
-                    view2.take()
-                } else {
-                    None
-                };
-                let loss = ObjectiveFor::<OwnedTape<f32, Dev>>::loss(obj.as_ref(), hid, v2, &ctx);
-                let value = loss.value.array();
-                if !value.is_finite() {
-                    return Err(TrainError::NonFiniteLoss {
-                        step,
-                        objective: obj.name().into(),
-                        value,
-                    });
-                }
-                accumulate(
-                    &mut metrics,
-                    obj.name(),
-                    value as f64 / accum as f64,
-                    loss.correct,
-                    loss.total,
-                    *weight,
-                );
-                accumulate_parts(&mut metrics, obj.name(), &loss.parts, 1.0 / accum as f64);
-                let scaled = loss.value * (*weight as f32 / accum as f32);
-                total = Some(match total {
-                    None => scaled,
-                    Some(acc) => acc + scaled,
+            let v2 = if registry::find(obj.name()).is_some_and(|e| e.needs.two_views) {
+                view2.take()
+            } else {
+                None
+            };
+            let loss = ObjectiveFor::<OwnedTape<f32, Dev>>::loss(obj.as_ref(), hid, v2, &ctx);
+            let value = loss.value.array();
+            if !value.is_finite() {
+                return Err(TrainError::NonFiniteLoss {
+                    step,
+                    objective: obj.name().into(),
+                    value,
                 });
             }
-            let mut g = total.expect("at least one objective").backward();
-            for ((name, p), acc) in self.bundle.named_params().into_iter().zip(grads.iter_mut()) {
-                let pg = p.grad(&mut g);
-                if pg.iter().any(|x| !x.is_finite()) {
-                    return Err(TrainError::NonFiniteGrad { step, param: name });
-                }
-                acc.iter_mut().zip(pg).for_each(|(a, b)| *a += b);
-            }
+            accumulate(
+                metrics,
+                obj.name(),
+                value as f64 / accum as f64,
+                loss.correct,
+                loss.total,
+                *weight,
+            );
+            accumulate_parts(metrics, obj.name(), &loss.parts, 1.0 / accum as f64);
+            let scaled = loss.value * (*weight as f32 / accum as f32);
+            total = Some(match total {
+                None => scaled,
+                Some(acc) => acc + scaled,
+            });
         }
-        Ok((grads, metrics, tokens))
+        Ok((total.expect("at least one objective"), real))
     }
 
-    /// The gradient norm of each encoder layer (all its parameters together), plus the
-    /// embeddings and heads, averaged over `batches` training batches at the current weights,
-    /// without updating them — Xiong et al.'s Figure 3 is this at initialisation.
-    pub fn layer_gradient_norms(
-        &mut self,
-        batches: usize,
-    ) -> Result<Vec<(String, f64)>, TrainError> {
-        let names: Vec<String> = self
-            .bundle
-            .named_params()
-            .into_iter()
-            .map(|(n, _)| n)
-            .collect();
-        let mut out: Vec<(String, f64)> = Vec::new();
-        for _ in 0..batches.max(1) {
-            let (grads, ..) = self.gradients(self.step + 1)?;
-            let mut sums: Vec<(String, f64)> = Vec::new();
-            for (name, g) in names.iter().zip(&grads) {
-                let group = layer_of(name);
-                let sq: f64 = g.iter().map(|x| (*x as f64).powi(2)).sum();
-                match sums.iter_mut().find(|(n, _)| *n == group) {
-                    Some(e) => e.1 += sq,
-                    None => sums.push((group, sq)),
-                }
-            }
-            for (group, sq) in sums {
-                let v = sq.sqrt() / batches.max(1) as f64;
-                match out.iter_mut().find(|(n, _)| *n == group) {
-                    Some(e) => e.1 += v,
-                    None => out.push((group, v)),
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    /// One optimiser step over `grad_accum` micro-batches. Returns the step's metrics and the
-    /// gradient norm before clipping.
+    /// One optimiser step over `grad_accum` micro-batches. Returns the step's metrics, the
+    /// gradient norm before clipping and the real tokens. A CUDA build steps on the device
+    /// (`device_step`), the CPU with the host AdamW.
     pub fn train_step(&mut self) -> Result<(Metrics, f64, usize), TrainError> {
-        let started = std::time::Instant::now();
-        let step = self.step + 1;
-        let lr = self.learning_rate(step);
-        let (mut grads, metrics, tokens) = self.gradients(step)?;
-        let norm = clip_global_norm(&mut grads, self.cfg.optimizer.clip);
-        let mut values: Vec<Vec<f32>> = self
-            .bundle
-            .named_params()
-            .into_iter()
-            .map(|(_, p)| p.to_vec())
-            .collect();
-        self.optim
-            .update(&self.cfg.optimizer, lr, &mut values, &grads);
-        let mut it = values.into_iter();
-        self.bundle.visit_mut("", &mut |_, mut p| {
-            p.copy_from(&it.next().expect("one value per parameter"))
-        });
-        self.step = step;
-        self.last_lr = lr;
-        self.train_seconds += started.elapsed().as_secs_f64();
-        Ok((metrics, norm, tokens))
+        if cfg!(feature = "cuda") {
+            self.train_step_on_device()
+        } else {
+            self.train_step_on_host()
+        }
     }
 
+    /// `train_step` with the host AdamW: every parameter and gradient copied to host vectors.
     /// Replaces the freshly initialised encoder with the one saved in the pretraining
     /// checkpoint `path` (`model.init`), PowerNorm statistics included, and each objective's
     /// head that the checkpoint also holds (an MLM continued from an MLM run keeps its head,
@@ -388,17 +341,6 @@ impl<'a> Trainer<'a> {
     /// The fingerprint of the shared held-out set (`None` when nothing is held out).
     pub fn eval_fingerprint(&self) -> Option<&str> {
         self.eval_set.as_ref().map(|e| e.fingerprint.as_str())
-    }
-}
-
-/// `encoder.layers.3` for a parameter of layer 3; `embeddings` or `heads` for the others.
-fn layer_of(name: &str) -> String {
-    let parts: Vec<&str> = name.split('.').collect();
-    match parts.as_slice() {
-        ["encoder", "layers", i, ..] => format!("encoder.layers.{i}"),
-        ["encoder", "embeddings", ..] | ["embeddings", ..] => "embeddings".into(),
-        ["encoder", ..] => "encoder.other".into(),
-        _ => "heads".into(),
     }
 }
 

@@ -1,5 +1,8 @@
 //! Helpers shared by the integration tests that train on synthetic corpora.
 
+// Each test binary compiles this module and uses a subset of it.
+#![allow(dead_code)]
+
 use pretext::config::{Experiment, LoadedExperiment};
 use pretext::data::{Prepared, Tokenizer};
 use std::path::Path;

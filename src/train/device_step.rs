@@ -1,0 +1,145 @@
+//! The optimiser step where the parameters live: gradients summed, clipped and fed to dfdx's
+//! fused AdamW kernel on the device, one kernel per parameter. CUDA builds train with it, so
+//! no parameter, gradient or moment crosses the bus in a step — one number per parameter
+//! comes back (its squared gradient norm, for clipping and the finite check). The first GPU
+//! run (reports/gpu) spent most of a step copying every parameter out and back for the host
+//! AdamW.
+//!
+//! The CPU trains with `Trainer::train_step`'s host AdamW, to which exact resume and the stored
+//! benchmark trace are pinned; this one is the same update (`AdamW::coefficients`, with ε
+//! moved where dfdx's kernel adds it) in another summation order, and `tests/training.rs` runs
+//! both on the CPU and compares them.
+
+use super::optimizer::{AdamW, Coefficients};
+use super::trainer::{Metrics, TrainError, Trainer};
+use crate::model::host::{self, DevError, GradBuf};
+use crate::model::{Dev, Params};
+use dfdx::prelude::*;
+
+/// AdamW's moments on the device, in the order of `named_params`.
+pub struct DeviceMoments {
+    m: Vec<GradBuf>,
+    v: Vec<GradBuf>,
+}
+
+impl DeviceMoments {
+    /// The host optimiser's moments, copied to `dev`.
+    pub fn upload(dev: &Dev, optim: &AdamW) -> Result<Self, DevError> {
+        let copy = |host: &Vec<Vec<f32>>| -> Result<Vec<GradBuf>, DevError> {
+            host.iter().map(|x| host::from_host(dev, x)).collect()
+        };
+        Ok(Self {
+            m: copy(&optim.m)?,
+            v: copy(&optim.v)?,
+        })
+    }
+
+    /// Writes the moments back into the host optimiser (for a checkpoint).
+    pub fn download(&self, optim: &mut AdamW) -> Result<(), DevError> {
+        for (i, (m, v)) in self.m.iter().zip(&self.v).enumerate() {
+            optim.m[i] = host::to_host(m)?;
+            optim.v[i] = host::to_host(v)?;
+        }
+        Ok(())
+    }
+}
+
+fn dev_err(step: u64) -> impl Fn(DevError) -> TrainError {
+    move |e| TrainError::DeviceStep {
+        step,
+        message: format!("{e:?}"),
+    }
+}
+
+impl Trainer<'_> {
+    /// One optimiser step over `grad_accum` micro-batches with the update on the device.
+    /// Returns what `train_step` returns.
+    pub fn train_step_on_device(&mut self) -> Result<(Metrics, f64, usize), TrainError> {
+        let started = std::time::Instant::now();
+        let step = self.step + 1;
+        let lr = self.learning_rate(step);
+        let err = dev_err(step);
+        let (mut grads, metrics, tokens) = self.device_gradients(step)?;
+        // Squared norms per parameter: the finite check names the parameter, as the host
+        // path's does, and their sum is the global norm for clipping.
+        let mut squares = Vec::new();
+        for (name, p) in self.bundle.named_params() {
+            let sq = p.grad_sum_squares(&mut grads).map_err(&err)?;
+            if !sq.is_finite() {
+                return Err(TrainError::NonFiniteGrad { step, param: name });
+            }
+            squares.push(sq);
+        }
+        let norm = squares.iter().sum::<f64>().sqrt();
+        let clip = self.cfg.optimizer.clip;
+        let scale = (clip > 0.0 && norm > clip).then(|| (clip / (norm + 1e-6)) as f32);
+        if self.moments.is_none() {
+            self.moments = Some(DeviceMoments::upload(&self.dev, &self.optim).map_err(&err)?);
+        }
+        let c = self.optim.coefficients(&self.cfg.optimizer, lr);
+        let adam = adam_config(&c, lr, self.cfg.optimizer.weight_decay);
+        let t = self.optim.step as i32;
+        let (decay, moments) = (&self.optim.decay, self.moments.as_mut().expect("uploaded"));
+        let mut i = 0;
+        let mut result = Ok(());
+        self.bundle.visit_mut("", &mut |_, mut p| {
+            if result.is_err() {
+                return;
+            }
+            result = (|| {
+                let g = p.grad_buf(&mut grads)?;
+                if let Some(s) = scale {
+                    host::scale(g, s)?;
+                }
+                let cfg = AdamConfig {
+                    weight_decay: if decay[i] { adam.weight_decay } else { None },
+                    ..adam
+                };
+                p.adam(&cfg, t, &mut moments.m[i], &mut moments.v[i], g)
+            })();
+            i += 1;
+        });
+        result.map_err(&err)?;
+        self.step = step;
+        self.last_lr = lr;
+        self.train_seconds += started.elapsed().as_secs_f64();
+        Ok((metrics, norm, tokens))
+    }
+
+    /// The gradients of `grad_accum` micro-batches, summed where they are.
+    fn device_gradients(
+        &mut self,
+        step: u64,
+    ) -> Result<(Gradients<f32, Dev>, Metrics, usize), TrainError> {
+        let err = dev_err(step);
+        let mut metrics = Metrics::default();
+        let mut tokens = 0;
+        let mut sum: Option<Gradients<f32, Dev>> = None;
+        for _ in 0..self.cfg.training.grad_accum {
+            let (total, real) = self.micro_batch(step, &mut metrics)?;
+            tokens += real;
+            let mut g = total.backward();
+            match sum.as_mut() {
+                None => sum = Some(g),
+                Some(acc) => {
+                    for (_, p) in self.bundle.named_params() {
+                        let src: &GradBuf = p.grad_buf(&mut g).map_err(&err)?;
+                        host::add_into(p.grad_buf(acc).map_err(&err)?, src).map_err(&err)?;
+                    }
+                }
+            }
+        }
+        Ok((sum.expect("grad_accum ≥ 1"), metrics, tokens))
+    }
+}
+
+/// dfdx's Adam adds ε to `√v̂` (torch's placement); `Coefficients::eps` is added to `√v`, so it
+/// is divided by `√(1 − β₂ᵗ)`. Its decoupled decay multiplies by the learning rate itself.
+fn adam_config(c: &Coefficients, lr: f64, weight_decay: f64) -> AdamConfig {
+    AdamConfig {
+        lr,
+        betas: [c.b1, c.b2],
+        eps: c.eps / c.c2.sqrt(),
+        weight_decay: (weight_decay > 0.0).then_some(WeightDecay::Decoupled(weight_decay)),
+    }
+}
