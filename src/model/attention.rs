@@ -111,16 +111,22 @@ pub fn core_unfused<T: Tape<f32, Dev>>(
 ) -> Act<T> {
     let (n, h) = *q.shape();
     let d = h / a;
+    // Heads are folded into the batch axis, (B·A, S, D), so each product below is one
+    // strided-batched GEMM: dfdx issues one per index of a 4-D tensor's first axis, which on
+    // CUDA made the launches grow with the batch (6,144 GEMM launches a step at batch 256).
     let q = q
         .reshape_like(&(b, s, a, d))
-        .permute::<_, Axes4<0, 2, 1, 3>>();
+        .permute::<_, Axes4<0, 2, 1, 3>>()
+        .reshape_like(&(b * a, s, d));
     let k = k
         .reshape_like(&(b, s, a, d))
-        .permute::<_, Axes4<0, 2, 3, 1>>();
+        .permute::<_, Axes4<0, 2, 3, 1>>()
+        .reshape_like(&(b * a, d, s));
     let v = v
         .reshape_like(&(b, s, a, d))
-        .permute::<_, Axes4<0, 2, 1, 3>>();
-    let mut scores = q.matmul(k) * (1.0 / (d as f32).sqrt())
+        .permute::<_, Axes4<0, 2, 1, 3>>()
+        .reshape_like(&(b * a, s, d));
+    let mut scores = (q.matmul(k) * (1.0 / (d as f32).sqrt())).reshape_like(&(b, a, s, s))
         + bias
             .padding
             .clone()
@@ -132,9 +138,10 @@ pub fn core_unfused<T: Tape<f32, Dev>>(
             .tensor_from_vec(bias.distance(a, s), (a, s, s));
         scores = scores + distance.broadcast_like::<_, Axis<0>>(&(b, a, s, s));
     }
-    let probs = dropout(scores.softmax::<Axis<3>>(), p, rng);
+    let probs = dropout(scores.softmax::<Axis<3>>(), p, rng).reshape_like(&(b * a, s, s));
     probs
         .matmul(v)
+        .reshape_like(&(b, a, s, d))
         .permute::<_, Axes4<0, 2, 1, 3>>()
         .reshape_like(&(n, h))
 }
