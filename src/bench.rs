@@ -29,6 +29,9 @@ pub struct Shape {
     pub vocab: usize,
     pub seq: usize,
     pub batch: usize,
+    /// Hidden and attention dropout (BERT's 0.1): the masks are drawn on the host, so a
+    /// GPU run without them shows what they cost.
+    pub dropout: f32,
 }
 
 pub const REFERENCE: Shape = Shape {
@@ -39,6 +42,7 @@ pub const REFERENCE: Shape = Shape {
     vocab: 8192,
     seq: 128,
     batch: 32,
+    dropout: 0.1,
 };
 
 pub const SMALL: Shape = Shape {
@@ -100,16 +104,17 @@ impl Measured {
     }
 }
 
-/// The experiment of a shape: MLM (15%) + NSP, AdamW with warm-up, dropout 0.1. A shape or
+/// The experiment of a shape: MLM (15%) + NSP, AdamW with warm-up, the shape's dropout. A shape or
 /// step count the experiment file's rules refuse (0 steps, a hidden size the heads do not
 /// divide) is an error that says why.
 pub fn experiment(s: &Shape, steps: u64, seed: u64) -> Result<Experiment, TrainError> {
     let text = format!(
         "name = \"bench\"\n[model]\nlayers = {}\nhidden = {}\nheads = {}\nffn = {}\nmax_positions = {}\n\
+         dropout = {}\nattention_dropout = {}\n\
          [[objectives]]\nname = \"mlm\"\n[[objectives]]\nname = \"nsp\"\n\
          [optimizer]\nlr = 5e-4\nwarmup_steps = 1\n\
          [training]\nsteps = {steps}\nbatch_size = {}\nseq_len = {}\nshort_seq_prob = 0.0\neval_every = 0\ncheckpoint_every = 0\nseed = {seed}\n",
-        s.layers, s.hidden, s.heads, s.ffn, s.seq, s.batch, s.seq
+        s.layers, s.hidden, s.heads, s.ffn, s.seq, s.dropout, s.dropout, s.batch, s.seq
     );
     let mut exp =
         LoadedExperiment::from_str(&text, Path::new("<bench>")).map_err(|e| TrainError::Io {

@@ -82,6 +82,12 @@ pub struct BenchArgs {
     /// Worker threads (default: all cores).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     pub threads: Option<u16>,
+    /// Sequences per step instead of the shape's 32 (a GPU needs larger batches to fill).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=4096))]
+    pub batch: Option<u16>,
+    /// Hidden and attention dropout instead of 0.1.
+    #[arg(long, value_parser = dropout_rate)]
+    pub dropout: Option<f32>,
     /// One JSON object instead of text (for benches/compare.sh).
     #[arg(long)]
     pub json: bool,
@@ -338,4 +344,12 @@ pub struct TokenizerTrainArgs {
     pub min_frequency: u64,
     #[arg(long)]
     pub out: PathBuf,
+}
+
+/// A dropout rate in [0, 1).
+fn dropout_rate(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(p) if (0.0..1.0).contains(&p) => Ok(p),
+        _ => Err(format!("`{s}` is not a rate in [0, 1)")),
+    }
 }

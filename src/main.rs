@@ -171,11 +171,13 @@ fn bench(a: &BenchArgs) -> Result<()> {
             .build_global()
             .ok();
     }
-    let shape = match a.shape {
+    let mut shape = match a.shape {
         cli::ShapeArg::Small => pretext::bench::SMALL,
         cli::ShapeArg::Reference => pretext::bench::REFERENCE,
         cli::ShapeArg::Large => pretext::bench::LARGE,
     };
+    shape.batch = a.batch.map_or(shape.batch, usize::from);
+    shape.dropout = a.dropout.unwrap_or(shape.dropout);
     let dir = std::env::temp_dir().join(format!("pretext-bench-{}", std::process::id()));
     let m = pretext::bench::run(&shape, a.warmup, a.steps, &dir);
     let _ = std::fs::remove_dir_all(&dir);
