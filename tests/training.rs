@@ -391,18 +391,45 @@ fn adamw_matches_hand_computed_step() {
         weight_decay: 0.01,
         ..Default::default()
     };
-    let mut opt = AdamW::new(&[("w.weight".into(), 1), ("w.bias".into(), 1)]);
+    let mut opt = AdamW::new(&[vec![1, 1], vec![1]]);
     let mut p = vec![vec![1.0f32], vec![1.0f32]];
     opt.update(&cfg, 0.1, &mut p, &[vec![0.5], vec![0.5]]);
     // PyTorch AdamW: p ← p − lr·wd·p = 0.999, then p ← p − lr · m̂/(√v̂ + ε) = 0.999 − 0.1.
     assert!((p[0][0] - 0.899).abs() < 1e-6, "{}", p[0][0]);
     // No decay on biases: 1 − 0.1.
     assert!((p[1][0] - 0.9).abs() < 1e-6, "{}", p[1][0]);
-    assert!(
-        decays("encoder.layers.0.attn.q.weight")
-            && !decays("encoder.layers.0.attn_norm.weight")
-            && !decays("pooler.dense.bias")
-    );
+}
+
+/// Weight decay by kind (matrices decay, vectors do not) exempts exactly BERT's set — biases
+/// and normalisation parameters — in models with every objective's head and every norm.
+#[test]
+fn decay_by_kind_is_berts_rule_by_name() {
+    let heads = r#"[[objectives]]
+name = "mlm"
+[[objectives]]
+name = "nsp"
+[[objectives]]
+name = "contrastive"
+[[objectives]]
+name = "electra"
+options = { generator_size = 0.5 }"#;
+    for norm in ["post-ln", "pre-ln", "powernorm"] {
+        let cfg = experiment(&format!("{heads}\n[model.powernorm]\nwarmup = 2"));
+        let mut cfg = cfg;
+        cfg.model.norm = match norm {
+            "pre-ln" => pretext::config::NormKind::PreLn,
+            "powernorm" => pretext::config::NormKind::Powernorm,
+            _ => pretext::config::NormKind::PostLn,
+        };
+        let bundle = pretext::train::Bundle::new(&pretext::model::device(0).unwrap(), &cfg, 400);
+        let mut exempt = 0;
+        for (name, p) in bundle.named_params() {
+            let by_name = !(name.ends_with(".bias") || name.contains("norm."));
+            assert_eq!(decays(&p.shape()), by_name, "{norm}: {name}");
+            exempt += usize::from(!by_name);
+        }
+        assert!(exempt > 10, "{norm}: only {exempt} exempt parameters");
+    }
 }
 
 /// Where ε joins the update, by hand at step 1 (m̂ = g, v̂ = g²) with a gradient as small as ε:
@@ -417,7 +444,7 @@ fn eps_placement_follows_torch_or_hf_legacy() {
             weight_decay: 0.0,
             ..Default::default()
         };
-        let mut opt = AdamW::new(&[("w.weight".into(), 1)]);
+        let mut opt = AdamW::new(&[vec![1, 1]]);
         let mut p = vec![vec![1.0f32]];
         opt.update(&cfg, 0.1, &mut p, &[vec![1e-4]]);
         1.0 - p[0][0] as f64

@@ -130,13 +130,6 @@ fn param_values(p: &dyn Params) -> Vec<Vec<f32>> {
         .collect()
 }
 
-fn sizes(p: &dyn Params) -> Vec<(String, usize)> {
-    p.named_params()
-        .into_iter()
-        .map(|(n, v)| (n, v.shape().iter().product()))
-        .collect()
-}
-
 /// Clips, steps AdamW and writes the new values back; returns the gradient norm.
 fn update(
     params: &mut dyn Params,
@@ -338,11 +331,11 @@ pub fn fit(
         .then(|| features(&dev, &enc, &head, &prep.train, pad, r.mean_pool))
         .transpose()?;
     let mut optim = match job.mode {
-        Mode::Finetune => AdamW::new(&sizes(&Finetuned {
+        Mode::Finetune => AdamW::for_params(&Finetuned {
             encoder: &mut enc,
             head: &mut head,
-        })),
-        Mode::Probe => AdamW::new(&sizes(&head)),
+        }),
+        Mode::Probe => AdamW::for_params(&head),
     };
     let mut order: Vec<usize> = (0..prep.train.len()).collect();
     let mut step = 0u64;

@@ -7,6 +7,7 @@
 //! them and resume would not be exact. This one keeps its state in plain vectors.
 
 use crate::config::{EpsPlacement, OptimizerConfig, Schedule};
+use crate::model::Params;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -31,19 +32,40 @@ pub struct Coefficients {
     pub decay: f64,
 }
 
-/// BERT's rule: no decay on biases and normalisation weights.
-pub fn decays(name: &str) -> bool {
-    !(name.ends_with(".bias") || name.contains("norm."))
+/// BERT's rule, decided by a parameter's kind rather than its name: matrices (projections,
+/// embeddings) decay, vectors (biases, normalisation gains and shifts) do not. For every
+/// parameter pretext builds this is the set the name rule (`.bias`, `norm.`) picked
+/// (`tests/training.rs` checks it over every objective and norm), and a new module gets it
+/// right without naming its tensors to suit the optimiser.
+pub fn decays(shape: &[usize]) -> bool {
+    shape.len() > 1
 }
 
 impl AdamW {
-    pub fn new(names_and_sizes: &[(String, usize)]) -> Self {
+    /// Zero moments for parameters of these shapes, in visiting order.
+    pub fn new(shapes: &[Vec<usize>]) -> Self {
+        let zeros = || -> Vec<Vec<f32>> {
+            shapes
+                .iter()
+                .map(|s| vec![0.0; s.iter().product()])
+                .collect()
+        };
         Self {
             step: 0,
-            m: names_and_sizes.iter().map(|(_, n)| vec![0.0; *n]).collect(),
-            v: names_and_sizes.iter().map(|(_, n)| vec![0.0; *n]).collect(),
-            decay: names_and_sizes.iter().map(|(n, _)| decays(n)).collect(),
+            m: zeros(),
+            v: zeros(),
+            decay: shapes.iter().map(|s| decays(s)).collect(),
         }
+    }
+
+    /// `new` for every parameter of `module`.
+    pub fn for_params(module: &(impl Params + ?Sized)) -> Self {
+        let shapes: Vec<Vec<usize>> = module
+            .named_params()
+            .iter()
+            .map(|(_, p)| p.shape())
+            .collect();
+        Self::new(&shapes)
     }
 
     /// Advances the step count and returns this step's constants.

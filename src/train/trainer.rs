@@ -8,7 +8,7 @@ use super::optimizer::{budget_learning_rate, learning_rate, AdamW};
 use super::streams::Streams;
 use crate::config::Experiment;
 use crate::data::{DataError, Prepared, StreamSettings};
-use crate::model::{Dev, InputError, Params};
+use crate::model::{Dev, InputError};
 use crate::objectives::{registry, Ctx, ObjectiveFor, Part};
 use crate::rng::{stream, Rng};
 use dfdx::prelude::*;
@@ -68,11 +68,6 @@ impl<'a> Trainer<'a> {
     pub fn new(cfg: &'a Experiment, prepared: &'a Prepared) -> Result<Self, TrainError> {
         let dev = crate::model::device(cfg.training.seed)?;
         let bundle = Bundle::new(&dev, cfg, prepared.tokenizer.vocab_size());
-        let sizes: Vec<(String, usize)> = bundle
-            .named_params()
-            .into_iter()
-            .map(|(n, p)| (n, p.shape().iter().product()))
-            .collect();
         let needs = registry::combined_needs(cfg.objectives.iter().map(|o| o.name.as_str()));
         let masking =
             registry::masking(cfg.objectives.iter().map(|o| (o.name.as_str(), &o.options)));
@@ -93,7 +88,7 @@ impl<'a> Trainer<'a> {
             config_text: super::settings::resolved_text(cfg),
             cfg,
             dev,
-            optim: AdamW::new(&sizes),
+            optim: AdamW::for_params(&bundle),
             moments: None,
             bundle,
             streams,
