@@ -208,6 +208,33 @@ pub fn simd() -> &'static str {
     "generic"
 }
 
+/// `pretext bench`: `warmup` untimed and `steps` timed steps of `shape` on `threads` worker
+/// threads (all cores by default), printed as text or as one JSON object.
+pub fn command(
+    shape: &Shape,
+    threads: Option<usize>,
+    (warmup, steps): (u64, u64),
+    json: bool,
+    peak_tflops: Option<f64>,
+) -> anyhow::Result<()> {
+    if let Some(n) = threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .ok();
+    }
+    let dir = std::env::temp_dir().join(format!("pretext-bench-{}", std::process::id()));
+    let m = run(shape, warmup, steps, &dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    let m = m?;
+    if json {
+        println!("{}", serde_json::to_string(&m)?);
+    } else {
+        println!("{}", m.describe(shape, peak_tflops));
+    }
+    Ok(())
+}
+
 /// Trains `warmup` untimed steps, then `steps` timed ones.
 pub fn run(shape: &Shape, warmup: u64, steps: u64, dir: &Path) -> Result<Measured, TrainError> {
     let cfg = experiment(shape, warmup.saturating_add(steps), 1)?;

@@ -165,12 +165,6 @@ fn sweep(a: &SweepArgs) -> Result<()> {
 }
 
 fn bench(a: &BenchArgs) -> Result<()> {
-    if let Some(n) = a.threads {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(n.into())
-            .build_global()
-            .ok();
-    }
     let mut shape = match a.shape {
         cli::ShapeArg::Small => pretext::bench::SMALL,
         cli::ShapeArg::Reference => pretext::bench::REFERENCE,
@@ -178,16 +172,8 @@ fn bench(a: &BenchArgs) -> Result<()> {
     };
     shape.batch = a.batch.map_or(shape.batch, usize::from);
     shape.dropout = a.dropout.unwrap_or(shape.dropout);
-    let dir = std::env::temp_dir().join(format!("pretext-bench-{}", std::process::id()));
-    let m = pretext::bench::run(&shape, a.warmup, a.steps, &dir);
-    let _ = std::fs::remove_dir_all(&dir);
-    let m = m?;
-    if a.json {
-        println!("{}", serde_json::to_string(&m)?);
-        return Ok(());
-    }
-    println!("{}", m.describe(&shape, a.peak_tflops));
-    Ok(())
+    let threads = a.threads.map(usize::from);
+    pretext::bench::command(&shape, threads, (a.warmup, a.steps), a.json, a.peak_tflops)
 }
 
 fn eval(a: &EvalArgs) -> Result<()> {
