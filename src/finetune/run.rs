@@ -10,8 +10,10 @@ use crate::config::{Init, Mode, OptimizerConfig, Pooling, Schedule};
 use crate::model::ops::dropout;
 use crate::model::{Act, Dev, Encoder, InputError, Inputs, Params};
 use crate::rng::{stream, Rng};
+use crate::train::device_step::{self, DeviceMoments, StepError};
+use crate::train::host_step;
 use crate::train::log::RunLog;
-use crate::train::optimizer::{clip_global_norm, learning_rate, AdamW};
+use crate::train::optimizer::{learning_rate, AdamW};
 use dfdx::prelude::*;
 use rand::seq::SliceRandom;
 use std::path::{Path, PathBuf};
@@ -31,6 +33,12 @@ pub enum FinetuneError {
     Device(#[from] crate::model::DeviceError),
     #[error("{task}, step {step}: the loss is {value}; fine-tuning stopped (lower lr)")]
     NonFinite { task: String, step: u64, value: f32 },
+    #[error("{task}, step {step}: {what}; fine-tuning stopped")]
+    Step {
+        task: String,
+        step: u64,
+        what: String,
+    },
     #[error("{path}: {reason}")]
     Io { path: PathBuf, reason: String },
     #[error("{0}")]
@@ -123,21 +131,35 @@ pub(super) fn represent<T: Tape<f32, Dev>>(
     }
 }
 
-fn param_values(p: &dyn Params) -> Vec<Vec<f32>> {
-    p.named_params()
-        .into_iter()
-        .map(|(_, v)| v.to_vec())
-        .collect()
+/// The optimiser's state over a fine-tuning run: AdamW, and on CUDA its moments on the device.
+struct Optimiser {
+    adamw: AdamW,
+    moments: Option<DeviceMoments>,
 }
 
-/// Clips, steps AdamW and writes the new values back; returns the gradient norm.
+/// Clips, steps AdamW and writes the new values back; returns the gradient norm. The step
+/// pretraining takes: the host one on the CPU, the device one on CUDA.
 fn update(
     params: &mut dyn Params,
     grads: &mut Gradients<f32, Dev>,
-    optim: &mut AdamW,
+    optim: &mut Optimiser,
+    dev: &Dev,
     cfg: &OptimizerConfig,
-    lr: f64,
-) -> f64 {
+    (lr, step, job): (f64, u64, &Job),
+) -> Result<f64, FinetuneError> {
+    if cfg!(feature = "cuda") {
+        let (adamw, moments) = (&mut optim.adamw, &mut optim.moments);
+        return device_step::update(params, grads, adamw, moments, dev, cfg, lr).map_err(|e| {
+            FinetuneError::Step {
+                task: job.task.name.into(),
+                step,
+                what: match e {
+                    StepError::NonFinite(p) => format!("the gradient of `{p}` is not finite"),
+                    StepError::Device(e) => format!("the device failed: {e:?}"),
+                },
+            }
+        });
+    }
     let mut g: Vec<Vec<f32>> = params
         .named_params()
         .iter()
@@ -150,14 +172,7 @@ fn update(
             }
         })
         .collect();
-    let norm = clip_global_norm(&mut g, cfg.clip);
-    let mut values = param_values(params);
-    optim.update(cfg, lr, &mut values, &g);
-    let mut it = values.into_iter();
-    params.visit_mut("", &mut |_, mut p| {
-        p.copy_from(&it.next().expect("one value per parameter"))
-    });
-    norm
+    Ok(host_step::update(params, &mut g, &mut optim.adamw, cfg, lr))
 }
 
 /// A trained encoder and head with their final dev metrics.
@@ -330,12 +345,16 @@ pub fn fit(
     let cache = (job.mode == Mode::Probe)
         .then(|| features(&dev, &enc, &head, &prep.train, pad, r.mean_pool))
         .transpose()?;
-    let mut optim = match job.mode {
+    let adamw = match job.mode {
         Mode::Finetune => AdamW::for_params(&Finetuned {
             encoder: &mut enc,
             head: &mut head,
         }),
         Mode::Probe => AdamW::for_params(&head),
+    };
+    let mut optim = Optimiser {
+        adamw,
+        moments: None,
     };
     let mut order: Vec<usize> = (0..prep.train.len()).collect();
     let mut step = 0u64;
@@ -367,7 +386,15 @@ pub fn fit(
                         encoder: &mut enc,
                         head: &mut head,
                     };
-                    (value, update(&mut both, &mut g, &mut optim, &r.optim, lr))
+                    let norm = update(
+                        &mut both,
+                        &mut g,
+                        &mut optim,
+                        &dev,
+                        &r.optim,
+                        (lr, step, job),
+                    )?;
+                    (value, norm)
                 }
                 Some(cache) => {
                     let rep = cached_rep(
@@ -383,7 +410,15 @@ pub fn fit(
                     let value = loss.array();
                     check(job, step, value)?;
                     let mut g = loss.backward();
-                    (value, update(&mut head, &mut g, &mut optim, &r.optim, lr))
+                    let norm = update(
+                        &mut head,
+                        &mut g,
+                        &mut optim,
+                        &dev,
+                        &r.optim,
+                        (lr, step, job),
+                    )?;
+                    (value, norm)
                 }
             };
             if step.is_multiple_of(spec.log_every) || step == total {

@@ -12,6 +12,7 @@
 
 use super::optimizer::{AdamW, Coefficients};
 use super::trainer::{Metrics, TrainError, Trainer};
+use crate::config::OptimizerConfig;
 use crate::model::host::{self, DevError, GradBuf};
 use crate::model::{Dev, Params};
 use dfdx::prelude::*;
@@ -60,46 +61,19 @@ impl Trainer<'_> {
         let lr = self.learning_rate(step);
         let err = dev_err(step);
         let (mut grads, metrics, tokens) = self.device_gradients(step)?;
-        // Squared norms per parameter: the finite check names the parameter, as the host
-        // path's does, and their sum is the global norm for clipping.
-        let mut squares = Vec::new();
-        for (name, p) in self.bundle.named_params() {
-            let sq = p.grad_sum_squares(&mut grads).map_err(&err)?;
-            if !sq.is_finite() {
-                return Err(TrainError::NonFiniteGrad { step, param: name });
-            }
-            squares.push(sq);
-        }
-        let norm = squares.iter().sum::<f64>().sqrt();
-        let clip = self.cfg.optimizer.clip;
-        let scale = (clip > 0.0 && norm > clip).then(|| (clip / (norm + 1e-6)) as f32);
-        if self.moments.is_none() {
-            self.moments = Some(DeviceMoments::upload(&self.dev, &self.optim).map_err(&err)?);
-        }
-        let c = self.optim.coefficients(&self.cfg.optimizer, lr);
-        let adam = adam_config(&c, lr, self.cfg.optimizer.weight_decay);
-        let t = self.optim.step as i32;
-        let (decay, moments) = (&self.optim.decay, self.moments.as_mut().expect("uploaded"));
-        let mut i = 0;
-        let mut result = Ok(());
-        self.bundle.visit_mut("", &mut |_, mut p| {
-            if result.is_err() {
-                return;
-            }
-            result = (|| {
-                let g = p.grad_buf(&mut grads)?;
-                if let Some(s) = scale {
-                    host::scale(g, s)?;
-                }
-                let cfg = AdamConfig {
-                    weight_decay: if decay[i] { adam.weight_decay } else { None },
-                    ..adam
-                };
-                p.adam(&cfg, t, &mut moments.m[i], &mut moments.v[i], g)
-            })();
-            i += 1;
-        });
-        result.map_err(&err)?;
+        let norm = update(
+            &mut self.bundle,
+            &mut grads,
+            &mut self.optim,
+            &mut self.moments,
+            &self.dev,
+            &self.cfg.optimizer,
+            lr,
+        )
+        .map_err(|e| match e {
+            StepError::NonFinite(param) => TrainError::NonFiniteGrad { step, param },
+            StepError::Device(e) => err(e),
+        })?;
         self.step = step;
         self.last_lr = lr;
         self.train_seconds += started.elapsed().as_secs_f64();
@@ -131,6 +105,68 @@ impl Trainer<'_> {
         }
         Ok((sum.expect("grad_accum ≥ 1"), metrics, tokens))
     }
+}
+
+/// Why a device step stopped.
+#[derive(Debug)]
+pub enum StepError {
+    /// The gradient of this parameter holds a non-finite value.
+    NonFinite(String),
+    Device(DevError),
+}
+
+/// Clips the gradients `grads` holds for `params` and steps AdamW where the parameters live:
+/// the CUDA step that pretraining and fine-tuning share. `moments` is uploaded from `optim`
+/// on first use; `optim` keeps the step count. Returns the gradient norm before clipping.
+pub fn update(
+    params: &mut dyn Params,
+    grads: &mut Gradients<f32, Dev>,
+    optim: &mut AdamW,
+    moments: &mut Option<DeviceMoments>,
+    dev: &Dev,
+    cfg: &OptimizerConfig,
+    lr: f64,
+) -> Result<f64, StepError> {
+    // Squared norms per parameter: the finite check names the parameter, as the host path's
+    // does, and their sum is the global norm for clipping.
+    let mut squares = Vec::new();
+    for (name, p) in params.named_params() {
+        let sq = p.grad_sum_squares(grads).map_err(StepError::Device)?;
+        if !sq.is_finite() {
+            return Err(StepError::NonFinite(name));
+        }
+        squares.push(sq);
+    }
+    let norm = squares.iter().sum::<f64>().sqrt();
+    let scale = (cfg.clip > 0.0 && norm > cfg.clip).then(|| (cfg.clip / (norm + 1e-6)) as f32);
+    if moments.is_none() {
+        *moments = Some(DeviceMoments::upload(dev, optim).map_err(StepError::Device)?);
+    }
+    let c = optim.coefficients(cfg, lr);
+    let adam = adam_config(&c, lr, cfg.weight_decay);
+    let t = optim.step as i32;
+    let (decay, moments) = (&optim.decay, moments.as_mut().expect("uploaded"));
+    let mut i = 0;
+    let mut result = Ok(());
+    params.visit_mut("", &mut |_, mut p| {
+        if result.is_err() {
+            return;
+        }
+        result = (|| {
+            let g = p.grad_buf(grads)?;
+            if let Some(s) = scale {
+                host::scale(g, s)?;
+            }
+            let cfg = AdamConfig {
+                weight_decay: if decay[i] { adam.weight_decay } else { None },
+                ..adam
+            };
+            p.adam(&cfg, t, &mut moments.m[i], &mut moments.v[i], g)
+        })();
+        i += 1;
+    });
+    result.map_err(StepError::Device)?;
+    Ok(norm)
 }
 
 /// dfdx's Adam adds ε to `√v̂` (torch's placement); `Coefficients::eps` is added to `√v`, so it

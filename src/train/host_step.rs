@@ -2,10 +2,35 @@
 //! vectors, clipped and fed to `optimizer::AdamW`, the parameters copied back. Exact resume
 //! and the stored benchmark trace are pinned to this path; `device_step` is the CUDA one.
 
-use super::optimizer::clip_global_norm;
+use super::optimizer::{clip_global_norm, AdamW};
 use super::trainer::{Metrics, TrainError, Trainer};
+use crate::config::OptimizerConfig;
 use crate::model::Params;
 use dfdx::prelude::*;
+
+/// Clips `grads` (host vectors, one per parameter of `params` in visiting order), steps the
+/// host AdamW and writes the new values back: the CPU step that pretraining and fine-tuning
+/// share. Returns the gradient norm before clipping.
+pub fn update(
+    params: &mut dyn Params,
+    grads: &mut [Vec<f32>],
+    optim: &mut AdamW,
+    cfg: &OptimizerConfig,
+    lr: f64,
+) -> f64 {
+    let norm = clip_global_norm(grads, cfg.clip);
+    let mut values: Vec<Vec<f32>> = params
+        .named_params()
+        .into_iter()
+        .map(|(_, p)| p.to_vec())
+        .collect();
+    optim.update(cfg, lr, &mut values, grads);
+    let mut it = values.into_iter();
+    params.visit_mut("", &mut |_, mut p| {
+        p.copy_from(&it.next().expect("one value per parameter"))
+    });
+    norm
+}
 
 impl Trainer<'_> {
     pub fn train_step_on_host(&mut self) -> Result<(Metrics, f64, usize), TrainError> {
@@ -21,19 +46,13 @@ impl Trainer<'_> {
         }
         let lr = self.learning_rate(step);
         let (mut grads, metrics, tokens) = self.gradients(step)?;
-        let norm = clip_global_norm(&mut grads, self.cfg.optimizer.clip);
-        let mut values: Vec<Vec<f32>> = self
-            .bundle
-            .named_params()
-            .into_iter()
-            .map(|(_, p)| p.to_vec())
-            .collect();
-        self.optim
-            .update(&self.cfg.optimizer, lr, &mut values, &grads);
-        let mut it = values.into_iter();
-        self.bundle.visit_mut("", &mut |_, mut p| {
-            p.copy_from(&it.next().expect("one value per parameter"))
-        });
+        let norm = update(
+            &mut self.bundle,
+            &mut grads,
+            &mut self.optim,
+            &self.cfg.optimizer,
+            lr,
+        );
         self.step = step;
         self.last_lr = lr;
         self.train_seconds += started.elapsed().as_secs_f64();

@@ -6,7 +6,7 @@ pub mod checkpoint;
 pub mod device_step;
 mod error;
 pub mod evaluation;
-mod host_step;
+pub mod host_step;
 pub mod log;
 pub mod optimizer;
 pub mod probe;
