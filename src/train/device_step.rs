@@ -5,10 +5,10 @@
 //! run (reports/gpu) spent most of a step copying every parameter out and back for the host
 //! AdamW.
 //!
-//! The CPU trains with `Trainer::train_step`'s host AdamW, to which exact resume and the stored
+//! The CPU trains with the host AdamW (`host_step`), to which exact resume and the stored
 //! benchmark trace are pinned; this one is the same update (`AdamW::coefficients`, with ε
-//! moved where dfdx's kernel adds it) in another summation order, and `tests/training.rs` runs
-//! both on the CPU and compares them.
+//! moved where dfdx's kernel adds it) in another summation order, and `tests/device_step.rs`
+//! runs both on the CPU and compares them. Fine-tuning calls `update` too.
 
 use super::optimizer::{AdamW, Coefficients};
 use super::trainer::{Metrics, TrainError, Trainer};
