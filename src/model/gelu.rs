@@ -40,7 +40,7 @@ pub fn gelu<T: Tape<f32, Dev>>(x: Act<T>) -> Act<T> {
 /// the same value computed without a tape and `k = √2 − 1`, adds exactly zero to the value
 /// (the two computations are the same kernels on the same input) and `−k·x·φ(x)` to the
 /// derivative (`φ' = −x·φ`), which cancels the excess. About twelve elementwise kernels,
-/// all on the device; `tests/gelu.rs` checks it against `gelu_host` on the CPU.
+/// all on the device; `tests/fused.rs` checks it against `gelu_host` on the CPU.
 pub fn gelu_device<T: Tape<f32, Dev>>(x: Act<T>) -> Act<T> {
     const K: f32 = std::f32::consts::SQRT_2 - 1.0;
     let (x, tape) = x.split_tape();

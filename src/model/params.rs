@@ -230,24 +230,15 @@ impl Affine {
 named_params!(Affine { weight => "weight", bias => "bias" });
 
 impl Param<'_> {
-    /// This parameter's gradient in `grads` (zeros if the loss did not reach it).
+    /// This parameter's gradient in `grads`, copied to the host (zeros if the loss did not
+    /// reach it).
     pub fn grad(&self, grads: &mut Gradients<f32, Dev>) -> Vec<f32> {
-        match self {
-            Param::Vector(t) => grads
-                .get_or_alloc_mut(*t)
-                .ok()
-                .and_then(|g| super::host::to_host(g).ok())
-                .unwrap_or_default(),
-            Param::Matrix(t) => grads
-                .get_or_alloc_mut(*t)
-                .ok()
-                .and_then(|g| super::host::to_host(g).ok())
-                .unwrap_or_default(),
-        }
+        self.grad_buf(grads)
+            .ok()
+            .and_then(|g| super::host::to_host(g).ok())
+            .unwrap_or_default()
     }
-}
 
-impl Param<'_> {
     /// This parameter's gradient buffer in `grads`, where it lives (zeros, allocated now, if
     /// the loss did not reach it).
     pub fn grad_buf<'g>(

@@ -45,7 +45,8 @@ impl DeviceMoments {
     }
 }
 
-fn dev_err(step: u64) -> impl Fn(DevError) -> TrainError {
+/// A device failure at `step`, as the training loop reports it.
+pub(super) fn dev_err(step: u64) -> impl Fn(DevError) -> TrainError {
     move |e| TrainError::DeviceStep {
         step,
         message: format!("{e:?}"),

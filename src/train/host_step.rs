@@ -39,10 +39,7 @@ impl Trainer<'_> {
         if let Some(moments) = self.moments.take() {
             moments
                 .download(&mut self.optim)
-                .map_err(|e| TrainError::DeviceStep {
-                    step,
-                    message: format!("{e:?}"),
-                })?;
+                .map_err(super::device_step::dev_err(step))?;
         }
         let lr = self.learning_rate(step);
         let (mut grads, metrics, tokens) = self.gradients(step)?;

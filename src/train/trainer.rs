@@ -185,10 +185,7 @@ impl<'a> Trainer<'a> {
                 on_device = self.optim.clone();
                 moments
                     .download(&mut on_device)
-                    .map_err(|e| TrainError::DeviceStep {
-                        step: self.step,
-                        message: format!("{e:?}"),
-                    })?;
+                    .map_err(super::device_step::dev_err(self.step))?;
                 &on_device
             }
         };
