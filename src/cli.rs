@@ -94,6 +94,19 @@ pub struct BenchArgs {
     /// The device's peak dense f32 (or TF32) TFLOP/s, to print model-FLOP utilisation.
     #[arg(long)]
     pub peak_tflops: Option<f64>,
+    /// The matrix products' arithmetic (`training.precision`): f32, or bf16 operands with f32
+    /// sums (falls back to f32, saying so, on a CPU without AVX512-BF16).
+    #[arg(long, value_enum, default_value = "fp32")]
+    pub precision: PrecisionArg,
+    /// Time the step's matrix products alone, f32 against bf16, instead of training.
+    #[arg(long)]
+    pub gemm: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum PrecisionArg {
+    Fp32,
+    Bf16,
 }
 
 #[derive(clap::Args)]

@@ -172,8 +172,19 @@ fn bench(a: &BenchArgs) -> Result<()> {
     };
     shape.batch = a.batch.map_or(shape.batch, usize::from);
     shape.dropout = a.dropout.unwrap_or(shape.dropout);
-    let threads = a.threads.map(usize::from);
-    pretext::bench::command(&shape, threads, (a.warmup, a.steps), a.json, a.peak_tflops)
+    shape.precision = match a.precision {
+        cli::PrecisionArg::Fp32 => pretext::config::Precision::Fp32,
+        cli::PrecisionArg::Bf16 => pretext::config::Precision::Bf16,
+    };
+    let opts = pretext::bench::Options {
+        threads: a.threads.map(usize::from),
+        warmup: a.warmup,
+        steps: a.steps,
+        json: a.json,
+        peak_tflops: a.peak_tflops,
+        gemm: a.gemm,
+    };
+    pretext::bench::command(&shape, &opts)
 }
 
 fn eval(a: &EvalArgs) -> Result<()> {

@@ -17,7 +17,7 @@ fn shape() -> Shape {
         vocab: 1024,
         seq: 64,
         batch: 8,
-        dropout: 0.1,
+        ..bench::REFERENCE
     }
 }
 

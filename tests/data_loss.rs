@@ -332,7 +332,7 @@ fn bench_refuses_zero_steps_without_panicking() {
         vocab: 64,
         seq: 16,
         batch: 2,
-        dropout: 0.1,
+        ..pretext::bench::REFERENCE
     };
     let dir = scratch("bench");
     let e = pretext::bench::run(&shape, 0, 0, &dir)

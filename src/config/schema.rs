@@ -236,6 +236,34 @@ pub struct TrainingConfig {
     pub on_divergence: OnDivergence,
     pub rollback_lr_factor: f64,
     pub max_rollbacks: u32,
+    /// The arithmetic of the matrix products (`Precision`). Left out of the resolved config
+    /// when f32, so that runs and checkpoints from before the key keep their text.
+    #[serde(skip_serializing_if = "Precision::is_fp32")]
+    pub precision: Precision,
+}
+
+/// `training.precision`: f32 throughout, or bf16 mixed precision as PyTorch's autocast and
+/// HF's `--bf16` do it — the matrix products take bf16 operands and sum in f32; weights,
+/// optimizer state, LayerNorm, softmax and the loss stay f32.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "kebab-case")]
+pub enum Precision {
+    #[default]
+    Fp32,
+    Bf16,
+}
+
+impl Precision {
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Bf16 => "bf16",
+        }
+    }
+
+    fn is_fp32(&self) -> bool {
+        *self == Precision::Fp32
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -265,6 +293,7 @@ impl Default for TrainingConfig {
             on_divergence: OnDivergence::Stop,
             rollback_lr_factor: 0.5,
             max_rollbacks: 3,
+            precision: Precision::Fp32,
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod norm;
 pub mod ops;
 pub mod params;
 pub mod powernorm;
+pub mod precision;
 
 pub use encoder::{Encoder, InputError, Inputs};
 pub use norm::Norm;

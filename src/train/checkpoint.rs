@@ -37,10 +37,18 @@ pub struct TrainState {
     /// used. Checkpoints from before budgets existed read 0.
     #[serde(default)]
     pub train_seconds: f64,
+    /// The arithmetic of the products that wrote it (`fp32`, or `bf16` where the CPU ran
+    /// `training.precision = "bf16"` natively). Checkpoints from before the key read `fp32`.
+    #[serde(default = "fp32")]
+    pub precision: String,
 }
 
 fn unit() -> f64 {
     1.0
+}
+
+fn fp32() -> String {
+    "fp32".into()
 }
 
 #[derive(Debug, thiserror::Error)]

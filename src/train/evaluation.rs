@@ -184,6 +184,7 @@ impl Trainer<'_> {
         let Some(set) = &self.eval_set else {
             return Ok(None);
         };
+        let _products = crate::model::precision::autocast(self.precision);
         let mut metrics = Metrics::default();
         let mut scored = false;
         for layout in super::evaluation::Layout::ALL {

@@ -73,6 +73,9 @@ pub fn run(
     let _lock = crate::rundir::claim(dir, crate::rundir::RunKind::Pretraining)?;
     let ckpt = dir.join("checkpoints").join("latest.safetensors");
     let mut trainer = Trainer::new(cfg, prepared)?;
+    if let Some(note) = &trainer.precision_note {
+        eprintln!("{}: {note}", dir.display());
+    }
     let resumed_from = if opts.resume && ckpt.exists() {
         trainer.load_checkpoint(&ckpt)?;
         Some(trainer.step)

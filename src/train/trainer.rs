@@ -8,6 +8,7 @@ use super::optimizer::{budget_learning_rate, learning_rate, AdamW};
 use super::streams::Streams;
 use crate::config::Experiment;
 use crate::data::{DataError, Prepared, StreamSettings};
+use crate::model::precision::{self, Precision};
 use crate::model::{Dev, InputError};
 use crate::objectives::{registry, Ctx, ObjectiveFor, Part};
 use crate::rng::{stream, Rng};
@@ -62,6 +63,10 @@ pub struct Trainer<'a> {
     pub train_seconds: f64,
     /// The learning rate the last step used.
     pub last_lr: f64,
+    /// The matrix products' precision as this CPU runs `training.precision`, and the line
+    /// that says why when that is not what the config asks (`model::precision::resolve`).
+    pub precision: Precision,
+    pub precision_note: Option<String>,
 }
 
 impl<'a> Trainer<'a> {
@@ -84,7 +89,10 @@ impl<'a> Trainer<'a> {
             cfg.training.seq_len,
             cfg.training.eval_batches,
         )?;
+        let (precision, precision_note) = precision::resolve(cfg.training.precision);
         Ok(Self {
+            precision,
+            precision_note,
             config_text: super::settings::resolved_text(cfg),
             cfg,
             dev,
@@ -123,6 +131,7 @@ impl<'a> Trainer<'a> {
             lr_scale: self.lr_scale,
             rollbacks: self.rollbacks,
             train_seconds: self.train_seconds,
+            precision: self.precision.name().into(),
         }
     }
 
@@ -203,6 +212,14 @@ impl<'a> Trainer<'a> {
         self.lr_scale = state.lr_scale;
         self.rollbacks = state.rollbacks;
         self.train_seconds = state.train_seconds;
+        if state.precision != self.precision.name() {
+            eprintln!(
+                "{}: written with {} products, continued with {} ones (this CPU's): the run is not bit-identical to an uninterrupted one",
+                path.display(),
+                state.precision,
+                self.precision.name()
+            );
+        }
         Ok(())
     }
 
@@ -289,6 +306,7 @@ impl<'a> Trainer<'a> {
     /// gradient norm before clipping and the real tokens. A CUDA build steps on the device
     /// (`device_step`), the CPU with the host AdamW.
     pub fn train_step(&mut self) -> Result<(Metrics, f64, usize), TrainError> {
+        let _products = precision::autocast(self.precision);
         if cfg!(feature = "cuda") {
             self.train_step_on_device()
         } else {

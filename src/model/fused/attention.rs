@@ -21,15 +21,34 @@ use super::gemm::{Into, View};
 use crate::model::attention::ScoreBias;
 use crate::model::host::{add_from_host, fresh_to_vec, take_output_grad};
 use crate::model::ops::keep_mask;
+use crate::model::precision::{products, Precision};
 use crate::model::{Act, Dev};
 use crate::rng::Rng;
 use dfdx::prelude::*;
 use rayon::prelude::*;
 
-/// `dst = β · a b` at `offset` with row stride `rs`, single-threaded: the caller parallelises
-/// over sequences.
-fn matmul(dst: &mut [f32], offset: usize, rs: usize, a: View, b: View, beta: f32) {
-    super::gemm::matmul(dst, offset, rs, a, b, beta, Into::Overwrite, false);
+/// `dst = β · a b` at `offset` with row stride `rs` in `precision`, single-threaded: the
+/// caller parallelises over sequences.
+fn matmul(
+    dst: &mut [f32],
+    offset: usize,
+    rs: usize,
+    a: View,
+    b: View,
+    beta: f32,
+    precision: Precision,
+) {
+    super::gemm::matmul(
+        dst,
+        offset,
+        rs,
+        a,
+        b,
+        beta,
+        Into::Overwrite,
+        false,
+        precision,
+    );
 }
 
 /// What the forward pass keeps for the backward one.
@@ -40,6 +59,8 @@ struct Saved {
     /// Softmax probabilities before dropout, `(B, A, S, S)`.
     probs: Vec<f32>,
     keep: Option<Vec<f32>>,
+    /// The precision of the forward products, which the backward ones keep.
+    precision: Precision,
 }
 
 /// The attention context `(B·S, H)` from the projections `q`, `k`, `v` (each `(B·S, H)`).
@@ -59,6 +80,7 @@ pub fn attention<T: Tape<f32, Dev>>(
     assert_eq!(n, batch * seq, "token rows");
     let (s, a, d) = (seq, heads, h / heads);
     let scale = 1.0 / (d as f32).sqrt();
+    let precision = products();
     let keep = match rng {
         Some(rng) if p > 0.0 => Some(keep_mask(batch * a * s * s, p, rng)),
         _ => None,
@@ -80,7 +102,7 @@ pub fn attention<T: Tape<f32, Dev>>(
                 let pr = &mut probs_b[hd * s * s..(hd + 1) * s * s];
                 let qh = View::new(&qv, at, (s, d), h);
                 let kh = View::new(&kv, at, (s, d), h);
-                matmul(pr, 0, s, qh, kh.t(), scale);
+                matmul(pr, 0, s, qh, kh.t(), scale, precision);
                 let m = &mask[b * s..(b + 1) * s];
                 let slope = slopes.get(hd).copied().unwrap_or(0.0);
                 for (i, row) in pr.chunks_exact_mut(s).enumerate() {
@@ -97,7 +119,15 @@ pub fn attention<T: Tape<f32, Dev>>(
                     None => pr,
                 };
                 let vh = View::new(&vv, at, (s, d), h);
-                matmul(ctx_b, hd * d, h, View::new(used, 0, (s, s), s), vh, 1.0);
+                matmul(
+                    ctx_b,
+                    hd * d,
+                    h,
+                    View::new(used, 0, (s, s), s),
+                    vh,
+                    1.0,
+                    precision,
+                );
             }
         });
     let saved = Saved {
@@ -106,6 +136,7 @@ pub fn attention<T: Tape<f32, Dev>>(
         v: vv,
         probs,
         keep,
+        precision,
     };
     let (q, tq) = q.split_tape();
     let (k, tk) = k.split_tape();
@@ -159,6 +190,7 @@ fn backward(
     (batch, s, a, d): (usize, usize, usize, usize),
     scale: f32,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let precision = sv.precision;
     let h = a * d;
     let n = batch * s;
     let (mut dq, mut dk, mut dv) = (
@@ -190,10 +222,18 @@ fn backward(
                 };
                 let gh = View::new(g, at, (s, d), h);
                 // dV = P'ᵀ dC
-                matmul(dv_b, hd * d, h, View::new(used, 0, (s, s), s).t(), gh, 1.0);
+                matmul(
+                    dv_b,
+                    hd * d,
+                    h,
+                    View::new(used, 0, (s, s), s).t(),
+                    gh,
+                    1.0,
+                    precision,
+                );
                 // dP = (dC Vᵀ) ⊙ keep
                 let vh = View::new(&sv.v, at, (s, d), h);
-                matmul(&mut dp, 0, s, gh, vh.t(), 1.0);
+                matmul(&mut dp, 0, s, gh, vh.t(), 1.0, precision);
                 if let Some(kb) = kb {
                     for (x, k) in dp.iter_mut().zip(kb) {
                         *x *= k;
@@ -208,7 +248,15 @@ fn backward(
                 }
                 let ds = View::new(&dp, 0, (s, s), s);
                 // dQ = dS K, dK = dSᵀ Q
-                matmul(dq_b, hd * d, h, ds, View::new(&sv.k, at, (s, d), h), 1.0);
+                matmul(
+                    dq_b,
+                    hd * d,
+                    h,
+                    ds,
+                    View::new(&sv.k, at, (s, d), h),
+                    1.0,
+                    precision,
+                );
                 matmul(
                     dk_b,
                     hd * d,
@@ -216,6 +264,7 @@ fn backward(
                     ds.t(),
                     View::new(&sv.q, at, (s, d), h),
                     1.0,
+                    precision,
                 );
             }
         });

@@ -1,6 +1,9 @@
-//! Matrix products over strided views of host slices, through the `gemm` crate (its AVX-512
-//! kernels where the CPU has them). The views are bounds-checked here, once, so the fused ops
-//! that call these never touch a raw pointer.
+//! Matrix products over strided views of host slices: in f32 through the `gemm` crate (its
+//! AVX-512 kernels where the CPU has them), in bf16 mixed precision through `gemm_bf16`. The
+//! views are bounds-checked here, once, so the fused ops that call these never touch a raw
+//! pointer.
+
+use crate::model::precision::Precision;
 
 /// Element `(i, j)` of the view is `data[offset + i·rs + j·cs]`.
 #[derive(Clone, Copy)]
@@ -53,7 +56,8 @@ pub enum Into {
 }
 
 /// `dst (+)= β · a b`, `dst` being the `(a.rows, b.cols)` matrix at `dst[offset..]` with row
-/// stride `rs`; on rayon's threads when `parallel`, else on the calling one.
+/// stride `rs`; on rayon's threads when `parallel`, else on the calling one; with bf16
+/// operands when `precision` says so and the CPU has the instructions.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul(
     dst: &mut [f32],
@@ -64,12 +68,18 @@ pub fn matmul(
     beta: f32,
     into: Into,
     parallel: bool,
+    precision: Precision,
 ) {
     assert_eq!(a.cols, b.rows, "inner dimensions");
     let (m, k, n) = (a.rows, a.cols, b.cols);
     View::new(dst, offset, (m, n), rs).check(dst.len());
     a.check(a.data.len());
     b.check(b.data.len());
+    #[cfg(target_arch = "x86_64")]
+    if precision == Precision::Bf16 && super::gemm_bf16::native() {
+        return super::gemm_bf16::matmul(dst, offset, rs, a, b, beta, into, parallel);
+    }
+    let _ = precision;
     let parallelism = if parallel {
         gemm::Parallelism::Rayon(rayon::current_num_threads())
     } else {

@@ -4,11 +4,12 @@
 //! accumulates onto it.
 //!
 //! Backward: `dx = g W`, `dW = gᵀ x`, `db = Σ_rows g`, the two products accumulating straight
-//! into dfdx's gradient buffers.
+//! into dfdx's gradient buffers, in the precision the forward product used.
 
 use super::column_sums;
 use super::gemm::{matmul, Into, View};
 use crate::model::host::{accumulate, add_from_host, fresh_to_vec, take_output_grad};
+use crate::model::precision::products;
 use crate::model::{Act, Dev, Matrix, Vector};
 use dfdx::prelude::*;
 
@@ -18,6 +19,7 @@ pub fn linear<T: Tape<f32, Dev>>(x: Act<T>, weight: &Matrix, bias: Option<&Vecto
     let (n, d_in) = *x.shape();
     let (d_out, w_in) = *weight.shape();
     assert_eq!(d_in, w_in, "linear: input width against the weight's");
+    let precision = products();
     let xv = fresh_to_vec(&x);
     let w = fresh_to_vec(weight);
     let mut y = match bias {
@@ -26,7 +28,17 @@ pub fn linear<T: Tape<f32, Dev>>(x: Act<T>, weight: &Matrix, bias: Option<&Vecto
     };
     let xs = View::new(&xv, 0, (n, d_in), d_in);
     let ws = View::new(&w, 0, (d_out, d_in), d_in);
-    matmul(&mut y, 0, d_out, xs, ws.t(), 1.0, Into::Accumulate, true);
+    matmul(
+        &mut y,
+        0,
+        d_out,
+        xs,
+        ws.t(),
+        1.0,
+        Into::Accumulate,
+        true,
+        precision,
+    );
     let (x, mut tape) = x.split_tape();
     let out: Act<NoneTape> = x.device().tensor_from_vec(y, (n, d_out));
     let (x_ghost, w_ghost, b_ghost, out_ghost) = (
@@ -47,10 +59,20 @@ pub fn linear<T: Tape<f32, Dev>>(x: Act<T>, weight: &Matrix, bias: Option<&Vecto
         let ws = View::new(&w, 0, (d_out, d_in), d_in);
         let xs = View::new(&xv, 0, (n, d_in), d_in);
         accumulate(grads.get_or_alloc_mut(&x_ghost)?, |dx| {
-            matmul(dx, 0, d_in, gs, ws, 1.0, Into::Accumulate, true)
+            matmul(dx, 0, d_in, gs, ws, 1.0, Into::Accumulate, true, precision)
         })?;
         accumulate(grads.get_or_alloc_mut(&w_ghost)?, |dw| {
-            matmul(dw, 0, d_in, gs.t(), xs, 1.0, Into::Accumulate, true)
+            matmul(
+                dw,
+                0,
+                d_in,
+                gs.t(),
+                xs,
+                1.0,
+                Into::Accumulate,
+                true,
+                precision,
+            )
         })?;
         match &b_ghost {
             Some(b) => add_from_host(grads.get_or_alloc_mut(b)?, &column_sums(&g, d_out)),

@@ -19,6 +19,7 @@ mod attention;
 mod bias;
 mod cross_entropy;
 pub mod gemm;
+pub mod gemm_bf16;
 mod layer_norm;
 mod linear;
 mod residual;

@@ -11,7 +11,9 @@
 //! tests/bench_trace.rs a check of learning, not only of arithmetic), through the real
 //! sampler, masker and loop, so what is timed is what a run does.
 
-use crate::config::{Experiment, LoadedExperiment};
+pub mod gemm;
+
+use crate::config::{Experiment, LoadedExperiment, Precision};
 use crate::data::{Prepared, Tokenizer};
 use crate::rng::stream;
 use crate::train::{TrainError, Trainer};
@@ -32,6 +34,8 @@ pub struct Shape {
     /// Hidden and attention dropout (BERT's 0.1): the masks are drawn on the host, so a
     /// GPU run without them shows what they cost.
     pub dropout: f32,
+    /// The matrix products' arithmetic (`training.precision`).
+    pub precision: Precision,
 }
 
 pub const REFERENCE: Shape = Shape {
@@ -43,6 +47,7 @@ pub const REFERENCE: Shape = Shape {
     seq: 128,
     batch: 32,
     dropout: 0.1,
+    precision: Precision::Fp32,
 };
 
 pub const SMALL: Shape = Shape {
@@ -69,6 +74,8 @@ pub struct Measured {
     /// The matrix kernels' instruction set on the CPU (`avx512`, `avx2`, or `generic`):
     /// the one setting that moves these figures most between machines.
     pub simd: &'static str,
+    /// The products' precision as run (`bf16` only where the CPU has AVX512-BF16).
+    pub precision: &'static str,
     pub steps: u64,
     pub seconds: f64,
     pub tokens_per_second: f64,
@@ -83,7 +90,7 @@ impl Measured {
     /// model-FLOP utilisation when the device's peak TFLOP/s is given.
     pub fn describe(&self, shape: &Shape, peak_tflops: Option<f64>) -> String {
         let mut s = format!(
-            "{shape:?}\n{} steps in {:.1} s: {:.0} tokens/s, {:.1} GFLOP/s, peak RSS {:.0} MiB, loss {:.3} → {:.3}\ndevice: {} (matrix kernels: {})",
+            "{shape:?}\n{} steps in {:.1} s: {:.0} tokens/s, {:.1} GFLOP/s, peak RSS {:.0} MiB, loss {:.3} → {:.3}\ndevice: {} (matrix kernels: {}, products in {})",
             self.steps,
             self.seconds,
             self.tokens_per_second,
@@ -92,7 +99,8 @@ impl Measured {
             self.losses.first().copied().unwrap_or(f64::NAN),
             self.losses.last().copied().unwrap_or(f64::NAN),
             self.device,
-            self.simd
+            self.simd,
+            self.precision
         );
         if let Some(peak) = peak_tflops {
             s += &format!(
@@ -113,8 +121,9 @@ pub fn experiment(s: &Shape, steps: u64, seed: u64) -> Result<Experiment, TrainE
          dropout = {}\nattention_dropout = {}\n\
          [[objectives]]\nname = \"mlm\"\n[[objectives]]\nname = \"nsp\"\n\
          [optimizer]\nlr = 5e-4\nwarmup_steps = 1\n\
-         [training]\nsteps = {steps}\nbatch_size = {}\nseq_len = {}\nshort_seq_prob = 0.0\neval_every = 0\ncheckpoint_every = 0\nseed = {seed}\n",
-        s.layers, s.hidden, s.heads, s.ffn, s.seq, s.dropout, s.dropout, s.batch, s.seq
+         [training]\nsteps = {steps}\nbatch_size = {}\nseq_len = {}\nshort_seq_prob = 0.0\neval_every = 0\ncheckpoint_every = 0\nseed = {seed}\nprecision = \"{}\"\n",
+        s.layers, s.hidden, s.heads, s.ffn, s.seq, s.dropout, s.dropout, s.batch, s.seq,
+        s.precision.name()
     );
     let mut exp =
         LoadedExperiment::from_str(&text, Path::new("<bench>")).map_err(|e| TrainError::Io {
@@ -208,29 +217,43 @@ pub fn simd() -> &'static str {
     "generic"
 }
 
-/// `pretext bench`: `warmup` untimed and `steps` timed steps of `shape` on `threads` worker
-/// threads (all cores by default), printed as text or as one JSON object.
-pub fn command(
-    shape: &Shape,
-    threads: Option<usize>,
-    (warmup, steps): (u64, u64),
-    json: bool,
-    peak_tflops: Option<f64>,
-) -> anyhow::Result<()> {
-    if let Some(n) = threads {
+/// What `pretext bench` was asked for besides the shape.
+pub struct Options {
+    /// Worker threads (all cores by default).
+    pub threads: Option<usize>,
+    pub warmup: u64,
+    pub steps: u64,
+    pub json: bool,
+    pub peak_tflops: Option<f64>,
+    /// Time the step's matrix products alone (`gemm::run`) instead of training.
+    pub gemm: bool,
+}
+
+/// `pretext bench`: `warmup` untimed and `steps` timed steps of `shape`, printed as text or
+/// as one JSON object; with `gemm`, the step's products alone.
+pub fn command(shape: &Shape, o: &Options) -> anyhow::Result<()> {
+    if let Some(n) = o.threads {
         rayon::ThreadPoolBuilder::new()
             .num_threads(n)
             .build_global()
             .ok();
     }
+    if o.gemm {
+        let timed = gemm::run(shape, 0.5);
+        match o.json {
+            true => println!("{}", serde_json::to_string(&timed)?),
+            false => print!("{}", gemm::describe(&timed)),
+        }
+        return Ok(());
+    }
     let dir = std::env::temp_dir().join(format!("pretext-bench-{}", std::process::id()));
-    let m = run(shape, warmup, steps, &dir);
+    let m = run(shape, o.warmup, o.steps, &dir);
     let _ = std::fs::remove_dir_all(&dir);
     let m = m?;
-    if json {
+    if o.json {
         println!("{}", serde_json::to_string(&m)?);
     } else {
-        println!("{}", m.describe(shape, peak_tflops));
+        println!("{}", m.describe(shape, o.peak_tflops));
     }
     Ok(())
 }
@@ -243,6 +266,9 @@ pub fn run(shape: &Shape, warmup: u64, steps: u64, dir: &Path) -> Result<Measure
         reason: e.to_string(),
     })?;
     let mut trainer = Trainer::new(&cfg, &data)?;
+    if let Some(note) = &trainer.precision_note {
+        eprintln!("pretext bench: {note}");
+    }
     for _ in 0..warmup {
         trainer.train_step()?;
     }
@@ -256,6 +282,7 @@ pub fn run(shape: &Shape, warmup: u64, steps: u64, dir: &Path) -> Result<Measure
     Ok(Measured {
         device: crate::model::DEVICE_NAME,
         simd: simd(),
+        precision: trainer.precision.name(),
         steps,
         seconds,
         tokens_per_second: tokens / seconds,

@@ -1,0 +1,52 @@
+//! The microkernel: one `MR × NR` tile of C in 24 AVX-512 registers, two `vdpbf16ps` per row
+//! and k pair.
+
+use super::pack::mask16;
+use super::{MR, NR};
+
+/// Where a microkernel's `MR × NR` tile goes: `c (+)= β · tile` for its first `rows × cols`.
+pub(super) struct Tile {
+    pub(super) c: *mut f32,
+    pub(super) rs: usize,
+    pub(super) rows: usize,
+    pub(super) cols: usize,
+    pub(super) beta: f32,
+    pub(super) overwrite: bool,
+}
+
+/// One `MR × NR` tile over `pairs` k pairs. Row `i`'s word of pair `p` is at
+/// `a[i · ROW + p · PAIR]` (the strip's `Layout`), B's 32 words of pair `p` at `b[p · NR]`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+pub(super) unsafe fn kernel<const ROW: usize, const PAIR: usize>(
+    pairs: usize,
+    a: *const u32,
+    b: *const u32,
+    t: Tile,
+) {
+    use std::arch::x86_64::*;
+    let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+    for p in 0..pairs {
+        let b0: __m512bh = std::mem::transmute(_mm512_loadu_si512(b.add(p * NR).cast()));
+        let b1: __m512bh = std::mem::transmute(_mm512_loadu_si512(b.add(p * NR + 16).cast()));
+        for (i, row) in acc.iter_mut().enumerate() {
+            let w = *a.add(i * ROW + p * PAIR) as i32;
+            let w: __m512bh = std::mem::transmute(_mm512_set1_epi32(w));
+            row[0] = _mm512_dpbf16_ps(row[0], w, b0);
+            row[1] = _mm512_dpbf16_ps(row[1], w, b1);
+        }
+    }
+    let beta = _mm512_set1_ps(t.beta);
+    let masks = [mask16(t.cols), mask16(t.cols.saturating_sub(16))];
+    for (i, row) in acc.iter().enumerate().take(t.rows) {
+        for (h, v) in row.iter().enumerate() {
+            let at = t.c.add(i * t.rs + 16 * h);
+            let out = if t.overwrite {
+                _mm512_mul_ps(beta, *v)
+            } else {
+                _mm512_fmadd_ps(beta, *v, _mm512_maskz_loadu_ps(masks[h], at))
+            };
+            _mm512_mask_storeu_ps(at, masks[h], out);
+        }
+    }
+}

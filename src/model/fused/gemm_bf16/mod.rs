@@ -1,0 +1,283 @@
+//! Matrix products with bf16 operands and f32 accumulation — what `training.precision =
+//! "bf16"` means for the CPU's products, as PyTorch's autocast and oneDNN define it: each
+//! operand is rounded to bf16 (round to nearest even, as `vcvtne2ps2bf16` does), every product
+//! of two bf16 values is exact in f32, and the sums are f32. Outputs stay f32, so everything
+//! after a product (LayerNorm, softmax, the loss, the optimiser) runs in f32.
+//!
+//! The kernel is AVX512-BF16's `vdpbf16ps`, which adds two bf16 products into each f32 lane:
+//! twice the multiply-adds of an f32 FMA per instruction. No well-kept Rust crate has a bf16
+//! GEMM (`gemm` 0.19 does f16 and f32; a generic fallback elsewhere converts element by
+//! element), so this is a small GotoBLAS-style driver of our own:
+//!
+//! - the k axis is cut into blocks of `KC`, the columns into blocks of `NC`; per block, B is
+//!   packed into panels of `NR` columns with the two values of each k pair side by side
+//!   (`[k even, k odd]` as one 32-bit word), pair by pair, and A, per block of rows, into
+//!   strips of `MR` rows of such words — row by row when A's rows are contiguous, pair by pair
+//!   when its columns are, so that packing is a conversion and never a transpose (`Layout`);
+//!   only B read as a transpose (`x Wᵀ`) goes through 16 × 16 register transposes;
+//! - the microkernel keeps an `MR × NR` tile of C in 24 registers and, per k pair, loads two
+//!   vectors of B and broadcasts one word of A per row;
+//! - blocks of rows go to rayon's threads when `parallel`; every element of C is summed in the
+//!   same order whatever the thread count (k blocks in order, pairs in order), so runs stay
+//!   bit-identical and a resumed run equals an uninterrupted one.
+//!
+//! `reference` is the same arithmetic written plainly; `tests/bf16.rs` checks the kernel
+//! against it and against f32 within bf16's tolerance.
+
+mod kernel;
+mod pack;
+
+use super::gemm::{Into, View};
+#[cfg(target_arch = "x86_64")]
+use kernel::{kernel, Tile};
+#[cfg(target_arch = "x86_64")]
+use pack::{pack_pair_major, pack_row_major};
+
+/// Rows of a C tile (and of a packed A strip).
+const MR: usize = 12;
+/// Columns of a C tile (and of a packed B panel): two 16-lane vectors.
+const NR: usize = 32;
+/// Length of a block of the k axis (even, so that pairs never straddle blocks).
+const KC: usize = 512;
+/// Columns of a packed block of B.
+const NC: usize = 256;
+/// Most rows of a packed block of A.
+const MC: usize = 192;
+
+/// Whether this CPU has the instructions (AVX512-BF16, with AVX512-F and -BW for the packing).
+pub fn native() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx512f")
+            && std::is_x86_feature_detected!("avx512bw")
+            && std::is_x86_feature_detected!("avx512bf16")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// f32 → bf16 bits, rounding to nearest even (NaN stays NaN): what `vcvtne2ps2bf16` does.
+pub fn to_bf16(x: f32) -> u16 {
+    half::bf16::from_f32(x).to_bits()
+}
+
+/// The value a bf16 operand stands for.
+pub fn rounded(x: f32) -> f32 {
+    half::bf16::from_f32(x).to_f32()
+}
+
+/// `dst (+)= β · a b` with bf16 operands, computed plainly: the definition the kernel is
+/// checked against (products of rounded operands, summed in f32 in k order).
+#[allow(clippy::too_many_arguments)]
+pub fn reference(
+    dst: &mut [f32],
+    offset: usize,
+    rs: usize,
+    a: View,
+    b: View,
+    beta: f32,
+    into: Into,
+) {
+    for i in 0..a.rows {
+        for j in 0..b.cols {
+            let mut acc = 0.0f32;
+            for k in 0..a.cols {
+                let x = a.data[a.offset + i * a.rs + k * a.cs];
+                let y = b.data[b.offset + k * b.rs + j * b.cs];
+                acc += rounded(x) * rounded(y);
+            }
+            let c = &mut dst[offset + i * rs + j];
+            *c = if into == Into::Accumulate { *c } else { 0.0 } + beta * acc;
+        }
+    }
+}
+
+/// How a packed strip of A holds its words: pair by pair (`p · MR + i`) or row by row with a
+/// row length fixed per product (`i · row + p`, `row` one of 32, 64, 128, `KCP`); the
+/// microkernel reads either with constant offsets.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    PairMajor,
+    RowMajor(usize),
+}
+
+/// Words of a row of a row-major packed strip: the pairs of a full k block.
+const KCP: usize = KC / 2;
+
+/// `dst (+)= β · a b` through the kernel. The caller has bounds-checked every view and made
+/// sure `native()` holds.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+pub fn matmul(
+    dst: &mut [f32],
+    offset: usize,
+    rs: usize,
+    a: View,
+    b: View,
+    beta: f32,
+    into: Into,
+    parallel: bool,
+) {
+    use rayon::prelude::*;
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    assert!(rs >= n, "rows of the product overlap");
+    let threads = if parallel {
+        rayon::current_num_threads()
+    } else {
+        1
+    };
+    // Enough row blocks for every thread, each a whole number of strips.
+    let mc = m.div_ceil(threads).div_ceil(MR).clamp(1, MC / MR) * MR;
+    // A row-major strip's rows are as long as the pairs of the longest k block, rounded up
+    // to one of the kernel's row lengths.
+    let row = match KC.min(k).div_ceil(2) {
+        0..=32 => 32,
+        33..=64 => 64,
+        65..=128 => 128,
+        _ => KCP,
+    };
+    let layout = if a.cs == 1 {
+        Layout::RowMajor(row)
+    } else {
+        Layout::PairMajor
+    };
+    let blocks = m.div_ceil(mc);
+    let c = &mut dst[offset..];
+    with_buffer(&PACKED_B, |packed_b| {
+        for jc in (0..n).step_by(NC) {
+            let nc = NC.min(n - jc);
+            for pc in (0..k).step_by(KC) {
+                let kc = KC.min(k - pc);
+                let pairs = kc.div_ceil(2);
+                let panel = pairs * NR;
+                let packed_b = reserve(packed_b, nc.div_ceil(NR) * panel);
+                // B's columns are the lanes of its panels: the rows of Bᵀ.
+                let bt = b.t();
+                let pack_panel = |(p, out): (usize, &mut [u32])| {
+                    let j0 = jc + p * NR;
+                    // SAFETY: `native()` was checked by the caller; the view is in bounds.
+                    unsafe { pack_pair_major(out, bt, (j0, NR.min(n - j0)), NR, (pc, kc)) }
+                };
+                if parallel {
+                    packed_b
+                        .par_chunks_mut(panel)
+                        .enumerate()
+                        .for_each(pack_panel);
+                } else {
+                    packed_b.chunks_mut(panel).enumerate().for_each(pack_panel);
+                }
+                let packed_b = &*packed_b;
+                let overwrite = pc == 0 && into == Into::Overwrite;
+                let block = |(blk, rows): (usize, &mut [f32])| {
+                    let i0 = blk * mc;
+                    let mr_all = mc.min(m - i0);
+                    let strip = match layout {
+                        Layout::PairMajor => pairs * MR,
+                        Layout::RowMajor(row) => row * MR,
+                    };
+                    with_buffer(&PACKED_A, |packed_a| {
+                        let packed_a = reserve(packed_a, mr_all.div_ceil(MR) * strip);
+                        for (s, out) in packed_a.chunks_mut(strip).enumerate() {
+                            let r0 = i0 + s * MR;
+                            let lanes = (r0, MR.min(m - r0));
+                            // SAFETY: as above.
+                            unsafe {
+                                match layout {
+                                    Layout::RowMajor(row) => {
+                                        pack_row_major(out, a, lanes, row, (pc, kc))
+                                    }
+                                    Layout::PairMajor => {
+                                        pack_pair_major(out, a, lanes, MR, (pc, kc))
+                                    }
+                                }
+                            }
+                        }
+                        for (p, bp) in packed_b.chunks(panel).enumerate() {
+                            let j = jc + p * NR;
+                            let cols = NR.min(n - j);
+                            for (s, ap) in packed_a.chunks(strip).enumerate() {
+                                let r = s * MR;
+                                let tile_rows = MR.min(mr_all - r);
+                                let at = r * rs + j;
+                                let need = at + (tile_rows - 1) * rs + cols;
+                                assert!(need <= rows.len(), "tile out of bounds");
+                                let tile = Tile {
+                                    c: rows[at..].as_mut_ptr(),
+                                    rs,
+                                    rows: tile_rows,
+                                    cols,
+                                    beta,
+                                    overwrite,
+                                };
+                                let (ap, bp) = (ap.as_ptr(), bp.as_ptr());
+                                // SAFETY: the tile's last element is inside `rows` (checked
+                                // above); the packed operands hold `pairs` pairs of full
+                                // strips and panels.
+                                unsafe {
+                                    match layout {
+                                        Layout::RowMajor(32) => {
+                                            kernel::<32, 1>(pairs, ap, bp, tile)
+                                        }
+                                        Layout::RowMajor(64) => {
+                                            kernel::<64, 1>(pairs, ap, bp, tile)
+                                        }
+                                        Layout::RowMajor(128) => {
+                                            kernel::<128, 1>(pairs, ap, bp, tile)
+                                        }
+                                        Layout::RowMajor(_) => {
+                                            kernel::<KCP, 1>(pairs, ap, bp, tile)
+                                        }
+                                        Layout::PairMajor => kernel::<1, MR>(pairs, ap, bp, tile),
+                                    }
+                                }
+                            }
+                        }
+                    })
+                };
+                // Row blocks of C are disjoint slices: block `blk` starts at row `blk · mc`.
+                if parallel && blocks > 1 {
+                    c.par_chunks_mut(mc * rs)
+                        .take(blocks)
+                        .enumerate()
+                        .for_each(block);
+                } else {
+                    c.chunks_mut(mc * rs)
+                        .take(blocks)
+                        .enumerate()
+                        .for_each(block);
+                }
+            }
+        }
+    })
+}
+
+thread_local! {
+    /// Packing buffers, kept per thread between products: a step runs thousands of small
+    /// ones (attention's, per sequence and head), which would otherwise each allocate and
+    /// zero-fill. Every word the kernel reads is written by the packing first; stale words
+    /// lie only in padding lanes, whose results are never stored.
+    static PACKED_A: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
+    static PACKED_B: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with this thread's buffer, or a fresh one if it is in use (a product started
+/// inside another on the same thread).
+fn with_buffer<R>(
+    key: &'static std::thread::LocalKey<std::cell::RefCell<Vec<u32>>>,
+    f: impl FnOnce(&mut Vec<u32>) -> R,
+) -> R {
+    key.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => f(&mut buf),
+        Err(_) => f(&mut Vec::new()),
+    })
+}
+
+/// The first `len` words of `buf`, grown (zero-filled) if it is shorter.
+fn reserve(buf: &mut Vec<u32>, len: usize) -> &mut [u32] {
+    if buf.len() < len {
+        buf.resize(len, 0);
+    }
+    &mut buf[..len]
+}

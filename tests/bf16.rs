@@ -1,0 +1,323 @@
+//! Issue 16, item 3: bf16 mixed precision. The kernel against the plain definition of its
+//! arithmetic (bf16-rounded operands, f32 sums) on every layout the model's products use and
+//! on awkward sizes; its results against exact products within bf16's tolerance (and not
+//! equal to f32's, so that a silent f32 fallback fails); a bf16 run's exact resume and thread
+//! independence; and the fallback on a CPU without the instructions (forced by
+//! `PRETEXT_CPU_BF16=0`), which must be f32 bit for bit and say so in one line.
+//!
+//! On a CPU without AVX512-BF16 the kernel tests say so and check only the fallback.
+
+mod common;
+
+use pretext::config::Precision;
+use pretext::model::fused::gemm::{matmul, Into, View};
+use pretext::model::fused::gemm_bf16::{self, reference, rounded};
+use pretext::model::Params;
+use pretext::train::Trainer;
+use std::process::Command;
+
+/// Pseudo-random values in [-1, 1), some tiny and some large, none of them bf16-exact.
+fn values(len: usize, salt: u64) -> Vec<f32> {
+    let mut x = salt.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|i| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let v = (x >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0;
+            match i % 17 {
+                0 => v * 1e-3,
+                1 => v * 30.0,
+                _ => v,
+            }
+        })
+        .collect()
+}
+
+/// A `(rows, cols)` view of `data`: row-major, transposed (column-major), or with neither
+/// stride 1 (every other element of a wider buffer).
+fn view(data: &[f32], (rows, cols): (usize, usize), layout: u8) -> View<'_> {
+    match layout {
+        0 => View::new(data, 0, (rows, cols), cols),
+        1 => View::new(data, 0, (cols, rows), rows).t(),
+        _ => View {
+            data,
+            offset: 1,
+            rows,
+            cols,
+            rs: 2 * cols,
+            cs: 2,
+        },
+    }
+}
+
+fn native_or_say() -> bool {
+    let native = gemm_bf16::native();
+    if !native {
+        eprintln!("this CPU lacks AVX512-BF16: the kernel is not tested here, only the fallback");
+    }
+    native
+}
+
+/// Sizes around the kernel's tile (12 × 32), k pair and block (512) and column block (2048)
+/// edges, with every layout of A and B, overwriting and accumulating, on one and all threads.
+#[test]
+fn the_kernel_computes_bf16_products_with_f32_sums() {
+    if !native_or_say() {
+        return;
+    }
+    let sizes = [
+        (1, 1, 1),
+        (12, 2, 32),
+        (13, 3, 33),
+        (5, 7, 17),
+        (25, 511, 40),
+        (37, 1030, 65),
+        (128, 64, 128),
+        (3, 5, 2100),
+        (200, 96, 48),
+    ];
+    let mut case = 0;
+    for &(m, k, n) in &sizes {
+        for la in 0..3 {
+            for lb in 0..3 {
+                case += 1;
+                let a_data = values(2 * m * k + 1, case);
+                let b_data = values(2 * k * n + 1, case + 1000);
+                let (a, b) = (view(&a_data, (m, k), la), view(&b_data, (k, n), lb));
+                let rs = n + 3; // a destination wider than the product, as attention's is
+                let start = values(m * rs + 2, case + 2000);
+                for (into, parallel) in [(Into::Overwrite, true), (Into::Accumulate, false)] {
+                    let mut want = start.clone();
+                    reference(&mut want, 2, rs, a, b, 0.5, into);
+                    let mut got = start.clone();
+                    matmul(&mut got, 2, rs, a, b, 0.5, into, parallel, Precision::Bf16);
+                    for i in 0..m {
+                        for j in 0..n {
+                            let at = 2 + i * rs + j;
+                            // Only the order of the f32 sums differs from the definition.
+                            let scale: f32 = (0..k)
+                                .map(|kk| {
+                                    (rounded(a.data[a.offset + i * a.rs + kk * a.cs])
+                                        * rounded(b.data[b.offset + kk * b.rs + j * b.cs]))
+                                    .abs()
+                                })
+                                .sum::<f32>()
+                                + start[at].abs();
+                            assert!(
+                                (got[at] - want[at]).abs() <= 1e-6 * k as f32 * scale + 1e-30,
+                                "m {m} k {k} n {n} layouts {la}/{lb}: ({i}, {j}) {} vs {}",
+                                got[at],
+                                want[at]
+                            );
+                        }
+                    }
+                    // Outside the product nothing is written.
+                    for (at, (g, s)) in got.iter().zip(&start).enumerate() {
+                        let j = (at as isize - 2).rem_euclid(rs as isize) as usize;
+                        if at < 2 || j >= n || at >= 2 + m * rs {
+                            assert_eq!(g, s, "element {at} outside the product changed");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Against the exact product (f64 on the unrounded operands): within what rounding two
+/// operands to 8 significant bits allows, and measurably away from the f32 product — a bf16
+/// setting that ran f32 would fail here.
+#[test]
+fn bf16_products_are_within_bf16_tolerance_of_exact_ones() {
+    if !native_or_say() {
+        return;
+    }
+    let (m, k, n) = (96, 384, 160);
+    let (a_data, b_data) = (values(m * k, 7), values(k * n, 8));
+    let (a, b) = (view(&a_data, (m, k), 0), view(&b_data, (k, n), 1));
+    let run = |p| {
+        let mut c = vec![0.0f32; m * n];
+        matmul(&mut c, 0, n, a, b, 1.0, Into::Overwrite, true, p);
+        c
+    };
+    let (bf, f) = (run(Precision::Bf16), run(Precision::Fp32));
+    let mut worst_f32_gap = 0.0f64;
+    for i in 0..m {
+        for j in 0..n {
+            let (mut exact, mut scale) = (0.0f64, 0.0f64);
+            for kk in 0..k {
+                let p = a_data[i * k + kk] as f64 * b_data[j * k + kk] as f64;
+                exact += p;
+                scale += p.abs();
+            }
+            let got = bf[i * n + j] as f64;
+            // Each operand is within 2^-9 relatively; their product within about 2^-8.
+            assert!(
+                (got - exact).abs() <= scale * (2f64.powi(-8) + 1e-6),
+                "({i}, {j}): {got} vs exact {exact} (scale {scale})"
+            );
+            worst_f32_gap = worst_f32_gap.max((got - f[i * n + j] as f64).abs() / scale);
+        }
+    }
+    assert!(
+        worst_f32_gap > 1e-4,
+        "the bf16 products equal f32's ({worst_f32_gap:e}): bf16 did not run"
+    );
+}
+
+fn run_config(threads: usize) -> pretext::config::Experiment {
+    common::experiment(
+        &format!(
+            r#"[model]
+layers = 2
+hidden = 128
+heads = 4
+ffn = 512
+max_positions = 64
+[[objectives]]
+name = "mlm"
+[[objectives]]
+name = "sop"
+[training]
+batch_size = 16
+seq_len = 64
+grad_accum = 2
+threads = {threads}
+precision = "bf16"
+"#
+        ),
+        "bf16.toml",
+    )
+}
+
+fn corpus() -> pretext::data::Prepared {
+    let docs: Vec<Vec<Vec<u32>>> = (0..60u32)
+        .map(|d| {
+            (0..8u32)
+                .map(|s| {
+                    (0..24u32)
+                        .map(|t| 5 + (d * 31 + s * 7 + t * t) % 300)
+                        .collect()
+                })
+                .collect()
+        })
+        .collect();
+    common::prepared(305, docs, "bf16")
+}
+
+fn weights(t: &Trainer) -> Vec<Vec<f32>> {
+    t.bundle
+        .named_params()
+        .into_iter()
+        .map(|(_, p)| p.to_vec())
+        .collect()
+}
+
+/// A bf16 run trained 3 steps on 2 threads, saved and continued 3 on 1 thread, ends with the
+/// bits of one trained 6 steps on 1 thread; its checkpoint says bf16; and its losses stay
+/// within 2 % of the same run in f32 (where the CPU has no bf16, they are f32's exactly).
+#[test]
+fn a_bf16_run_resumes_bit_identically_on_any_thread_count() {
+    let data = corpus();
+    let pool = |n| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build()
+            .unwrap()
+    };
+    let (one, two) = (run_config(1), run_config(2));
+    let straight = pool(1).install(|| {
+        let mut t = Trainer::new(&one, &data).unwrap();
+        let l: Vec<f64> = (0..6)
+            .map(|_| t.train_step().unwrap().0.total_loss)
+            .collect();
+        (l, weights(&t), t.precision)
+    });
+    let ckpt =
+        std::env::temp_dir().join(format!("pretext-bf16-{}.safetensors", std::process::id()));
+    let mut losses = pool(2).install(|| {
+        let mut t = Trainer::new(&two, &data).unwrap();
+        let l: Vec<f64> = (0..3)
+            .map(|_| t.train_step().unwrap().0.total_loss)
+            .collect();
+        t.save_checkpoint(&ckpt).unwrap();
+        l
+    });
+    let state = pretext::train::checkpoint::open(&ckpt).unwrap().state;
+    let resumed = pool(1).install(|| {
+        let mut t = Trainer::new(&one, &data).unwrap();
+        t.load_checkpoint(&ckpt).unwrap();
+        losses.extend((0..3).map(|_| t.train_step().unwrap().0.total_loss));
+        weights(&t)
+    });
+    std::fs::remove_file(&ckpt).ok();
+    assert_eq!(
+        straight.0, losses,
+        "bf16 losses depend on resume or thread count"
+    );
+    assert!(
+        straight.1 == resumed,
+        "bf16 weights depend on resume or thread count"
+    );
+    assert_eq!(state.precision, straight.2.name());
+
+    let mut f32_cfg = run_config(1);
+    f32_cfg.training.precision = Precision::Fp32;
+    let f32_losses = pool(1).install(|| {
+        let mut t = Trainer::new(&f32_cfg, &data).unwrap();
+        (0..6)
+            .map(|_| t.train_step().unwrap().0.total_loss)
+            .collect::<Vec<f64>>()
+    });
+    if straight.2 == Precision::Bf16 {
+        assert_eq!(state.precision, "bf16");
+        assert_ne!(straight.0, f32_losses, "bf16 ran as f32");
+        for (b, f) in straight.0.iter().zip(&f32_losses) {
+            assert!((b - f).abs() <= 0.02 * f.abs(), "bf16 {b} vs f32 {f}");
+        }
+    } else {
+        assert_eq!(straight.0, f32_losses, "the fallback is not f32");
+    }
+}
+
+/// `PRETEXT_CPU_BF16=0` makes this CPU one without the instructions: a bf16 benchmark then
+/// says so in one line and computes f32's losses bit for bit.
+#[test]
+fn without_the_instructions_bf16_falls_back_to_f32_and_says_so() {
+    let bench = |precision: &str, forced_off: bool| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_pretext"));
+        c.args(["bench", "--shape", "small", "--batch", "2", "--warmup", "0"])
+            .args([
+                "--steps",
+                "2",
+                "--threads",
+                "1",
+                "--json",
+                "--precision",
+                precision,
+            ]);
+        if forced_off {
+            c.env("PRETEXT_CPU_BF16", "0");
+        }
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        (v, String::from_utf8_lossy(&o.stderr).into_owned())
+    };
+    let (f32_run, quiet) = bench("fp32", false);
+    let (fallback, said) = bench("bf16", true);
+    assert_eq!(fallback["precision"], "fp32");
+    assert_eq!(fallback["losses"], f32_run["losses"]);
+    assert!(
+        said.contains("lacks AVX512-BF16") && said.lines().count() == 1,
+        "{said}"
+    );
+    assert!(quiet.is_empty(), "{quiet}");
+    if gemm_bf16::native() {
+        let (native, said) = bench("bf16", false);
+        assert_eq!(native["precision"], "bf16");
+        assert_ne!(native["losses"], f32_run["losses"]);
+        assert!(said.is_empty(), "{said}");
+    }
+}
