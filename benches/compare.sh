@@ -4,7 +4,8 @@
 #   dense       HF BertForPreTraining as its examples run it (eager attention, dense MLM head)
 #   speed       speed-minded PyTorch: SDPA, MLM head only at masked positions, foreach AdamW
 #   speed-bf16  the same under bf16 autocast (run only where the CPU has native bf16
-#               instructions, AMX or AVX512-BF16; elsewhere it is emulated and says nothing)
+#               instructions, AMX or AVX512-BF16; elsewhere it is emulated and says nothing),
+#               held against `pretext bench --precision bf16`, run in the same round
 # and prints the median ratio of tokens/s (pretext / PyTorch) against each, with peak memories.
 # Usage: benches/compare.sh [small|reference|large] [PAIRS] [THREADS] [STEPS]
 #   PYTHON=path/to/python with torch + transformers (default: python3)
@@ -28,6 +29,11 @@ for i in $(seq 1 "$pairs"); do
   ours=$(target/release/pretext bench --shape "$shape" --threads "$threads" --steps "$steps" --json)
   line="pair $i: pretext $(echo "$ours" | tps)"
   row="{\"pair\": $i, \"pretext\": $ours"
+  if [[ " $refs " == *" speed-bf16 "* ]]; then
+    ours16=$(target/release/pretext bench --shape "$shape" --threads "$threads" --steps "$steps" --precision bf16 --json)
+    line="$line, pretext-bf16 $(echo "$ours16" | tps)"
+    row="$row, \"pretext-bf16\": $ours16"
+  fi
   for ref in $refs; do
     case $ref in
       dense) flags=(--impl dense) ;;
@@ -47,14 +53,16 @@ import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 shape, threads, refs = sys.argv[2], sys.argv[3], sys.argv[4:]
 med = lambda side, k: statistics.median(r[side][k] for r in rows)
-p = rows[0]["pretext"]
+p = rows[0]
 print(f"{shape} shape, {threads} threads, {len(rows)} pairs (medians)")
-print(f"  pretext: {med('pretext', 'tokens_per_second'):.0f} tokens/s, {med('pretext', 'gflops_per_second'):.1f} GFLOP/s, peak RSS {med('pretext', 'peak_rss_mib'):.0f} MiB, {p['simd']} kernels")
+for side in [s for s in ("pretext", "pretext-bf16") if s in p]:
+    print(f"  {side}: {med(side, 'tokens_per_second'):.0f} tokens/s, {med(side, 'gflops_per_second'):.1f} GFLOP/s, peak RSS {med(side, 'peak_rss_mib'):.0f} MiB, {p[side]['simd']} kernels, products in {p[side].get('precision', 'fp32')}")
 for ref in refs:
     t = rows[0][ref]
-    ratios = [r["pretext"]["tokens_per_second"] / r[ref]["tokens_per_second"] for r in rows]
+    side = "pretext-bf16" if ref == "speed-bf16" else "pretext"
+    ratios = [r[side]["tokens_per_second"] / r[ref]["tokens_per_second"] for r in rows]
     print(f"  PyTorch {ref:<10} {med(ref, 'tokens_per_second'):.0f} tokens/s, peak RSS {med(ref, 'peak_rss_mib'):.0f} MiB "
           f"(torch {t['torch']}, {t['simd']}, {t['attention']} attention, {t['precision']})")
-    print(f"    ratio pretext / {ref}: {statistics.median(ratios):.2f}  (all: {', '.join(f'{x:.2f}' for x in ratios)})")
+    print(f"    ratio {side} / {ref}: {statistics.median(ratios):.2f}  (all: {', '.join(f'{x:.2f}' for x in ratios)})")
 PY
 rm -f "$out"

@@ -63,6 +63,10 @@ pub fn validate(file: &Path) -> Result<()> {
             (Some(b), steps) => format!("budget={b} steps≤{steps}"),
             (None, steps) => format!("steps={steps}"),
         };
+        let length = match c.training.precision {
+            crate::config::Precision::Fp32 => length,
+            p => format!("{length} precision={}", p.name()),
+        };
         println!(
             "  {:<32} norm={} L={} H={} A={} seed={} {} objectives=[{}] params={:.2}M memory≈{}",
             r.variant,

@@ -128,8 +128,13 @@ pub fn matmul(
     } else {
         1
     };
-    // Enough row blocks for every thread, each a whole number of strips.
-    let mc = m.div_ceil(threads).div_ceil(MR).clamp(1, MC / MR) * MR;
+    // Row blocks of at most `MC` rows, as many as a multiple of the threads (so that no
+    // thread waits on a last, lone block), each a whole number of strips.
+    let blocks = m.div_ceil(MC).div_ceil(threads) * threads;
+    let mc = m.div_ceil(blocks).div_ceil(MR) * MR;
+    // Few rows (the MLM decoder's masked positions): one column block, so that A is packed
+    // once per k block rather than once per column block.
+    let nc_max = if m <= 4 * MC { n } else { NC };
     // A row-major strip's rows are as long as the pairs of the longest k block, rounded up
     // to one of the kernel's row lengths.
     let row = match KC.min(k).div_ceil(2) {
@@ -146,8 +151,8 @@ pub fn matmul(
     let blocks = m.div_ceil(mc);
     let c = &mut dst[offset..];
     with_buffer(&PACKED_B, |packed_b| {
-        for jc in (0..n).step_by(NC) {
-            let nc = NC.min(n - jc);
+        for jc in (0..n).step_by(nc_max) {
+            let nc = nc_max.min(n - jc);
             for pc in (0..k).step_by(KC) {
                 let kc = KC.min(k - pc);
                 let pairs = kc.div_ceil(2);
