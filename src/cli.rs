@@ -208,6 +208,9 @@ pub struct FinetuneArgs {
     /// Train on at most this many examples (0: all).
     #[arg(long)]
     pub max_train_examples: Option<usize>,
+    /// The matrix products' arithmetic (as `training.precision`).
+    #[arg(long, value_enum, default_value = "fp32")]
+    pub precision: PrecisionArg,
     /// The tokenizer (default: the experiment's tokenizer.json beside the run directory).
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,

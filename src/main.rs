@@ -110,6 +110,7 @@ fn finetune(a: &FinetuneArgs) -> Result<()> {
         batch_size: a.batch_size,
         max_seq_len: a.max_seq_len,
         max_train_examples: a.max_train_examples,
+        precision: precision(a.precision),
         tokenizer: a.tokenizer.clone(),
         out: a.out.clone(),
         predict: a.predict.clone(),
@@ -172,10 +173,7 @@ fn bench(a: &BenchArgs) -> Result<()> {
     };
     shape.batch = a.batch.map_or(shape.batch, usize::from);
     shape.dropout = a.dropout.unwrap_or(shape.dropout);
-    shape.precision = match a.precision {
-        cli::PrecisionArg::Fp32 => pretext::config::Precision::Fp32,
-        cli::PrecisionArg::Bf16 => pretext::config::Precision::Bf16,
-    };
+    shape.precision = precision(a.precision);
     let opts = pretext::bench::Options {
         threads: a.threads.map(usize::from),
         warmup: a.warmup,
@@ -197,4 +195,11 @@ fn eval(a: &EvalArgs) -> Result<()> {
         seed: a.seed,
     };
     pretext::predict::eval::command(&a.target, a.tokenizer.as_deref(), &opts, a.json)
+}
+
+fn precision(p: cli::PrecisionArg) -> pretext::config::Precision {
+    match p {
+        cli::PrecisionArg::Fp32 => pretext::config::Precision::Fp32,
+        cli::PrecisionArg::Bf16 => pretext::config::Precision::Bf16,
+    }
 }

@@ -237,6 +237,36 @@ fn finetuning_learns_and_probing_leaves_the_encoder_frozen() {
         "fine-tuning trains the encoder"
     );
 
+    // The same run in bf16 mixed precision (issue 16) learns the rule too, with products of
+    // its own — or, on a CPU without AVX512-BF16, those of f32 exactly.
+    let bf16 = finetune::fit(
+        &job(
+            "sst2",
+            Init::Scratch,
+            Mode::Finetune,
+            FinetuneSpec {
+                precision: pretext::config::Precision::Bf16,
+                ..spec.clone()
+            },
+        ),
+        &source,
+        &prep,
+        None,
+    )
+    .unwrap();
+    let acc16 = bf16
+        .metrics
+        .iter()
+        .find(|(k, _)| k == "accuracy")
+        .unwrap()
+        .1;
+    assert!(acc16 > 0.9, "bf16 fine-tuning: {acc16}");
+    assert_eq!(
+        values(&bf16.encoder) == values(&ft.encoder),
+        !pretext::model::precision::cpu_has_bf16(),
+        "bf16 fine-tuning's products are f32's exactly only where the CPU lacks bf16"
+    );
+
     let probe = finetune::fit(
         &job("sst2", Init::Scratch, Mode::Probe, spec.clone()),
         &source,

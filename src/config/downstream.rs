@@ -129,6 +129,10 @@ pub struct FinetuneSpec {
     /// SQuAD from one file: how many of its last articles are the dev split.
     pub dev_articles: usize,
     pub log_every: u64,
+    /// The matrix products' arithmetic, as `training.precision` (fp32, or bf16 mixed
+    /// precision); left out of the resolved config when fp32.
+    #[serde(skip_serializing_if = "super::Precision::is_fp32")]
+    pub precision: super::Precision,
 }
 
 impl FinetuneSpec {
@@ -177,6 +181,7 @@ impl Default for FinetuneSpec {
             max_answer_len: 30,
             dev_articles: 1,
             log_every: 10,
+            precision: super::Precision::Fp32,
         }
     }
 }

@@ -261,7 +261,7 @@ impl Precision {
         }
     }
 
-    fn is_fp32(&self) -> bool {
+    pub(crate) fn is_fp32(&self) -> bool {
         *self == Precision::Fp32
     }
 }

@@ -286,6 +286,12 @@ pub fn fit(
             job.spec.data, job.task.name
         )));
     }
+    let (precision, note) = crate::model::precision::resolve(job.spec.precision);
+    if let Some(note) = note {
+        eprintln!("{}: {note}", job.variant());
+    }
+    // Training, features and evaluation all run in the entry's precision.
+    let _products = crate::model::precision::autocast(precision);
     let tok = &source.tokenizer;
     let dev = crate::model::device(job.seed)?;
     let mut enc = Encoder::new(

@@ -22,6 +22,7 @@ pub struct Request {
     pub batch_size: Option<usize>,
     pub max_seq_len: Option<usize>,
     pub max_train_examples: Option<usize>,
+    pub precision: crate::config::Precision,
     /// Default: the experiment's tokenizer.json beside the run directory.
     pub tokenizer: Option<PathBuf>,
     /// Default: `<run>/finetune/<task>/<init=…,mode=…,seed=…>`.
@@ -148,6 +149,7 @@ fn spec(a: &Request, cfg: &Experiment) -> Result<FinetuneSpec> {
         seeds: vec![a.seed],
         lr: a.lr.into_iter().collect(),
         probe_lr: a.lr.into_iter().collect(),
+        precision: a.precision,
         ..Default::default()
     };
     if let Some(v) = a.epochs {
