@@ -5,6 +5,7 @@
 
 pub mod data;
 pub mod embed;
+mod error;
 pub mod glue;
 pub mod head;
 pub mod job;
@@ -15,6 +16,7 @@ pub mod run;
 mod score;
 pub mod single;
 pub mod squad;
+mod step;
 pub mod task;
 
 pub use job::{jobs, prepare, Job, Pairs, Prepared, Source};

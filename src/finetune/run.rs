@@ -2,55 +2,23 @@
 //! run directory laid out like pretraining's (TensorBoard events, metrics.jsonl, summary.json).
 
 use super::data::{Encoded, Target};
+use super::error::io_err;
+pub use super::error::FinetuneError;
 use super::head::{pool, Finetuned, Head};
 use super::job::{Job, Prepared, Source};
 use super::score::{cached_rep, embed_eval, evaluate, features};
+use super::step::{resolve, update, Optimiser};
 use super::task::Kind;
-use crate::config::{Init, Mode, OptimizerConfig, Pooling, Schedule};
+use crate::config::{Init, Mode};
 use crate::model::ops::dropout;
-use crate::model::{Act, Dev, Encoder, InputError, Inputs, Params};
+use crate::model::{Act, Dev, Encoder, InputError, Inputs};
 use crate::rng::{stream, Rng};
-use crate::train::device_step::{self, DeviceMoments, StepError};
-use crate::train::host_step;
 use crate::train::log::RunLog;
 use crate::train::optimizer::{learning_rate, AdamW};
 use dfdx::prelude::*;
 use rand::seq::SliceRandom;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-
-#[derive(Debug, thiserror::Error)]
-pub enum FinetuneError {
-    #[error(transparent)]
-    Read(#[from] super::glue::ReadError),
-    #[error(transparent)]
-    Checkpoint(#[from] crate::train::checkpoint::CheckpointError),
-    #[error(transparent)]
-    Input(#[from] InputError),
-    #[error(transparent)]
-    Claim(#[from] crate::rundir::ClaimError),
-    #[error(transparent)]
-    Device(#[from] crate::model::DeviceError),
-    #[error("{task}, step {step}: the loss is {value}; fine-tuning stopped (lower lr)")]
-    NonFinite { task: String, step: u64, value: f32 },
-    #[error("{task}, step {step}: {what}; fine-tuning stopped")]
-    Step {
-        task: String,
-        step: u64,
-        what: String,
-    },
-    #[error("{path}: {reason}")]
-    Io { path: PathBuf, reason: String },
-    #[error("{0}")]
-    Setup(String),
-}
-
-fn io_err(path: &Path) -> impl Fn(std::io::Error) -> FinetuneError + '_ {
-    move |e| FinetuneError::Io {
-        path: path.into(),
-        reason: e.to_string(),
-    }
-}
 
 /// Final dev metrics of a run.
 #[derive(Debug, Clone)]
@@ -77,34 +45,6 @@ pub(super) fn inputs(enc: &Encoder, items: &[&Encoded], pad: u32) -> Result<Inpu
     enc.inputs(b, seq, &ids, &types, &mask)
 }
 
-/// Settings resolved from the entry and its mode.
-struct Resolved {
-    mean_pool: bool,
-    optim: OptimizerConfig,
-}
-
-fn resolve(job: &Job, steps: u64) -> Resolved {
-    let s = &job.spec;
-    let mean_pool = match s.pooling {
-        Pooling::Cls => false,
-        Pooling::Mean => true,
-        Pooling::Auto => job.mode == Mode::Probe || job.task.kind == Kind::Embed,
-    };
-    Resolved {
-        mean_pool,
-        optim: OptimizerConfig {
-            lr: job.lr,
-            betas: [0.9, 0.999],
-            eps: 1e-6,
-            eps_placement: Default::default(),
-            weight_decay: s.weight_decay,
-            warmup_steps: (s.warmup_fraction * steps as f64).round() as u64,
-            schedule: Schedule::Linear,
-            clip: s.clip,
-        },
-    }
-}
-
 /// The head's input for a batch: pooled `(B, H)` or token rows `(B·S, H)`.
 pub(super) fn represent<T: Tape<f32, Dev>>(
     dev: &Dev,
@@ -129,50 +69,6 @@ pub(super) fn represent<T: Tape<f32, Dev>>(
     } else {
         hidden
     }
-}
-
-/// The optimiser's state over a fine-tuning run: AdamW, and on CUDA its moments on the device.
-struct Optimiser {
-    adamw: AdamW,
-    moments: Option<DeviceMoments>,
-}
-
-/// Clips, steps AdamW and writes the new values back; returns the gradient norm. The step
-/// pretraining takes: the host one on the CPU, the device one on CUDA.
-fn update(
-    params: &mut dyn Params,
-    grads: &mut Gradients<f32, Dev>,
-    optim: &mut Optimiser,
-    dev: &Dev,
-    cfg: &OptimizerConfig,
-    (lr, step, job): (f64, u64, &Job),
-) -> Result<f64, FinetuneError> {
-    if cfg!(feature = "cuda") {
-        let (adamw, moments) = (&mut optim.adamw, &mut optim.moments);
-        return device_step::update(params, grads, adamw, moments, dev, cfg, lr).map_err(|e| {
-            FinetuneError::Step {
-                task: job.task.name.into(),
-                step,
-                what: match e {
-                    StepError::NonFinite(p) => format!("the gradient of `{p}` is not finite"),
-                    StepError::Device(e) => format!("the device failed: {e:?}"),
-                },
-            }
-        });
-    }
-    let mut g: Vec<Vec<f32>> = params
-        .named_params()
-        .iter()
-        .map(|(_, p)| {
-            let v = p.grad(grads);
-            if v.is_empty() {
-                vec![0.0; p.shape().iter().product()]
-            } else {
-                v
-            }
-        })
-        .collect();
-    Ok(host_step::update(params, &mut g, &mut optim.adamw, cfg, lr))
 }
 
 /// A trained encoder and head with their final dev metrics.
