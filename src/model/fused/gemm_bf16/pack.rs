@@ -25,14 +25,23 @@ pub(super) unsafe fn pack_row_major(
         let row = src.data.as_ptr().add(src.offset + (r0 + l) * src.rs + k0);
         for c0 in (0..kc).step_by(32) {
             let left = kc - c0;
-            let lo = _mm512_maskz_loadu_ps(mask16(left), row.wrapping_add(c0));
-            let hi =
-                _mm512_maskz_loadu_ps(mask16(left.saturating_sub(16)), row.wrapping_add(c0 + 16));
-            let words: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(hi, lo));
+            let words = pair_words(row.wrapping_add(c0), left);
             let dst = out.as_mut_ptr().add(l * row_len + c0 / 2);
             _mm512_mask_storeu_epi32(dst.cast(), mask16(left.div_ceil(2)), words);
         }
     }
+}
+
+/// The first `min(left, 32)` floats at `from`, rounded to bf16, as 16 words of consecutive
+/// pairs (`[even, odd]`, zero past `left`): one conversion instruction. Floats past `left`
+/// are not read (masked loads).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+unsafe fn pair_words(from: *const f32, left: usize) -> std::arch::x86_64::__m512i {
+    use std::arch::x86_64::*;
+    let lo = _mm512_maskz_loadu_ps(mask16(left), from);
+    let hi = _mm512_maskz_loadu_ps(mask16(left.saturating_sub(16)), from.wrapping_add(16));
+    std::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(hi, lo))
 }
 
 /// Packs rows `r0 .. r0 + lanes` of `src`, columns `k0 .. k0 + kc`, pair by pair: word
@@ -86,12 +95,7 @@ pub(super) unsafe fn pack_pair_major(
                 let mut r = [_mm512_setzero_si512(); 16];
                 for (l, reg) in r.iter_mut().enumerate().take(ln) {
                     let row = base.add(at(r0 + l0 + l, k0));
-                    let lo = _mm512_maskz_loadu_ps(mask16(left), row.wrapping_add(c0));
-                    let hi = _mm512_maskz_loadu_ps(
-                        mask16(left.saturating_sub(16)),
-                        row.wrapping_add(c0 + 16),
-                    );
-                    *reg = std::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(hi, lo));
+                    *reg = pair_words(row.wrapping_add(c0), left);
                 }
                 transpose16(&mut r);
                 for (q, reg) in r.iter().enumerate().take(left.div_ceil(2).min(16)) {
