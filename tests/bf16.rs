@@ -12,7 +12,6 @@ mod common;
 use pretext::config::Precision;
 use pretext::model::fused::gemm::{matmul, Into, View};
 use pretext::model::fused::gemm_bf16::{self, reference, rounded};
-use pretext::model::Params;
 use pretext::train::Trainer;
 use std::process::Command;
 
@@ -206,37 +205,23 @@ fn corpus() -> pretext::data::Prepared {
     common::prepared(305, docs, "bf16")
 }
 
-fn weights(t: &Trainer) -> Vec<Vec<f32>> {
-    t.bundle
-        .named_params()
-        .into_iter()
-        .map(|(_, p)| p.to_vec())
-        .collect()
-}
-
 /// A bf16 run trained 3 steps on 2 threads, saved and continued 3 on 1 thread, ends with the
 /// bits of one trained 6 steps on 1 thread; its checkpoint says bf16; and its losses stay
 /// within 2 % of the same run in f32 (where the CPU has no bf16, they are f32's exactly).
 #[test]
 fn a_bf16_run_resumes_bit_identically_on_any_thread_count() {
     let data = corpus();
-    let pool = |n| {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build()
-            .unwrap()
-    };
     let (one, two) = (run_config(1), run_config(2));
-    let straight = pool(1).install(|| {
+    let straight = common::pool(1).install(|| {
         let mut t = Trainer::new(&one, &data).unwrap();
         let l: Vec<f64> = (0..6)
             .map(|_| t.train_step().unwrap().0.total_loss)
             .collect();
-        (l, weights(&t), t.precision)
+        (l, common::weights(&t), t.precision)
     });
     let ckpt =
         std::env::temp_dir().join(format!("pretext-bf16-{}.safetensors", std::process::id()));
-    let mut losses = pool(2).install(|| {
+    let mut losses = common::pool(2).install(|| {
         let mut t = Trainer::new(&two, &data).unwrap();
         let l: Vec<f64> = (0..3)
             .map(|_| t.train_step().unwrap().0.total_loss)
@@ -245,11 +230,11 @@ fn a_bf16_run_resumes_bit_identically_on_any_thread_count() {
         l
     });
     let state = pretext::train::checkpoint::open(&ckpt).unwrap().state;
-    let resumed = pool(1).install(|| {
+    let resumed = common::pool(1).install(|| {
         let mut t = Trainer::new(&one, &data).unwrap();
         t.load_checkpoint(&ckpt).unwrap();
         losses.extend((0..3).map(|_| t.train_step().unwrap().0.total_loss));
-        weights(&t)
+        common::weights(&t)
     });
     std::fs::remove_file(&ckpt).ok();
     assert_eq!(
@@ -264,7 +249,7 @@ fn a_bf16_run_resumes_bit_identically_on_any_thread_count() {
 
     let mut f32_cfg = run_config(1);
     f32_cfg.training.precision = Precision::Fp32;
-    let f32_losses = pool(1).install(|| {
+    let f32_losses = common::pool(1).install(|| {
         let mut t = Trainer::new(&f32_cfg, &data).unwrap();
         (0..6)
             .map(|_| t.train_step().unwrap().0.total_loss)

@@ -1,6 +1,8 @@
 //! Issue 4: the training loop — exact resume, divergence guard, optimiser arithmetic, and a
 //! short version of the README's quickstart.
 
+mod common;
+
 use pretext::config::{Experiment, LoadedExperiment, OptimizerConfig, Schedule};
 use pretext::data::{self, Prepared};
 use pretext::model::Params;
@@ -58,14 +60,6 @@ fn prepared(cfg: &Experiment) -> Prepared {
     ));
     std::fs::create_dir_all(&dir).unwrap();
     data::prepare(&cfg.data, &cfg.tokenizer, Path::new("."), Some(&dir)).unwrap()
-}
-
-fn weights(t: &Trainer) -> Vec<Vec<f32>> {
-    t.bundle
-        .named_params()
-        .into_iter()
-        .map(|(_, p)| p.to_vec())
-        .collect()
 }
 
 #[test]
@@ -126,7 +120,7 @@ options = { generator_size = 0.5 }"#,
         halves.extend((0..10).map(|_| second.train_step().unwrap().0.total_loss));
         assert_eq!(full, halves, "variant {i}: losses after resume differ");
         assert!(
-            weights(&straight) == weights(&second),
+            common::weights(&straight) == common::weights(&second),
             "variant {i}: final weights differ"
         );
         for ((_, a), (_, b)) in straight
@@ -164,25 +158,19 @@ fn a_run_continues_on_another_thread_count_bit_identically() {
         cfg
     };
     let (one, two) = (wide(1), wide(2));
-    let pool = |n| {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build()
-            .unwrap()
-    };
     let data = prepared(&one);
-    let straight = pool(1).install(|| {
+    let straight = common::pool(1).install(|| {
         let mut t = Trainer::new(&one, &data).unwrap();
         let losses: Vec<f64> = (0..6)
             .map(|_| t.train_step().unwrap().0.total_loss)
             .collect();
-        (losses, weights(&t))
+        (losses, common::weights(&t))
     });
     let ckpt = std::env::temp_dir().join(format!(
         "pretext-threads-{}.safetensors",
         std::process::id()
     ));
-    let mut losses = pool(2).install(|| {
+    let mut losses = common::pool(2).install(|| {
         let mut t = Trainer::new(&two, &data).unwrap();
         let l: Vec<f64> = (0..3)
             .map(|_| t.train_step().unwrap().0.total_loss)
@@ -190,11 +178,11 @@ fn a_run_continues_on_another_thread_count_bit_identically() {
         t.save_checkpoint(&ckpt).unwrap();
         l
     });
-    let resumed = pool(1).install(|| {
+    let resumed = common::pool(1).install(|| {
         let mut t = Trainer::new(&one, &data).unwrap();
         t.load_checkpoint(&ckpt).unwrap();
         losses.extend((0..3).map(|_| t.train_step().unwrap().0.total_loss));
-        weights(&t)
+        common::weights(&t)
     });
     std::fs::remove_file(&ckpt).ok();
     assert_eq!(straight.0, losses, "losses depend on the thread count");
@@ -297,7 +285,7 @@ fn a_divergence_rolls_back_to_the_checkpoint_with_a_lower_learning_rate() {
         t.train_step().unwrap();
     }
     t.save_checkpoint(&ckpt).unwrap();
-    let saved = weights(&t);
+    let saved = common::weights(&t);
     let lr_before = t.learning_rate(5);
     t.train_step().unwrap();
     t.bundle.visit_mut("", &mut |name, mut p| {
@@ -310,7 +298,11 @@ fn a_divergence_rolls_back_to_the_checkpoint_with_a_lower_learning_rate() {
     assert!(t.train_step().is_err());
     t.roll_back(&ckpt).unwrap();
     assert_eq!((t.step, t.rollbacks), (4, 1));
-    assert_eq!(weights(&t), saved, "the weights are the checkpoint's again");
+    assert_eq!(
+        common::weights(&t),
+        saved,
+        "the weights are the checkpoint's again"
+    );
     assert!((t.learning_rate(5) - 0.25 * lr_before).abs() < 1e-15);
     t.train_step().unwrap();
     assert!(
@@ -601,9 +593,9 @@ fn layer_gradient_norms_cover_the_gradient_and_change_nothing() {
     let cfg = experiment("");
     let data = prepared(&cfg);
     let mut a = Trainer::new(&cfg, &data).unwrap();
-    let before = weights(&a);
+    let before = common::weights(&a);
     let norms = a.layer_gradient_norms(1).unwrap();
-    assert_eq!(weights(&a), before, "no parameter may change");
+    assert_eq!(common::weights(&a), before, "no parameter may change");
     let names: Vec<&str> = norms.iter().map(|(n, _)| n.as_str()).collect();
     for i in 0..cfg.model.layers {
         assert!(

@@ -5,6 +5,8 @@
 
 use pretext::config::{Experiment, LoadedExperiment};
 use pretext::data::{Prepared, Tokenizer};
+use pretext::model::Params;
+use pretext::train::Trainer;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -43,4 +45,21 @@ pub fn prepared(vocab: usize, docs: Vec<Vec<Vec<u32>>>, tag: &str) -> Prepared {
         cache: None,
         train_sentences: sentences,
     }
+}
+
+/// Every parameter of a trainer's model, in order: what "bit-identical" compares.
+pub fn weights(t: &Trainer) -> Vec<Vec<f32>> {
+    t.bundle
+        .named_params()
+        .into_iter()
+        .map(|(_, p)| p.to_vec())
+        .collect()
+}
+
+/// A rayon pool of `n` threads, to run a step on a chosen thread count.
+pub fn pool(n: usize) -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build()
+        .unwrap()
 }
