@@ -1,7 +1,7 @@
 //! `pretext bench --gemm`: the matrix products one training step of a shape runs, each timed
 //! alone in f32 (the `gemm` crate) and in bf16 (`gemm_bf16`), in GFLOP/s. This is where a
 //! step's arithmetic goes, so it is the figure to hold against a BLAS on the same shapes
-//! (`benches/reference.py --gemm` times PyTorch's `matmul` on the same list).
+//! (`benches/gemm_compare.py` times PyTorch's `matmul` on the same list).
 
 use super::Shape;
 use crate::model::fused::gemm::{matmul, Into, View};
@@ -23,11 +23,11 @@ pub struct Product {
 }
 
 /// The products of one step of `s`: per linear layer its forward (`x Wᵀ`), input gradient
-/// (`g W`) and weight gradient (`gᵀ x`); attention's four products per head; the MLM decoder
-/// on the masked positions.
+/// (`g W`) and weight gradient (`gᵀ x`), the MLM decoder's on the masked positions; and one of
+/// each shape of attention's per-head products (`Q Kᵀ`; `P V` and `dS K`; `Pᵀ dC` and `dSᵀ Q`).
 pub fn products(s: &Shape) -> Vec<Product> {
     let tokens = s.batch * s.seq;
-    let masked = (tokens as f64 * 0.15).round() as usize;
+    let masked = (tokens as f64 * super::MASK_RATE).round() as usize;
     let p = |name: &str, (m, k, n): (usize, usize, usize), a_t, b_t, parallel| Product {
         name: name.into(),
         m,
