@@ -10,6 +10,16 @@ import argparse
 import json
 
 
+def schedule(path):
+    """A bench trace's (warm-up, timed steps): its learning-rate schedule spans both, so traces
+    of other lengths are other runs. Traces written before `warmup` was recorded used bench's
+    default of 2."""
+    if path.endswith(".jsonl"):
+        return None
+    d = json.loads(open(path).read())
+    return d.get("warmup", 2), d["steps"]
+
+
 def rows(path):
     text = open(path).read()
     if path.endswith(".jsonl"):
@@ -29,6 +39,11 @@ def main():
     ap.add_argument("b")
     ap.add_argument("--tol", type=float, default=1e-4)
     args = ap.parse_args()
+    if schedule(args.a) != schedule(args.b):
+        raise SystemExit(
+            f"the traces come from different schedules (warm-up, steps): {schedule(args.a)} vs "
+            f"{schedule(args.b)}; rerun one with the other's --warmup and --steps"
+        )
     a, b = rows(args.a), rows(args.b)
     if [k for k, _ in a] != [k for k, _ in b]:
         raise SystemExit(f"the traces log different steps ({len(a)} vs {len(b)} values)")

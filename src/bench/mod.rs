@@ -80,6 +80,9 @@ pub struct Measured {
     pub simd: &'static str,
     /// The products' precision as run (`bf16` only where the CPU has AVX512-BF16).
     pub precision: &'static str,
+    /// Untimed steps before the timed ones. The learning-rate schedule spans both, so two
+    /// loss traces are comparable only when warm-up and steps both agree.
+    pub warmup: u64,
     pub steps: u64,
     pub seconds: f64,
     pub tokens_per_second: f64,
@@ -287,6 +290,7 @@ pub fn run(shape: &Shape, warmup: u64, steps: u64, dir: &Path) -> Result<Measure
         device: crate::model::DEVICE_NAME,
         simd: simd(),
         precision: trainer.precision.name(),
+        warmup,
         steps,
         seconds,
         tokens_per_second: tokens / seconds,
