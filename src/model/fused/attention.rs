@@ -173,12 +173,7 @@ fn softmax_row(row: &mut [f32], m: &[f32], slope: f32, i: usize) {
             max = max.max(*v);
         }
     }
-    let mut sum = 0.0f32;
-    for v in row.iter_mut() {
-        *v = (*v - max).exp();
-        sum += *v;
-    }
-    let inv = 1.0 / sum;
+    let inv = 1.0 / super::vmath::exp_shifted(row, max);
     for v in row.iter_mut() {
         *v *= inv;
     }

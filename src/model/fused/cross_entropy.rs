@@ -34,11 +34,7 @@ pub fn cross_entropy<T: Tape<f32, Dev>>(
                         }
                     }
                     let target = row[l];
-                    let mut sum = 0.0f32;
-                    for v in row.iter_mut() {
-                        *v = (*v - max).exp();
-                        sum += *v;
-                    }
+                    let sum = super::vmath::exp_shifted(row, max);
                     let inv = 1.0 / sum;
                     for v in row.iter_mut() {
                         *v *= inv;

@@ -23,6 +23,7 @@ pub mod gemm_bf16;
 mod layer_norm;
 mod linear;
 mod residual;
+pub mod vmath;
 
 pub use attention::attention;
 pub use bias::add_bias;
