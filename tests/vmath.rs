@@ -63,6 +63,17 @@ fn normal_cdf_is_within_its_stated_error() {
     assert!((vmath::erfc(0.0) - 1.0).abs() < 2e-7);
 }
 
+/// `max` ignores NaNs as `f32::max` does, and is −∞ with nothing to compare.
+#[test]
+fn max_ignores_nans_and_starts_at_minus_infinity() {
+    assert_eq!(vmath::max(&[]), f32::NEG_INFINITY);
+    assert_eq!(vmath::max(&[f32::NAN; 20]), f32::NEG_INFINITY);
+    let mut v: Vec<f32> = (0..37).map(|i| -(i as f32)).collect();
+    v[20] = f32::NAN;
+    v[36] = 3.5;
+    assert_eq!(vmath::max(&v), 3.5);
+}
+
 /// The slice kernels (compiled per instruction set) equal the scalar functions bit for bit,
 /// on lengths that leave every SIMD remainder.
 #[test]
@@ -87,14 +98,33 @@ fn slice_kernels_equal_the_scalar_functions() {
         }
         let mut row = x.clone();
         let max = x.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+        assert_eq!(vmath::max(&x), max);
         let sum = vmath::exp_shifted(&mut row, max);
-        let mut want = 0.0f32;
+        // The documented order: partial sum i mod 16, then pairwise.
+        let mut partial = [0.0f32; 16];
         for i in 0..n {
             let e = vmath::exp(x[i] - max);
             assert_eq!(row[i].to_bits(), e.to_bits());
-            want += e;
+            partial[i % 16] += e;
         }
-        assert_eq!(sum.to_bits(), want.to_bits());
+        for w in [8, 4, 2, 1] {
+            for k in 0..w {
+                partial[k] += partial[k + w];
+            }
+        }
+        assert_eq!(sum.to_bits(), partial[0].to_bits());
+        let mut lanes = [0.0f32; 16];
+        for i in 0..n {
+            lanes[i % 16] += x[i] * g[i];
+        }
+        for w in [8, 4, 2, 1] {
+            for k in 0..w {
+                lanes[k] += lanes[k + w];
+            }
+        }
+        assert_eq!(vmath::dot(&x, &g).to_bits(), lanes[0].to_bits());
+        let serial: f64 = row.iter().map(|&v| v as f64).sum();
+        assert!((sum as f64 - serial).abs() <= 1e-6 * serial);
     }
 }
 

@@ -161,18 +161,16 @@ pub fn attention<T: Tape<f32, Dev>>(
 /// `row ← softmax(row + m − slope · |i − j|)` for query `i`; `row` already holds the scaled
 /// scores. Without ALiBi (`slope` 0) nothing but the padding bias is added.
 fn softmax_row(row: &mut [f32], m: &[f32], slope: f32, i: usize) {
-    let mut max = f32::NEG_INFINITY;
     if slope == 0.0 {
         for (v, mb) in row.iter_mut().zip(m) {
             *v += mb;
-            max = max.max(*v);
         }
     } else {
         for (j, (v, mb)) in row.iter_mut().zip(m).enumerate() {
             *v += mb - slope * i.abs_diff(j) as f32;
-            max = max.max(*v);
         }
     }
+    let max = super::vmath::max(row);
     let inv = 1.0 / super::vmath::exp_shifted(row, max);
     for v in row.iter_mut() {
         *v *= inv;
@@ -236,7 +234,7 @@ fn backward(
                 }
                 // dS = α · P ⊙ (dP − rowsum(dP ⊙ P))
                 for (dr, prow) in dp.chunks_exact_mut(s).zip(pr.chunks_exact(s)) {
-                    let dot: f32 = dr.iter().zip(prow).map(|(x, p)| x * p).sum();
+                    let dot = super::vmath::dot(dr, prow);
                     for (x, p) in dr.iter_mut().zip(prow) {
                         *x = scale * p * (*x - dot);
                     }

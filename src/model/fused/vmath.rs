@@ -122,12 +122,84 @@ pub fn gelu_backward(g: &[f32], x: &[f32], cdf: &[f32], dx: &mut [f32]) {
     }
 }
 
-/// Softmax's numerators and denominator: `row ← exp(row − max)`, returning their sum, added
-/// in order from the first (as a scalar loop would, so the sum is the same on every machine).
+/// Softmax's numerators and denominator: `row ← exp(row − max)`, returning their sum (summed as
+/// `lane_sum` does).
 #[multiversion(targets("x86_64+avx512f+avx512bw+avx512dq+avx512vl", "x86_64+avx2+fma"))]
 pub fn exp_shifted(row: &mut [f32], max: f32) -> f32 {
     for v in row.iter_mut() {
         *v = exp(*v - max);
     }
-    row.iter().fold(0.0f32, |s, &v| s + v)
+    lane_sum(row)
+}
+
+/// The largest value of a slice, ignoring NaNs as `f32::max` does (−∞ for an empty or
+/// all-NaN slice). Kept in `LANES` running maxima so that it vectorises; the maximum is exact,
+/// so the order cannot change it.
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512dq+avx512vl", "x86_64+avx2+fma"))]
+pub fn max(row: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    let chunks = row.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a = a.max(v);
+        }
+    }
+    for (a, &v) in acc.iter_mut().zip(rest) {
+        *a = a.max(v);
+    }
+    acc.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v))
+}
+
+/// `Σ aᵢ·bᵢ`, in `lane_sum`'s order.
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512dq+avx512vl", "x86_64+avx2+fma"))]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for ((s, &x), &y) in acc.iter_mut().zip(x).zip(y) {
+            *s += x * y;
+        }
+    }
+    for ((s, &x), &y) in acc.iter_mut().zip(ra).zip(rb) {
+        *s += x * y;
+    }
+    fold_lanes(acc)
+}
+
+/// Partial sums per reduction: one 512-bit register of f32.
+pub const LANES: usize = 16;
+
+/// A slice's sum in a fixed order that vectorises: element `i` goes to partial sum `i mod 16`,
+/// and the 16 partial sums are added pairwise (`p[k] += p[k + w]` for w = 8, 4, 2, 1). Not the
+/// left-to-right sum, but the same order on every machine and thread count; a serial sum would
+/// wait four cycles per element on the addition before it.
+#[inline(always)]
+pub fn lane_sum(row: &[f32]) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let chunks = row.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a += v;
+        }
+    }
+    for (a, &v) in acc.iter_mut().zip(rest) {
+        *a += v;
+    }
+    fold_lanes(acc)
+}
+
+/// The partial sums added pairwise: `p[k] += p[k + w]` for w = 8, 4, 2, 1.
+#[inline(always)]
+fn fold_lanes(mut acc: [f32; LANES]) -> f32 {
+    let mut w = LANES;
+    while w > 1 {
+        w /= 2;
+        for k in 0..w {
+            acc[k] += acc[k + w];
+        }
+    }
+    acc[0]
 }
