@@ -364,13 +364,18 @@ fn fused_gradients_do_not_depend_on_the_thread_count() {
 #[test]
 fn parallel_keep_mask_is_the_sequential_one() {
     use pretext::model::ops::{keep_mask, keep_mask_sequential};
-    for len in [0, 1, 1000, (1 << 16) + 3, 3 * (1 << 16)] {
+    let rates = [0.1, 0.5, 1.0 / 3.0, 0.9, 1e-7, 0.0];
+    for (len, p) in [0, 1, 1000, 1025, (1 << 16) + 3, 3 * (1 << 16)]
+        .into_iter()
+        .flat_map(|len| rates.map(|p| (len, p)))
+    {
         let (mut a, mut b) = (stream(9, "drop"), stream(9, "drop"));
         let _: u32 = a.gen();
         let _: u32 = b.gen();
         assert_eq!(
-            keep_mask(len, 0.1, &mut a),
-            keep_mask_sequential(len, 0.1, &mut b)
+            keep_mask(len, p, &mut a),
+            keep_mask_sequential(len, p, &mut b),
+            "{len} elements, p = {p}"
         );
         assert_eq!(
             a.gen::<u64>(),

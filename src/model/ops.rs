@@ -85,6 +85,9 @@ pub fn affine<T: Tape<f32, Dev>>(z: Act<T>, a: &Affine) -> Act<T> {
 pub fn keep_mask(len: usize, p: f32, rng: &mut Rng) -> Vec<f32> {
     const BLOCK: usize = 1 << 16;
     let scale = 1.0 / (1.0 - p);
+    // `gen::<f32>()` is `(w >> 8) · 2⁻²⁴` for the next word `w`, so `gen::<f32>() < p` is
+    // `w >> 8 < ⌈p · 2²⁴⌉` exactly (p · 2²⁴ is exact in f64): an integer test that vectorises.
+    let threshold = (p as f64 * (1u64 << 24) as f64).ceil() as u32;
     let start = rng.get_word_pos();
     let mut mask = vec![0.0f32; len];
     mask.par_chunks_mut(BLOCK)
@@ -92,8 +95,14 @@ pub fn keep_mask(len: usize, p: f32, rng: &mut Rng) -> Vec<f32> {
         .for_each(|(i, block)| {
             let mut r = rng.clone();
             r.set_word_pos(start + (i * BLOCK) as u128);
-            for m in block {
-                *m = if r.gen::<f32>() < p { 0.0 } else { scale };
+            let mut words = [0u32; 1024];
+            for part in block.chunks_mut(words.len()) {
+                let words = &mut words[..part.len()];
+                // The words `next_u32` would return, in order, in one call.
+                r.fill(words);
+                for (m, &w) in part.iter_mut().zip(words.iter()) {
+                    *m = if w >> 8 < threshold { 0.0 } else { scale };
+                }
             }
         });
     rng.set_word_pos(start + len as u128);
