@@ -154,6 +154,12 @@ pub fn max(row: &[f32]) -> f32 {
 /// `Σ aᵢ·bᵢ`, in `lane_sum`'s order.
 #[multiversion(targets("x86_64+avx512f+avx512bw+avx512dq+avx512vl", "x86_64+avx2+fma"))]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    lane_dot(a, b)
+}
+
+/// `dot` inlined into a caller that is itself compiled per instruction set.
+#[inline(always)]
+pub fn lane_dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0.0f32; LANES];
     let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
     let (ra, rb) = (ca.remainder(), cb.remainder());
