@@ -77,7 +77,7 @@ pub fn validate(file: &Path) -> Result<()> {
             c.training.seed,
             length,
             objs.join(", "),
-            crate::config::memory::parameters(c) / 1e6,
+            crate::objectives::registry::parameters(c, c.tokenizer.vocab_size) / 1e6,
             crate::config::memory::gib(est.total)
         );
     }

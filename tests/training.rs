@@ -3,7 +3,7 @@
 
 mod common;
 
-use pretext::config::{Experiment, LoadedExperiment, OptimizerConfig, Schedule};
+use pretext::config::{Experiment, LoadedExperiment, NormKind, OptimizerConfig, Schedule};
 use pretext::data::{self, Prepared};
 use pretext::model::Params;
 use pretext::train::optimizer::{clip_global_norm, decays, learning_rate, AdamW};
@@ -627,6 +627,40 @@ fn the_printed_parameter_count_is_the_built_models() {
         cfg.model.tie_word_embeddings = tie;
         cfg.model.linear_bias = tie;
         parameter_count_matches(&cfg);
+    }
+}
+
+/// `pretext validate`'s count (`objectives::registry::parameters`: the encoder's formula plus
+/// each registry entry's) is what `Bundle` builds, for every objective, both ELECTRA
+/// generators, each norm and the options that add or drop parameters.
+#[test]
+fn every_objectives_parameter_count_is_what_it_builds() {
+    let objectives = [
+        "[[objectives]]\nname = \"mlm\"\n",
+        "[[objectives]]\nname = \"sop\"\n",
+        "[[objectives]]\nname = \"mlm\"\n[[objectives]]\nname = \"contrastive\"\n",
+        "[[objectives]]\nname = \"electra\"\n",
+        "[[objectives]]\nname = \"electra\"\noptions = { generator_size = 0.5 }\n",
+        "[[objectives]]\nname = \"mlm\"\n[[objectives]]\nname = \"nsp\"\n[[objectives]]\nname = \"electra\"\noptions = { generator_size = 0.25 }\n",
+    ];
+    for (i, o) in objectives.iter().enumerate() {
+        let mut cfg = experiment(o);
+        cfg.model.norm = [NormKind::PostLn, NormKind::PreLn, NormKind::Powernorm][i % 3];
+        cfg.model.tie_word_embeddings = i % 2 == 0;
+        cfg.model.linear_bias = i % 4 != 1;
+        let dev = pretext::model::device(1).unwrap();
+        let bundle = pretext::train::Bundle::new(&dev, &cfg, cfg.tokenizer.vocab_size);
+        let built: usize = bundle
+            .named_params()
+            .iter()
+            .map(|(_, p)| p.shape().iter().product::<usize>())
+            .sum();
+        assert_eq!(
+            built as f64,
+            pretext::objectives::registry::parameters(&cfg, cfg.tokenizer.vocab_size),
+            "{o} with {:?}",
+            cfg.model.norm
+        );
     }
 }
 

@@ -4,7 +4,7 @@
 //! process dying of an out-of-memory abort. The estimate is deliberately generous (float
 //! arithmetic, no overflow): it errs towards refusing only what cannot possibly fit.
 
-use super::Experiment;
+use super::{Experiment, ModelConfig};
 
 /// The parts of a run's memory, in bytes, each with the key that drives it.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,20 +38,46 @@ fn sizes(e: &Experiment) -> (f64, f64, f64, f64) {
 }
 
 /// The number of trainable parameters, counted as HF counts `BertForPreTraining`: encoder,
-/// pooler, MLM head (tied decoder or its own, and its bias) and the 2-way pair head.
+/// pooler, MLM head (tied decoder or its own, and its bias) and the 2-way pair head — what
+/// the memory estimate assumes. The exact count of a run, whatever its objectives, is
+/// `objectives::registry::parameters`.
 pub fn parameters(e: &Experiment) -> f64 {
-    let m = &e.model;
-    let (v, h, f, l) = sizes(e);
+    let (v, h) = (e.tokenizer.vocab_size as f64, e.model.hidden as f64);
+    encoder_parameters(&e.model, v)
+        + mlm_head_parameters(h, v, e.model.tie_word_embeddings)
+        + pair_head_parameters(h)
+}
+
+/// The encoder's trainable parameters: embeddings (word, position unless ALiBi, two token
+/// types, LayerNorm), the blocks, pre-LN's final LayerNorm and the pooler.
+pub fn encoder_parameters(m: &ModelConfig, vocab: f64) -> f64 {
+    let (h, f, l) = (m.hidden as f64, m.ffn as f64, m.layers as f64);
     let positions = match m.positions {
         super::Positions::Learned => m.max_positions as f64,
         super::Positions::Alibi => 0.0,
     };
-    let embeddings = (v + positions + 2.0) * h + 2.0 * h;
+    let embeddings = (vocab + positions + 2.0) * h + 2.0 * h;
     let biases = if m.linear_bias { 4.0 * h + f + h } else { 0.0 };
     let layer = 4.0 * h * h + 2.0 * h * f + biases + 4.0 * h;
-    let heads = (h * h + h) + (h * h + 3.0 * h) + v + 2.0 * h + 2.0;
-    let decoder = if m.tie_word_embeddings { 0.0 } else { v * h };
-    embeddings + decoder + l * layer + heads
+    let final_norm = if m.norm == super::NormKind::PreLn {
+        2.0 * h
+    } else {
+        0.0
+    };
+    let pooler = h * h + h;
+    embeddings + l * layer + final_norm + pooler
+}
+
+/// An MLM head over `hidden`-wide states: dense transform, LayerNorm, the decoder's bias, and
+/// the decoder itself when it is not the word embeddings.
+pub fn mlm_head_parameters(hidden: f64, vocab: f64, tied: bool) -> f64 {
+    let decoder = if tied { 0.0 } else { vocab * hidden };
+    hidden * hidden + hidden + 2.0 * hidden + vocab + decoder
+}
+
+/// A 2-way classifier on `hidden`-wide states (NSP's and SOP's head).
+pub fn pair_head_parameters(hidden: f64) -> f64 {
+    2.0 * hidden + 2.0
 }
 
 /// The estimate for one run of `e`.

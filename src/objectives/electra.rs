@@ -94,6 +94,21 @@ pub fn options(o: &toml::Table) -> Result<(Settings, MaskingConfig), String> {
     Ok((settings, masking))
 }
 
+/// The parameters `Electra::new` creates: the generator's MLM head (and its own encoder with
+/// `generator_size`) and the discriminator's dense layer and 2-way classifier.
+pub fn parameters(d: &HeadDims, settings: &Settings) -> f64 {
+    use crate::config::memory::{encoder_parameters, mlm_head_parameters, pair_head_parameters};
+    let (h, v) = (d.hidden as f64, d.vocab as f64);
+    let generator = match settings.generator_size {
+        None => mlm_head_parameters(h, v, d.tied_decoder),
+        Some(size) => {
+            let g = generator_config(&d.model, size);
+            encoder_parameters(&g, v) + mlm_head_parameters(g.hidden as f64, v, d.tied_decoder)
+        }
+    };
+    generator + h * h + h + pair_head_parameters(h)
+}
+
 /// The generator's encoder: `size` of the discriminator's heads, width and FFN (at least one
 /// head of one unit each), the same depth, LayerNorm in place of PowerNorm.
 pub fn generator_config(model: &ModelConfig, size: f64) -> ModelConfig {

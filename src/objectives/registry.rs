@@ -10,6 +10,8 @@ use super::nsp::Nsp;
 use super::sentence_pair::PairHead;
 use super::sop::Sop;
 use super::{HeadDims, Objective};
+use crate::config::memory::{encoder_parameters, mlm_head_parameters, pair_head_parameters};
+use crate::config::Experiment;
 use crate::data::{MaskingConfig, PairMode};
 use crate::model::Dev;
 use crate::rng::Rng;
@@ -35,6 +37,9 @@ pub struct Entry {
     pub masking: fn(&toml::Table) -> Option<MaskingConfig>,
     /// Builds the objective and its head from checked options.
     pub build: fn(&toml::Table, &HeadDims, &Dev, &mut Rng) -> Box<dyn Objective>,
+    /// How many parameters `build` creates (`pretext validate` prints the run's total without
+    /// building anything; `tests/training.rs` checks it against what is built).
+    pub parameters: fn(&toml::Table, &HeadDims) -> f64,
 }
 
 /// Parses an options table into `T`, naming the offending option on failure.
@@ -76,6 +81,7 @@ pub const ENTRIES: &[Entry] = &[
         check_options: check_mlm,
         masking: |o| parse_options(o).ok(),
         build: |_, d, dev, rng| Box::new(Mlm::new(dev, d, rng)),
+        parameters: |_, d| mlm_head_parameters(d.hidden as f64, d.vocab as f64, d.tied_decoder),
     },
     Entry {
         name: "nsp",
@@ -84,6 +90,7 @@ pub const ENTRIES: &[Entry] = &[
         check_options: check_none,
         masking: |_| None,
         build: |_, d, dev, rng| Box::new(Nsp(PairHead::new(dev, d, rng))),
+        parameters: |_, d| pair_head_parameters(d.hidden as f64),
     },
     Entry {
         name: "sop",
@@ -92,6 +99,7 @@ pub const ENTRIES: &[Entry] = &[
         check_options: check_none,
         masking: |_| None,
         build: |_, d, dev, rng| Box::new(Sop(PairHead::new(dev, d, rng))),
+        parameters: |_, d| pair_head_parameters(d.hidden as f64),
     },
     Entry {
         name: "contrastive",
@@ -100,6 +108,7 @@ pub const ENTRIES: &[Entry] = &[
         check_options: check_contrastive,
         masking: |_| None,
         build: |o, _, _, _| Box::new(Contrastive { options: parse_options(o).unwrap_or_default() }),
+        parameters: |_, _| 0.0,
     },
     Entry {
         name: "electra",
@@ -110,6 +119,10 @@ pub const ENTRIES: &[Entry] = &[
         build: |o, d, dev, rng| {
             let (settings, _) = super::electra::options(o).expect("checked by check_options");
             Box::new(super::electra::Electra::new(dev, d, &settings, rng))
+        },
+        parameters: |o, d| {
+            let (settings, _) = super::electra::options(o).expect("checked by check_options");
+            super::electra::parameters(d, &settings)
         },
     },
 ];
@@ -135,6 +148,18 @@ pub fn find(name: &str) -> Option<&'static Entry> {
 
 pub fn names() -> Vec<&'static str> {
     ENTRIES.iter().map(|e| e.name).collect()
+}
+
+/// The trainable parameters of a run: the encoder and every objective's head (names and
+/// options already validated), as `pretext validate` prints them.
+pub fn parameters(cfg: &Experiment, vocab: usize) -> f64 {
+    let dims = HeadDims::of(&cfg.model, vocab);
+    let heads: f64 = cfg
+        .objectives
+        .iter()
+        .filter_map(|o| find(&o.name).map(|e| (e.parameters)(&o.options, &dims)))
+        .sum();
+    encoder_parameters(&cfg.model, vocab as f64) + heads
 }
 
 /// The union of the needs of a run's objectives (names already validated).
