@@ -205,7 +205,10 @@ checkpoint_every = 0
         types: vec![0; batch * seq],
         mask: mask.clone(),
     };
-    let hidden = t.bundle.encoder.forward(&dev, &inputs, NoneTape, None);
+    let hidden = t
+        .bundle
+        .encoder
+        .forward(&dev, &inputs, NoneTape, pretext::model::Mode::Eval);
     let rows: Vec<usize> = (0..batch * seq).filter(|&i| mask[i] > 0.0).collect();
     let logits = head.detect(hidden, &rows, &dev).as_vec();
     // Score = logit(replaced) − logit(original); AUC = P(a replaced token outscores an original).

@@ -4,7 +4,7 @@ use dfdx::prelude::*;
 use pretext::config::{ModelConfig, NormKind, Positions, PowerNormConfig};
 use pretext::model::io::{self, Naming, WeightsError};
 use pretext::model::powernorm::{approximate_backward, exact_backward, BackwardMode};
-use pretext::model::{Dev, Encoder, Inputs, Norm, Params};
+use pretext::model::{Dev, Encoder, Inputs, Mode, Norm, Params};
 use pretext::rng::stream;
 use safetensors::SafeTensors;
 use std::path::{Path, PathBuf};
@@ -98,7 +98,7 @@ fn hf_encoder(norm: NormKind) -> (Dev, Encoder) {
 fn post_ln_matches_hf_bert_model() {
     let (dev, enc) = hf_encoder(NormKind::PostLn);
     let io = read_io(&enc);
-    let hidden = enc.forward(&dev, &io.inputs, NoneTape, None);
+    let hidden = enc.forward(&dev, &io.inputs, NoneTape, Mode::Eval);
     let err = max_abs_diff(&hidden.as_vec(), &io.tensors["post_ln.hidden"]);
     assert!(
         err < 1e-4,
@@ -116,7 +116,7 @@ fn post_ln_matches_hf_bert_model() {
 fn pre_ln_matches_reference() {
     let (dev, enc) = hf_encoder(NormKind::PreLn);
     let io = read_io(&enc);
-    let hidden = enc.forward(&dev, &io.inputs, NoneTape, None);
+    let hidden = enc.forward(&dev, &io.inputs, NoneTape, Mode::Eval);
     let err = max_abs_diff(&hidden.as_vec(), &io.tensors["pre_ln.hidden"]);
     assert!(
         err < 1e-4,
@@ -138,8 +138,12 @@ fn weights_round_trip_through_safetensors() {
     );
     io::load_bytes(&mut other, &bytes, Path::new("mem"), Naming::Pretext).unwrap();
     let io_ = read_io(&enc);
-    let a = enc.forward(&dev, &io_.inputs, NoneTape, None).as_vec();
-    let b = other.forward(&dev, &io_.inputs, NoneTape, None).as_vec();
+    let a = enc
+        .forward(&dev, &io_.inputs, NoneTape, Mode::Eval)
+        .as_vec();
+    let b = other
+        .forward(&dev, &io_.inputs, NoneTape, Mode::Eval)
+        .as_vec();
     assert_eq!(a, b);
     let names: Vec<String> = enc.named_params().into_iter().map(|(n, _)| n).collect();
     assert!(names.contains(&"encoder.layers.1.attn.q.weight".to_string()));
@@ -388,12 +392,17 @@ fn probe_loss(
     // A dropout stream with p = 0 keeps the pass in training mode without randomness.
     let mut drop = stream(0, "model.dropout");
     if tape {
-        let h = enc.forward(dev, inp, OwnedTape::<f32, Dev>::default(), Some(&mut drop));
+        let h = enc.forward(
+            dev,
+            inp,
+            OwnedTape::<f32, Dev>::default(),
+            Mode::Train(&mut drop),
+        );
         let loss = (h * r).sum::<Rank0, _>();
         let v = loss.array();
         (v, Some(loss.backward()))
     } else {
-        let h = enc.forward(dev, inp, NoneTape, Some(&mut drop));
+        let h = enc.forward(dev, inp, NoneTape, Mode::Train(&mut drop));
         ((h * r).sum::<Rank0, _>().array(), None)
     }
 }
@@ -490,7 +499,7 @@ fn alibi_encoder_sees_distances_not_absolute_positions() {
         let rev: Vec<u32> = ids.iter().rev().copied().collect();
         let hidden = |ids: &[u32]| {
             let inp = enc.inputs(1, 6, ids, &[0; 6], &[1.0; 6]).unwrap();
-            enc.forward(&dev, &inp, NoneTape, None).as_vec()
+            enc.forward(&dev, &inp, NoneTape, Mode::Eval).as_vec()
         };
         let (fwd, bwd) = (hidden(&ids), hidden(&rev));
         let h = enc.cfg.hidden;
@@ -540,7 +549,7 @@ fn loss_goes_down_for_every_variant() {
                 &dev,
                 &inp,
                 OwnedTape::<f32, Dev>::default(),
-                Some(&mut drop),
+                Mode::Train(&mut drop),
             );
             let logits = h.matmul(enc.embeddings.word.clone().permute::<_, Axes2<1, 0>>());
             let loss = cross_entropy_with_logits_loss(logits, target.clone());

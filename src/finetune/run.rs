@@ -11,8 +11,8 @@ use super::step::{resolve, update, Optimiser};
 use super::task::Kind;
 use crate::config::{Init, Mode};
 use crate::model::ops::dropout;
-use crate::model::{Act, Dev, Encoder, InputError, Inputs};
-use crate::rng::{stream, Rng};
+use crate::model::{self, Act, Dev, Encoder, InputError, Inputs};
+use crate::rng::stream;
 use crate::train::log::RunLog;
 use crate::train::optimizer::{learning_rate, AdamW};
 use dfdx::prelude::*;
@@ -52,19 +52,16 @@ pub(super) fn represent<T: Tape<f32, Dev>>(
     head: &Head,
     inp: &Inputs,
     tape: T,
-    rng: Option<&mut Rng>,
+    mut mode: model::Mode<'_>,
     mean_pool: bool,
 ) -> Act<T> {
-    let train = rng.is_some();
-    let mut rng = rng;
-    let hidden = enc.forward(dev, inp, tape, rng.as_deref_mut());
+    let hidden = enc.forward(dev, inp, tape, mode.reborrow());
     if head.pooled() {
         let pooled = pool(dev, enc, hidden, inp, mean_pool);
         // HF's sequence classifiers drop out the pooled vector before the classifier.
-        if train {
-            dropout(pooled, enc.cfg.dropout, rng)
-        } else {
-            pooled
+        match mode {
+            model::Mode::Train(rng) => dropout(pooled, enc.cfg.dropout, Some(rng)),
+            model::Mode::Eval => pooled,
         }
     } else {
         hidden
@@ -277,7 +274,7 @@ pub fn fit(
                         &head,
                         &inp,
                         OwnedTape::<f32, Dev>::default(),
-                        Some(&mut drop_rng),
+                        model::Mode::Train(&mut drop_rng),
                         r.mean_pool,
                     );
                     let (loss, _) = head.loss(&dev, rep, &targets, &inp);

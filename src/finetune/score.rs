@@ -9,7 +9,7 @@ use super::run::{inputs, represent, FinetuneError};
 use super::squad::{best_answer, Feature};
 use super::task::Kind;
 use super::{Job, Prepared};
-use crate::model::{Act, Dev, Encoder};
+use crate::model::{self, Act, Dev, Encoder};
 use dfdx::prelude::*;
 
 const EVAL_BATCH: usize = 64;
@@ -27,7 +27,7 @@ pub(super) fn features(
     for chunk in items.chunks(EVAL_BATCH) {
         let refs: Vec<&Encoded> = chunk.iter().collect();
         let inp = inputs(enc, &refs, pad)?;
-        let rep = represent(dev, enc, head, &inp, NoneTape, None, mean_pool).as_vec();
+        let rep = represent(dev, enc, head, &inp, NoneTape, model::Mode::Eval, mean_pool).as_vec();
         let h = enc.cfg.hidden;
         if head.pooled() {
             out.extend(rep.chunks(h).map(<[f32]>::to_vec));
@@ -83,7 +83,7 @@ pub(super) fn evaluate(
         let refs: Vec<&Encoded> = chunk.iter().collect();
         let targets: Vec<Target> = refs.iter().map(|e| e.target).collect();
         let inp = inputs(enc, &refs, pad)?;
-        let rep = represent(dev, enc, head, &inp, NoneTape, None, mean_pool);
+        let rep = represent(dev, enc, head, &inp, NoneTape, model::Mode::Eval, mean_pool);
         let (l, out) = head.loss(dev, rep, &targets, &inp);
         loss += l.array() as f64 * chunk.len() as f64;
         outputs.extend(out);

@@ -4,7 +4,7 @@ use super::attention::{alibi_slopes, ScoreBias};
 use super::block::Block;
 use super::ops::{dropout, layer_norm, linear};
 use super::params::{normal_matrix, Affine, Linear};
-use super::{Act, Dev, Matrix, Pass};
+use super::{Act, Dev, Matrix, Mode, Pass};
 use crate::config::{ModelConfig, NormKind, Positions};
 use crate::model::params::named_params;
 use crate::rng::Rng;
@@ -135,14 +135,14 @@ impl Encoder {
         })
     }
 
-    /// Hidden states as token rows `(B·S, H)`. `dropout_rng` is `Some` in training (it also
-    /// switches PowerNorm to batch statistics); `None` evaluates deterministically.
+    /// Hidden states as token rows `(B·S, H)`, with dropout and PowerNorm's batch statistics in
+    /// `Mode::Train`.
     pub fn forward<T: Tape<f32, Dev>>(
         &self,
         dev: &Dev,
         inp: &Inputs,
         tape: T,
-        dropout_rng: Option<&mut Rng>,
+        mode: Mode<'_>,
     ) -> Act<T> {
         let (b, s) = (inp.batch, inp.seq);
         let n = b * s;
@@ -154,8 +154,8 @@ impl Encoder {
         let mut pass = Pass {
             batch: b,
             seq: s,
-            train: dropout_rng.is_some(),
-            rng: dropout_rng,
+            train: mode.is_train(),
+            rng: mode.dropout_rng(),
             real: Arc::new(inp.mask.iter().map(|&m| m > 0.0).collect()),
             bias: ScoreBias {
                 padding: dev.tensor_from_vec(mask_bias, (b, s)),

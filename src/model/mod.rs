@@ -59,6 +59,45 @@ pub struct DeviceError(String);
 /// Token rows `(batch·seq, hidden)` carrying tape `T`.
 pub type Act<T> = Tensor<(usize, usize), f32, Dev, T>;
 
+/// What a forward pass is for. `Train` draws dropout masks from the run's stream (saved in
+/// checkpoints, so resume is exact) and switches PowerNorm to batch statistics; `Eval` is
+/// deterministic.
+pub enum Mode<'a> {
+    Train(&'a mut Rng),
+    Eval,
+}
+
+impl<'a> Mode<'a> {
+    /// `Train(rng)` when `training`, else `Eval`: for code that decides per call (fine-tuning,
+    /// ELECTRA's second pass).
+    pub fn new(training: bool, rng: &'a mut Rng) -> Self {
+        match training {
+            true => Mode::Train(rng),
+            false => Mode::Eval,
+        }
+    }
+
+    pub fn is_train(&self) -> bool {
+        matches!(self, Mode::Train(_))
+    }
+
+    /// The same mode for one more pass, leaving this one usable after it.
+    pub fn reborrow(&mut self) -> Mode<'_> {
+        match self {
+            Mode::Train(rng) => Mode::Train(rng),
+            Mode::Eval => Mode::Eval,
+        }
+    }
+
+    /// The dropout stream: `None` in evaluation.
+    pub fn dropout_rng(self) -> Option<&'a mut Rng> {
+        match self {
+            Mode::Train(rng) => Some(rng),
+            Mode::Eval => None,
+        }
+    }
+}
+
 /// What every layer of one forward pass shares.
 pub struct Pass<'a> {
     pub batch: usize,

@@ -31,7 +31,7 @@ use crate::model::gelu::gelu;
 use crate::model::ops::linear;
 use crate::model::params::named_params;
 use crate::model::params::Linear;
-use crate::model::{Act, Dev, Encoder, Inputs};
+use crate::model::{Act, Dev, Encoder, Inputs, Mode};
 use crate::rng::{stream, Rng};
 use dfdx::prelude::*;
 use rand::Rng as _;
@@ -244,8 +244,7 @@ impl<T: Tape<f32, Dev>> ObjectiveFor<T> for Electra {
                 // loop hands the first objective the tape): it travels on through the
                 // generator's pass into this loss.
                 let (_, tape) = hidden.split_tape();
-                let dropout = training.then_some(&mut *rng);
-                let own = g.forward(ctx.dev, ctx.inputs, tape, dropout);
+                let own = g.forward(ctx.dev, ctx.inputs, tape, Mode::new(training, &mut *rng));
                 self.generator.logits(own, &b.mlm_positions, ctx.dev, g)
             }
         };
@@ -266,10 +265,9 @@ impl<T: Tape<f32, Dev>> ObjectiveFor<T> for Electra {
             ids,
             ..ctx.inputs.clone()
         };
-        let dropout = training.then_some(rng);
-        let hidden = ctx
-            .encoder
-            .forward(ctx.dev, &corrupted, T::default(), dropout);
+        let hidden =
+            ctx.encoder
+                .forward(ctx.dev, &corrupted, T::default(), Mode::new(training, rng));
         let rows: Vec<usize> = (0..corrupted.mask.len())
             .filter(|&i| corrupted.mask[i] > 0.0)
             .collect();

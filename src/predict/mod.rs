@@ -14,7 +14,7 @@ pub mod fill;
 
 use crate::config::Experiment;
 use crate::data::{Batch, Tokenizer};
-use crate::model::{Dev, Encoder};
+use crate::model::{Dev, Encoder, Mode};
 use crate::objectives::mlm::Mlm;
 use crate::objectives::HeadDims;
 use crate::train::checkpoint;
@@ -188,7 +188,9 @@ impl MaskedLm {
             &batch.token_type_ids,
             &batch.attention_mask,
         )?;
-        let hidden = self.encoder.forward(&self.dev, &inputs, NoneTape, None);
+        let hidden = self
+            .encoder
+            .forward(&self.dev, &inputs, NoneTape, Mode::Eval);
         let logits = self
             .head
             .logits(hidden, &batch.mlm_positions, &self.dev, &self.encoder)

@@ -15,6 +15,7 @@ use super::error::TrainError;
 use super::trainer::{accumulate, accumulate_parts, inputs_of, Metrics, Trainer};
 use crate::data::{Batch, BatchStream, MaskingConfig, PairMode, StreamSettings};
 use crate::data::{DataError, Prepared};
+use crate::model::Mode;
 use crate::objectives::{registry, Ctx, ObjectiveFor};
 use dfdx::prelude::{AsArray, NoneTape};
 
@@ -204,7 +205,7 @@ impl Trainer<'_> {
             for batch in batches {
                 let enc = &self.bundle.encoder;
                 let inputs = inputs_of(enc, batch)?;
-                let hidden = enc.forward(&self.dev, &inputs, NoneTape, None);
+                let hidden = enc.forward(&self.dev, &inputs, NoneTape, Mode::Eval);
                 let ctx = Ctx {
                     dev: &self.dev,
                     encoder: enc,

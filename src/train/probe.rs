@@ -9,7 +9,7 @@
 
 use super::evaluation::{EvalSet, Layout, EVAL_BATCH, EVAL_SEED};
 use crate::data::{Batch, BatchStream, PairMode, Prepared, StreamSettings};
-use crate::model::{Dev, Encoder, InputError};
+use crate::model::{Dev, Encoder, InputError, Mode};
 use dfdx::prelude::*;
 
 /// Pairs the probe is fitted on.
@@ -91,7 +91,7 @@ fn features(
     let (mut xs, mut ys) = (Vec::new(), Vec::new());
     for b in batches {
         let inp = super::trainer::inputs_of(enc, b)?;
-        let hidden = enc.forward(dev, &inp, NoneTape, None);
+        let hidden = enc.forward(dev, &inp, NoneTape, Mode::Eval);
         let pooled = enc.pool(dev, hidden, b.size, b.seq_len);
         let h = pooled.shape().1;
         let v = pooled.as_vec();

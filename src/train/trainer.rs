@@ -9,7 +9,7 @@ use super::streams::Streams;
 use crate::config::Experiment;
 use crate::data::{DataError, Prepared, StreamSettings};
 use crate::model::precision::{self, Precision};
-use crate::model::{Dev, InputError};
+use crate::model::{Dev, InputError, Mode};
 use crate::objectives::{registry, Ctx, ObjectiveFor, Part};
 use crate::rng::{stream, Rng};
 use dfdx::prelude::*;
@@ -244,14 +244,14 @@ impl<'a> Trainer<'a> {
             &self.dev,
             &inputs,
             OwnedTape::<f32, Dev>::default(),
-            Some(&mut self.dropout_rng),
+            Mode::Train(&mut self.dropout_rng),
         );
         let mut view2 = self.needs.two_views.then(|| {
             enc.forward(
                 &self.dev,
                 &inputs,
                 OwnedTape::<f32, Dev>::default(),
-                Some(&mut self.dropout_rng),
+                Mode::Train(&mut self.dropout_rng),
             )
         });
         let rng = RefCell::new(&mut self.dropout_rng);
