@@ -648,41 +648,32 @@ fn every_objectives_parameter_count_is_what_it_builds() {
         cfg.model.norm = [NormKind::PostLn, NormKind::PreLn, NormKind::Powernorm][i % 3];
         cfg.model.tie_word_embeddings = i % 2 == 0;
         cfg.model.linear_bias = i % 4 != 1;
-        let dev = pretext::model::device(1).unwrap();
-        let bundle = pretext::train::Bundle::new(&dev, &cfg, cfg.tokenizer.vocab_size);
-        let built: usize = bundle
-            .named_params()
-            .iter()
-            .map(|(_, p)| p.shape().iter().product::<usize>())
-            .sum();
+        let (built, names) = built_parameters(&cfg);
         assert_eq!(
-            built as f64,
+            built,
             pretext::objectives::registry::parameters(&cfg, cfg.tokenizer.vocab_size),
-            "{o} with {:?}",
+            "{o} with {:?}: {names}",
             cfg.model.norm
         );
     }
 }
 
 fn parameter_count_matches(cfg: &Experiment) {
-    let cfg = cfg.clone();
+    let (built, names) = built_parameters(cfg);
+    assert_eq!(built, pretext::config::memory::parameters(cfg), "{names}");
+}
+
+/// How many parameters `Bundle` builds for `cfg`, and their names and shapes for a message.
+fn built_parameters(cfg: &Experiment) -> (f64, String) {
     let dev = pretext::model::device(1).unwrap();
-    let bundle = pretext::train::Bundle::new(&dev, &cfg, cfg.tokenizer.vocab_size);
-    let built: usize = bundle
-        .named_params()
+    let bundle = pretext::train::Bundle::new(&dev, cfg, cfg.tokenizer.vocab_size);
+    let params = bundle.named_params();
+    let built: usize = params
         .iter()
         .map(|(_, p)| p.shape().iter().product::<usize>())
         .sum();
-    assert_eq!(
-        built as f64,
-        pretext::config::memory::parameters(&cfg),
-        "{:?}",
-        bundle
-            .named_params()
-            .iter()
-            .map(|(n, p)| (n.clone(), p.shape()))
-            .collect::<Vec<_>>()
-    );
+    let names: Vec<_> = params.iter().map(|(n, p)| (n.clone(), p.shape())).collect();
+    (built as f64, format!("{names:?}"))
 }
 
 /// `model.tie_word_embeddings = false`: the MLM decoder is a matrix of its own. Set to the
