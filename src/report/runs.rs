@@ -80,7 +80,7 @@ pub fn read(exp_dir: &Path) -> Result<Vec<Run>, ReportError> {
         .filter_map(Result::ok)
         .map(|e| e.path())
         .collect();
-    entries.sort();
+    entries.sort_by(|a, b| variant_order(a, b));
     for dir in entries {
         let metrics = dir.join("metrics.jsonl");
         if !metrics.is_file() {
@@ -156,6 +156,33 @@ pub fn groups(runs: &[Run]) -> Vec<(String, Vec<&Run>)> {
     out
 }
 
+/// The order runs are read and reported in: by folder name, except that the values of
+/// `key=value` parts compare as numbers where both are (`lr=3e-5` before `lr=1e-4` before
+/// `lr=3e-4`; `seed=9` before `seed=10`), as a reader scans a grid.
+fn variant_order(a: &Path, b: &Path) -> std::cmp::Ordering {
+    let name = |p: &Path| {
+        p.file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let (x, y) = (name(a), name(b));
+    for (pa, pb) in x.split(',').zip(y.split(',')) {
+        let o = match (pa.split_once('='), pb.split_once('=')) {
+            (Some((ka, va)), Some((kb, vb))) if ka == kb => {
+                match (va.parse::<f64>(), vb.parse::<f64>()) {
+                    (Ok(u), Ok(v)) => u.total_cmp(&v),
+                    _ => va.cmp(vb),
+                }
+            }
+            _ => pa.cmp(pb),
+        };
+        if o.is_ne() {
+            return o;
+        }
+    }
+    x.cmp(&y)
+}
+
 /// Mean and sample standard deviation.
 pub fn mean_std(xs: &[f64]) -> (f64, f64) {
     let n = xs.len() as f64;
@@ -200,4 +227,38 @@ pub fn smooth(curve: &[(u64, f64)], weight: f64) -> Vec<(u64, f64)> {
             (s, y)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::variant_order;
+    use std::path::PathBuf;
+
+    #[test]
+    fn grids_are_read_in_numeric_order() {
+        let mut names: Vec<PathBuf> = [
+            "init=scratch,lr=3e-4,seed=1",
+            "init=pretrained,lr=1e-3,seed=10",
+            "init=pretrained,lr=3e-5,seed=2",
+            "init=pretrained,lr=1e-3,seed=9",
+            "init=pretrained,lr=1e-4,seed=1",
+            "base",
+        ]
+        .iter()
+        .map(PathBuf::from)
+        .collect();
+        names.sort_by(|a, b| variant_order(a, b));
+        let got: Vec<_> = names.iter().map(|p| p.to_string_lossy()).collect();
+        assert_eq!(
+            got,
+            [
+                "base",
+                "init=pretrained,lr=3e-5,seed=2",
+                "init=pretrained,lr=1e-4,seed=1",
+                "init=pretrained,lr=1e-3,seed=9",
+                "init=pretrained,lr=1e-3,seed=10",
+                "init=scratch,lr=3e-4,seed=1",
+            ]
+        );
+    }
 }

@@ -49,7 +49,7 @@ fn mean_of(runs: &[&Run], split: &str, metric: &str) -> Option<f64> {
 /// The group to compare for `prefix`: every headline metric is higher-better (accuracy,
 /// F1, MCC, correlations), so the highest mean selection score wins. A tie (every rate at
 /// the majority class, MCC 0) goes to the lowest mean selection loss, which still tells the
-/// rates apart; only then to the rate whose folder sorts last.
+/// rates apart; only then to the largest rate (the last in `runs::read` order).
 pub fn choose(grouped: &[(String, Vec<&Run>)], prefix: &str, metric: &str) -> Choice {
     let cands = candidates(grouped, prefix);
     match cands.as_slice() {
@@ -200,7 +200,7 @@ mod tests {
     fn a_tie_on_the_score_goes_to_the_lower_selection_loss() {
         let p = "init=scratch,mode=finetune";
         // Both rates at the majority class (same accuracy); 1e-4 has the lower loss, though
-        // 3e-4 sorts last.
+        // 3e-4 is the larger rate.
         let runs = [
             scored(&format!("{p},lr=1e-4"), 1, 0.69, Some((0.69, 0.60))),
             scored(&format!("{p},lr=3e-4"), 1, 0.69, Some((0.69, 0.64))),
