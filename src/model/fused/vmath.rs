@@ -1,4 +1,6 @@
-//! `exp` and the normal CDF as plain f32 arithmetic, so that loops over them vectorise.
+//! `exp` and the normal CDF as plain f32 arithmetic, and sums, dots and maxima in 16 fixed
+//! lanes, so that the elementwise loops and row reductions of softmax, GELU, LayerNorm and the
+//! cross-entropy vectorise.
 //!
 //! libm's `expf` and `erff` are calls: a loop that makes one per element (softmax, GELU and
 //! its backward, the MLM cross-entropy) runs one element at a time, and those loops were a
@@ -6,7 +8,9 @@
 //! jumps) and inline, so LLVM turns such a loop into SIMD; the slice kernels below are compiled
 //! once per instruction set (`multiversion`) and pick the widest at run time. Every version
 //! performs the same IEEE operations in the same order (Rust never contracts `a * b + c` into
-//! an FMA), so results do not depend on the machine, only the speed does.
+//! an FMA), so results do not depend on the machine, only the speed does. The lane order of
+//! the reductions is not the left-to-right order of a scalar loop, but it is fixed: the same
+//! on every machine and thread count.
 //!
 //! Accuracy (checked in `tests/vmath.rs` against f64): `exp` within 2 ulp on [−87.3, 88];
 //! `normal_cdf` within 1.6e-7 absolute (under 3 ulp of values near 1; libm's
