@@ -4,7 +4,7 @@
 //! the chain-rule factor of `erf(x/√2)`, returning `Φ(x) + √2·x·φ(x)` instead of
 //! `Φ(x) + x·φ(x)` — the encoder's gradient checks caught it. HF BERT's `gelu` is this one.
 
-use super::fused::vmath;
+use super::fused::vmath::{self, INV_SQRT_2PI};
 use super::host::{accumulate, fresh_to_vec, take_output_grad};
 use super::{Act, Dev};
 use dfdx::prelude::*;
@@ -86,6 +86,3 @@ pub fn gelu_host<T: Tape<f32, Dev>>(x: Act<T>) -> Act<T> {
 
 /// Elements per parallel task (and per call of the vectorised kernels).
 const CHUNK: usize = 4096;
-
-/// `1/√(2π)`, the peak of the standard normal density.
-const INV_SQRT_2PI: f32 = 0.398_942_3;

@@ -106,7 +106,7 @@ pub fn normal_cdf(x: f32) -> f32 {
 }
 
 /// `1/√(2π)`, the peak of the standard normal density.
-const INV_SQRT_2PI: f32 = 0.398_942_3;
+pub const INV_SQRT_2PI: f32 = 0.398_942_3;
 
 /// GELU forward over a slice: `cdf ← Φ(x)`, `y ← x · Φ(x)` (Φ kept for the backward pass).
 #[multiversion(targets("x86_64+avx512f+avx512bw+avx512dq+avx512vl", "x86_64+avx2+fma"))]
