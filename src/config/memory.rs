@@ -64,20 +64,24 @@ pub fn encoder_parameters(m: &ModelConfig, vocab: f64) -> f64 {
     } else {
         0.0
     };
-    let pooler = h * h + h;
-    embeddings + l * layer + final_norm + pooler
+    embeddings + l * layer + final_norm + linear_parameters(h, h)
+}
+
+/// A dense layer from `inp` to `out` features, with its bias.
+pub fn linear_parameters(inp: f64, out: f64) -> f64 {
+    inp * out + out
 }
 
 /// An MLM head over `hidden`-wide states: dense transform, LayerNorm, the decoder's bias, and
 /// the decoder itself when it is not the word embeddings.
 pub fn mlm_head_parameters(hidden: f64, vocab: f64, tied: bool) -> f64 {
     let decoder = if tied { 0.0 } else { vocab * hidden };
-    hidden * hidden + hidden + 2.0 * hidden + vocab + decoder
+    linear_parameters(hidden, hidden) + 2.0 * hidden + vocab + decoder
 }
 
 /// A 2-way classifier on `hidden`-wide states (NSP's and SOP's head).
 pub fn pair_head_parameters(hidden: f64) -> f64 {
-    2.0 * hidden + 2.0
+    linear_parameters(hidden, 2.0)
 }
 
 /// The estimate for one run of `e`.

@@ -97,7 +97,9 @@ pub fn options(o: &toml::Table) -> Result<(Settings, MaskingConfig), String> {
 /// The parameters `Electra::new` creates: the generator's MLM head (and its own encoder with
 /// `generator_size`) and the discriminator's dense layer and 2-way classifier.
 pub fn parameters(d: &HeadDims, settings: &Settings) -> f64 {
-    use crate::config::memory::{encoder_parameters, mlm_head_parameters, pair_head_parameters};
+    use crate::config::memory::{
+        encoder_parameters, linear_parameters, mlm_head_parameters, pair_head_parameters,
+    };
     let (h, v) = (d.hidden as f64, d.vocab as f64);
     let generator = match settings.generator_size {
         None => mlm_head_parameters(h, v, d.tied_decoder),
@@ -106,7 +108,7 @@ pub fn parameters(d: &HeadDims, settings: &Settings) -> f64 {
             encoder_parameters(&g, v) + mlm_head_parameters(g.hidden as f64, v, d.tied_decoder)
         }
     };
-    generator + h * h + h + pair_head_parameters(h)
+    generator + linear_parameters(h, h) + pair_head_parameters(h)
 }
 
 /// The generator's encoder: `size` of the discriminator's heads, width and FFN (at least one
