@@ -41,7 +41,7 @@ impl Attention {
         let k = linear(x.retaped::<T>(), &self.k);
         let v = linear(x.retaped::<T>(), &self.v);
         let dims = (pass.batch, pass.seq, self.heads);
-        let rng = pass.rng.as_deref_mut();
+        let rng = pass.mode.reborrow().dropout_rng();
         #[cfg(not(feature = "cuda"))]
         let ctx = super::fused::attention(q, k, v, dims, &pass.bias, self.dropout, rng);
         #[cfg(feature = "cuda")]

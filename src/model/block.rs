@@ -70,10 +70,10 @@ impl Block {
 /// `x + drop(h)`: fused on the CPU, dfdx's ops on CUDA.
 fn residual<T: Tape<f32, Dev>>(h: Act<T>, x: &Act<NoneTape>, p: f32, pass: &mut Pass) -> Act<T> {
     #[cfg(not(feature = "cuda"))]
-    return super::fused::residual_dropout(h, x, p, pass.rng.as_deref_mut());
+    return super::fused::residual_dropout(h, x, p, pass.mode.reborrow().dropout_rng());
     #[cfg(feature = "cuda")]
     {
-        super::ops::dropout(h, p, pass.rng.as_deref_mut()) + x.clone()
+        super::ops::dropout(h, p, pass.mode.reborrow().dropout_rng()) + x.clone()
     }
 }
 

@@ -154,8 +154,7 @@ impl Encoder {
         let mut pass = Pass {
             batch: b,
             seq: s,
-            train: mode.is_train(),
-            rng: mode.dropout_rng(),
+            mode,
             real: Arc::new(inp.mask.iter().map(|&m| m > 0.0).collect()),
             bias: ScoreBias {
                 padding: dev.tensor_from_vec(mask_bias, (b, s)),
@@ -176,7 +175,7 @@ impl Encoder {
         }
         let x = x + e.token_type.retaped::<T>().gather(types);
         let x = layer_norm(x, &e.norm, self.cfg.layer_norm_eps);
-        let mut x = dropout(x, self.cfg.dropout, pass.rng.as_deref_mut());
+        let mut x = dropout(x, self.cfg.dropout, pass.mode.reborrow().dropout_rng());
         for layer in &self.layers {
             x = layer.forward(x, &mut pass);
         }

@@ -102,10 +102,9 @@ impl<'a> Mode<'a> {
 pub struct Pass<'a> {
     pub batch: usize,
     pub seq: usize,
-    /// Training: PowerNorm uses batch statistics and updates its running ones.
-    pub train: bool,
-    /// Dropout stream; `None` disables dropout.
-    pub rng: Option<&'a mut Rng>,
+    /// Training (dropout, and PowerNorm's batch statistics with updates of its running ones)
+    /// or evaluation.
+    pub mode: Mode<'a>,
     /// Which token rows are real (not padding).
     pub real: Arc<Vec<bool>>,
     /// Added to every attention score: padding mask and ALiBi's distance penalty.

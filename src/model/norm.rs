@@ -27,7 +27,7 @@ impl Norm {
     pub fn forward<T: Tape<f32, Dev>>(&self, x: Act<T>, pass: &mut Pass) -> Act<T> {
         match self {
             Norm::Layer { affine, eps } => ops::layer_norm(x, affine, *eps),
-            Norm::Power(p) => p.forward(x, &pass.real, pass.train),
+            Norm::Power(p) => p.forward(x, &pass.real, pass.mode.is_train()),
         }
     }
 }
