@@ -1,19 +1,21 @@
-//! `pretext export RUN --hf DIR`: a pretraining run as an HF transformers BERT directory
+//! `pretext export RUN --hf DIR`: a pretraining run as an HF transformers directory
 //! (`config.json`, `model.safetensors`, `tokenizer.json`, `vocab.txt`,
-//! `tokenizer_config.json`) that `BertForPreTraining.from_pretrained(DIR)` and
-//! `BertForMaskedLM.from_pretrained(DIR)` load.
+//! `tokenizer_config.json`): a post-LN run as BERT, which `BertForPreTraining.from_pretrained`
+//! and `BertForMaskedLM.from_pretrained` load; a pre-LN run as `RobertaPreLayerNorm`, which
+//! `AutoModelForMaskedLM.from_pretrained` loads.
 //!
 //! pretext's parameters already have PyTorch's layouts (linear weights `(out, in)`), so the
 //! export is a renaming: the encoder's names through `model::io::hf_name` under `bert.`, the MLM
 //! head under `cls.predictions.` (its decoder is the word embeddings, tied as in HF), the NSP
-//! head as `cls.seq_relationship`. Only post-LN runs export: HF's BERT is post-LN, and its
-//! pre-LN model (RobertaPreLayerNorm) numbers positions from `pad_token_id + 1` with another
-//! layout of names, so a pre-LN run is refused rather than exported approximately; PowerNorm
-//! has no HF counterpart. An SOP or contrastive head has no place in BERT's classes and stays
-//! behind (the export says so).
+//! head as `cls.seq_relationship`; for a pre-LN run those names then go through
+//! `roberta_prelayernorm`, which also gives the position table the rows RoBERTa keeps before
+//! `pad_token_id + 1` (the NSP head has no place there). PowerNorm, ALiBi and bias-free
+//! projections have no HF counterpart and are refused. An SOP or contrastive head has no place
+//! in these classes and stays behind (the export says so).
 
 use crate::config::{Experiment, NormKind};
 use crate::data::Tokenizer;
+use crate::roberta_prelayernorm as prelayernorm;
 use crate::train::checkpoint;
 use anyhow::{bail, Context, Result};
 use std::path::Path;
@@ -57,19 +59,16 @@ pub fn to_hf(target: &Path, tokenizer: Option<&Path>, out: &Path) -> Result<Stri
             ckpt.display()
         )
     })?;
-    match cfg.model.norm {
-        NormKind::PostLn => {}
-        NormKind::PreLn => bail!(
-            "{}: a pre-LN run has no exact HF BERT counterpart (HF's RobertaPreLayerNorm numbers \
-             positions from pad_token_id + 1 and names its layers otherwise); only post-LN runs \
-             export",
-            ckpt.display()
-        ),
+    let pre_ln = match cfg.model.norm {
+        NormKind::PostLn => false,
+        NormKind::PreLn => true,
         other => bail!(
-            "{}: model.norm = {other:?} has no HF counterpart; only post-LN runs export",
-            ckpt.display()
+            "{}: model.norm = \"{}\" has no HF counterpart; only post-LN (as BERT) and pre-LN \
+             (as RobertaPreLayerNorm) runs export",
+            ckpt.display(),
+            other.name()
         ),
-    }
+    };
     if !cfg.model.linear_bias {
         bail!(
             "{}: model.linear_bias = false has no HF BERT counterpart (its projections always \
@@ -97,9 +96,11 @@ pub fn to_hf(target: &Path, tokenizer: Option<&Path>, out: &Path) -> Result<Stri
     let mut renamed = Vec::new();
     let mut left = Vec::new();
     for (name, shape, values) in saved.model_tensors()? {
-        match hf_pretraining_name(&name) {
+        let hf = hf_pretraining_name(&name)
+            .filter(|bert| !pre_ln || prelayernorm::from_bert(bert).is_some());
+        match hf {
             Some(hf) => {
-                if hf == "cls.predictions.bias" {
+                if hf == "cls.predictions.bias" && !pre_ln {
                     // HF ties the decoder's bias to this one; older versions read either.
                     renamed.push((
                         "cls.predictions.decoder.bias".into(),
@@ -124,6 +125,9 @@ pub fn to_hf(target: &Path, tokenizer: Option<&Path>, out: &Path) -> Result<Stri
             tok_path.display(),
             tok.vocab_size()
         );
+    }
+    if pre_ln {
+        renamed = prelayernorm::from_bert_tensors(renamed, tok.special.pad as usize).0;
     }
     let bytes = crate::model::io::serialize(&crate::model::io::encode(renamed), None);
 
@@ -150,12 +154,17 @@ pub fn to_hf(target: &Path, tokenizer: Option<&Path>, out: &Path) -> Result<Stri
         String::new()
     } else {
         format!(
-            "; left behind (no place in HF's BERT classes): {}",
+            "; left behind (no place in the HF class): {}",
             left.join(", ")
         )
     };
+    let classes = if pre_ln {
+        prelayernorm::ARCHITECTURE
+    } else {
+        "BertForPreTraining / BertForMaskedLM"
+    };
     Ok(format!(
-        "{} → {} (BertForPreTraining / BertForMaskedLM, vocabulary {}){behind}",
+        "{} → {} ({classes}, vocabulary {}){behind}",
         ckpt.display(),
         out.display(),
         tok.vocab_size()
@@ -180,11 +189,22 @@ fn refuse_overwriting(out: &Path) -> Result<()> {
     Ok(())
 }
 
+/// BERT's `config.json`, or RobertaPreLayerNorm's for a pre-LN run (its position table is
+/// `pad_token_id + 1` rows longer).
 fn config_json(cfg: &Experiment, tok: &Tokenizer) -> String {
     let m = &cfg.model;
+    let pad = tok.special.pad as usize;
+    let (architecture, model_type, positions) = match m.norm {
+        NormKind::PreLn => (
+            prelayernorm::ARCHITECTURE,
+            prelayernorm::MODEL_TYPE,
+            m.max_positions + prelayernorm::position_offset(pad),
+        ),
+        _ => ("BertForPreTraining", "bert", m.max_positions),
+    };
     let v = serde_json::json!({
-        "architectures": ["BertForPreTraining"],
-        "model_type": "bert",
+        "architectures": [architecture],
+        "model_type": model_type,
         "vocab_size": tok.vocab_size(),
         "hidden_size": m.hidden,
         "num_hidden_layers": m.layers,
@@ -193,11 +213,13 @@ fn config_json(cfg: &Experiment, tok: &Tokenizer) -> String {
         "hidden_act": "gelu",
         "hidden_dropout_prob": m.dropout,
         "attention_probs_dropout_prob": m.attention_dropout,
-        "max_position_embeddings": m.max_positions,
+        "max_position_embeddings": positions,
         "type_vocab_size": m.type_vocab,
         "initializer_range": m.init_std,
         "layer_norm_eps": m.layer_norm_eps,
-        "pad_token_id": tok.special.pad,
+        "pad_token_id": pad,
+        "bos_token_id": tok.special.cls,
+        "eos_token_id": tok.special.sep,
         "tie_word_embeddings": m.tie_word_embeddings,
     });
     serde_json::to_string_pretty(&v).expect("a JSON value serialises")

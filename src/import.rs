@@ -2,18 +2,21 @@
 //! `model.safetensors`, and `tokenizer.json` or `vocab.txt`) as the start of a run —
 //! continued pretraining, or, with `training.steps = 0`, the encoder that the file's
 //! `[[finetune]]` entries fine-tune (HF's `from_pretrained` followed by a task head).
+//! A `RobertaPreLayerNorm` directory (what `export` writes for a pre-LN run) is read as a
+//! pre-LN BERT: its tensors are first renamed to BERT's (`roberta_prelayernorm`).
 //!
 //! The inverse of `export`: the encoder's tensors are found through `model::io`'s HF names,
 //! an objective's head through `export::hf_pretraining_name` (MLM as `cls.predictions.`, NSP
 //! as `cls.seq_relationship`); a head the file lacks starts fresh, as `from_pretrained`
 //! leaves it. The experiment's `[model]` must describe the same network: every size is
-//! compared with `config.json`, and what HF's BERT cannot be (pre-LN, PowerNorm, ALiBi,
-//! projections without biases) is refused, since the weights would load into another
-//! computation without any error.
+//! compared with `config.json`, and what the HF class cannot be (the other norm placement,
+//! PowerNorm, ALiBi, projections without biases) is refused, since the weights would load
+//! into another computation without any error.
 
 use crate::config::{ModelConfig, NormKind, Positions};
 use crate::model::io::{self, Naming, WeightsError};
 use crate::model::Params;
+use crate::roberta_prelayernorm as prelayernorm;
 use anyhow::{bail, Context, Result};
 use safetensors::SafeTensors;
 use serde::Deserialize;
@@ -48,6 +51,13 @@ pub struct HfConfig {
     attention_probs_dropout_prob: f32,
     #[serde(default = "range")]
     initializer_range: f32,
+    /// RoBERTa numbers positions from here + 1 (its default is 1); BERT ignores it.
+    #[serde(default = "roberta_pad")]
+    pad_token_id: usize,
+}
+
+fn roberta_pad() -> usize {
+    1
 }
 
 fn tenth() -> f32 {
@@ -112,10 +122,25 @@ pub fn open(dir: &Path) -> Result<HfBert> {
 pub fn parse_config(text: &str, file: &Path) -> Result<HfConfig> {
     let config: HfConfig = serde_json::from_str(text)
         .with_context(|| format!("{}: not an HF BERT config", file.display()))?;
-    if let Some(t) = config.model_type.as_deref().filter(|t| *t != "bert") {
+    if let Some(t) = config
+        .model_type
+        .as_deref()
+        .filter(|t| *t != "bert" && *t != prelayernorm::MODEL_TYPE)
+    {
         bail!(
-            "{}: model_type {t:?}; pretext reads HF BERT models (model_type \"bert\")",
-            file.display()
+            "{}: model_type {t:?}; pretext reads HF BERT models (model_type \"bert\") and \
+             pre-LN ones (\"{}\")",
+            file.display(),
+            prelayernorm::MODEL_TYPE
+        );
+    }
+    if config.position_offset() >= config.max_position_embeddings {
+        bail!(
+            "{}: max_position_embeddings = {} leaves no position for a token (RoBERTa numbers \
+             them from pad_token_id + 1 = {})",
+            file.display(),
+            config.max_position_embeddings,
+            config.position_offset()
         );
     }
     if config.hidden_act != "gelu" {
@@ -136,15 +161,45 @@ pub fn parse_config(text: &str, file: &Path) -> Result<HfConfig> {
 }
 
 impl HfConfig {
-    /// The `[model]` that computes what this HF BERT computes (post-LN, learned positions,
-    /// biases everywhere, BERT's GELU), with its dropouts and initialisation range.
+    /// A `RobertaPreLayerNorm` directory rather than a BERT one.
+    pub fn pre_ln(&self) -> bool {
+        self.model_type.as_deref() == Some(prelayernorm::MODEL_TYPE)
+    }
+
+    /// The norm placement of the HF class.
+    fn norm(&self) -> NormKind {
+        if self.pre_ln() {
+            NormKind::PreLn
+        } else {
+            NormKind::PostLn
+        }
+    }
+
+    /// Rows of the HF position table before the first real token's (0 for BERT).
+    fn position_offset(&self) -> usize {
+        if self.pre_ln() {
+            prelayernorm::position_offset(self.pad_token_id)
+        } else {
+            0
+        }
+    }
+
+    /// The positions a sequence may use (pretext's `model.max_positions`).
+    fn max_positions(&self) -> usize {
+        self.max_position_embeddings - self.position_offset()
+    }
+
+    /// The `[model]` that computes what this HF model computes (post-LN for BERT, pre-LN for
+    /// RobertaPreLayerNorm; learned positions, biases everywhere, BERT's GELU), with its
+    /// dropouts and initialisation range.
     pub fn model_config(&self) -> ModelConfig {
         ModelConfig {
             layers: self.num_hidden_layers,
             hidden: self.hidden_size,
             heads: self.num_attention_heads,
             ffn: self.intermediate_size,
-            max_positions: self.max_position_embeddings,
+            max_positions: self.max_positions(),
+            norm: self.norm(),
             type_vocab: self.type_vocab_size,
             layer_norm_eps: self.layer_norm_eps as f32,
             tie_word_embeddings: self.tie_word_embeddings,
@@ -183,8 +238,12 @@ impl HfConfig {
             (
                 "model.max_positions",
                 m.max_positions,
-                c.max_position_embeddings,
-                "max_position_embeddings",
+                c.max_positions(),
+                if c.pre_ln() {
+                    "max_position_embeddings - pad_token_id - 1"
+                } else {
+                    "max_position_embeddings"
+                },
             ),
             (
                 "model.type_vocab",
@@ -209,10 +268,16 @@ impl HfConfig {
                 m.layer_norm_eps, c.layer_norm_eps
             ));
         }
-        if m.norm != NormKind::PostLn {
+        if m.norm != c.norm() {
+            let class = if c.pre_ln() {
+                "RobertaPreLayerNorm"
+            } else {
+                "BERT"
+            };
             out.push(format!(
-                "model.norm = \"{}\"; HF's BERT is post-LN (model.norm = \"post-ln\")",
-                m.norm.name()
+                "model.norm = \"{}\"; HF's {class} is model.norm = \"{}\"",
+                m.norm.name(),
+                c.norm().name()
             ));
         }
         if m.positions != Positions::Learned {
@@ -250,9 +315,9 @@ pub fn load(
     encoder: &mut crate::model::Encoder,
     objectives: &mut [(f64, Box<dyn crate::objectives::Objective>)],
 ) -> Result<Vec<String>, WeightsError> {
-    let bytes = read(&hf.weights)?;
+    let bytes = bert_named(hf)?;
     let st = deserialize(&bytes, &hf.weights)?;
-    io::load_bytes(encoder, &bytes, &hf.weights, Naming::HfBert)?;
+    load_encoder(encoder, &st, &hf.weights)?;
     let mut loaded = Vec::new();
     for (_, o) in objectives.iter_mut() {
         let name = o.name().to_string();
@@ -270,10 +335,43 @@ pub fn load_masked_lm(
     encoder: &mut crate::model::Encoder,
     head: &mut dyn Params,
 ) -> Result<bool, WeightsError> {
-    let bytes = read(&hf.weights)?;
+    let bytes = bert_named(hf)?;
     let st = deserialize(&bytes, &hf.weights)?;
-    io::load_bytes(encoder, &bytes, &hf.weights, Naming::HfBert)?;
+    load_encoder(encoder, &st, &hf.weights)?;
     load_head(&st, &hf.weights, "mlm", head)
+}
+
+/// The encoder's tensors under HF BERT's names. HF builds its `*ForMaskedLM` classes without
+/// the pooler, so a file without one leaves the encoder's fresh pooler, as `from_pretrained`
+/// leaves it (nothing but sentence-level heads reads it).
+fn load_encoder(
+    encoder: &mut crate::model::Encoder,
+    st: &SafeTensors,
+    file: &Path,
+) -> Result<(), WeightsError> {
+    let has_pooler = io::candidates("pooler.dense.weight", Naming::HfBert)
+        .iter()
+        .any(|n| st.tensor(n).is_ok());
+    io::load_into(encoder, st, file, &|ours| {
+        if ours.starts_with("pooler.") && !has_pooler {
+            Vec::new()
+        } else {
+            io::candidates(ours, Naming::HfBert)
+        }
+    })?;
+    Ok(())
+}
+
+/// The weight file's bytes with BERT's names: as they are for BERT, renamed (and the position
+/// table trimmed) for RobertaPreLayerNorm.
+fn bert_named(hf: &HfBert) -> Result<Vec<u8>, WeightsError> {
+    let bytes = read(&hf.weights)?;
+    if !hf.config.pre_ln() {
+        return Ok(bytes);
+    }
+    let st = deserialize(&bytes, &hf.weights)?;
+    let tensors = prelayernorm::to_bert_tensors(&st, &hf.weights, hf.config.pad_token_id)?;
+    Ok(io::serialize(&io::encode(tensors), None))
 }
 
 fn read(file: &Path) -> Result<Vec<u8>, WeightsError> {

@@ -21,6 +21,7 @@ pub mod pool;
 pub mod predict;
 pub mod report;
 pub mod rng;
+pub mod roberta_prelayernorm;
 pub mod rundir;
 pub mod sweep;
 pub mod train;

@@ -126,6 +126,59 @@ fn pre_ln_matches_reference() {
     assert!(max_abs_diff(&hidden.as_vec(), &io.tensors["post_ln.hidden"]) > 1e-2);
 }
 
+/// Every tensor of a safetensors fixture as f32 values.
+fn read_tensors(name: &str) -> std::collections::HashMap<String, Vec<f32>> {
+    let bytes = std::fs::read(fixture(name)).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    st.tensors()
+        .into_iter()
+        .map(|(n, v)| (n.clone(), io::tensor_f32(Path::new(name), &n, &v).unwrap()))
+        .collect()
+}
+
+/// A pre-LN model is HF's RobertaPreLayerNorm under other names (src/roberta_prelayernorm.rs):
+/// the directory transformers saved (make_roberta_prelayernorm_fixture.py) loads through
+/// pretext's importer and gives HF's hidden states and MLM logits at every real token.
+#[test]
+fn pre_ln_matches_hf_roberta_prelayernorm() {
+    use pretext::objectives::{mlm::Mlm, HeadDims};
+    let hf = pretext::import::open(&fixture("roberta_prelayernorm")).unwrap();
+    let cfg = hf.config.model_config();
+    assert_eq!((cfg.norm, cfg.max_positions), (NormKind::PreLn, 32));
+    let dev = Dev::seed_from_u64(0);
+    let mut rng = stream(0, "model.init");
+    let mut enc = Encoder::new(&dev, &cfg, 64, &mut rng);
+    let mut head = Mlm::new(&dev, &HeadDims::of(&cfg, 64), &mut rng);
+    assert!(pretext::import::load_masked_lm(&hf, &mut enc, &mut head).unwrap());
+
+    let t = read_tensors("roberta_prelayernorm_io.safetensors");
+    let u = |k: &str| t[k].iter().map(|&v| v as u32).collect::<Vec<u32>>();
+    let mask = &t["attention_mask"];
+    let inputs = enc
+        .inputs(2, 16, &u("input_ids"), &u("token_type_ids"), mask)
+        .unwrap();
+    let hidden = enc.forward(&dev, &inputs, NoneTape, Mode::Eval);
+    let rows: Vec<usize> = (0..32).collect();
+    let logits = head.logits(hidden.clone(), &rows, &dev, &enc).as_vec();
+    let hidden = hidden.as_vec();
+    let (mut worst_h, mut worst_l, mut real) = (0.0f32, 0.0f32, 0);
+    for r in rows.into_iter().filter(|&r| mask[r] > 0.0) {
+        real += 1;
+        let (h, v) = (32, 64);
+        worst_h = worst_h.max(max_abs_diff(
+            &hidden[r * h..(r + 1) * h],
+            &t["hidden"][r * h..(r + 1) * h],
+        ));
+        worst_l = worst_l.max(max_abs_diff(
+            &logits[r * v..(r + 1) * v],
+            &t["logits"][r * v..(r + 1) * v],
+        ));
+    }
+    assert_eq!(real, 27, "the fixture pads 5 of row 1's 16 tokens");
+    assert!(worst_h < 1e-4, "hidden states differ from HF by {worst_h}");
+    assert!(worst_l < 1e-4, "MLM logits differ from HF by {worst_l}");
+}
+
 #[test]
 fn weights_round_trip_through_safetensors() {
     let (dev, enc) = hf_encoder(NormKind::PostLn);

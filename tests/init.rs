@@ -317,7 +317,7 @@ fn an_hf_bert_directory_starts_a_run_with_its_weights() {
             "hf:hf",
             "norm = \"pre-ln\"\n",
         ),
-        "HF's BERT is post-LN",
+        "model.norm = \"pre-ln\"; HF's BERT is model.norm = \"post-ln\"",
     );
     refused(
         "other_tok.toml",
@@ -335,6 +335,49 @@ fn an_hf_bert_directory_starts_a_run_with_its_weights() {
         "bare.toml",
         with("bare", "bare/tokenizer.json", "hf:bare", ""),
         "no model.safetensors",
+    );
+
+    // A pre-LN run goes out as RobertaPreLayerNorm and comes back the same way.
+    w(
+        "source_pre_ln.toml",
+        experiment("source-pre-ln", 40, "")
+            .replace("\n[model]\n", "\n[model]\nnorm = \"pre-ln\"\n"),
+    );
+    let o = pretext(&dir, "source_pre_ln.toml", "run");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = Command::new(env!("CARGO_BIN_EXE_pretext"))
+        .arg("export")
+        .arg(dir.join("runs/source-pre-ln/base"))
+        .arg("--hf")
+        .arg(dir.join("hf-pre-ln"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    w(
+        "from_pre_ln.toml",
+        with(
+            "from-pre-ln",
+            "hf-pre-ln/tokenizer.json",
+            "hf:hf-pre-ln",
+            "norm = \"pre-ln\"\n",
+        ),
+    );
+    let o = pretext(&dir, "from_pre_ln.toml", "run");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        mlm_loss(&dir.join("runs/from-pre-ln/base"), "last_eval"),
+        mlm_loss(&dir.join("runs/source-pre-ln/base"), "last_eval"),
+        "the RobertaPreLayerNorm directory's encoder and MLM head are the source run's"
+    );
+    refused(
+        "post_ln_from_pre_ln.toml",
+        with(
+            "post-from-pre",
+            "hf-pre-ln/tokenizer.json",
+            "hf:hf-pre-ln",
+            "",
+        ),
+        "HF's RobertaPreLayerNorm is model.norm = \"pre-ln\"",
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -354,6 +354,21 @@ fn an_exported_run_loads_through_the_hf_bert_names() {
     assert!(err.contains("not an earlier export"), "{err}");
 }
 
+/// `pretext fill --json`'s predictions for two masks, from a run or an HF directory.
+fn fill_masks(target: &Path) -> serde_json::Value {
+    let (code, text, err) = pretext(&[
+        "fill",
+        target.to_str().unwrap(),
+        "the [MASK] of a [MASK] .",
+        "--json",
+        "--top-k",
+        "5",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["masks"].clone()
+}
+
 /// fill, eval and bias read an HF BERT directory as they read the run it was exported from:
 /// the same tokenizer, encoder and MLM head give the same probabilities, to the last bit.
 #[test]
@@ -368,20 +383,7 @@ fn an_hf_directory_fills_in_the_blank_as_its_source_run_does() {
         out.to_str().unwrap(),
     ]);
     assert_eq!(code, Some(0), "{err}");
-    let fill = |target: &Path| {
-        let (code, text, err) = pretext(&[
-            "fill",
-            target.to_str().unwrap(),
-            "the [MASK] of a [MASK] .",
-            "--json",
-            "--top-k",
-            "5",
-        ]);
-        assert_eq!(code, Some(0), "{err}");
-        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-        v["masks"].clone()
-    };
-    let (ours, theirs) = (fill(&run), fill(&out));
+    let (ours, theirs) = (fill_masks(&run), fill_masks(&out));
     assert_eq!(ours.as_array().unwrap().len(), 2);
     assert_eq!(ours, theirs, "the export fills in otherwise than its run");
 
@@ -405,24 +407,24 @@ fn an_hf_directory_fills_in_the_blank_as_its_source_run_does() {
     assert!(err.contains("no MLM head (cls.predictions.*)"), "{err}");
 }
 
+/// A pre-LN run exports as HF's RobertaPreLayerNorm (`tests/encoder.rs` checks pretext's
+/// reading of that class against transformers) and fills in the blank from the export as from
+/// the run, to the last bit; a PowerNorm run, which no HF class computes, is refused and
+/// nothing is written.
 #[test]
-fn a_pre_ln_run_is_refused_by_export_with_its_reason() {
+fn a_pre_ln_run_exports_as_roberta_prelayernorm_and_powernorm_is_refused() {
     let dir = std::env::temp_dir().join(format!("pretext-preln-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let text = EXPERIMENT
         .replace("name = \"predict\"", "name = \"preln\"")
-        .replace(
-            "max_positions = 64",
-            "max_positions = 64\nnorm = \"pre-ln\"",
-        )
         .replace("steps = 40", "steps = 4")
         .replace("eval_every = 20", "eval_every = 4")
         .replace("checkpoint_every = 20", "checkpoint_every = 4")
         .replace("warmup_steps = 5", "warmup_steps = 1")
         .replace(
             "objectives = [[{name = \"mlm\"}], [{name = \"sop\"}]]",
-            "\"training.seed\" = [1]",
+            "\"model.norm\" = [\"pre-ln\", \"powernorm\"]",
         );
     std::fs::write(dir.join("preln.toml"), text).unwrap();
     let (code, _, err) = pretext(&[
@@ -434,19 +436,36 @@ fn a_pre_ln_run_is_refused_by_export_with_its_reason() {
         "--quiet",
     ]);
     assert_eq!(code, Some(0), "{err}");
+    let run = dir.join("runs/preln/norm=pre-ln");
     let out = dir.join("hf");
-    let (code, _, err) = pretext(&[
+    let (code, line, err) = pretext(&[
         "export",
-        dir.join("runs/preln/seed=1").to_str().unwrap(),
+        run.to_str().unwrap(),
         "--hf",
         out.to_str().unwrap(),
     ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(line.contains("RobertaPreLayerNormForMaskedLM"), "{line}");
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["model_type"], "roberta-prelayernorm");
+    let pad = config["pad_token_id"].as_u64().unwrap();
+    assert_eq!(config["max_position_embeddings"], 64 + pad + 1);
+    assert_eq!(fill_masks(&run), fill_masks(&out));
+
+    let refused = dir.join("hf-powernorm");
+    let (code, _, err) = pretext(&[
+        "export",
+        dir.join("runs/preln/norm=powernorm").to_str().unwrap(),
+        "--hf",
+        refused.to_str().unwrap(),
+    ]);
     assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("has no HF counterpart"), "{err}");
     assert!(
-        err.contains("a pre-LN run has no exact HF BERT counterpart"),
-        "{err}"
+        !refused.exists(),
+        "nothing may be written for a refused export"
     );
-    assert!(!out.exists(), "nothing may be written for a refused export");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -76,7 +76,8 @@ pub fn hf_name(ours: &str) -> String {
     s
 }
 
-fn candidates(ours: &str, naming: Naming) -> Vec<String> {
+/// The names a file with `naming` may give our tensor `ours`, in the order they are tried.
+pub fn candidates(ours: &str, naming: Naming) -> Vec<String> {
     match naming {
         Naming::Pretext => vec![ours.to_string()],
         Naming::HfBert => {
@@ -150,8 +151,9 @@ pub fn load_bytes(
 }
 
 /// Copies every parameter of `target` from `st`, trying the file names `names(ours)` in
-/// order. All tensors are checked (presence, shape, dtype, finiteness) before any is copied,
-/// so a bad file leaves `target` untouched. Returns the file names that were used.
+/// order; a parameter for which `names` offers none is left as it is. All tensors are checked
+/// (presence, shape, dtype, finiteness) before any is copied, so a bad file leaves `target`
+/// untouched. Returns the file names that were used.
 pub fn load_into(
     target: &mut dyn Params,
     st: &SafeTensors,
@@ -166,6 +168,9 @@ pub fn load_into(
             return;
         }
         let cands = names(&name);
+        if cands.is_empty() {
+            return;
+        }
         let Some((found, view)) = cands
             .iter()
             .find_map(|c| st.tensor(c).ok().map(|v| (c.clone(), v)))
