@@ -134,7 +134,7 @@ pub fn parse_config(text: &str, file: &Path) -> Result<HfConfig> {
             prelayernorm::MODEL_TYPE
         );
     }
-    if config.position_offset() >= config.max_position_embeddings {
+    if config.pre_ln() && config.position_offset() >= config.max_position_embeddings {
         bail!(
             "{}: max_position_embeddings = {} leaves no position for a token (RoBERTa numbers \
              them from pad_token_id + 1 = {})",

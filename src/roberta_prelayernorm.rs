@@ -91,7 +91,7 @@ fn translate(name: &str, layer_from: &str, layer_to: &str, back: bool) -> Option
 /// The rows RoBERTa's position table holds before the first real token's: it numbers
 /// positions from `pad_token_id + 1`.
 pub fn position_offset(pad_token_id: usize) -> usize {
-    pad_token_id + 1
+    pad_token_id.saturating_add(1)
 }
 
 /// BERT-named tensors (an export's) as a RobertaPreLayerNorm file holds them: renamed, the

@@ -347,6 +347,7 @@ fn hf_config_like() -> impl Strategy<Value = String> {
         Just("1e400".to_string()),
         Just("\"12\"".to_string()),
         Just("null".to_string()),
+        Just("18446744073709551615".to_string()),
     ];
     let keys = [
         "hidden_size",
@@ -357,11 +358,13 @@ fn hf_config_like() -> impl Strategy<Value = String> {
         "type_vocab_size",
         "vocab_size",
         "layer_norm_eps",
+        "pad_token_id",
     ];
     let fields = prop::collection::vec((0..keys.len(), num), 0..10);
     let extra = prop_oneof![
         Just(String::new()),
         Just(r#""model_type": "roberta","#.to_string()),
+        Just(r#""model_type": "roberta-prelayernorm","#.to_string()),
         Just(r#""hidden_act": "relu","#.to_string()),
         Just(r#""position_embedding_type": "relative_key","#.to_string()),
         Just(r#""tie_word_embeddings": 3,"#.to_string()),
@@ -384,6 +387,7 @@ proptest! {
         match pretext::import::parse_config(&text, Path::new("fuzz/config.json")) {
             Ok(c) => {
                 let _ = c.mismatches(&pretext::config::ModelConfig::default(), Some(vocab));
+                let _ = c.model_config();
             }
             Err(e) => prop_assert!(e.to_string().starts_with("fuzz/config.json"), "{}", e),
         }
