@@ -30,7 +30,7 @@ pub fn init_checkpoint(cfg: &Experiment, base_dir: &Path) -> Result<Option<Init>
     let Some(init) = &cfg.model.init else {
         return Ok(None);
     };
-    if let Some(dir) = init.strip_prefix(crate::import::PREFIX) {
+    if let Some(dir) = init.strip_prefix(crate::hf::import::PREFIX) {
         return hf_init(cfg, base_dir, init, &base_dir.join(dir)).map(|d| Some(Init::Hf(d)));
     }
     let (source, ckpt) = crate::predict::resolve(&base_dir.join(init))
@@ -53,7 +53,7 @@ pub fn init_checkpoint(cfg: &Experiment, base_dir: &Path) -> Result<Option<Init>
 /// `model.init = "hf:DIR"`: the HF directory, once its config describes the file's `[model]`
 /// and the run reads the model's own tokenizer.
 fn hf_init(cfg: &Experiment, base_dir: &Path, key: &str, dir: &Path) -> Result<PathBuf> {
-    let hf = crate::import::open(dir).with_context(|| format!("key model.init = {key:?}"))?;
+    let hf = crate::hf::import::open(dir).with_context(|| format!("key model.init = {key:?}"))?;
     let tok = cfg.tokenizer.path.as_ref().map(|p| base_dir.join(p));
     let Some(tok) = tok.filter(|t| hf.owns_tokenizer(t)) else {
         bail!(

@@ -46,7 +46,7 @@ fn dispatch() -> Result<()> {
         Command::Export(a) => {
             println!(
                 "{}",
-                pretext::export::to_hf(&a.target, a.tokenizer.as_deref(), &a.hf)?
+                pretext::hf::export::to_hf(&a.target, a.tokenizer.as_deref(), &a.hf)?
             );
             Ok(())
         }

@@ -142,14 +142,14 @@ fn read_tensors(name: &str) -> std::collections::HashMap<String, Vec<f32>> {
 #[test]
 fn pre_ln_matches_hf_roberta_prelayernorm() {
     use pretext::objectives::{mlm::Mlm, HeadDims};
-    let hf = pretext::import::open(&fixture("roberta_prelayernorm")).unwrap();
+    let hf = pretext::hf::import::open(&fixture("roberta_prelayernorm")).unwrap();
     let cfg = hf.config.model_config();
     assert_eq!((cfg.norm, cfg.max_positions), (NormKind::PreLn, 32));
     let dev = Dev::seed_from_u64(0);
     let mut rng = stream(0, "model.init");
     let mut enc = Encoder::new(&dev, &cfg, 64, &mut rng);
     let mut head = Mlm::new(&dev, &HeadDims::of(&cfg, 64), &mut rng);
-    assert!(pretext::import::load_masked_lm(&hf, &mut enc, &mut head).unwrap());
+    assert!(pretext::hf::import::load_masked_lm(&hf, &mut enc, &mut head).unwrap());
 
     let t = read_tensors("roberta_prelayernorm_io.safetensors");
     let u = |k: &str| t[k].iter().map(|&v| v as u32).collect::<Vec<u32>>();

@@ -359,12 +359,14 @@ fn hf_config_like() -> impl Strategy<Value = String> {
         "vocab_size",
         "layer_norm_eps",
         "pad_token_id",
+        "embedding_size",
     ];
     let fields = prop::collection::vec((0..keys.len(), num), 0..10);
     let extra = prop_oneof![
         Just(String::new()),
         Just(r#""model_type": "roberta","#.to_string()),
         Just(r#""model_type": "roberta-prelayernorm","#.to_string()),
+        Just(r#""model_type": "electra","#.to_string()),
         Just(r#""hidden_act": "relu","#.to_string()),
         Just(r#""position_embedding_type": "relative_key","#.to_string()),
         Just(r#""tie_word_embeddings": 3,"#.to_string()),
@@ -384,7 +386,7 @@ proptest! {
 
     #[test]
     fn hf_config_reader_never_panics(text in hf_config_like(), vocab in 0usize..3000) {
-        match pretext::import::parse_config(&text, Path::new("fuzz/config.json")) {
+        match pretext::hf::import::parse_config(&text, Path::new("fuzz/config.json")) {
             Ok(c) => {
                 let _ = c.mismatches(&pretext::config::ModelConfig::default(), Some(vocab));
                 let _ = c.model_config();

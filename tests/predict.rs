@@ -469,6 +469,85 @@ fn a_pre_ln_run_exports_as_roberta_prelayernorm_and_powernorm_is_refused() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// A post-LN ELECTRA run exports as HF's ElectraForPreTraining + ElectraForMaskedLM: the
+/// generator (sharing the encoder) fills in the blank from the export as from the run, to the
+/// last bit, and the discriminator's one logit is the difference of pretext's two.
+#[test]
+fn an_electra_run_exports_as_hf_electra() {
+    let dir = std::env::temp_dir().join(format!("pretext-electra-hf-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = EXPERIMENT
+        .replace("name = \"predict\"", "name = \"electra\"")
+        .replace("steps = 40", "steps = 4")
+        .replace("eval_every = 20", "eval_every = 4")
+        .replace("checkpoint_every = 20", "checkpoint_every = 4")
+        .replace("warmup_steps = 5", "warmup_steps = 1")
+        .replace(
+            "objectives = [[{name = \"mlm\"}], [{name = \"sop\"}]]",
+            "objectives = [[{name = \"electra\"}]]",
+        );
+    std::fs::write(dir.join("electra.toml"), text).unwrap();
+    let (code, _, err) = pretext(&[
+        "run",
+        dir.join("electra.toml").to_str().unwrap(),
+        "--runs-dir",
+        dir.join("runs").to_str().unwrap(),
+        "--no-report",
+        "--quiet",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let run = dir.join("runs/electra/objectives=electra");
+    let out = dir.join("hf");
+    let (code, line, err) = pretext(&[
+        "export",
+        run.to_str().unwrap(),
+        "--hf",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        line.contains("ElectraForPreTraining / ElectraForMaskedLM"),
+        "{line}"
+    );
+    assert!(
+        line.contains("pooler.dense.weight"),
+        "the pooler stays behind: {line}"
+    );
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["model_type"], "electra");
+    assert_eq!(config["embedding_size"], config["hidden_size"]);
+    assert_eq!(fill_masks(&run), fill_masks(&out));
+
+    let saved =
+        pretext::train::checkpoint::model_tensors(&run.join("checkpoints/latest.safetensors"))
+            .unwrap();
+    let bytes = std::fs::read(out.join("model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let get = |n: &str| {
+        let v = st.tensor(n).unwrap();
+        pretext::model::io::tensor_f32(Path::new(n), n, &v).unwrap()
+    };
+    let (_, shape, two) = saved
+        .iter()
+        .find(|(n, ..)| n == "heads.electra.classifier.weight")
+        .unwrap();
+    let one = get("discriminator_predictions.dense_prediction.weight");
+    let h = shape[1];
+    let want: Vec<f32> = (0..h).map(|i| two[h + i] - two[i]).collect();
+    assert_eq!(one, want);
+    assert_eq!(
+        get("electra.encoder.layer.1.output.LayerNorm.weight"),
+        saved
+            .iter()
+            .find(|(n, ..)| n == "encoder.layers.1.ffn_norm.weight")
+            .unwrap()
+            .2
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn crows_pairs_runs_as_a_downstream_entry_and_reaches_the_report() {
     let dir = std::env::temp_dir().join(format!("pretext-crows-{}", std::process::id()));

@@ -126,7 +126,7 @@ impl MaskedLm {
     /// its `config.json` describes, its own tokenizer (`tokenizer.json`, else `vocab.txt`
     /// lower-cased as its `tokenizer_config.json` says).
     fn load_hf(dir: &Path, tokenizer: Option<&Path>) -> Result<Self> {
-        let hf = crate::import::open(dir)?;
+        let hf = crate::hf::import::open(dir)?;
         let mut config: Experiment = toml::from_str("").expect("every key has a default");
         config.model = hf.config.model_config();
         config.tokenizer.lowercase = lowercases(dir);
@@ -152,7 +152,7 @@ impl MaskedLm {
         let mut rng = crate::rng::stream(0, "predict.init");
         let mut encoder = Encoder::new(&dev, &config.model, vocab, &mut rng);
         let mut head = Mlm::new(&dev, &HeadDims::of(&config.model, vocab), &mut rng);
-        if !crate::import::load_masked_lm(&hf, &mut encoder, &mut head)? {
+        if !crate::hf::import::load_masked_lm(&hf, &mut encoder, &mut head)? {
             bail!(
                 "{}: no MLM head (cls.predictions.*) in it — a BertModel's weights; fill, eval \
                  and bias need BertForMaskedLM or BertForPreTraining weights",

@@ -82,7 +82,7 @@ pub fn run(
     } else {
         match &opts.init {
             Some(Init::Hf(dir)) => {
-                let hf = crate::import::open(dir).map_err(|e| TrainError::Io {
+                let hf = crate::hf::import::open(dir).map_err(|e| TrainError::Io {
                     path: dir.clone(),
                     reason: format!("{e:#}"),
                 })?;

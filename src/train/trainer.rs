@@ -337,10 +337,15 @@ impl<'a> Trainer<'a> {
 
     /// Starts from an HF BERT directory instead (`model.init = "hf:DIR"`): its encoder, and
     /// the heads of this run's objectives that its file holds. Returns those objectives.
-    pub fn init_from_hf(&mut self, hf: &crate::import::HfBert) -> Result<Vec<String>, TrainError> {
+    pub fn init_from_hf(
+        &mut self,
+        hf: &crate::hf::import::HfBert,
+    ) -> Result<Vec<String>, TrainError> {
         let b = &mut self.bundle;
-        Ok(crate::import::load(hf, &mut b.encoder, &mut b.objectives)
-            .map_err(CheckpointError::from)?)
+        Ok(
+            crate::hf::import::load(hf, &mut b.encoder, &mut b.objectives)
+                .map_err(CheckpointError::from)?,
+        )
     }
 
     /// The resolved settings as TOML, as checkpoints and `config.resolved.toml` hold them.

@@ -9,13 +9,15 @@
 //! head under `cls.predictions.` (its decoder is the word embeddings, tied as in HF), the NSP
 //! head as `cls.seq_relationship`; for a pre-LN run those names then go through
 //! `roberta_prelayernorm`, which also gives the position table the rows RoBERTa keeps before
-//! `pad_token_id + 1` (the NSP head has no place there). PowerNorm, ALiBi and bias-free
-//! projections have no HF counterpart and are refused. An SOP or contrastive head has no place
-//! in these classes and stays behind (the export says so).
+//! `pad_token_id + 1` (the NSP head has no place there). A post-LN run trained with `electra`
+//! becomes `ElectraForPreTraining` + `ElectraForMaskedLM` through `hf::electra`. PowerNorm,
+//! ALiBi and bias-free projections have no HF counterpart and are refused. An SOP or
+//! contrastive head has no place in these classes and stays behind (the export says so).
 
 use crate::config::{Experiment, NormKind};
 use crate::data::Tokenizer;
-use crate::roberta_prelayernorm as prelayernorm;
+use crate::hf::electra;
+use crate::hf::roberta_prelayernorm::{self as prelayernorm, Named};
 use crate::train::checkpoint;
 use anyhow::{bail, Context, Result};
 use std::path::Path;
@@ -59,16 +61,7 @@ pub fn to_hf(target: &Path, tokenizer: Option<&Path>, out: &Path) -> Result<Stri
             ckpt.display()
         )
     })?;
-    let pre_ln = match cfg.model.norm {
-        NormKind::PostLn => false,
-        NormKind::PreLn => true,
-        other => bail!(
-            "{}: model.norm = \"{}\" has no HF counterpart; only post-LN (as BERT) and pre-LN \
-             (as RobertaPreLayerNorm) runs export",
-            ckpt.display(),
-            other.name()
-        ),
-    };
+    let class = Class::of(&cfg, &ckpt)?;
     if !cfg.model.linear_bias {
         bail!(
             "{}: model.linear_bias = false has no HF BERT counterpart (its projections always \
@@ -93,29 +86,10 @@ pub fn to_hf(target: &Path, tokenizer: Option<&Path>, out: &Path) -> Result<Stri
         .context("pass the pretraining run's tokenizer with --tokenizer")?;
     refuse_overwriting(out)?;
 
-    let mut renamed = Vec::new();
-    let mut left = Vec::new();
-    for (name, shape, values) in saved.model_tensors()? {
-        let hf = hf_pretraining_name(&name)
-            .filter(|bert| !pre_ln || prelayernorm::from_bert(bert).is_some());
-        match hf {
-            Some(hf) => {
-                if hf == "cls.predictions.bias" && !pre_ln {
-                    // HF ties the decoder's bias to this one; older versions read either.
-                    renamed.push((
-                        "cls.predictions.decoder.bias".into(),
-                        shape.clone(),
-                        values.clone(),
-                    ));
-                }
-                renamed.push((hf, shape, values));
-            }
-            None => left.push(name),
-        }
-    }
+    let (mut renamed, left) = class.rename(saved.model_tensors()?);
     let words = renamed
         .iter()
-        .find(|(n, ..)| n == "bert.embeddings.word_embeddings.weight")
+        .find(|(n, ..)| n.ends_with("embeddings.word_embeddings.weight"))
         .map(|(_, s, _)| s[0])
         .context("the checkpoint has no word embeddings")?;
     if words != tok.vocab_size() {
@@ -126,7 +100,7 @@ pub fn to_hf(target: &Path, tokenizer: Option<&Path>, out: &Path) -> Result<Stri
             tok.vocab_size()
         );
     }
-    if pre_ln {
+    if class == Class::RobertaPreLayerNorm {
         renamed = prelayernorm::from_bert_tensors(renamed, tok.special.pad as usize).0;
     }
     let bytes = crate::model::io::serialize(&crate::model::io::encode(renamed), None);
@@ -138,7 +112,7 @@ pub fn to_hf(target: &Path, tokenizer: Option<&Path>, out: &Path) -> Result<Stri
             .with_context(|| format!("writing {}", p.display()))
     };
     write("model.safetensors", &bytes)?;
-    write("config.json", config_json(&cfg, &tok).as_bytes())?;
+    write("config.json", config_json(class, &cfg, &tok).as_bytes())?;
     write(
         "tokenizer.json",
         &std::fs::read(&tok_path).with_context(|| format!("reading {}", tok_path.display()))?,
@@ -158,11 +132,7 @@ pub fn to_hf(target: &Path, tokenizer: Option<&Path>, out: &Path) -> Result<Stri
             left.join(", ")
         )
     };
-    let classes = if pre_ln {
-        prelayernorm::ARCHITECTURE
-    } else {
-        "BertForPreTraining / BertForMaskedLM"
-    };
+    let classes = class.architectures().join(" / ");
     Ok(format!(
         "{} → {} ({classes}, vocabulary {}){behind}",
         ckpt.display(),
@@ -189,22 +159,18 @@ fn refuse_overwriting(out: &Path) -> Result<()> {
     Ok(())
 }
 
-/// BERT's `config.json`, or RobertaPreLayerNorm's for a pre-LN run (its position table is
-/// `pad_token_id + 1` rows longer).
-fn config_json(cfg: &Experiment, tok: &Tokenizer) -> String {
+/// The class's `config.json`: BERT's keys, RobertaPreLayerNorm's position table
+/// `pad_token_id + 1` rows longer, ELECTRA's embeddings as wide as the layers.
+fn config_json(class: Class, cfg: &Experiment, tok: &Tokenizer) -> String {
     let m = &cfg.model;
     let pad = tok.special.pad as usize;
-    let (architecture, model_type, positions) = match m.norm {
-        NormKind::PreLn => (
-            prelayernorm::ARCHITECTURE,
-            prelayernorm::MODEL_TYPE,
-            m.max_positions + prelayernorm::position_offset(pad),
-        ),
-        _ => ("BertForPreTraining", "bert", m.max_positions),
+    let positions = match class {
+        Class::RobertaPreLayerNorm => m.max_positions + prelayernorm::position_offset(pad),
+        _ => m.max_positions,
     };
-    let v = serde_json::json!({
-        "architectures": [architecture],
-        "model_type": model_type,
+    let mut v = serde_json::json!({
+        "architectures": class.architectures(),
+        "model_type": class.model_type(),
         "vocab_size": tok.vocab_size(),
         "hidden_size": m.hidden,
         "num_hidden_layers": m.layers,
@@ -222,7 +188,88 @@ fn config_json(cfg: &Experiment, tok: &Tokenizer) -> String {
         "eos_token_id": tok.special.sep,
         "tie_word_embeddings": m.tie_word_embeddings,
     });
+    if class == Class::Electra {
+        v["embedding_size"] = m.hidden.into();
+    }
     serde_json::to_string_pretty(&v).expect("a JSON value serialises")
+}
+
+/// The HF class a run exports as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Bert,
+    RobertaPreLayerNorm,
+    Electra,
+}
+
+impl Class {
+    /// Decided by the norm placement and the objectives; refused where no HF class computes
+    /// what the run does.
+    fn of(cfg: &Experiment, ckpt: &Path) -> Result<Self> {
+        let electra = cfg.objectives.iter().any(|o| o.name == "electra");
+        match (cfg.model.norm, electra) {
+            (NormKind::PostLn, false) => Ok(Class::Bert),
+            (NormKind::PostLn, true) => Ok(Class::Electra),
+            (NormKind::PreLn, false) => Ok(Class::RobertaPreLayerNorm),
+            (NormKind::PreLn, true) => bail!(
+                "{}: a pre-LN run trained with electra has no HF counterpart (HF's ELECTRA is \
+                 post-LN); only post-LN ELECTRA runs export",
+                ckpt.display()
+            ),
+            (other, _) => bail!(
+                "{}: model.norm = \"{}\" has no HF counterpart; only post-LN (as BERT) and \
+                 pre-LN (as RobertaPreLayerNorm) runs export",
+                ckpt.display(),
+                other.name()
+            ),
+        }
+    }
+
+    fn model_type(self) -> &'static str {
+        match self {
+            Class::Bert => "bert",
+            Class::RobertaPreLayerNorm => prelayernorm::MODEL_TYPE,
+            Class::Electra => electra::MODEL_TYPE,
+        }
+    }
+
+    fn architectures(self) -> Vec<&'static str> {
+        match self {
+            Class::Bert => vec!["BertForPreTraining", "BertForMaskedLM"],
+            Class::RobertaPreLayerNorm => vec![prelayernorm::ARCHITECTURE],
+            Class::Electra => electra::ARCHITECTURES.to_vec(),
+        }
+    }
+
+    /// The checkpoint's tensors under the class's names (RobertaPreLayerNorm's still BERT's
+    /// here: its position table needs the tokenizer's padding id), and ours that have no
+    /// place in it.
+    fn rename(self, tensors: Vec<Named>) -> (Vec<Named>, Vec<String>) {
+        if self == Class::Electra {
+            return electra::from_ours(tensors);
+        }
+        let mut renamed = Vec::new();
+        let mut left = Vec::new();
+        for (name, shape, values) in tensors {
+            let hf = hf_pretraining_name(&name)
+                .filter(|bert| self == Class::Bert || prelayernorm::from_bert(bert).is_some());
+            match hf {
+                Some(hf) => {
+                    if hf == "cls.predictions.bias" && self == Class::Bert {
+                        // HF ties the decoder's bias to this one; older versions read either.
+                        renamed.push((
+                            "cls.predictions.decoder.bias".into(),
+                            shape.clone(),
+                            values.clone(),
+                        ));
+                    }
+                    renamed.push((hf, shape, values));
+                }
+                None => left.push(name),
+            }
+        }
+        (renamed, left)
+    }
 }
 
 /// One token a line, in id order (BertTokenizer's vocab.txt).

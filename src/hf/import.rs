@@ -3,7 +3,8 @@
 //! continued pretraining, or, with `training.steps = 0`, the encoder that the file's
 //! `[[finetune]]` entries fine-tune (HF's `from_pretrained` followed by a task head).
 //! A `RobertaPreLayerNorm` directory (what `export` writes for a pre-LN run) is read as a
-//! pre-LN BERT: its tensors are first renamed to BERT's (`roberta_prelayernorm`).
+//! pre-LN BERT, an ELECTRA one as a post-LN BERT whose MLM head is the generator's: their
+//! tensors are first renamed to BERT's (`hf::roberta_prelayernorm`, `hf::electra`).
 //!
 //! The inverse of `export`: the encoder's tensors are found through `model::io`'s HF names,
 //! an objective's head through `export::hf_pretraining_name` (MLM as `cls.predictions.`, NSP
@@ -14,9 +15,10 @@
 //! into another computation without any error.
 
 use crate::config::{ModelConfig, NormKind, Positions};
+use crate::hf::electra;
+use crate::hf::roberta_prelayernorm as prelayernorm;
 use crate::model::io::{self, Naming, WeightsError};
 use crate::model::Params;
-use crate::roberta_prelayernorm as prelayernorm;
 use anyhow::{bail, Context, Result};
 use safetensors::SafeTensors;
 use serde::Deserialize;
@@ -51,6 +53,9 @@ pub struct HfConfig {
     attention_probs_dropout_prob: f32,
     #[serde(default = "range")]
     initializer_range: f32,
+    /// ELECTRA's embedding width, when it says one; pretext reads only `hidden_size`.
+    #[serde(default)]
+    embedding_size: Option<usize>,
     /// RoBERTa numbers positions from here + 1 (its default is 1); BERT ignores it.
     #[serde(default = "roberta_pad")]
     pad_token_id: usize,
@@ -125,13 +130,22 @@ pub fn parse_config(text: &str, file: &Path) -> Result<HfConfig> {
     if let Some(t) = config
         .model_type
         .as_deref()
-        .filter(|t| *t != "bert" && *t != prelayernorm::MODEL_TYPE)
+        .filter(|t| !["bert", prelayernorm::MODEL_TYPE, electra::MODEL_TYPE].contains(t))
     {
         bail!(
-            "{}: model_type {t:?}; pretext reads HF BERT models (model_type \"bert\") and \
-             pre-LN ones (\"{}\")",
+            "{}: model_type {t:?}; pretext reads HF BERT models (model_type \"bert\"), pre-LN \
+             ones (\"{}\") and ELECTRA's (\"{}\")",
             file.display(),
-            prelayernorm::MODEL_TYPE
+            prelayernorm::MODEL_TYPE,
+            electra::MODEL_TYPE
+        );
+    }
+    if let Some(e) = config.embedding_size.filter(|&e| e != config.hidden_size) {
+        bail!(
+            "{}: embedding_size = {e} differs from hidden_size = {}; pretext's embeddings are as \
+             wide as its layers (ELECTRA's embedding projection has no counterpart)",
+            file.display(),
+            config.hidden_size
         );
     }
     if config.pre_ln() && config.position_offset() >= config.max_position_embeddings {
@@ -269,10 +283,10 @@ impl HfConfig {
             ));
         }
         if m.norm != c.norm() {
-            let class = if c.pre_ln() {
-                "RobertaPreLayerNorm"
-            } else {
-                "BERT"
+            let class = match c.model_type.as_deref() {
+                Some(t) if t == prelayernorm::MODEL_TYPE => "RobertaPreLayerNorm",
+                Some(t) if t == electra::MODEL_TYPE => "ELECTRA",
+                _ => "BERT",
             };
             out.push(format!(
                 "model.norm = \"{}\"; HF's {class} is model.norm = \"{}\"",
@@ -363,14 +377,20 @@ fn load_encoder(
 }
 
 /// The weight file's bytes with BERT's names: as they are for BERT, renamed (and the position
-/// table trimmed) for RobertaPreLayerNorm.
+/// table trimmed) for RobertaPreLayerNorm, renamed for ELECTRA (the generator's head as the
+/// MLM head).
 fn bert_named(hf: &HfBert) -> Result<Vec<u8>, WeightsError> {
     let bytes = read(&hf.weights)?;
-    if !hf.config.pre_ln() {
+    let model_type = hf.config.model_type.as_deref();
+    if model_type != Some(prelayernorm::MODEL_TYPE) && model_type != Some(electra::MODEL_TYPE) {
         return Ok(bytes);
     }
     let st = deserialize(&bytes, &hf.weights)?;
-    let tensors = prelayernorm::to_bert_tensors(&st, &hf.weights, hf.config.pad_token_id)?;
+    let tensors = if hf.config.pre_ln() {
+        prelayernorm::to_bert_tensors(&st, &hf.weights, hf.config.pad_token_id)?
+    } else {
+        electra::to_bert_tensors(&st, &hf.weights)?
+    };
     Ok(io::serialize(&io::encode(tensors), None))
 }
 
@@ -397,7 +417,7 @@ fn load_head(
     head: &mut dyn Params,
 ) -> Result<bool, WeightsError> {
     let prefix = format!("heads.{name}.");
-    let hf_of = |n: &str| crate::export::hf_pretraining_name(&format!("{prefix}{n}"));
+    let hf_of = |n: &str| crate::hf::export::hf_pretraining_name(&format!("{prefix}{n}"));
     let whole = head
         .named_params()
         .iter()
