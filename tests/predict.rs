@@ -407,59 +407,71 @@ fn an_hf_directory_fills_in_the_blank_as_its_source_run_does() {
     assert!(err.contains("no MLM head (cls.predictions.*)"), "{err}");
 }
 
-/// A pre-LN run exports as HF's RobertaPreLayerNorm (`tests/encoder.rs` checks pretext's
-/// reading of that class against transformers) and fills in the blank from the export as from
-/// the run, to the last bit; a PowerNorm run, which no HF class computes, is refused and
-/// nothing is written.
-#[test]
-fn a_pre_ln_run_exports_as_roberta_prelayernorm_and_powernorm_is_refused() {
-    let dir = std::env::temp_dir().join(format!("pretext-preln-{}", std::process::id()));
+/// A 4-step version of this file's experiment, named `name`, with the grid `ablation`,
+/// trained into a folder of its own; returns the folder (`runs/<name>/<variant>` inside).
+fn short_runs(name: &str, ablation: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("pretext-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let text = EXPERIMENT
-        .replace("name = \"predict\"", "name = \"preln\"")
+        .replace("name = \"predict\"", &format!("name = \"{name}\""))
         .replace("steps = 40", "steps = 4")
         .replace("eval_every = 20", "eval_every = 4")
         .replace("checkpoint_every = 20", "checkpoint_every = 4")
         .replace("warmup_steps = 5", "warmup_steps = 1")
         .replace(
             "objectives = [[{name = \"mlm\"}], [{name = \"sop\"}]]",
-            "\"model.norm\" = [\"pre-ln\", \"powernorm\"]",
+            ablation,
         );
-    std::fs::write(dir.join("preln.toml"), text).unwrap();
+    let file = dir.join(format!("{name}.toml"));
+    std::fs::write(&file, text).unwrap();
     let (code, _, err) = pretext(&[
         "run",
-        dir.join("preln.toml").to_str().unwrap(),
+        file.to_str().unwrap(),
         "--runs-dir",
         dir.join("runs").to_str().unwrap(),
         "--no-report",
         "--quiet",
     ]);
     assert_eq!(code, Some(0), "{err}");
-    let run = dir.join("runs/preln/norm=pre-ln");
-    let out = dir.join("hf");
-    let (code, line, err) = pretext(&[
+    dir
+}
+
+/// `pretext export RUN --hf OUT`: exit code, printed line, errors.
+fn export(run: &Path, out: &Path) -> (Option<i32>, String, String) {
+    pretext(&[
         "export",
         run.to_str().unwrap(),
         "--hf",
         out.to_str().unwrap(),
-    ]);
+    ])
+}
+
+/// An export's config.json.
+fn hf_config(out: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap()
+}
+
+/// A pre-LN run exports as HF's RobertaPreLayerNorm (`tests/encoder.rs` checks pretext's
+/// reading of that class against transformers) and fills in the blank from the export as from
+/// the run, to the last bit; a PowerNorm run, which no HF class computes, is refused and
+/// nothing is written.
+#[test]
+fn a_pre_ln_run_exports_as_roberta_prelayernorm_and_powernorm_is_refused() {
+    let dir = short_runs("preln", "\"model.norm\" = [\"pre-ln\", \"powernorm\"]");
+    let run = dir.join("runs/preln/norm=pre-ln");
+    let out = dir.join("hf");
+    let (code, line, err) = export(&run, &out);
     assert_eq!(code, Some(0), "{err}");
     assert!(line.contains("RobertaPreLayerNormForMaskedLM"), "{line}");
-    let config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    let config = hf_config(&out);
     assert_eq!(config["model_type"], "roberta-prelayernorm");
     let pad = config["pad_token_id"].as_u64().unwrap();
     assert_eq!(config["max_position_embeddings"], 64 + pad + 1);
     assert_eq!(fill_masks(&run), fill_masks(&out));
 
     let refused = dir.join("hf-powernorm");
-    let (code, _, err) = pretext(&[
-        "export",
-        dir.join("runs/preln/norm=powernorm").to_str().unwrap(),
-        "--hf",
-        refused.to_str().unwrap(),
-    ]);
+    let (code, _, err) = export(&dir.join("runs/preln/norm=powernorm"), &refused);
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("has no HF counterpart"), "{err}");
     assert!(
@@ -474,37 +486,10 @@ fn a_pre_ln_run_exports_as_roberta_prelayernorm_and_powernorm_is_refused() {
 /// last bit, and the discriminator's one logit is the difference of pretext's two.
 #[test]
 fn an_electra_run_exports_as_hf_electra() {
-    let dir = std::env::temp_dir().join(format!("pretext-electra-hf-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let text = EXPERIMENT
-        .replace("name = \"predict\"", "name = \"electra\"")
-        .replace("steps = 40", "steps = 4")
-        .replace("eval_every = 20", "eval_every = 4")
-        .replace("checkpoint_every = 20", "checkpoint_every = 4")
-        .replace("warmup_steps = 5", "warmup_steps = 1")
-        .replace(
-            "objectives = [[{name = \"mlm\"}], [{name = \"sop\"}]]",
-            "objectives = [[{name = \"electra\"}]]",
-        );
-    std::fs::write(dir.join("electra.toml"), text).unwrap();
-    let (code, _, err) = pretext(&[
-        "run",
-        dir.join("electra.toml").to_str().unwrap(),
-        "--runs-dir",
-        dir.join("runs").to_str().unwrap(),
-        "--no-report",
-        "--quiet",
-    ]);
-    assert_eq!(code, Some(0), "{err}");
+    let dir = short_runs("electra", "objectives = [[{name = \"electra\"}]]");
     let run = dir.join("runs/electra/objectives=electra");
     let out = dir.join("hf");
-    let (code, line, err) = pretext(&[
-        "export",
-        run.to_str().unwrap(),
-        "--hf",
-        out.to_str().unwrap(),
-    ]);
+    let (code, line, err) = export(&run, &out);
     assert_eq!(code, Some(0), "{err}");
     assert!(
         line.contains("ElectraForPreTraining / ElectraForMaskedLM"),
@@ -514,8 +499,7 @@ fn an_electra_run_exports_as_hf_electra() {
         line.contains("pooler.dense.weight"),
         "the pooler stays behind: {line}"
     );
-    let config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    let config = hf_config(&out);
     assert_eq!(config["model_type"], "electra");
     assert_eq!(config["embedding_size"], config["hidden_size"]);
     assert_eq!(fill_masks(&run), fill_masks(&out));

@@ -17,8 +17,8 @@
 //! generator's; the discriminator head is not read (no pretext command uses it outside
 //! training).
 
-use crate::hf::roberta_prelayernorm::Named;
-use crate::model::io::{tensor_f32, WeightsError};
+use crate::hf::{read_renamed, Named};
+use crate::model::io::WeightsError;
 use safetensors::SafeTensors;
 use std::path::Path;
 
@@ -78,13 +78,7 @@ pub fn to_bert(name: &str) -> Option<String> {
 /// An ELECTRA file's tensors that pretext reads, under BERT's names, each checked (dtype,
 /// finiteness) as `model::io` checks BERT's.
 pub fn to_bert_tensors(st: &SafeTensors, file: &Path) -> Result<Vec<Named>, WeightsError> {
-    let mut out = Vec::new();
-    for (name, view) in st.tensors() {
-        if let Some(bert) = to_bert(&name) {
-            out.push((bert, view.shape().to_vec(), tensor_f32(file, &name, &view)?));
-        }
-    }
-    Ok(out)
+    read_renamed(st, file, to_bert)
 }
 
 fn swap(name: &str, table: &[(&str, &str)], back: bool) -> Option<String> {

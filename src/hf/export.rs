@@ -17,7 +17,8 @@
 use crate::config::{Experiment, NormKind};
 use crate::data::Tokenizer;
 use crate::hf::electra;
-use crate::hf::roberta_prelayernorm::{self as prelayernorm, Named};
+use crate::hf::roberta_prelayernorm as prelayernorm;
+use crate::hf::Named;
 use crate::train::checkpoint;
 use anyhow::{bail, Context, Result};
 use std::path::Path;

@@ -20,7 +20,9 @@
 //! Checked against transformers by `tests/fixtures/make_roberta_prelayernorm_fixture.py` and
 //! `tests/encoder.rs`.
 
-use crate::model::io::{tensor_f32, WeightsError};
+use crate::hf::read_renamed;
+use crate::hf::Named;
+use crate::model::io::WeightsError;
 use safetensors::SafeTensors;
 use std::path::Path;
 
@@ -28,9 +30,6 @@ use std::path::Path;
 pub const MODEL_TYPE: &str = "roberta-prelayernorm";
 /// The class `export` names in `config.json`'s `architectures`.
 pub const ARCHITECTURE: &str = "RobertaPreLayerNormForMaskedLM";
-
-/// A tensor by name, shape and values.
-pub type Named = (String, Vec<usize>, Vec<f32>);
 
 /// BERT's name (as `export::hf_pretraining_name` writes it) → RobertaPreLayerNorm's, for every
 /// tensor outside the layers. Prefixes, matched in order.
@@ -129,27 +128,19 @@ pub fn to_bert_tensors(
     file: &Path,
     pad: usize,
 ) -> Result<Vec<Named>, WeightsError> {
-    let mut out = Vec::new();
-    for (name, view) in st.tensors() {
-        let Some(ours) = to_bert(&name) else {
-            continue;
-        };
-        let mut shape = view.shape().to_vec();
-        let mut values = tensor_f32(file, &name, &view)?;
-        if ours == BERT_POSITIONS {
-            let skip = position_offset(pad);
-            if shape.len() != 2 || shape[0] <= skip {
-                return Err(WeightsError::Shape {
-                    file: file.into(),
-                    tensor: name,
-                    got: shape,
-                    want: vec![skip + 1, 0],
-                });
-            }
-            values.drain(..skip * shape[1]);
-            shape[0] -= skip;
+    let mut out = read_renamed(st, file, to_bert)?;
+    let skip = position_offset(pad);
+    if let Some((_, shape, values)) = out.iter_mut().find(|(n, ..)| n == BERT_POSITIONS) {
+        if shape.len() != 2 || shape[0] <= skip {
+            return Err(WeightsError::Shape {
+                file: file.into(),
+                tensor: "roberta_prelayernorm.embeddings.position_embeddings.weight".into(),
+                got: shape.clone(),
+                want: vec![skip + 1, 0],
+            });
         }
-        out.push((ours, shape, values));
+        values.drain(..skip * shape[1]);
+        shape[0] -= skip;
     }
     Ok(out)
 }
