@@ -369,18 +369,19 @@ seq_len = 32
     .unwrap();
     let pretrained = &trainer.bundle.encoder;
     assert_eq!(values(&probe.encoder), values(pretrained));
-    for ((_, a), (_, b)) in probe
-        .encoder
-        .powernorms()
-        .iter()
-        .zip(pretrained.powernorms())
-    {
-        assert_eq!(
-            a.stats().running_phi,
-            b.stats().running_phi,
-            "PowerNorm statistics load too"
-        );
-    }
+    // Debug prints each f32 exactly (shortest round-trip form).
+    let states = |m: &dyn Params| -> Vec<String> {
+        m.running_states()
+            .into_iter()
+            .map(|(module, s)| format!("{module} {:?}", s.vectors()))
+            .collect()
+    };
+    assert!(!states(pretrained).is_empty());
+    assert_eq!(
+        states(&probe.encoder),
+        states(pretrained),
+        "PowerNorm statistics load too"
+    );
     let scratch = finetune::fit(
         &job("sst2", Init::Scratch, Mode::Probe, spec),
         &source,

@@ -197,19 +197,6 @@ impl Encoder {
             dev.tensor_from_vec((0..batch).map(|b| b * seq).collect(), (batch,));
         linear(hidden.gather(cls), &self.pooler).tanh()
     }
-
-    /// The PowerNorm layers by name, for checkpoints and histograms of running statistics.
-    pub fn powernorms(&self) -> Vec<(String, &super::PowerNorm)> {
-        let mut out = Vec::new();
-        for (i, l) in self.layers.iter().enumerate() {
-            for (name, norm) in [("attn_norm", &l.attn_norm), ("ffn_norm", &l.ffn_norm)] {
-                if let super::Norm::Power(p) = norm {
-                    out.push((format!("encoder.layers.{i}.{name}"), p));
-                }
-            }
-        }
-        out
-    }
 }
 
 named_params!(Encoder {

@@ -1,6 +1,6 @@
 //! The normalisation of a block, chosen by name in the experiment file.
 
-use super::params::{Affine, Param, ParamMut, Params};
+use super::params::{Affine, Param, ParamMut, Params, RunningState};
 use super::powernorm::PowerNorm;
 use super::{ops, Act, Dev, Pass};
 use crate::config::{ModelConfig, NormKind};
@@ -43,6 +43,11 @@ impl Params for Norm {
         match self {
             Norm::Layer { affine, .. } => affine.visit_mut(prefix, f),
             Norm::Power(p) => p.visit_mut(prefix, f),
+        }
+    }
+    fn visit_state<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, &'a dyn RunningState)) {
+        if let Norm::Power(p) = self {
+            p.visit_state(prefix, f);
         }
     }
 }

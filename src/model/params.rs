@@ -54,13 +54,14 @@ impl ParamMut<'_> {
 }
 
 /// Implements `Params` for a struct from one list of `field => "name"` pairs, so each
-/// parameter is named once (as candle's `VarBuilder::pp` does) and `visit` and `visit_mut`
-/// cannot drift apart. A field may be a path (`embeddings.word`), any `Params` (a `Vector`, a
-/// `Matrix`, an `Option` or `Vec` of them, another module) and its name may be empty (a
-/// wrapper that adds no level of naming). Fields are visited in the order listed, which is the
-/// order of checkpoints and of the optimiser's state.
+/// parameter is named once (as candle's `VarBuilder::pp` does) and `visit`, `visit_mut` and
+/// `visit_state` cannot drift apart. A field may be a path (`embeddings.word`), any `Params` (a
+/// `Vector`, a `Matrix`, an `Option` or `Vec` of them, another module) and its name may be
+/// empty (a wrapper that adds no level of naming). Fields are visited in the order listed,
+/// which is the order of checkpoints and of the optimiser's state. A module that keeps running
+/// state of its own (it implements `RunningState`) ends the list with `with running_state`.
 macro_rules! named_params {
-    ($ty:ty { $($($field:tt).+ => $name:literal),* $(,)? }) => {
+    ($ty:ty { $($($field:tt).+ => $name:literal),* $(,)? } $(with $own:ident)?) => {
         impl $crate::model::params::Params for $ty {
             fn visit<'a>(
                 &'a self,
@@ -86,15 +87,60 @@ macro_rules! named_params {
                     f,
                 );)*
             }
+            fn visit_state<'a>(
+                &'a self,
+                prefix: &str,
+                f: &mut dyn FnMut(String, &'a dyn $crate::model::params::RunningState),
+            ) {
+                let _ = (&prefix, &f);
+                $(
+                    let _ = stringify!($own);
+                    f(prefix.to_string(), self);
+                )?
+                $($crate::model::params::Params::visit_state(
+                    &self.$($field).+,
+                    &$crate::model::params::join(prefix, $name),
+                    f,
+                );)*
+            }
         }
     };
 }
 pub(crate) use named_params;
 
+/// State a module keeps beside its parameters and updates while training, without the
+/// optimiser: PowerNorm's running statistics. Modules are visited for it as for parameters
+/// (`Params::visit_state`), so checkpoints, TensorBoard histograms and the resume state read
+/// every such state without knowing which module keeps one. Interior mutability (the state is
+/// shared with the backward pass of the current step), hence `&self` for setting.
+pub trait RunningState {
+    /// Its family: the first part of its checkpoint names (`<kind>.<module>.<vector>`) and of
+    /// its histogram tags (`<kind>/<module>/<vector>`).
+    fn kind(&self) -> &'static str;
+    /// Its vectors by name, in a fixed order.
+    fn vectors(&self) -> Vec<(&'static str, Vec<f32>)>;
+    /// How many updates it has seen (kept exactly in the resume state, not as a tensor).
+    fn counter(&self) -> u64;
+    /// Replaces the vectors (in `vectors`' order, each of its length) and the counter.
+    fn restore(&self, vectors: Vec<Vec<f32>>, counter: u64);
+}
+
 /// Anything that holds parameters lists them, with names relative to itself.
 pub trait Params {
     fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, Param<'a>));
     fn visit_mut<'a>(&'a mut self, prefix: &str, f: &mut dyn FnMut(String, ParamMut<'a>));
+    /// The running state of every module inside, named as the module's parameters are (none
+    /// for plain tensors).
+    fn visit_state<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, &'a dyn RunningState)) {
+        let _ = (prefix, f);
+    }
+
+    /// Every running state with the module's name, in visiting order.
+    fn running_states(&self) -> Vec<(String, &dyn RunningState)> {
+        let mut out = Vec::new();
+        self.visit_state("", &mut |n, s| out.push((n, s)));
+        out
+    }
 
     /// Every parameter with its stable name, in visiting order.
     fn named_params(&self) -> Vec<(String, Param<'_>)> {
@@ -134,6 +180,11 @@ impl<P: Params> Params for Option<P> {
             p.visit_mut(prefix, f);
         }
     }
+    fn visit_state<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, &'a dyn RunningState)) {
+        if let Some(p) = self {
+            p.visit_state(prefix, f);
+        }
+    }
 }
 
 /// A module borrowed for a while (a fine-tuned model borrows its encoder).
@@ -143,6 +194,9 @@ impl<P: Params> Params for &mut P {
     }
     fn visit_mut<'a>(&'a mut self, prefix: &str, f: &mut dyn FnMut(String, ParamMut<'a>)) {
         (**self).visit_mut(prefix, f);
+    }
+    fn visit_state<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, &'a dyn RunningState)) {
+        (**self).visit_state(prefix, f);
     }
 }
 
@@ -156,6 +210,11 @@ impl<P: Params> Params for Vec<P> {
     fn visit_mut<'a>(&'a mut self, prefix: &str, f: &mut dyn FnMut(String, ParamMut<'a>)) {
         for (i, p) in self.iter_mut().enumerate() {
             p.visit_mut(&join(prefix, &i.to_string()), f);
+        }
+    }
+    fn visit_state<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, &'a dyn RunningState)) {
+        for (i, p) in self.iter().enumerate() {
+            p.visit_state(&join(prefix, &i.to_string()), f);
         }
     }
 }

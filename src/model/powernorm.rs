@@ -27,7 +27,7 @@
 use super::params::Affine;
 use super::{ops, Act, Dev};
 use crate::config::PowerNormConfig;
-use crate::model::params::named_params;
+use crate::model::params::{named_params, RunningState};
 use dfdx::prelude::*;
 use num_traits::Float;
 use std::sync::{Arc, Mutex};
@@ -275,4 +275,30 @@ pub fn exact_backward<F: Float>(g: &[F], z: &[F], scale: &[F], real: &[bool]) ->
     out
 }
 
-named_params!(PowerNorm { affine => "" });
+named_params!(PowerNorm { affine => "" } with running_state);
+
+/// φ (the forward's running quadratic mean) and Γ (the backward's running mean of `g·z`),
+/// checkpointed as `powernorm.<module>.running_phi` / `.ema_gz`; the counter is the number of
+/// training forwards (warm-up ends by it).
+impl RunningState for PowerNorm {
+    fn kind(&self) -> &'static str {
+        "powernorm"
+    }
+    fn vectors(&self) -> Vec<(&'static str, Vec<f32>)> {
+        let s = self.stats();
+        vec![("running_phi", s.running_phi), ("ema_gz", s.ema_gz)]
+    }
+    fn counter(&self) -> u64 {
+        self.stats().iters
+    }
+    fn restore(&self, vectors: Vec<Vec<f32>>, counter: u64) {
+        let [running_phi, ema_gz]: [Vec<f32>; 2] = vectors
+            .try_into()
+            .expect("PowerNorm's state is restored from the two vectors it lists");
+        self.set_stats(Stats {
+            running_phi,
+            ema_gz,
+            iters: counter,
+        });
+    }
+}

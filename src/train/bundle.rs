@@ -2,6 +2,7 @@
 //! set of stable names (`encoder…`, `heads.<objective>…`).
 
 use crate::config::Experiment;
+use crate::model::params::RunningState;
 use crate::model::{Dev, Encoder, Param, ParamMut, Params};
 use crate::objectives::{registry, HeadDims, Objective};
 use crate::rng::stream;
@@ -54,6 +55,15 @@ impl Params for Bundle {
             let name = o.name();
             o.visit_mut(
                 &crate::model::params::join(prefix, &format!("heads.{name}")),
+                f,
+            );
+        }
+    }
+    fn visit_state<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, &'a dyn RunningState)) {
+        self.encoder.visit_state(prefix, f);
+        for (_, o) in &self.objectives {
+            o.visit_state(
+                &crate::model::params::join(prefix, &format!("heads.{}", o.name())),
                 f,
             );
         }

@@ -91,18 +91,11 @@ pub fn save(
         tensors.push((format!("optim.m.{name}"), vec![n], optim.m[i].clone()));
         tensors.push((format!("optim.v.{name}"), vec![n], optim.v[i].clone()));
     }
-    for (name, pn) in bundle.encoder.powernorms() {
-        let s = pn.stats();
-        tensors.push((
-            format!("powernorm.{name}.running_phi"),
-            vec![s.running_phi.len()],
-            s.running_phi,
-        ));
-        tensors.push((
-            format!("powernorm.{name}.ema_gz"),
-            vec![s.ema_gz.len()],
-            s.ema_gz,
-        ));
+    for (module, state) in bundle.running_states() {
+        for (vector, values) in state.vectors() {
+            let key = format!("{}.{module}.{vector}", state.kind());
+            tensors.push((key, vec![values.len()], values));
+        }
     }
     let state_json = serde_json::to_string(state).expect("plain data serialises");
     let encoded = io::encode(tensors);
@@ -234,17 +227,15 @@ impl Opened {
         Ok(out)
     }
 
-    /// Loads the encoder (weights and PowerNorm running statistics); returns the step the
-    /// checkpoint was written at. The heads and optimiser state stay behind.
+    /// Loads the encoder (weights and running state, e.g. PowerNorm's statistics); returns the
+    /// step the checkpoint was written at. The heads and optimiser state stay behind.
     pub fn load_encoder(&self, enc: &mut crate::model::Encoder) -> Result<u64, CheckpointError> {
         let st = self.tensors()?;
-        let stats = powernorm_stats(&st, &self.path, enc, &self.state)?;
+        let states = saved_states(&st, &self.path, enc, &self.state)?;
         io::load_into(enc as &mut dyn Params, &st, &self.path, &|name| {
             vec![format!("model.{name}")]
         })?;
-        for ((_, pn), s) in enc.powernorms().into_iter().zip(stats) {
-            pn.set_stats(s);
-        }
+        restore_states(enc, states);
         Ok(self.state.step)
     }
 
@@ -310,49 +301,50 @@ pub fn load(
         m.push(flat_tensor(&st, path, &format!("optim.m.{name}"), *n)?);
         v.push(flat_tensor(&st, path, &format!("optim.v.{name}"), *n)?);
     }
-    let stats = powernorm_stats(&st, path, &bundle.encoder, &state)?;
+    let states = saved_states(&st, path, bundle, &state)?;
     io::load_into(bundle as &mut dyn Params, &st, path, &|name| {
         vec![format!("model.{name}")]
     })?;
     optim.m = m;
     optim.v = v;
     optim.step = state.optimizer_step;
-    for ((_, pn), s) in bundle.encoder.powernorms().into_iter().zip(stats) {
-        pn.set_stats(s);
-    }
+    restore_states(bundle, states);
     Ok(state)
 }
 
-/// The saved running statistics of every PowerNorm layer of `enc`, checked, not yet applied.
-fn powernorm_stats(
+/// One module's saved running state: its vectors and its counter.
+type SavedState = (Vec<Vec<f32>>, u64);
+
+/// The saved running state of every module of `model` that keeps one (vectors, then counter
+/// from the resume state), checked, not yet applied: a bad file leaves the model untouched.
+fn saved_states(
     st: &SafeTensors,
     path: &Path,
-    enc: &crate::model::Encoder,
+    model: &dyn Params,
     state: &TrainState,
-) -> Result<Vec<crate::model::powernorm::Stats>, WeightsError> {
-    let mut stats = Vec::new();
-    for (name, pn) in enc.powernorms() {
-        let mut s = pn.stats();
-        s.running_phi = flat_tensor(
-            st,
-            path,
-            &format!("powernorm.{name}.running_phi"),
-            s.running_phi.len(),
-        )?;
-        s.ema_gz = flat_tensor(
-            st,
-            path,
-            &format!("powernorm.{name}.ema_gz"),
-            s.ema_gz.len(),
-        )?;
-        s.iters = state
+) -> Result<Vec<SavedState>, WeightsError> {
+    let mut out = Vec::new();
+    for (module, s) in model.running_states() {
+        let mut vectors = Vec::new();
+        for (vector, now) in s.vectors() {
+            let key = format!("{}.{module}.{vector}", s.kind());
+            vectors.push(flat_tensor(st, path, &key, now.len())?);
+        }
+        let counter = state
             .powernorm_iters
             .iter()
-            .find(|(n, _)| *n == name)
+            .find(|(n, _)| *n == module)
             .map_or(0, |(_, i)| *i);
-        stats.push(s);
+        out.push((vectors, counter));
     }
-    Ok(stats)
+    Ok(out)
+}
+
+/// Applies what `saved_states` read, module by module in the same visiting order.
+fn restore_states(model: &dyn Params, states: Vec<SavedState>) {
+    for ((_, s), (vectors, counter)) in model.running_states().into_iter().zip(states) {
+        s.restore(vectors, counter);
+    }
 }
 
 /// The 1-D tensor `key` of `len` finite f32 values, or an error naming the file and tensor.

@@ -207,16 +207,11 @@ pub fn run(
                 log.histogram(&format!("weights/{name}"), &p.to_vec(), step)
                     .map_err(io_err(dir))?;
             }
-            for (name, pn) in trainer.bundle.encoder.powernorms() {
-                let s = pn.stats();
-                log.histogram(
-                    &format!("powernorm/{name}/running_phi"),
-                    &s.running_phi,
-                    step,
-                )
-                .map_err(io_err(dir))?;
-                log.histogram(&format!("powernorm/{name}/ema_gz"), &s.ema_gz, step)
-                    .map_err(io_err(dir))?;
+            for (module, state) in trainer.bundle.running_states() {
+                for (vector, values) in state.vectors() {
+                    let tag = format!("{}/{module}/{vector}", state.kind());
+                    log.histogram(&tag, &values, step).map_err(io_err(dir))?;
+                }
             }
         }
         if (t.checkpoint_every > 0 && step % t.checkpoint_every == 0) || end || step == stop_at {

@@ -9,7 +9,7 @@ use super::streams::Streams;
 use crate::config::Experiment;
 use crate::data::{DataError, Prepared, StreamSettings};
 use crate::model::precision::{self, Precision};
-use crate::model::{Dev, InputError, Mode};
+use crate::model::{Dev, InputError, Mode, Params};
 use crate::objectives::{registry, Ctx, ObjectiveFor, Part};
 use crate::rng::{stream, Rng};
 use dfdx::prelude::*;
@@ -122,10 +122,9 @@ impl<'a> Trainer<'a> {
             optimizer_step: self.optim.step,
             powernorm_iters: self
                 .bundle
-                .encoder
-                .powernorms()
+                .running_states()
                 .into_iter()
-                .map(|(n, p)| (n, p.stats().iters))
+                .map(|(module, s)| (module, s.counter()))
                 .collect(),
             config: self.config_text.clone(),
             lr_scale: self.lr_scale,

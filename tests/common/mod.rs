@@ -63,3 +63,15 @@ pub fn pool(n: usize) -> rayon::ThreadPool {
         .build()
         .unwrap()
 }
+
+/// A module's running state as data: its name, its vectors by name, its counter.
+pub type StateValues = (String, Vec<(&'static str, Vec<f32>)>, u64);
+
+/// Every running state of `model` (PowerNorm's statistics).
+pub fn running_states(model: &dyn Params) -> Vec<StateValues> {
+    model
+        .running_states()
+        .into_iter()
+        .map(|(module, s)| (module, s.vectors(), s.counter()))
+        .collect()
+}
