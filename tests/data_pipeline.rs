@@ -11,8 +11,7 @@ fn embedded_docs() -> Vec<corpus::Document> {
     parse(EMBEDDED, Path::new("<embedded>"), CorpusFormat::Auto, 2).unwrap()
 }
 
-/// One tokenizer for every test: WordPiece training in the `tokenizers` crate breaks ties
-/// through randomly seeded hash maps, so a run trains it once and saves it (see `data::prepare`).
+/// One tokenizer for every test (training it takes a while).
 type Shared = (Arc<Tokenizer>, Arc<TokenCorpus>);
 
 fn setup() -> Shared {
@@ -497,4 +496,50 @@ fn max_ngram_outside_its_range_is_refused() {
         };
         assert!(cfg.check().unwrap_err().contains("max_ngram"));
     }
+}
+
+/// The same text gives the same vocabulary in every process (`data::wordpiece`): two
+/// processes train byte-identical tokenizer files. The `tokenizers` crate's own training gave
+/// four different files in four processes here (ties between merges broken through randomly
+/// seeded hash maps, huggingface/tokenizers#1794).
+#[test]
+fn wordpiece_training_gives_one_vocabulary_in_every_process() {
+    let dir = std::env::temp_dir().join(format!("pretext-wordpiece-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let train = |name: &str| {
+        let out = dir.join(name);
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_pretext"))
+            .args([
+                "tokenizer",
+                "train",
+                "--corpus",
+                "embedded",
+                "--vocab-size",
+                "900",
+            ])
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        std::fs::read(out).unwrap()
+    };
+    let first = train("a.json");
+    for other in ["b.json", "c.json"] {
+        assert!(first == train(other), "{other} differs from a.json");
+    }
+    // In this process too, and with the same vocabulary as the files.
+    let docs = embedded_docs();
+    let texts = || {
+        docs.iter()
+            .flat_map(|d| d.sentences.iter().map(String::as_str))
+    };
+    let a = Tokenizer::train(texts(), 900, true, 2).unwrap();
+    let b = Tokenizer::train(texts(), 900, true, 2).unwrap();
+    let saved = Tokenizer::load(&dir.join("a.json"), true).unwrap();
+    for id in 0..a.vocab_size() as u32 {
+        assert_eq!(a.id_to_token(id), b.id_to_token(id), "id {id}");
+        assert_eq!(a.id_to_token(id), saved.id_to_token(id), "id {id}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
 }

@@ -12,6 +12,7 @@ pub mod shards;
 pub mod sources;
 pub mod tokenizer;
 pub mod vocab;
+pub mod wordpiece;
 
 pub use batch::{Batch, BatchStream, NoInstances, StreamSettings, StreamState};
 pub use corpus::{Corpus, CorpusError, Document};
@@ -63,10 +64,10 @@ fn tokenize(tok: &Tokenizer, docs: &[Document]) -> Vec<TokenDoc> {
 /// folder, holds what its runs share: `tokenizer.json` and, by default, the shard cache.
 ///
 /// The tokenizer is `tokenizer.path` when given; otherwise `exp_dir/tokenizer.json` is loaded
-/// if it exists, or WordPiece is trained on the training split and saved there. Training
-/// happens once per experiment because the `tokenizers` trainer breaks frequency ties through
-/// randomly seeded hash maps: two trainings on the same text can give different vocabularies,
-/// so every variant and every resume must share the saved one to stay bit-identical.
+/// if it exists, or WordPiece is trained on the training split and saved there, once per
+/// experiment: training is deterministic (`wordpiece`: the same text gives the same vocabulary
+/// in every process), but it takes time, and a saved file keeps the runs of an experiment on
+/// one vocabulary even if the corpus files change under them.
 ///
 /// With `data.cache`, the corpus is streamed instead of read whole (see `cache`): WordPiece
 /// trains on a stream of the training split, and the splits come from the shard cache.

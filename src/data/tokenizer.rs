@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use tokenizers::decoders::wordpiece::WordPiece as WordPieceDecoder;
-use tokenizers::models::wordpiece::{WordPiece, WordPieceTrainer};
+use tokenizers::models::wordpiece::WordPiece;
 use tokenizers::normalizers::bert::BertNormalizer;
 use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
 use tokenizers::processors::bert::BertProcessing;
@@ -65,29 +65,29 @@ fn bert_pipeline(model: WordPiece, lowercase: bool) -> Result<tokenizers::Tokeni
 
 impl Tokenizer {
     /// Trains BERT-style WordPiece on `texts` (the training split only, so the held-out set
-    /// stays unseen).
+    /// stays unseen). The same texts give the same vocabulary in every process
+    /// (`data::wordpiece`; the crate's own training does not).
     pub fn train<S: AsRef<str> + Send>(
         texts: impl Iterator<Item = S> + Send,
         vocab_size: usize,
         lowercase: bool,
         min_frequency: u64,
     ) -> Result<Self, TokenizerError> {
-        let trainer = WordPieceTrainer::builder()
-            .vocab_size(vocab_size)
-            .min_frequency(min_frequency)
-            .show_progress(false)
-            .special_tokens(
-                SPECIAL_TOKENS
-                    .iter()
-                    .map(|t| AddedToken::from(t.to_string(), true))
-                    .collect(),
-            )
-            .build();
-        let mut tok =
-            bert_pipeline(WordPiece::default(), lowercase).map_err(TokenizerError::Train)?;
-        let mut trainer = tokenizers::models::TrainerWrapper::from(trainer);
-        tok.train(&mut trainer, texts)
-            .map_err(|e| TokenizerError::Train(e.to_string()))?;
+        let specials = SPECIAL_TOKENS
+            .iter()
+            .map(|t| AddedToken::from(t.to_string(), true))
+            .collect();
+        let (model, specials) = super::wordpiece::train(
+            texts,
+            &BertNormalizer::new(true, true, None, lowercase),
+            &BertPreTokenizer,
+            vocab_size,
+            min_frequency,
+            specials,
+        )
+        .map_err(|e| TokenizerError::Train(e.to_string()))?;
+        let mut tok = bert_pipeline(model, lowercase).map_err(TokenizerError::Train)?;
+        tok.add_special_tokens(&specials);
         Self::wrap(tok, Path::new("<trained>"))
     }
 
