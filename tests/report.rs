@@ -207,3 +207,44 @@ fn a_numeric_axis_gets_a_sweep_chart_with_divergences_marked() {
         .contains("log scale"));
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// A report folder remembers the runs it was drawn from (`.pretext-report`): the report pretext
+/// writes by itself (end of `pretext run`, `pretext report` without `--out`) is not drawn over
+/// one of other runs — the committed report of an experiment rerun with another `--runs-dir`
+/// stays byte for byte — while the same runs redraw it and `--out` writes anywhere.
+#[test]
+fn a_report_of_other_runs_does_not_replace_one_by_itself() {
+    let root = std::env::temp_dir().join(format!("pretext-report-source-{}", std::process::id()));
+    let (first, other) = (root.join("runs/exp"), root.join("runs/r2/exp"));
+    fake_run(&first, "seed=1", 0.0);
+    fake_run(&other, "seed=1", 0.5);
+    let out = root.join("reports/exp");
+    pretext::report::write(&first, &out, "pretext run exp.toml").unwrap();
+    let before = std::fs::read(out.join("README.md")).unwrap();
+    assert_eq!(
+        pretext::report::drawn_from(&out).as_deref(),
+        Some(first.to_str().unwrap())
+    );
+
+    assert!(!pretext::grid::write_default_report(&other, &out).unwrap());
+    assert_eq!(std::fs::read(out.join("README.md")).unwrap(), before);
+    assert!(pretext::grid::write_default_report(&first, &out).unwrap());
+
+    // Runs that are gone are told apart by their path as written.
+    assert!(pretext::report::same_runs(
+        "runs/speedrun",
+        Path::new("./runs/speedrun")
+    ));
+    assert!(!pretext::report::same_runs(
+        "runs/speedrun",
+        Path::new("runs/r4/speedrun")
+    ));
+
+    let elsewhere = root.join("reports/exp-r2");
+    pretext::grid::write_report(&other, &elsewhere).unwrap();
+    assert!(pretext::report::same_runs(
+        &pretext::report::drawn_from(&elsewhere).unwrap(),
+        &other
+    ));
+    std::fs::remove_dir_all(&root).ok();
+}

@@ -8,9 +8,11 @@ pub mod cross;
 pub mod downstream;
 pub mod runs;
 pub mod selection;
+pub mod source;
 pub mod timeline;
 
 pub use runs::ReportError;
+pub use source::{drawn_from, same_runs};
 
 use charts::{Line, MeanStd};
 use runs::{groups, mean_curve, mean_std, smooth, Run};
@@ -334,6 +336,7 @@ pub fn write(exp_dir: &Path, out: &Path, command: &str) -> Result<Written, Repor
         path: markdown.clone(),
         reason: e.to_string(),
     })?;
+    source::mark(out, exp_dir)?;
     Ok(Written {
         markdown,
         charts: charts_written,
