@@ -130,7 +130,7 @@ pub fn run(file: &Path, opts: &Options) -> Result<()> {
         crate::sweep::quote(&exp_dir.to_string_lossy())
     );
     if !opts.no_report {
-        write_default_report(&exp_dir, &opts.reports_dir.join(&exp.base.name))?;
+        crate::report::folder::write_default(&exp_dir, &opts.reports_dir.join(&exp.base.name))?;
     }
     if !failures.is_empty() {
         anyhow::bail!(
@@ -406,56 +406,4 @@ fn print_summary(variant: &str, s: &train::Summary) {
         fmt(&s.last_train),
         s.tokens_per_second
     );
-}
-
-/// `pretext report RUNS [--out DIR]`: the report of `runs/<experiment>` into `DIR`, by default
-/// `reports/<experiment>`.
-pub fn report(runs: &Path, out: Option<PathBuf>) -> Result<()> {
-    let name = runs
-        .file_name()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "experiment".into());
-    match out {
-        Some(out) => write_report(runs, &out),
-        None => {
-            let out = PathBuf::from("reports").join(&name);
-            if !write_default_report(runs, &out)? {
-                anyhow::bail!("no report written; name its folder with --out");
-            }
-            Ok(())
-        }
-    }
-}
-
-/// The report into the folder pretext chose (`reports/<experiment>`), unless that folder holds
-/// a report drawn from other runs (`report::source`): then nothing is written and the line
-/// printed says how to draw it elsewhere. Returns whether it was written.
-pub fn write_default_report(exp_dir: &Path, out: &Path) -> Result<bool> {
-    if let Some(source) = crate::report::drawn_from(out) {
-        if !crate::report::same_runs(&source, exp_dir) {
-            eprintln!(
-                "report: not written: {} holds the report of {source}, not of {}; draw this one \
-                 with `pretext report {} --out DIR`",
-                out.display(),
-                exp_dir.display(),
-                crate::sweep::quote(&exp_dir.to_string_lossy())
-            );
-            return Ok(false);
-        }
-    }
-    write_report(exp_dir, out)?;
-    Ok(true)
-}
-
-/// Draws the report of `exp_dir` into `out`.
-pub fn write_report(exp_dir: &Path, out: &Path) -> Result<()> {
-    let command = std::fs::read_to_string(exp_dir.join("command.txt"))
-        .unwrap_or_else(|_| "(the command was not recorded)".into());
-    let w = crate::report::write(exp_dir, out, command.trim())?;
-    println!(
-        "report: {} ({} charts, PNG and SVG)",
-        w.markdown.display(),
-        w.charts.len()
-    );
-    Ok(())
 }

@@ -27,7 +27,7 @@ fn main() {
 fn dispatch() -> Result<()> {
     match Cli::parse().command {
         Command::Run(args) => run(&args),
-        Command::Report { runs, out } => grid::report(&runs, out),
+        Command::Report { runs, out } => pretext::report::folder::report(&runs, out),
         Command::Finetune(args) => finetune(&args),
         Command::Sweep(args) => sweep(&args),
         Command::Bench(args) => bench(&args),

@@ -163,7 +163,7 @@ fn variants_share_one_evaluation_set_and_the_report_crosses_pair_tasks() {
         .unwrap()
         .replace(&prints[0], "00000000");
     std::fs::write(&s, text).unwrap();
-    pretext::grid::write_report(&runs, &dir.join("reports/again")).unwrap();
+    pretext::report::folder::write(&runs, &dir.join("reports/again")).unwrap();
     let report = std::fs::read_to_string(dir.join("reports/again/README.md")).unwrap();
     assert!(
         report.contains("scored on different held-out sets"),

@@ -226,9 +226,9 @@ fn a_report_of_other_runs_does_not_replace_one_by_itself() {
         Some(first.to_str().unwrap())
     );
 
-    assert!(!pretext::grid::write_default_report(&other, &out).unwrap());
+    assert!(!pretext::report::folder::write_default(&other, &out).unwrap());
     assert_eq!(std::fs::read(out.join("README.md")).unwrap(), before);
-    assert!(pretext::grid::write_default_report(&first, &out).unwrap());
+    assert!(pretext::report::folder::write_default(&first, &out).unwrap());
 
     // Runs that are gone are told apart by their path as written.
     assert!(pretext::report::same_runs(
@@ -241,7 +241,7 @@ fn a_report_of_other_runs_does_not_replace_one_by_itself() {
     ));
 
     let elsewhere = root.join("reports/exp-r2");
-    pretext::grid::write_report(&other, &elsewhere).unwrap();
+    pretext::report::folder::write(&other, &elsewhere).unwrap();
     assert!(pretext::report::same_runs(
         &pretext::report::drawn_from(&elsewhere).unwrap(),
         &other

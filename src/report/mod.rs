@@ -6,13 +6,13 @@ pub mod axis;
 pub mod charts;
 pub mod cross;
 pub mod downstream;
+pub mod folder;
 pub mod runs;
 pub mod selection;
-pub mod source;
 pub mod timeline;
 
+pub use folder::{drawn_from, same_runs};
 pub use runs::ReportError;
-pub use source::{drawn_from, same_runs};
 
 use charts::{Line, MeanStd};
 use runs::{groups, mean_curve, mean_std, smooth, Run};
@@ -336,7 +336,7 @@ pub fn write(exp_dir: &Path, out: &Path, command: &str) -> Result<Written, Repor
         path: markdown.clone(),
         reason: e.to_string(),
     })?;
-    source::mark(out, exp_dir)?;
+    folder::mark(out, exp_dir)?;
     Ok(Written {
         markdown,
         charts: charts_written,
