@@ -257,6 +257,18 @@ fn validate_counts_the_vocabulary_of_tokenizer_path() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `pretext export RUN --hf OUT`, which must succeed.
+fn export(run: &Path, out: &Path) {
+    let o = Command::new(env!("CARGO_BIN_EXE_pretext"))
+        .arg("export")
+        .arg(run)
+        .arg("--hf")
+        .arg(out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
 /// `model.init = "hf:DIR"`: a run exported to HF transformers' layout comes back as the
 /// start of another run with the same weights (encoder and MLM head: the held-out loss of a
 /// zero-step run equals the source run's last one), and a `[model]` or tokenizer that does
@@ -270,14 +282,7 @@ fn an_hf_bert_directory_starts_a_run_with_its_weights() {
     w("source.toml", experiment("source", 40, ""));
     let o = pretext(&dir, "source.toml", "run");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let o = Command::new(env!("CARGO_BIN_EXE_pretext"))
-        .arg("export")
-        .arg(dir.join("runs/source/base"))
-        .arg("--hf")
-        .arg(dir.join("hf"))
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    export(&dir.join("runs/source/base"), &dir.join("hf"));
 
     let with = |name: &str, tok: &str, init: &str, model_extra: &str| {
         experiment(name, 0, &format!("path = \"{tok}\"")).replace(
@@ -345,14 +350,7 @@ fn an_hf_bert_directory_starts_a_run_with_its_weights() {
     );
     let o = pretext(&dir, "source_pre_ln.toml", "run");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let o = Command::new(env!("CARGO_BIN_EXE_pretext"))
-        .arg("export")
-        .arg(dir.join("runs/source-pre-ln/base"))
-        .arg("--hf")
-        .arg(dir.join("hf-pre-ln"))
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    export(&dir.join("runs/source-pre-ln/base"), &dir.join("hf-pre-ln"));
     w(
         "from_pre_ln.toml",
         with(

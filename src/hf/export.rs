@@ -18,7 +18,7 @@ use crate::config::{Experiment, NormKind};
 use crate::data::Tokenizer;
 use crate::hf::electra;
 use crate::hf::roberta_prelayernorm as prelayernorm;
-use crate::hf::Named;
+use crate::hf::{Class, Named};
 use crate::train::checkpoint;
 use anyhow::{bail, Context, Result};
 use std::path::Path;
@@ -56,12 +56,7 @@ pub fn hf_pretraining_name(ours: &str) -> Option<String> {
 pub fn to_hf(target: &Path, tokenizer: Option<&Path>, out: &Path) -> Result<String> {
     let (run_dir, ckpt) = crate::predict::resolve(target)?;
     let saved = checkpoint::open(&ckpt)?;
-    let cfg: Experiment = toml::from_str(saved.config()).with_context(|| {
-        format!(
-            "{}: the checkpoint's settings are unreadable",
-            ckpt.display()
-        )
-    })?;
+    let cfg = crate::predict::saved_settings(&saved, &ckpt)?;
     let class = Class::of(&cfg, &ckpt)?;
     if !cfg.model.linear_bias {
         bail!(
@@ -87,7 +82,7 @@ pub fn to_hf(target: &Path, tokenizer: Option<&Path>, out: &Path) -> Result<Stri
         .context("pass the pretraining run's tokenizer with --tokenizer")?;
     refuse_overwriting(out)?;
 
-    let (mut renamed, left) = class.rename(saved.model_tensors()?);
+    let (renamed, left) = class.rename(saved.model_tensors()?, tok.special.pad as usize);
     let words = renamed
         .iter()
         .find(|(n, ..)| n.ends_with("embeddings.word_embeddings.weight"))
@@ -100,9 +95,6 @@ pub fn to_hf(target: &Path, tokenizer: Option<&Path>, out: &Path) -> Result<Stri
             tok_path.display(),
             tok.vocab_size()
         );
-    }
-    if class == Class::RobertaPreLayerNorm {
-        renamed = prelayernorm::from_bert_tensors(renamed, tok.special.pad as usize).0;
     }
     let bytes = crate::model::io::serialize(&crate::model::io::encode(renamed), None);
 
@@ -195,14 +187,7 @@ fn config_json(class: Class, cfg: &Experiment, tok: &Tokenizer) -> String {
     serde_json::to_string_pretty(&v).expect("a JSON value serialises")
 }
 
-/// The HF class a run exports as.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Class {
-    Bert,
-    RobertaPreLayerNorm,
-    Electra,
-}
-
+/// The HF class a run exports as, and its tensors under the class's names.
 impl Class {
     /// Decided by the norm placement and the objectives; refused where no HF class computes
     /// what the run does.
@@ -226,14 +211,6 @@ impl Class {
         }
     }
 
-    fn model_type(self) -> &'static str {
-        match self {
-            Class::Bert => "bert",
-            Class::RobertaPreLayerNorm => prelayernorm::MODEL_TYPE,
-            Class::Electra => electra::MODEL_TYPE,
-        }
-    }
-
     fn architectures(self) -> Vec<&'static str> {
         match self {
             Class::Bert => vec!["BertForPreTraining", "BertForMaskedLM"],
@@ -242,10 +219,9 @@ impl Class {
         }
     }
 
-    /// The checkpoint's tensors under the class's names (RobertaPreLayerNorm's still BERT's
-    /// here: its position table needs the tokenizer's padding id), and ours that have no
-    /// place in it.
-    fn rename(self, tensors: Vec<Named>) -> (Vec<Named>, Vec<String>) {
+    /// The checkpoint's tensors under the class's names (`pad`, the tokenizer's padding id,
+    /// places RobertaPreLayerNorm's positions), and ours that have no place in it.
+    fn rename(self, tensors: Vec<Named>, pad: usize) -> (Vec<Named>, Vec<String>) {
         if self == Class::Electra {
             return electra::from_ours(tensors);
         }
@@ -268,6 +244,9 @@ impl Class {
                 }
                 None => left.push(name),
             }
+        }
+        if self == Class::RobertaPreLayerNorm {
+            renamed = prelayernorm::from_bert_tensors(renamed, pad).0;
         }
         (renamed, left)
     }

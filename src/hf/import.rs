@@ -14,9 +14,9 @@
 //! PowerNorm, ALiBi, projections without biases) is refused, since the weights would load
 //! into another computation without any error.
 
-use crate::config::{ModelConfig, NormKind, Positions};
-use crate::hf::electra;
+use crate::config::{ModelConfig, Positions};
 use crate::hf::roberta_prelayernorm as prelayernorm;
+use crate::hf::{electra, Class};
 use crate::model::io::{self, Naming, WeightsError};
 use crate::model::Params;
 use anyhow::{bail, Context, Result};
@@ -130,14 +130,14 @@ pub fn parse_config(text: &str, file: &Path) -> Result<HfConfig> {
     if let Some(t) = config
         .model_type
         .as_deref()
-        .filter(|t| !["bert", prelayernorm::MODEL_TYPE, electra::MODEL_TYPE].contains(t))
+        .filter(|t| Class::from_model_type(t).is_none())
     {
         bail!(
             "{}: model_type {t:?}; pretext reads HF BERT models (model_type \"bert\"), pre-LN \
              ones (\"{}\") and ELECTRA's (\"{}\")",
             file.display(),
-            prelayernorm::MODEL_TYPE,
-            electra::MODEL_TYPE
+            Class::RobertaPreLayerNorm.model_type(),
+            Class::Electra.model_type()
         );
     }
     if let Some(e) = config.embedding_size.filter(|&e| e != config.hidden_size) {
@@ -175,18 +175,17 @@ pub fn parse_config(text: &str, file: &Path) -> Result<HfConfig> {
 }
 
 impl HfConfig {
-    /// A `RobertaPreLayerNorm` directory rather than a BERT one.
-    pub fn pre_ln(&self) -> bool {
-        self.model_type.as_deref() == Some(prelayernorm::MODEL_TYPE)
+    /// The HF class (`parse_config` refused any other `model_type`; none is BERT).
+    pub fn class(&self) -> Class {
+        self.model_type
+            .as_deref()
+            .and_then(Class::from_model_type)
+            .unwrap_or(Class::Bert)
     }
 
-    /// The norm placement of the HF class.
-    fn norm(&self) -> NormKind {
-        if self.pre_ln() {
-            NormKind::PreLn
-        } else {
-            NormKind::PostLn
-        }
+    /// A `RobertaPreLayerNorm` directory, whose positions start at `pad_token_id + 1`.
+    fn pre_ln(&self) -> bool {
+        self.class() == Class::RobertaPreLayerNorm
     }
 
     /// Rows of the HF position table before the first real token's (0 for BERT).
@@ -213,7 +212,7 @@ impl HfConfig {
             heads: self.num_attention_heads,
             ffn: self.intermediate_size,
             max_positions: self.max_positions(),
-            norm: self.norm(),
+            norm: self.class().norm(),
             type_vocab: self.type_vocab_size,
             layer_norm_eps: self.layer_norm_eps as f32,
             tie_word_embeddings: self.tie_word_embeddings,
@@ -282,16 +281,13 @@ impl HfConfig {
                 m.layer_norm_eps, c.layer_norm_eps
             ));
         }
-        if m.norm != c.norm() {
-            let class = match c.model_type.as_deref() {
-                Some(t) if t == prelayernorm::MODEL_TYPE => "RobertaPreLayerNorm",
-                Some(t) if t == electra::MODEL_TYPE => "ELECTRA",
-                _ => "BERT",
-            };
+        let class = c.class();
+        if m.norm != class.norm() {
             out.push(format!(
-                "model.norm = \"{}\"; HF's {class} is model.norm = \"{}\"",
+                "model.norm = \"{}\"; HF's {} is model.norm = \"{}\"",
                 m.norm.name(),
-                c.norm().name()
+                class.name(),
+                class.norm().name()
             ));
         }
         if m.positions != Positions::Learned {
@@ -381,15 +377,14 @@ fn load_encoder(
 /// MLM head).
 fn bert_named(hf: &HfBert) -> Result<Vec<u8>, WeightsError> {
     let bytes = read(&hf.weights)?;
-    let model_type = hf.config.model_type.as_deref();
-    if model_type != Some(prelayernorm::MODEL_TYPE) && model_type != Some(electra::MODEL_TYPE) {
-        return Ok(bytes);
-    }
-    let st = deserialize(&bytes, &hf.weights)?;
-    let tensors = if hf.config.pre_ln() {
-        prelayernorm::to_bert_tensors(&st, &hf.weights, hf.config.pad_token_id)?
-    } else {
-        electra::to_bert_tensors(&st, &hf.weights)?
+    let file = &hf.weights;
+    let tensors = match hf.config.class() {
+        Class::Bert => return Ok(bytes),
+        Class::RobertaPreLayerNorm => {
+            let st = deserialize(&bytes, file)?;
+            prelayernorm::to_bert_tensors(&st, file, hf.config.pad_token_id)?
+        }
+        Class::Electra => electra::to_bert_tensors(&deserialize(&bytes, file)?, file)?,
     };
     Ok(io::serialize(&io::encode(tensors), None))
 }

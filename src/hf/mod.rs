@@ -15,9 +15,51 @@ pub mod export;
 pub mod import;
 pub mod roberta_prelayernorm;
 
+use crate::config::NormKind;
 use crate::model::io::{tensor_f32, WeightsError};
 use safetensors::SafeTensors;
 use std::path::Path;
+
+/// The HF classes pretext writes and reads, by the `model_type` of their `config.json`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    Bert,
+    RobertaPreLayerNorm,
+    Electra,
+}
+
+impl Class {
+    pub const ALL: [Class; 3] = [Class::Bert, Class::RobertaPreLayerNorm, Class::Electra];
+
+    pub fn model_type(self) -> &'static str {
+        match self {
+            Class::Bert => "bert",
+            Class::RobertaPreLayerNorm => roberta_prelayernorm::MODEL_TYPE,
+            Class::Electra => electra::MODEL_TYPE,
+        }
+    }
+
+    pub fn from_model_type(model_type: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.model_type() == model_type)
+    }
+
+    /// How messages name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Class::Bert => "BERT",
+            Class::RobertaPreLayerNorm => "RobertaPreLayerNorm",
+            Class::Electra => "ELECTRA",
+        }
+    }
+
+    /// The norm placement it computes.
+    pub fn norm(self) -> NormKind {
+        match self {
+            Class::RobertaPreLayerNorm => NormKind::PreLn,
+            Class::Bert | Class::Electra => NormKind::PostLn,
+        }
+    }
+}
 
 /// A tensor by name, shape and values.
 pub type Named = (String, Vec<usize>, Vec<f32>);

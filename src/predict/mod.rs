@@ -46,12 +46,7 @@ impl MaskedLm {
         }
         let (run_dir, ckpt) = resolve(target)?;
         let saved = checkpoint::open(&ckpt)?;
-        let config: Experiment = toml::from_str(saved.config()).with_context(|| {
-            format!(
-                "{}: the checkpoint's settings are unreadable",
-                ckpt.display()
-            )
-        })?;
+        let config = saved_settings(&saved, &ckpt)?;
         // The MLM head: `mlm`'s, else ELECTRA's generator (an MLM head over the same encoder).
         let has = |name: &str| config.objectives.iter().any(|o| o.name == name);
         let own_generator = config
@@ -228,6 +223,16 @@ fn lowercases(dir: &Path) -> bool {
         .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
         .and_then(|v| v["do_lower_case"].as_bool())
         .unwrap_or(true)
+}
+
+/// The settings a checkpoint records (`ckpt` is its file, for the message).
+pub fn saved_settings(saved: &checkpoint::Opened, ckpt: &Path) -> Result<Experiment> {
+    toml::from_str(saved.config()).with_context(|| {
+        format!(
+            "{}: the checkpoint's settings are unreadable",
+            ckpt.display()
+        )
+    })
 }
 
 /// The run directory and checkpoint file a TARGET names.

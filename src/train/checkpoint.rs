@@ -93,7 +93,7 @@ pub fn save(
     }
     for (module, state) in bundle.running_states() {
         for (vector, values) in state.vectors() {
-            let key = format!("{}.{module}.{vector}", state.kind());
+            let key = state_key(state.kind(), &module, vector);
             tensors.push((key, vec![values.len()], values));
         }
     }
@@ -312,6 +312,11 @@ pub fn load(
     Ok(state)
 }
 
+/// A running state's tensor in a checkpoint: `powernorm.encoder.layers.0.attn_norm.ema_gz`.
+fn state_key(kind: &str, module: &str, vector: &str) -> String {
+    format!("{kind}.{module}.{vector}")
+}
+
 /// One module's saved running state: its vectors and its counter.
 type SavedState = (Vec<Vec<f32>>, u64);
 
@@ -327,7 +332,7 @@ fn saved_states(
     for (module, s) in model.running_states() {
         let mut vectors = Vec::new();
         for (vector, now) in s.vectors() {
-            let key = format!("{}.{module}.{vector}", s.kind());
+            let key = state_key(s.kind(), &module, vector);
             vectors.push(flat_tensor(st, path, &key, now.len())?);
         }
         let counter = state
