@@ -1,12 +1,13 @@
 //! `pretext batches`: the file another implementation trains on (benches/hf_parity.py) holds
 //! exactly the token ids a run masks and trains on, and the experiment's shared evaluation set.
 
+mod common;
+
 use pretext::config::LoadedExperiment;
 use pretext::data::{self, BatchStream, MaskingConfig, PairMode, StreamSettings};
 use pretext::train::evaluation::{EvalSet, Layout, EVAL_BATCH};
 use safetensors::SafeTensors;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 const EXPERIMENT: &str = r#"
 name = "dump"
@@ -35,15 +36,13 @@ eval_batches = 3
 "#;
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("pretext-batches-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch(&format!("batches-{name}"));
     std::fs::write(dir.join("dump.toml"), EXPERIMENT).unwrap();
     dir
 }
 
 fn batches(dir: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_pretext"))
+    common::pretext()
         .arg("batches")
         .arg(dir.join("dump.toml"))
         .arg("--runs-dir")

@@ -13,7 +13,6 @@ use pretext::config::Precision;
 use pretext::model::fused::gemm::{matmul, Into, View};
 use pretext::model::fused::gemm_bf16::{self, reference, rounded};
 use pretext::train::Trainer;
-use std::process::Command;
 
 /// Pseudo-random values in [-1, 1), some tiny and some large, none of them bf16-exact.
 fn values(len: usize, salt: u64) -> Vec<f32> {
@@ -271,7 +270,7 @@ fn a_bf16_run_resumes_bit_identically_on_any_thread_count() {
 #[test]
 fn without_the_instructions_bf16_falls_back_to_f32_and_says_so() {
     let bench = |precision: &str, forced_off: bool| {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_pretext"));
+        let mut c = common::pretext();
         c.args(["bench", "--shape", "small", "--batch", "2", "--warmup", "0"])
             .args([
                 "--steps",

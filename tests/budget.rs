@@ -2,6 +2,8 @@
 //! fraction of the budget spent, the time survives a checkpoint, and the run ends when the
 //! budget is spent, recorded with the steps it reached.
 
+mod common;
+
 use pretext::config::budget::NO_STEP_LIMIT;
 use pretext::config::{Experiment, LoadedExperiment, OptimizerConfig, Schedule};
 use pretext::data::{self, Prepared};
@@ -42,8 +44,7 @@ checkpoint_every = 0
 }
 
 fn prepared(cfg: &Experiment) -> Prepared {
-    let dir = std::env::temp_dir().join(format!("pretext-budget-tok-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch("budget-tok");
     data::prepare(&cfg.data, &cfg.tokenizer, Path::new("."), Some(&dir)).unwrap()
 }
 

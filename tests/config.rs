@@ -1,5 +1,7 @@
 //! Issue 2: experiment files — defaults, errors that name file/line/key, grid expansion.
 
+mod common;
+
 use pretext::config::{LoadedExperiment, NormKind};
 use std::path::Path;
 
@@ -236,10 +238,9 @@ fn sizes_that_cannot_fit_are_refused_by_key() {
     assert_eq!(key, "tokenizer.vocab_size");
 
     // `pretext run` refuses it by key with exit 1, not an out-of-memory abort.
-    let dir = std::env::temp_dir().join(format!("pretext-fit-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch("fit");
     std::fs::write(dir.join("huge.toml"), "[training]\nbatch_size = 1000000\n").unwrap();
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_pretext"))
+    let o = common::pretext()
         .arg("run")
         .arg(dir.join("huge.toml"))
         .arg("--runs-dir")

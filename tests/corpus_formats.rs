@@ -2,17 +2,12 @@
 //! glob patterns, CRLF, layouts mixed in one corpus — through the whole-file reader, the
 //! block reader of the shard cache, and `data::prepare`.
 
+mod common;
+
 use pretext::config::{CorpusFormat, DataConfig, LoadedExperiment};
 use pretext::data::{corpus, sources};
 use std::io::Write;
-use std::path::{Path, PathBuf};
-
-fn scratch(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("pretext-formats-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+use std::path::Path;
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
@@ -95,7 +90,7 @@ fn jsonl_is_one_document_a_line_and_bad_lines_are_named() {
         assert!(e.starts_with("d.jsonl:2: ") && e.contains(why), "{e}");
     }
     // The block reader names the file's line, not the block's.
-    let dir = scratch("jsonl");
+    let dir = common::scratch("jsonl");
     let mut body: String = (0..200)
         .map(|i| format!("{{\"text\": \"Document number {i}. It has two sentences.\"}}\n"))
         .collect();
@@ -117,7 +112,7 @@ fn jsonl_is_one_document_a_line_and_bad_lines_are_named() {
 /// readers; a corrupt stream is an error naming the file.
 #[test]
 fn gzip_files_read_transparently_and_corruption_is_named() {
-    let dir = scratch("gzip");
+    let dir = common::scratch("gzip");
     std::fs::write(dir.join("wiki_00.gz"), gzip(WIKI.as_bytes())).unwrap();
     std::fs::write(dir.join("wiki_01"), gzip(WIKI.as_bytes())).unwrap();
     let plain = corpus::parse(WIKI, Path::new("x"), CorpusFormat::Auto, 1).unwrap();
@@ -152,7 +147,7 @@ fn gzip_files_read_transparently_and_corruption_is_named() {
 
 #[test]
 fn patterns_expand_in_a_stable_order_and_an_empty_match_is_named() {
-    let dir = scratch("glob");
+    let dir = common::scratch("glob");
     for sub in ["AB", "AA"] {
         std::fs::create_dir_all(dir.join(sub)).unwrap();
         for f in ["wiki_01", "wiki_00"] {
@@ -194,7 +189,7 @@ fn patterns_expand_in_a_stable_order_and_an_empty_match_is_named() {
 /// file, through `data::prepare` both read whole and through the shard cache.
 #[test]
 fn one_corpus_mixes_layouts_per_file_whole_and_cached() {
-    let dir = scratch("mixed");
+    let dir = common::scratch("mixed");
     std::fs::create_dir_all(dir.join("wiki/AA")).unwrap();
     std::fs::write(dir.join("wiki/AA/wiki_00.gz"), gzip(WIKI.as_bytes())).unwrap();
     let book = "The Project Gutenberg eBook of Tales\r\n\r\n*** START OF THE PROJECT GUTENBERG EBOOK TALES ***\r\n\r\nTHE FROG KING\r\n\r\nIn olden times when wishing still helped one, there lived a king\r\nwhose daughters were all beautiful. The youngest was so beautiful\r\nthat the sun itself was astonished.\r\n\r\nTHE WOLF\r\n\r\nThere was once a wolf. He was hungry.\r\n\r\n*** END OF THE PROJECT GUTENBERG EBOOK TALES ***\r\nLicence text here.\r\n";

@@ -2,28 +2,10 @@
 //! that would have overwritten another run's or an input's files must be refused with a
 //! message naming the file, and the victim files must be byte-identical afterwards.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn pretext() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_pretext"))
-}
-
-fn scratch(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("pretext-loss-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 /// Every file below `dir` with its bytes.
 fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
@@ -70,7 +52,7 @@ checkpoint_every = 4
 /// A finished pretraining run `<dir>/runs/victim/base`.
 fn pretrain(dir: &Path) -> PathBuf {
     std::fs::write(dir.join("victim.toml"), TINY).unwrap();
-    let o = pretext()
+    let o = common::pretext()
         .arg("run")
         .arg(dir.join("victim.toml"))
         .arg("--runs-dir")
@@ -80,13 +62,13 @@ fn pretrain(dir: &Path) -> PathBuf {
         .arg("--quiet")
         .output()
         .unwrap();
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", common::output_text(&o));
     dir.join("runs/victim/base")
 }
 
 #[test]
 fn finetune_into_a_pretraining_run_is_refused_and_leaves_it_intact() {
-    let dir = scratch("finetune");
+    let dir = common::scratch("finetune");
     let run = pretrain(&dir);
     let glue = dir.join("sst2");
     std::fs::create_dir_all(&glue).unwrap();
@@ -98,7 +80,7 @@ fn finetune_into_a_pretraining_run_is_refused_and_leaves_it_intact() {
     }
     let before = snapshot(&run);
     assert!(before.keys().any(|p| p.ends_with("summary.json")));
-    let o = pretext()
+    let o = common::pretext()
         .args([
             "finetune",
             "--task",
@@ -116,8 +98,8 @@ fn finetune_into_a_pretraining_run_is_refused_and_leaves_it_intact() {
         .arg(&run)
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    let msg = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{}", common::output_text(&o));
+    let msg = common::output_text(&o);
     assert!(msg.contains("holds a pretraining run"), "{msg}");
     assert!(msg.contains(&run.display().to_string()), "{msg}");
     assert_eq!(
@@ -127,7 +109,7 @@ fn finetune_into_a_pretraining_run_is_refused_and_leaves_it_intact() {
     );
 
     // The default output folder (below the run) is still fine.
-    let o = pretext()
+    let o = common::pretext()
         .args([
             "finetune",
             "--task",
@@ -143,7 +125,7 @@ fn finetune_into_a_pretraining_run_is_refused_and_leaves_it_intact() {
         .arg(&glue)
         .output()
         .unwrap();
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", common::output_text(&o));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -151,7 +133,7 @@ fn finetune_into_a_pretraining_run_is_refused_and_leaves_it_intact() {
 /// file; a fresh path gets the run's predictions, as its folder keeps them.
 #[test]
 fn predict_file_refuses_inputs_and_run_files_and_writes_glue_tsv() {
-    let dir = scratch("predict");
+    let dir = common::scratch("predict");
     let run = pretrain(&dir);
     let glue = dir.join("sst2");
     std::fs::create_dir_all(&glue).unwrap();
@@ -162,7 +144,7 @@ fn predict_file_refuses_inputs_and_run_files_and_writes_glue_tsv() {
         std::fs::write(glue.join(f), format!("sentence\tlabel\n{rows}")).unwrap();
     }
     let finetune = |predict: &Path, out: &Path| {
-        pretext()
+        common::pretext()
             .args(["finetune", "--task", "sst2", "--epochs", "1"])
             .args(["--max-seq-len", "32"])
             .arg("--checkpoint")
@@ -187,9 +169,17 @@ fn predict_file_refuses_inputs_and_run_files_and_writes_glue_tsv() {
         (run.join("summary.json"), "holds a pretraining run"),
     ] {
         let o = finetune(&victim, &dir.join("ft"));
-        assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-        assert!(text(&o).contains(says), "{}", text(&o));
-        assert!(text(&o).contains("--predict"), "{}", text(&o));
+        assert_eq!(o.status.code(), Some(1), "{}", common::output_text(&o));
+        assert!(
+            common::output_text(&o).contains(says),
+            "{}",
+            common::output_text(&o)
+        );
+        assert!(
+            common::output_text(&o).contains("--predict"),
+            "{}",
+            common::output_text(&o)
+        );
         assert!(!dir.join("ft").exists(), "refused before training");
     }
     assert_eq!(snapshot(&glue), data_before, "the data files changed");
@@ -197,7 +187,7 @@ fn predict_file_refuses_inputs_and_run_files_and_writes_glue_tsv() {
 
     let file = dir.join("sst2-dev.tsv");
     let o = finetune(&file, &dir.join("ft"));
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", common::output_text(&o));
     let written = std::fs::read_to_string(&file).unwrap();
     assert_eq!(
         written,
@@ -216,53 +206,57 @@ fn predict_file_refuses_inputs_and_run_files_and_writes_glue_tsv() {
 
 #[test]
 fn tokenizer_out_that_is_the_corpus_is_refused() {
-    let dir = scratch("tokenizer");
+    let dir = common::scratch("tokenizer");
     let corpus = dir.join("a.txt");
     let words = "the cat sat on the mat . a dog ran in the park .\n";
     std::fs::write(&corpus, words.repeat(50)).unwrap();
     let before = std::fs::read(&corpus).unwrap();
     // Same file, spelled another way: the check compares canonical paths.
     let spelled = dir.join(".").join("a.txt");
-    let o = pretext()
+    let o = common::pretext()
         .args(["tokenizer", "train", "--vocab-size", "60", "--corpus"])
         .arg(&corpus)
         .arg("--out")
         .arg(&spelled)
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(1), "{}", common::output_text(&o));
     assert!(
-        text(&o).contains("the output is also an input"),
+        common::output_text(&o).contains("the output is also an input"),
         "{}",
-        text(&o)
+        common::output_text(&o)
     );
     assert_eq!(std::fs::read(&corpus).unwrap(), before);
 
     // An existing file that is not a tokenizer is not replaced either.
     let notes = dir.join("notes.txt");
     std::fs::write(&notes, "my notes").unwrap();
-    let o = pretext()
+    let o = common::pretext()
         .args(["tokenizer", "train", "--vocab-size", "60", "--corpus"])
         .arg(&corpus)
         .arg("--out")
         .arg(&notes)
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(text(&o).contains("not a tokenizer file"), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(1), "{}", common::output_text(&o));
+    assert!(
+        common::output_text(&o).contains("not a tokenizer file"),
+        "{}",
+        common::output_text(&o)
+    );
     assert_eq!(std::fs::read(&notes).unwrap(), b"my notes");
 
     // A fresh path works, and so does replacing a tokenizer with a new one.
     let out = dir.join("tok.json");
     for _ in 0..2 {
-        let o = pretext()
+        let o = common::pretext()
             .args(["tokenizer", "train", "--vocab-size", "60", "--corpus"])
             .arg(&corpus)
             .arg("--out")
             .arg(&out)
             .output()
             .unwrap();
-        assert!(o.status.success(), "{}", text(&o));
+        assert!(o.status.success(), "{}", common::output_text(&o));
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -271,12 +265,12 @@ fn tokenizer_out_that_is_the_corpus_is_refused() {
 /// tokenizer made under it instead of training and saving its own over it.
 #[test]
 fn a_second_run_of_an_experiment_never_replaces_its_tokenizer() {
-    let dir = scratch("shared");
+    let dir = common::scratch("shared");
     std::fs::write(dir.join("victim.toml"), TINY).unwrap();
     let exp_dir = dir.join("runs/victim");
     // Another process is making the shared tokenizer: we hold the lock and write it.
     let lock = pretext::rundir::ExperimentLock::acquire(&exp_dir).unwrap();
-    let mut child = pretext()
+    let mut child = common::pretext()
         .arg("run")
         .arg(dir.join("victim.toml"))
         .arg("--runs-dir")
@@ -317,12 +311,16 @@ fn a_second_run_of_an_experiment_never_replaces_its_tokenizer() {
 
 #[test]
 fn bench_refuses_zero_steps_without_panicking() {
-    let o = pretext()
+    let o = common::pretext()
         .args(["bench", "--steps", "0", "--warmup", "0"])
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(text(&o).contains("--steps"), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(2), "{}", common::output_text(&o));
+    assert!(
+        common::output_text(&o).contains("--steps"),
+        "{}",
+        common::output_text(&o)
+    );
     // The library refuses it too, with a reason rather than a panic.
     let shape = pretext::bench::Shape {
         layers: 1,
@@ -334,7 +332,7 @@ fn bench_refuses_zero_steps_without_panicking() {
         batch: 2,
         ..pretext::bench::REFERENCE
     };
-    let dir = scratch("bench");
+    let dir = common::scratch("bench");
     let e = pretext::bench::run(&shape, 0, 0, &dir)
         .unwrap_err()
         .to_string();
@@ -349,13 +347,13 @@ fn bench_refuses_zero_steps_without_panicking() {
 /// be under 4 KiB, which a loaded machine could miss by polling late.)
 #[test]
 fn logs_reach_the_disk_at_every_log_step() {
-    let dir = scratch("live");
+    let dir = common::scratch("live");
     let text = TINY
         .replace("steps = 4\n", "steps = 100000\n")
         .replace("log_every = 2\n", "log_every = 1\n")
         .replace("checkpoint_every = 4\n", "checkpoint_every = 100000\n");
     std::fs::write(dir.join("live.toml"), text).unwrap();
-    let mut child = pretext()
+    let mut child = common::pretext()
         .arg("run")
         .arg(dir.join("live.toml"))
         .arg("--runs-dir")
@@ -406,7 +404,7 @@ fn logs_reach_the_disk_at_every_log_step() {
 /// they were, and --force retrains it.
 #[test]
 fn a_finished_run_of_a_changed_file_is_named_not_reused() {
-    let dir = scratch("changed");
+    let dir = common::scratch("changed");
     let run = pretrain(&dir);
     let before = snapshot(&run);
     std::fs::write(
@@ -415,7 +413,7 @@ fn a_finished_run_of_a_changed_file_is_named_not_reused() {
     )
     .unwrap();
     let again = || {
-        let mut c = pretext();
+        let mut c = common::pretext();
         c.arg("run")
             .arg(dir.join("victim.toml"))
             .arg("--runs-dir")
@@ -426,8 +424,8 @@ fn a_finished_run_of_a_changed_file_is_named_not_reused() {
         c
     };
     let o = again().output().unwrap();
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    let msg = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{}", common::output_text(&o));
+    let msg = common::output_text(&o);
     assert!(
         msg.contains("run `base` finished with other settings")
             && msg.contains("warmup_steps = 1")
@@ -436,6 +434,6 @@ fn a_finished_run_of_a_changed_file_is_named_not_reused() {
     );
     assert_eq!(snapshot(&run), before);
     let o = again().arg("--force").output().unwrap();
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", common::output_text(&o));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,5 +1,7 @@
 //! Issue 2: the data pipeline's statistics, invariants and errors.
 
+mod common;
+
 use pretext::config::CorpusFormat;
 use pretext::data::corpus::{self, parse, CorpusError, EMBEDDED};
 use pretext::data::instances::{create_instances, PairMode};
@@ -289,8 +291,7 @@ fn same_seed_gives_identical_batches_and_resume_continues_exactly() {
 
 #[test]
 fn bad_corpus_inputs_give_named_errors() {
-    let dir = std::env::temp_dir().join(format!("pretext-corpus-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch("corpus");
     let empty = dir.join("empty.txt");
     std::fs::write(&empty, "  \n\n").unwrap();
     let e = corpus::read_source("empty.txt", &dir, CorpusFormat::Auto, 2).unwrap_err();
@@ -343,8 +344,7 @@ fn bad_corpus_inputs_give_named_errors() {
 
 #[test]
 fn vocab_txt_without_special_tokens_is_refused_by_name() {
-    let dir = std::env::temp_dir().join(format!("pretext-vocab-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch("vocab");
     let vocab = dir.join("vocab.txt");
     std::fs::write(&vocab, "[PAD]\n[UNK]\n[CLS]\n[SEP]\nthe\ncat\n##s\n").unwrap();
     let e = Tokenizer::load(&vocab, true).unwrap_err();
@@ -504,11 +504,10 @@ fn max_ngram_outside_its_range_is_refused() {
 /// seeded hash maps, huggingface/tokenizers#1794).
 #[test]
 fn wordpiece_training_gives_one_vocabulary_in_every_process() {
-    let dir = std::env::temp_dir().join(format!("pretext-wordpiece-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch("wordpiece");
     let train = |name: &str| {
         let out = dir.join(name);
-        let o = std::process::Command::new(env!("CARGO_BIN_EXE_pretext"))
+        let o = common::pretext()
             .args([
                 "tokenizer",
                 "train",

@@ -46,8 +46,7 @@ name = "sop"
 }
 
 fn prepared(cfg: &pretext::config::Experiment, tag: &str) -> Prepared {
-    let dir = std::env::temp_dir().join(format!("pretext-devstep-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch(&format!("devstep-{tag}"));
     let p = data::prepare(&cfg.data, &cfg.tokenizer, Path::new("."), Some(&dir)).unwrap();
     std::fs::remove_dir_all(&dir).ok();
     p

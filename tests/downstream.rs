@@ -2,6 +2,8 @@
 //! that learns, probes that leave the encoder frozen, pretrained initialisation that is the
 //! pretraining checkpoint, SQuAD windows and decoding end to end, and head gradients.
 
+mod common;
+
 use dfdx::prelude::*;
 use pretext::config::{FinetuneSpec, Init, LoadedExperiment, Mode, ModelConfig};
 use pretext::data::{self, Tokenizer};
@@ -74,8 +76,7 @@ fn readers_read_the_real_glue_and_squad_files() {
 
 /// A WordPiece vocabulary of whole words, so tests control tokenisation exactly.
 fn tokenizer(words: &[&str], tag: &str) -> Arc<Tokenizer> {
-    let dir = std::env::temp_dir().join(format!("pretext-ft-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch(&format!("ft-{tag}"));
     let mut vocab: Vec<&str> = vec!["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"];
     vocab.extend(words);
     let path = dir.join("vocab.txt");
@@ -327,8 +328,7 @@ seq_len = 32
         .runs
         .remove(0)
         .config;
-    let dir = std::env::temp_dir().join(format!("pretext-ft-pre-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch("ft-pre");
     let prepared = data::prepare(&cfg.data, &cfg.tokenizer, Path::new("."), Some(&dir)).unwrap();
     let mut trainer = Trainer::new(&cfg, &prepared).unwrap();
     for _ in 0..6 {

@@ -1,9 +1,10 @@
 //! Issue 14, item 2: one evaluation set for every variant of an experiment, and every
 //! pretrained model scored on both pair tasks (its own head, or a probe).
 
+mod common;
+
 use pretext::train::probe;
 use std::path::Path;
-use std::process::Command;
 
 const EXPERIMENT: &str = r#"
 name = "cross"
@@ -53,13 +54,11 @@ fn summary(dir: &Path) -> serde_json::Value {
 
 #[test]
 fn variants_share_one_evaluation_set_and_the_report_crosses_pair_tasks() {
-    let dir = std::env::temp_dir().join(format!("pretext-fair-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch("fair");
     std::fs::write(dir.join("cross.toml"), EXPERIMENT).unwrap();
     std::fs::create_dir_all(dir.join("sts")).unwrap();
     std::fs::write(dir.join("sts/dev.tsv"), STS_DEV).unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_pretext"))
+    let o = common::pretext()
         .arg("run")
         .arg(dir.join("cross.toml"))
         .arg("--runs-dir")

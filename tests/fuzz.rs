@@ -3,6 +3,8 @@
 //! CI runs 2,000 cases per property; `PROPTEST_CASES=100000 cargo test --release --test fuzz`
 //! runs the full count.
 
+mod common;
+
 use pretext::config::{CorpusFormat, LoadedExperiment};
 use pretext::data::corpus;
 use pretext::model::io::{self, Naming};
@@ -89,8 +91,7 @@ proptest! {
             CorpusFormat::Auto, CorpusFormat::Text, CorpusFormat::Wikitext, CorpusFormat::Gutenberg,
             CorpusFormat::Wikiextractor, CorpusFormat::Jsonl,
         ][fmt];
-        let dir = std::env::temp_dir().join(format!("pretext-fuzz-corpus-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = common::scratch("fuzz-corpus");
         let path = dir.join("fuzz.txt");
         let mut bytes = text.into_bytes();
         bytes.extend(&junk);

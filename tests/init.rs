@@ -2,10 +2,11 @@
 //! pretraining, or SimCSE's second stage), and the refusals that keep it from loading an
 //! encoder into the wrong vocabulary.
 
+mod common;
+
 use pretext::config::LoadedExperiment;
 use pretext::train::Trainer;
 use std::path::Path;
-use std::process::Command;
 
 fn experiment(name: &str, steps: u64, extra: &str) -> String {
     let warmup = steps.min(5);
@@ -40,7 +41,7 @@ log_every = 1
 }
 
 fn pretext(dir: &Path, file: &str, subcommand: &str) -> std::process::Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_pretext"));
+    let mut c = common::pretext();
     c.arg(subcommand).arg(dir.join(file));
     if subcommand == "run" {
         c.args(["--quiet", "--runs-dir"])
@@ -73,9 +74,7 @@ fn first_mlm_loss(run: &Path) -> f64 {
 
 #[test]
 fn a_run_starts_from_another_runs_encoder_and_wrong_sources_are_refused() {
-    let dir = std::env::temp_dir().join(format!("pretext-init-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch("init");
     let w = |f: &str, text: String| std::fs::write(dir.join(f), text).unwrap();
 
     // Stage 1: MLM for 80 steps.
@@ -215,9 +214,7 @@ init = "runs/stage1/base""#;
 /// (and estimates the memory) of the vocabulary the tokenizer file holds.
 #[test]
 fn validate_counts_the_vocabulary_of_tokenizer_path() {
-    let dir = std::env::temp_dir().join(format!("pretext-vocab-count-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch("vocab-count");
     let mut words: Vec<String> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
         .iter()
         .map(|s| s.to_string())
@@ -259,7 +256,7 @@ fn validate_counts_the_vocabulary_of_tokenizer_path() {
 
 /// `pretext export RUN --hf OUT`, which must succeed.
 fn export(run: &Path, out: &Path) {
-    let o = Command::new(env!("CARGO_BIN_EXE_pretext"))
+    let o = common::pretext()
         .arg("export")
         .arg(run)
         .arg("--hf")
@@ -275,9 +272,7 @@ fn export(run: &Path, out: &Path) {
 /// not describe the HF model is refused with the key that differs.
 #[test]
 fn an_hf_bert_directory_starts_a_run_with_its_weights() {
-    let dir = std::env::temp_dir().join(format!("pretext-hf-init-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch("hf-init");
     let w = |f: &str, text: String| std::fs::write(dir.join(f), text).unwrap();
     w("source.toml", experiment("source", 40, ""));
     let o = pretext(&dir, "source.toml", "run");

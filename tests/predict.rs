@@ -2,11 +2,12 @@
 //! head, loaded outside training, reproduce the run's own held-out evaluation; fill's
 //! probabilities are a distribution; bad input is refused by name.
 
+mod common;
+
 use pretext::config::LoadedExperiment;
 use pretext::predict::{bias, eval, fill, MaskedLm};
 use pretext::train::evaluation::{EvalSet, Layout};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 const EXPERIMENT: &str = r#"
 name = "predict"
@@ -40,11 +41,9 @@ objectives = [[{name = "mlm"}], [{name = "sop"}]]
 fn runs() -> &'static PathBuf {
     static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("pretext-predict-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = common::scratch("predict");
         std::fs::write(dir.join("predict.toml"), EXPERIMENT).unwrap();
-        let o = Command::new(env!("CARGO_BIN_EXE_pretext"))
+        let o = common::pretext()
             .arg("run")
             .arg(dir.join("predict.toml"))
             .arg("--runs-dir")
@@ -59,10 +58,7 @@ fn runs() -> &'static PathBuf {
 }
 
 fn pretext(args: &[&str]) -> (Option<i32>, String, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_pretext"))
-        .args(args)
-        .output()
-        .unwrap();
+    let o = common::pretext().args(args).output().unwrap();
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     (o.status.code(), text(&o.stdout), text(&o.stderr))
 }
@@ -410,9 +406,7 @@ fn an_hf_directory_fills_in_the_blank_as_its_source_run_does() {
 /// A 4-step version of this file's experiment, named `name`, with the grid `ablation`,
 /// trained into a folder of its own; returns the folder (`runs/<name>/<variant>` inside).
 fn short_runs(name: &str, ablation: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("pretext-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch(name);
     let text = EXPERIMENT
         .replace("name = \"predict\"", &format!("name = \"{name}\""))
         .replace("steps = 40", "steps = 4")
@@ -534,9 +528,7 @@ fn an_electra_run_exports_as_hf_electra() {
 
 #[test]
 fn crows_pairs_runs_as_a_downstream_entry_and_reaches_the_report() {
-    let dir = std::env::temp_dir().join(format!("pretext-crows-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch("crows");
     std::fs::write(
         dir.join("pairs.csv"),
         ",sent_more,sent_less,stereo_antistereo,bias_type\n\

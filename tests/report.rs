@@ -1,5 +1,7 @@
 //! Issue 5 (part): reports read run directories back, group seeds, and draw every chart.
 
+mod common;
+
 use pretext::report::runs::{group_of, mean_curve, mean_std, smooth};
 use std::path::Path;
 
@@ -78,8 +80,7 @@ pre-ln
 
 #[test]
 fn empty_or_malformed_run_directories_are_named() {
-    let root = std::env::temp_dir().join(format!("pretext-report-bad-{}", std::process::id()));
-    std::fs::create_dir_all(&root).unwrap();
+    let root = common::scratch("report-bad");
     let e = pretext::report::write(&root, &root.join("out"), "x")
         .err()
         .unwrap()

@@ -275,8 +275,7 @@ fn a_nan_weight_stops_training_with_the_step_and_objective() {
 fn a_divergence_rolls_back_to_the_checkpoint_with_a_lower_learning_rate() {
     let cfg = experiment("on_divergence = \"rollback\"\nrollback_lr_factor = 0.25");
     let data = prepared(&cfg);
-    let dir = std::env::temp_dir().join(format!("pretext-rollback-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch("rollback");
     let ckpt = dir.join("latest.safetensors");
     let mut t = Trainer::new(&cfg, &data).unwrap();
     for _ in 0..4 {
@@ -345,8 +344,7 @@ fn a_divergence_rolls_back_to_the_checkpoint_with_a_lower_learning_rate() {
 fn downstream_entries_and_cluster_resources_do_not_invalidate_checkpoints() {
     let cfg = experiment("");
     let data = prepared(&cfg);
-    let dir = std::env::temp_dir().join(format!("pretext-extra-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch("extra");
     let ckpt = dir.join("latest.safetensors");
     let mut t = Trainer::new(&cfg, &data).unwrap();
     t.train_step().unwrap();
@@ -551,8 +549,7 @@ fn logs_after_a_crash_and_resume_equal_an_uninterrupted_run() {
 #[test]
 fn a_second_process_on_one_run_directory_is_refused() {
     use pretext::rundir::RunLock;
-    let dir = std::env::temp_dir().join(format!("pretext-lock-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch("lock");
     // A live process (pid 1 always exists on Linux) holds the lock.
     std::fs::write(dir.join(".lock"), "1").unwrap();
     let e = RunLock::acquire(&dir).unwrap_err().to_string();

@@ -7,8 +7,35 @@ use pretext::config::{Experiment, LoadedExperiment};
 use pretext::data::{Prepared, Tokenizer};
 use pretext::model::Params;
 use pretext::train::Trainer;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 use std::sync::Arc;
+
+/// The `pretext` binary of this build, to be called as a user calls it.
+pub fn pretext() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_pretext"))
+}
+
+/// What a command printed, stdout then stderr: where a test looks for a message.
+pub fn output_text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A new empty folder under the system's temporary folder, named after `tag`, the process
+/// and a count of the calls: tests run in parallel threads, so no two calls share one (what
+/// an earlier process of the same id left there is removed first).
+pub fn scratch(tag: &str) -> PathBuf {
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("pretext-{tag}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
 
 /// The one run of an experiment file's text (`file` names it in errors).
 pub fn experiment(text: &str, file: &str) -> Experiment {
@@ -31,8 +58,7 @@ pub fn words(vocab: usize) -> Vec<String> {
 /// Documents of token ids over a vocabulary of `vocab` words (ids 0–4 are `[PAD]`, `[UNK]`,
 /// `[CLS]`, `[SEP]`, `[MASK]`; the rest `w5`, `w6`, …), as the sampler reads them.
 pub fn prepared(vocab: usize, docs: Vec<Vec<Vec<u32>>>, tag: &str) -> Prepared {
-    let dir = std::env::temp_dir().join(format!("pretext-synth-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch(&format!("synth-{tag}"));
     let path = dir.join("vocab.txt");
     std::fs::write(&path, words(vocab).join("\n")).unwrap();
     let tokenizer = Tokenizer::load(&path, true).unwrap();
