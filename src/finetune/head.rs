@@ -6,7 +6,7 @@ use super::task::Kind;
 use crate::model::encoder::MASKED_SCORE;
 use crate::model::ops::linear;
 use crate::model::params::named_params;
-use crate::model::params::{join, Linear, Param, ParamMut, Params};
+use crate::model::params::Linear;
 use crate::model::{Act, Dev, Encoder, Inputs};
 use crate::objectives::cross_entropy;
 use crate::rng::Rng;
@@ -143,28 +143,11 @@ pub fn pool<T: Tape<f32, Dev>>(
         .permute::<_, Axes2<1, 0>>()
 }
 
-impl Params for Head {
-    fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, Param<'a>)) {
-        match self {
-            Head::Classifier(l) | Head::Regressor(l) => l.visit(&join(prefix, "out"), f),
-            Head::Span { start, end } => {
-                start.visit(&join(prefix, "start"), f);
-                end.visit(&join(prefix, "end"), f);
-            }
-            Head::None => {}
-        }
-    }
-    fn visit_mut<'a>(&'a mut self, prefix: &str, f: &mut dyn FnMut(String, ParamMut<'a>)) {
-        match self {
-            Head::Classifier(l) | Head::Regressor(l) => l.visit_mut(&join(prefix, "out"), f),
-            Head::Span { start, end } => {
-                start.visit_mut(&join(prefix, "start"), f);
-                end.visit_mut(&join(prefix, "end"), f);
-            }
-            Head::None => {}
-        }
-    }
-}
+named_params!(enum Head {
+    Head::Classifier(l) | Head::Regressor(l) => { l => "out" },
+    Head::Span { start, end } => { start => "start", end => "end" },
+    Head::None => {},
+});
 
 /// Encoder and head, trained together in `mode = "finetune"`.
 pub struct Finetuned<'a> {

@@ -1,6 +1,6 @@
 //! The normalisation of a block, chosen by name in the experiment file.
 
-use super::params::{Affine, Param, ParamMut, Params, RunningState};
+use super::params::{named_params, Affine};
 use super::powernorm::PowerNorm;
 use super::{ops, Act, Dev, Pass};
 use crate::config::{ModelConfig, NormKind};
@@ -32,22 +32,7 @@ impl Norm {
     }
 }
 
-impl Params for Norm {
-    fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, Param<'a>)) {
-        match self {
-            Norm::Layer { affine, .. } => affine.visit(prefix, f),
-            Norm::Power(p) => p.visit(prefix, f),
-        }
-    }
-    fn visit_mut<'a>(&'a mut self, prefix: &str, f: &mut dyn FnMut(String, ParamMut<'a>)) {
-        match self {
-            Norm::Layer { affine, .. } => affine.visit_mut(prefix, f),
-            Norm::Power(p) => p.visit_mut(prefix, f),
-        }
-    }
-    fn visit_state<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, &'a dyn RunningState)) {
-        if let Norm::Power(p) = self {
-            p.visit_state(prefix, f);
-        }
-    }
-}
+named_params!(enum Norm {
+    Norm::Layer { affine, .. } => { affine => "" },
+    Norm::Power(p) => { p => "" },
+});

@@ -60,7 +60,58 @@ impl ParamMut<'_> {
 /// empty (a wrapper that adds no level of naming). Fields are visited in the order listed,
 /// which is the order of checkpoints and of the optimiser's state. A module that keeps running
 /// state of its own (it implements `RunningState`) ends the list with `with running_state`.
+///
+/// An enum lists, per pattern, the bindings it holds and their names:
+/// `named_params!(enum Head { Head::Span { start, end } => { start => "start", end => "end" },
+/// Head::None => {} })`; each binding is visited by reference in `visit` and `visit_state`
+/// and by mutable reference in `visit_mut`.
 macro_rules! named_params {
+    (enum $ty:ty { $($pat:pat => { $($bind:ident => $name:literal),* $(,)? }),* $(,)? }) => {
+        impl $crate::model::params::Params for $ty {
+            fn visit<'a>(
+                &'a self,
+                prefix: &str,
+                f: &mut dyn FnMut(String, $crate::model::params::Param<'a>),
+            ) {
+                let _ = (&prefix, &f);
+                match self {
+                    $($pat => {$($crate::model::params::Params::visit(
+                        $bind,
+                        &$crate::model::params::join(prefix, $name),
+                        f,
+                    );)*})*
+                }
+            }
+            fn visit_mut<'a>(
+                &'a mut self,
+                prefix: &str,
+                f: &mut dyn FnMut(String, $crate::model::params::ParamMut<'a>),
+            ) {
+                let _ = (&prefix, &f);
+                match self {
+                    $($pat => {$($crate::model::params::Params::visit_mut(
+                        $bind,
+                        &$crate::model::params::join(prefix, $name),
+                        f,
+                    );)*})*
+                }
+            }
+            fn visit_state<'a>(
+                &'a self,
+                prefix: &str,
+                f: &mut dyn FnMut(String, &'a dyn $crate::model::params::RunningState),
+            ) {
+                let _ = (&prefix, &f);
+                match self {
+                    $($pat => {$($crate::model::params::Params::visit_state(
+                        $bind,
+                        &$crate::model::params::join(prefix, $name),
+                        f,
+                    );)*})*
+                }
+            }
+        }
+    };
     ($ty:ty { $($($field:tt).+ => $name:literal),* $(,)? } $(with $own:ident)?) => {
         impl $crate::model::params::Params for $ty {
             fn visit<'a>(
