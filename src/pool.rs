@@ -34,13 +34,20 @@ pub fn parallel<T: Sync>(
 /// reports/speedrun (one shared pool of 2 threads) a run of 16-sequence batches reached
 /// 690–718 steps in 10 minutes beside a run of 64-sequence batches, and 883–901 beside
 /// another of 16. On pools of their own, jobs share only the cores.
+///
+/// Either way `f` itself runs on one of the pool's threads, never on the caller's: a
+/// parallel loop started from outside a pool is handed to it and the caller sleeps until it
+/// is done — a wake-up and a sleep for each of the thousand-odd kernels of a step, which cost
+/// the small shape's 2-thread benchmark several per cent. Inside, the thread that starts a
+/// loop works on it too.
 pub fn own_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
     let pool = (threads > 0)
         .then(|| rayon::ThreadPoolBuilder::new().num_threads(threads).build())
         .and_then(Result::ok);
     match pool {
         Some(pool) => pool.install(f),
-        None => f(),
+        // `scope` runs its body on a thread of the global pool.
+        None => rayon::scope(|_| f()),
     }
 }
 
@@ -59,5 +66,15 @@ mod tests {
             super::own_threads(0, rayon::current_num_threads),
             rayon::current_num_threads()
         );
+    }
+
+    /// The job's own code runs on a thread of its pool (so that its parallel loops need no
+    /// hand-over), the global pool's included.
+    #[test]
+    fn a_job_runs_on_a_thread_of_its_pool() {
+        for threads in [0, 1, 2] {
+            let index = super::own_threads(threads, rayon::current_thread_index);
+            assert!(index.is_some(), "threads = {threads}: ran outside the pool");
+        }
     }
 }

@@ -239,12 +239,11 @@ pub struct Options {
 /// `pretext bench`: `warmup` untimed and `steps` timed steps of `shape`, printed as text or
 /// as one JSON object; with `gemm`, the step's products alone.
 pub fn command(shape: &Shape, o: &Options) -> anyhow::Result<()> {
-    if let Some(n) = o.threads {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build_global()
-            .ok();
-    }
+    // The step runs on a thread of the pool, as a training job does (`pool::own_threads`).
+    crate::pool::own_threads(o.threads.unwrap_or(0), || timed(shape, o))
+}
+
+fn timed(shape: &Shape, o: &Options) -> anyhow::Result<()> {
     if o.gemm {
         let timed = gemm::run(shape, 0.5);
         match o.json {

@@ -43,6 +43,7 @@ pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
     pub special: Special,
     /// `true` for `##` continuation pieces: whole-word masking groups them with the word start.
+    /// One entry per id of the vocabulary (added tokens included), so its length is the size.
     continuation: Vec<bool>,
 }
 
@@ -177,8 +178,11 @@ impl Tokenizer {
         format!("{:08x}", h.finalize())
     }
 
+    /// The vocabulary's size with added tokens. Read once when the tokenizer is made (it is
+    /// immutable afterwards): `tokenizers` answers it by building a map of the whole
+    /// vocabulary, which the masker, asking once per sequence, paid on every batch.
     pub fn vocab_size(&self) -> usize {
-        self.inner.get_vocab_size(true)
+        self.continuation.len()
     }
 
     pub fn is_continuation(&self, id: u32) -> bool {
