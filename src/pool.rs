@@ -37,9 +37,8 @@ pub fn parallel<T: Sync>(
 ///
 /// Either way `f` itself runs on one of the pool's threads, never on the caller's: a
 /// parallel loop started from outside a pool is handed to it and the caller sleeps until it
-/// is done — a wake-up and a sleep for each of the thousand-odd kernels of a step, which cost
-/// the small shape's 2-thread benchmark several per cent. Inside, the thread that starts a
-/// loop works on it too.
+/// is done — a wake-up and a sleep for each of the thousand-odd kernels of a step (futex time
+/// in `perf` of `pretext bench`). Inside, the thread that starts a loop works on it too.
 pub fn own_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
     let pool = (threads > 0)
         .then(|| rayon::ThreadPoolBuilder::new().num_threads(threads).build())

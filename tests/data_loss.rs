@@ -98,8 +98,8 @@ fn finetune_into_a_pretraining_run_is_refused_and_leaves_it_intact() {
         .arg(&run)
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(1), "{}", common::output_text(&o));
     let msg = common::output_text(&o);
+    assert_eq!(o.status.code(), Some(1), "{msg}");
     assert!(msg.contains("holds a pretraining run"), "{msg}");
     assert!(msg.contains(&run.display().to_string()), "{msg}");
     assert_eq!(
@@ -169,17 +169,10 @@ fn predict_file_refuses_inputs_and_run_files_and_writes_glue_tsv() {
         (run.join("summary.json"), "holds a pretraining run"),
     ] {
         let o = finetune(&victim, &dir.join("ft"));
-        assert_eq!(o.status.code(), Some(1), "{}", common::output_text(&o));
-        assert!(
-            common::output_text(&o).contains(says),
-            "{}",
-            common::output_text(&o)
-        );
-        assert!(
-            common::output_text(&o).contains("--predict"),
-            "{}",
-            common::output_text(&o)
-        );
+        let msg = common::output_text(&o);
+        assert_eq!(o.status.code(), Some(1), "{msg}");
+        assert!(msg.contains(says), "{msg}");
+        assert!(msg.contains("--predict"), "{msg}");
         assert!(!dir.join("ft").exists(), "refused before training");
     }
     assert_eq!(snapshot(&glue), data_before, "the data files changed");
@@ -220,12 +213,9 @@ fn tokenizer_out_that_is_the_corpus_is_refused() {
         .arg(&spelled)
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(1), "{}", common::output_text(&o));
-    assert!(
-        common::output_text(&o).contains("the output is also an input"),
-        "{}",
-        common::output_text(&o)
-    );
+    let msg = common::output_text(&o);
+    assert_eq!(o.status.code(), Some(1), "{msg}");
+    assert!(msg.contains("the output is also an input"), "{msg}");
     assert_eq!(std::fs::read(&corpus).unwrap(), before);
 
     // An existing file that is not a tokenizer is not replaced either.
@@ -238,12 +228,9 @@ fn tokenizer_out_that_is_the_corpus_is_refused() {
         .arg(&notes)
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(1), "{}", common::output_text(&o));
-    assert!(
-        common::output_text(&o).contains("not a tokenizer file"),
-        "{}",
-        common::output_text(&o)
-    );
+    let msg = common::output_text(&o);
+    assert_eq!(o.status.code(), Some(1), "{msg}");
+    assert!(msg.contains("not a tokenizer file"), "{msg}");
     assert_eq!(std::fs::read(&notes).unwrap(), b"my notes");
 
     // A fresh path works, and so does replacing a tokenizer with a new one.
@@ -315,12 +302,9 @@ fn bench_refuses_zero_steps_without_panicking() {
         .args(["bench", "--steps", "0", "--warmup", "0"])
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(2), "{}", common::output_text(&o));
-    assert!(
-        common::output_text(&o).contains("--steps"),
-        "{}",
-        common::output_text(&o)
-    );
+    let msg = common::output_text(&o);
+    assert_eq!(o.status.code(), Some(2), "{msg}");
+    assert!(msg.contains("--steps"), "{msg}");
     // The library refuses it too, with a reason rather than a panic.
     let shape = pretext::bench::Shape {
         layers: 1,
@@ -424,8 +408,8 @@ fn a_finished_run_of_a_changed_file_is_named_not_reused() {
         c
     };
     let o = again().output().unwrap();
-    assert_eq!(o.status.code(), Some(1), "{}", common::output_text(&o));
     let msg = common::output_text(&o);
+    assert_eq!(o.status.code(), Some(1), "{msg}");
     assert!(
         msg.contains("run `base` finished with other settings")
             && msg.contains("warmup_steps = 1")
