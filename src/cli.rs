@@ -50,7 +50,8 @@ pub enum Command {
     /// Fill in the blanks: the likeliest tokens for every [MASK] of a text, by a pretraining
     /// run's MLM head.
     Fill(FillArgs),
-    /// MLM loss, accuracy and pseudo-perplexity of a pretraining checkpoint on any text.
+    /// MLM loss, accuracy and pseudo-perplexity of a pretraining checkpoint on any text (or a
+    /// finished run scored again on its experiment's held-out set: --heldout).
     Eval(EvalArgs),
     /// The CrowS-Pairs bias probe of a pretraining run's MLM: how often it prefers the more
     /// stereotyping sentence of a minimal pair (50 % = no preference), overall and per type.
@@ -286,8 +287,13 @@ pub struct EvalArgs {
     /// A pretraining run directory, or its checkpoint file.
     pub target: PathBuf,
     /// Text files or glob patterns (any layout `data.corpus` reads; gzip read transparently).
-    #[arg(long, required = true, num_args = 1..)]
+    #[arg(long, required_unless_present = "heldout", conflicts_with = "heldout", num_args = 1..)]
     pub corpus: Vec<String>,
+    /// Instead of a corpus: score the finished run TARGET again on the shared held-out set of
+    /// FILE, the experiment it is a variant of — every objective's held-out metrics, the pair
+    /// probes and the pair heads' transfer, by this build's evaluation code.
+    #[arg(long, value_name = "FILE")]
+    pub heldout: Option<PathBuf>,
     /// auto, text, wikitext, gutenberg, wikiextractor or jsonl.
     #[arg(long, default_value = "auto", value_parser = parse_format)]
     pub format: pretext::config::CorpusFormat,

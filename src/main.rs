@@ -186,6 +186,9 @@ fn bench(a: &BenchArgs) -> Result<()> {
 }
 
 fn eval(a: &EvalArgs) -> Result<()> {
+    if let Some(file) = &a.heldout {
+        return pretext::train::rescore::command(file, &a.target, a.json);
+    }
     let opts = pretext::predict::eval::Options {
         corpus: a.corpus.clone(),
         format: a.format,

@@ -108,6 +108,52 @@ fn variants_share_one_evaluation_set_and_the_report_crosses_pair_tasks() {
         "{sop:?}"
     );
     assert!(sop.contains(&"sop/accuracy".into()));
+    // ALBERT's reading of its Table 5: the SOP head asked NSP's pairs. Only a run with a pair
+    // head has it, and only for the task it did not train.
+    assert!(sop.contains(&"transfer/nsp/accuracy".into()), "{sop:?}");
+    assert!(!sop.contains(&"transfer/sop/accuracy".into()), "{sop:?}");
+    assert!(!mlm.iter().any(|k| k.starts_with("transfer/")), "{mlm:?}");
+
+    // A finished run scored again on its experiment's held-out set gives what it recorded,
+    // every figure to the bit: the same set (fingerprint), the same weights, the same code.
+    let rescore = |v: &str, json: bool| {
+        common::pretext()
+            .arg("eval")
+            .args(json.then_some("--json"))
+            .arg("--heldout")
+            .arg(dir.join("cross.toml"))
+            .arg(runs.join(v))
+            .output()
+            .unwrap()
+    };
+    let o = rescore(variants[2], true);
+    assert!(o.status.success(), "{}", common::output_text(&o));
+    let again: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(again["eval_fingerprint"], prints[0].as_str());
+    assert_eq!(again["recorded_fingerprint"], prints[0].as_str());
+    assert_eq!(
+        again["scalars"],
+        summary(&runs.join(variants[2]))["last_eval"],
+        "{again}"
+    );
+    // Not a variant of the file, or not finished: refused by name.
+    let stray = runs.join("stray");
+    std::fs::create_dir_all(&stray).unwrap();
+    let o = rescore("stray", false);
+    let text = common::output_text(&o);
+    assert!(
+        !o.status.success() && text.contains("`stray` is no variant of"),
+        "{text}"
+    );
+    let unfinished = runs.join(variants[3]).join("summary.json");
+    std::fs::rename(&unfinished, dir.join("kept.json")).unwrap();
+    let o = rescore(variants[3], false);
+    let text = common::output_text(&o);
+    assert!(
+        !o.status.success() && text.contains("has not finished"),
+        "{text}"
+    );
+    std::fs::rename(dir.join("kept.json"), &unfinished).unwrap();
 
     let report = std::fs::read_to_string(dir.join("reports/cross/README.md")).unwrap();
     assert!(report.contains(&format!(
@@ -120,6 +166,14 @@ fn variants_share_one_evaluation_set_and_the_report_crosses_pair_tasks() {
         .unwrap_or_else(|| panic!("no cross-table row for the MLM-only variant:\n{report}"));
     assert_eq!(row.matches("(probe)").count(), 2, "{row}");
     assert!(row.contains("(head)"), "{row}");
+    let row = report
+        .lines()
+        .find(|l| l.starts_with("| objectives=mlm+sop | 2 | ") && l.contains("(head)"))
+        .unwrap_or_else(|| panic!("no cross-table row for the SOP variant:\n{report}"));
+    assert!(
+        row.contains("(probe); ") && row.contains("(other head)"),
+        "{row}"
+    );
 
     // Sentence embeddings join the cross table: Spearman, alignment and uniformity of the
     // pretrained encoder (SimCSE's Figure 2 axes), from each run's sts-embed downstream run.
@@ -171,6 +225,12 @@ fn variants_share_one_evaluation_set_and_the_report_crosses_pair_tasks() {
     assert!(
         report.contains("- `00000000`: objectives=mlm,seed=2"),
         "{report}"
+    );
+    let o = rescore(variants[1], false);
+    let text = common::output_text(&o);
+    assert!(
+        o.status.success() && text.contains("NOT the set the run recorded (00000000)"),
+        "{text}"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

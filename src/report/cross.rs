@@ -2,7 +2,7 @@
 //! accuracy, NSP accuracy, SOP accuracy on the shared held-out set, and the STS-B Spearman of
 //! its mean-pooled sentence embeddings — whatever it was trained with. A pair task the
 //! variant trained is scored through its own head; one it did not, through the linear probe
-//! of `train::probe`. ALBERT's case for SOP over NSP is exactly this table (Lan et al. 2019,
+//! of `train::probe` (and, where it trained the other pair task, that task's head). ALBERT's case for SOP over NSP is exactly this table (Lan et al. 2019,
 //! Table 5).
 
 use super::mean_std_cell;
@@ -10,11 +10,20 @@ use super::runs::Run;
 use std::fmt::Write as _;
 use std::path::Path;
 
-/// One column: the label, the head's key and the probe's key (if a probe can stand in).
-const COLUMNS: [(&str, &str, Option<&str>); 3] = [
+/// One column: the label, the head's key, and the keys of what can stand in for a head the
+/// variant did not train — the probe, and the other pair task's head (`transfer`).
+const COLUMNS: [(&str, &str, Option<(&str, &str)>); 3] = [
     ("MLM accuracy", "mlm/accuracy", None),
-    ("NSP accuracy", "nsp/accuracy", Some("probe/nsp/accuracy")),
-    ("SOP accuracy", "sop/accuracy", Some("probe/sop/accuracy")),
+    (
+        "NSP accuracy",
+        "nsp/accuracy",
+        Some(("probe/nsp/accuracy", "transfer/nsp/accuracy")),
+    ),
+    (
+        "SOP accuracy",
+        "sop/accuracy",
+        Some(("probe/sop/accuracy", "transfer/sop/accuracy")),
+    ),
 ];
 
 /// The `sts-embed` columns: the label and the key of the downstream summary's `dev` scores
@@ -84,14 +93,22 @@ pub fn write(md: &mut String, grouped: &[(String, Vec<&Run>)]) -> bool {
         .map(|c| sts.iter().any(|g| !g[c].is_empty()))
         .collect();
     let with_sts = with[0];
+    let with_transfer = has("transfer/nsp/accuracy") || has("transfer/sop/accuracy");
     let _ = writeln!(
         md,
         "## Every variant on every question (cross table)\n\n\
          Held-out accuracy on the shared evaluation set, mean ± std over seeds. *head*: the \
          variant trained this task and answers through its own head; *probe*: it did not, \
          and a logistic-regression probe on its frozen pooled [CLS] output (fitted on {} \
-         pairs of the training split) answers instead.{}\n",
+         pairs of the training split) answers instead.{}{}\n",
         crate::train::probe::PROBE_PAIRS,
+        if with_transfer {
+            " *other head*: the variant's head for the other pair task, asked this task's \
+             pairs as they are (both tasks label a pair 0 when B follows A) — how ALBERT's \
+             Table 5 scores its NSP model on SOP and its SOP model on NSP."
+        } else {
+            ""
+        },
         if with_sts {
             " STS-B: dev Spearman of the cosine of the pretrained encoder's sentence \
              embeddings against the gold scores, and their alignment (mean squared distance \
@@ -110,13 +127,20 @@ pub fn write(md: &mut String, grouped: &[(String, Vec<&Run>)]) -> bool {
         let mut cells = vec![g.clone(), rs.len().to_string()];
         for (_, key, probe) in COLUMNS {
             let by_head: Vec<f64> = rs.iter().filter_map(|r| r.last("eval", key)).collect();
-            let by_probe: Vec<f64> = probe
-                .map(|p| rs.iter().filter_map(|r| r.last("eval", p)).collect())
-                .unwrap_or_default();
+            let values = |key: Option<&str>| -> Vec<f64> {
+                key.map(|k| rs.iter().filter_map(|r| r.last("eval", k)).collect())
+                    .unwrap_or_default()
+            };
+            let by_probe = values(probe.map(|p| p.0));
+            let by_transfer = values(probe.map(|p| p.1));
             cells.push(if !by_head.is_empty() {
                 format!("{} (head)", mean_std_cell(&by_head, 3))
             } else if !by_probe.is_empty() {
-                format!("{} (probe)", mean_std_cell(&by_probe, 3))
+                let mut cell = format!("{} (probe)", mean_std_cell(&by_probe, 3));
+                if !by_transfer.is_empty() {
+                    let _ = write!(cell, "; {} (other head)", mean_std_cell(&by_transfer, 3));
+                }
+                cell
             } else {
                 "–".into()
             });

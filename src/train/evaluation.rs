@@ -62,13 +62,17 @@ impl Layout {
         }
     }
 
+    /// A pair task's name in metric tags (`probe/nsp/accuracy`).
+    pub fn task_name(task: PairMode) -> &'static str {
+        match task {
+            PairMode::Nsp => "nsp",
+            PairMode::Sop => "sop",
+            PairMode::Single => "single",
+        }
+    }
+
     fn name(&self) -> String {
-        let pair = match self.pair {
-            None => "single",
-            Some(PairMode::Nsp) => "nsp",
-            Some(PairMode::Sop) => "sop",
-            Some(PairMode::Single) => "single",
-        };
+        let pair = self.pair.map_or("single", Self::task_name);
         format!("{pair}{}", if self.masked { "-masked" } else { "" })
     }
 }
@@ -159,8 +163,13 @@ fn hash_batch(crc: &mut crc32fast::Hasher, layout: &str, b: &Batch) {
 }
 
 impl Trainer<'_> {
-    /// Linear-probe accuracies (`probe`) on the shared held-out pairs for the pair tasks this
-    /// run did not train: NSP for an SOP run, SOP for an NSP run, both for the others.
+    /// The cross table of ALBERT's Table 5, for the pair tasks this run did not train: a
+    /// linear probe's accuracy on the frozen [CLS] (`probe/<task>/accuracy`, see `probe`) and,
+    /// when the run trained the other pair head, that head's accuracy on this task's held-out
+    /// pairs (`transfer/<task>/accuracy`). The transfer is ALBERT's reading: its SOP model is
+    /// scored on NSP with the head it was trained with — both tasks label a pair 0 when B
+    /// follows A in the text, so one head answers both. NSP for an SOP run, SOP for an NSP
+    /// run, both probes (no transfer) for the others.
     pub fn probes(&self) -> Result<Vec<(String, f64)>, TrainError> {
         let Some(set) = &self.eval_set else {
             return Ok(Vec::new());
@@ -169,14 +178,65 @@ impl Trainer<'_> {
             .into_iter()
             .filter(|t| self.needs.pair != Some(*t))
             .collect();
-        Ok(super::probe::pair_probes(
+        let mut out = super::probe::pair_probes(
             &self.dev,
             &self.bundle.encoder,
             self.prepared,
             set,
             self.cfg.training.seq_len,
             &tasks,
-        )?)
+        )?;
+        out.extend(self.transfers(set, &tasks)?);
+        Ok(out)
+    }
+
+    /// `transfer/<task>/accuracy`: the run's trained pair head on the held-out pairs of each
+    /// of `tasks` (see `probes`).
+    fn transfers(
+        &self,
+        set: &EvalSet,
+        tasks: &[PairMode],
+    ) -> Result<Vec<(String, f64)>, TrainError> {
+        let _products = crate::model::precision::autocast(self.precision);
+        let heads: Vec<_> = self
+            .bundle
+            .objectives
+            .iter()
+            .filter(|(_, o)| registry::find(o.name()).is_some_and(|e| e.needs.pair.is_some()))
+            .collect();
+        let mut out = Vec::new();
+        for (_, head) in heads {
+            for &task in tasks {
+                let layout = Layout {
+                    masked: false,
+                    pair: Some(task),
+                };
+                let Some(batches) = set.batches(layout) else {
+                    continue;
+                };
+                let (mut correct, mut total) = (0usize, 0usize);
+                for batch in batches {
+                    let enc = &self.bundle.encoder;
+                    let inputs = inputs_of(enc, batch)?;
+                    let hidden = enc.forward(&self.dev, &inputs, NoneTape, Mode::Eval);
+                    let ctx = Ctx {
+                        dev: &self.dev,
+                        encoder: enc,
+                        batch,
+                        inputs: &inputs,
+                        rng: None,
+                    };
+                    let loss = ObjectiveFor::<NoneTape>::loss(head.as_ref(), hidden, None, &ctx);
+                    correct += loss.correct;
+                    total += loss.total;
+                }
+                out.push((
+                    format!("transfer/{}/accuracy", Layout::task_name(task)),
+                    correct as f64 / total.max(1) as f64,
+                ));
+            }
+        }
+        Ok(out)
     }
 
     /// Mean metrics over the shared held-out set: each objective on the batches of its layout

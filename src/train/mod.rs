@@ -10,6 +10,7 @@ pub mod host_step;
 pub mod log;
 pub mod optimizer;
 pub mod probe;
+pub mod rescore;
 pub mod run;
 pub mod settings;
 pub mod streams;
