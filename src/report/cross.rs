@@ -10,20 +10,32 @@ use super::runs::Run;
 use std::fmt::Write as _;
 use std::path::Path;
 
-/// One column: the label, the head's key, and the keys of what can stand in for a head the
-/// variant did not train — the probe, and the other pair task's head (`transfer`).
-const COLUMNS: [(&str, &str, Option<(&str, &str)>); 3] = [
-    ("MLM accuracy", "mlm/accuracy", None),
-    (
-        "NSP accuracy",
-        "nsp/accuracy",
-        Some(("probe/nsp/accuracy", "transfer/nsp/accuracy")),
-    ),
-    (
-        "SOP accuracy",
-        "sop/accuracy",
-        Some(("probe/sop/accuracy", "transfer/sop/accuracy")),
-    ),
+/// One column of the pair questions.
+struct Column {
+    label: &'static str,
+    /// The key of the variant's own head.
+    head: &'static str,
+    /// What can stand in for a head the variant did not train: the probe's key and the other
+    /// pair task's head's key (`transfer`).
+    stand_ins: Option<(&'static str, &'static str)>,
+}
+
+const COLUMNS: [Column; 3] = [
+    Column {
+        label: "MLM accuracy",
+        head: "mlm/accuracy",
+        stand_ins: None,
+    },
+    Column {
+        label: "NSP accuracy",
+        head: "nsp/accuracy",
+        stand_ins: Some(("probe/nsp/accuracy", "transfer/nsp/accuracy")),
+    },
+    Column {
+        label: "SOP accuracy",
+        head: "sop/accuracy",
+        stand_ins: Some(("probe/sop/accuracy", "transfer/sop/accuracy")),
+    },
 ];
 
 /// The `sts-embed` columns: the label and the key of the downstream summary's `dev` scores
@@ -119,20 +131,25 @@ pub fn write(md: &mut String, grouped: &[(String, Vec<&Run>)]) -> bool {
         }
     );
     let mut head = vec!["variant", "n"];
-    head.extend(COLUMNS.iter().map(|c| c.0));
+    head.extend(COLUMNS.iter().map(|c| c.label));
     head.extend(STS.iter().zip(&with).filter(|(_, w)| **w).map(|(c, _)| c.0));
     let _ = writeln!(md, "| {} |", head.join(" | "));
     let _ = writeln!(md, "|{}", "---|".repeat(head.len()));
     for ((g, rs), sts) in grouped.iter().zip(&sts) {
         let mut cells = vec![g.clone(), rs.len().to_string()];
-        for (_, key, probe) in COLUMNS {
+        for Column {
+            head: key,
+            stand_ins,
+            ..
+        } in COLUMNS
+        {
             let by_head: Vec<f64> = rs.iter().filter_map(|r| r.last("eval", key)).collect();
             let values = |key: Option<&str>| -> Vec<f64> {
                 key.map(|k| rs.iter().filter_map(|r| r.last("eval", k)).collect())
                     .unwrap_or_default()
             };
-            let by_probe = values(probe.map(|p| p.0));
-            let by_transfer = values(probe.map(|p| p.1));
+            let by_probe = values(stand_ins.map(|p| p.0));
+            let by_transfer = values(stand_ins.map(|p| p.1));
             cells.push(if !by_head.is_empty() {
                 format!("{} (head)", mean_std_cell(&by_head, 3))
             } else if !by_probe.is_empty() {
