@@ -180,6 +180,31 @@ pub struct SweepArgs {
     pub reports_dir: PathBuf,
 }
 
+impl SweepArgs {
+    /// The file's `[slurm]` resources with each flag given on the command line put over them.
+    pub fn resources(&self, mut res: pretext::config::SlurmConfig) -> pretext::config::SlurmConfig {
+        if let Some(v) = &self.partition {
+            res.partition = Some(v.clone());
+        }
+        if let Some(v) = &self.time {
+            res.time = v.clone();
+        }
+        if let Some(v) = self.cpus_per_task {
+            res.cpus_per_task = v;
+        }
+        if let Some(v) = &self.mem {
+            res.mem = v.clone();
+        }
+        if let Some(v) = self.gpus {
+            res.gpus = v;
+        }
+        if let Some(v) = self.max_parallel {
+            res.max_parallel = v;
+        }
+        res
+    }
+}
+
 #[derive(clap::Args)]
 pub struct FinetuneArgs {
     /// A pretraining run directory, or its checkpoint file (checkpoints/latest.safetensors).

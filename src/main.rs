@@ -136,25 +136,7 @@ fn sweep(a: &SweepArgs) -> Result<()> {
         return grid::run(&a.file, &opts);
     }
     let exp = LoadedExperiment::load(&a.file)?;
-    let mut res = exp.base.slurm.clone().unwrap_or_default();
-    if let Some(v) = &a.partition {
-        res.partition = Some(v.clone());
-    }
-    if let Some(v) = &a.time {
-        res.time = v.clone();
-    }
-    if let Some(v) = a.cpus_per_task {
-        res.cpus_per_task = v;
-    }
-    if let Some(v) = &a.mem {
-        res.mem = v.clone();
-    }
-    if let Some(v) = a.gpus {
-        res.gpus = v;
-    }
-    if let Some(v) = a.max_parallel {
-        res.max_parallel = v;
-    }
+    let res = a.resources(exp.base.slurm.clone().unwrap_or_default());
     pretext::sweep::write_and_submit(&pretext::sweep::Request {
         file: a.file.clone(),
         resources: res,
