@@ -317,7 +317,7 @@ pub struct EvalArgs {
     /// Instead of a corpus: score the finished run TARGET again on the shared held-out set of
     /// FILE, the experiment it is a variant of — every objective's held-out metrics, the pair
     /// probes and the pair heads' transfer, by this build's evaluation code.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["format", "seq_len", "batches", "pppl_sequences", "seed", "tokenizer"])]
     pub heldout: Option<PathBuf>,
     /// auto, text, wikitext, gutenberg, wikiextractor or jsonl.
     #[arg(long, default_value = "auto", value_parser = parse_format)]

@@ -378,3 +378,37 @@ batch_size = 64
         "{e}"
     );
 }
+
+/// An experiment path that is no experiment file is refused by name, before anything is read
+/// whole: a device (`/dev/zero` would never end; `/dev/null` would pass for an empty file of
+/// defaults), a directory, a file far too large for one, bytes that are not UTF-8.
+#[test]
+fn paths_that_are_no_experiment_file_are_refused_by_name() {
+    let refused = |path: &Path| match LoadedExperiment::load(path) {
+        Ok(_) => panic!("{} was loaded as an experiment", path.display()),
+        Err(e) => e.to_string(),
+    };
+    for dev in ["/dev/zero", "/dev/null"] {
+        let e = refused(Path::new(dev));
+        assert!(e.contains(dev) && e.contains("not a regular file"), "{e}");
+    }
+    let dir = common::scratch("experiment-paths");
+    let e = refused(&dir);
+    assert!(e.contains("is a directory"), "{e}");
+    let huge = dir.join("huge.toml");
+    // Sparse: no disk is spent on it.
+    std::fs::File::create(&huge)
+        .unwrap()
+        .set_len(17 << 20)
+        .unwrap();
+    let e = refused(&huge);
+    assert!(
+        e.contains("huge.toml") && e.contains("more than 16 MiB"),
+        "{e}"
+    );
+    let binary = dir.join("binary.toml");
+    std::fs::write(&binary, b"name = \"x\"\n\xff\xfe").unwrap();
+    let e = refused(&binary);
+    assert!(e.contains("not UTF-8") && e.contains("byte 11"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

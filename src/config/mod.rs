@@ -4,6 +4,7 @@
 pub mod budget;
 mod downstream;
 mod error;
+mod file;
 pub mod memory;
 mod model;
 pub mod preset;
@@ -41,12 +42,12 @@ pub struct LoadedExperiment {
 impl LoadedExperiment {
     /// Reads, checks and expands `path`. Every problem found is reported, not only the first.
     pub fn load(path: &Path) -> Result<Self, ConfigErrors> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
+        let text = file::read(path).map_err(|message| {
             ConfigErrors(vec![ConfigError {
                 file: path.into(),
                 key: String::new(),
                 line: None,
-                message: format!("cannot read the experiment file: {e}"),
+                message,
             }])
         })?;
         Self::from_str(&text, path)

@@ -39,6 +39,15 @@ pub fn command(file: &Path, run_dir: &Path, json: bool) -> Result<()> {
 
 /// Scores the finished run `run_dir` (a variant of `file`) on `file`'s held-out set.
 pub fn rescore(file: &Path, run_dir: &Path) -> Result<Rescored> {
+    if run_dir.is_file() {
+        bail!(
+            "{}: --heldout takes a run directory (the one that holds checkpoints/), not a file",
+            run_dir.display()
+        );
+    }
+    if !run_dir.is_dir() {
+        bail!("{}: no such run directory", run_dir.display());
+    }
     let exp = LoadedExperiment::load(file)?;
     let variant = run_dir
         .file_name()
