@@ -145,6 +145,19 @@ fn variants_share_one_evaluation_set_and_the_report_crosses_pair_tasks() {
         !o.status.success() && text.contains("`stray` is no variant of"),
         "{text}"
     );
+    let o = rescore(
+        &format!("{}/checkpoints/latest.safetensors", variants[2]),
+        false,
+    );
+    let text = common::output_text(&o);
+    assert!(!o.status.success() && text.contains("not a file"), "{text}");
+    let o = common::pretext()
+        .args(["eval", "--seq-len", "32", "--heldout"])
+        .arg(dir.join("cross.toml"))
+        .arg(runs.join(variants[2]))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", common::output_text(&o));
     let unfinished = runs.join(variants[3]).join("summary.json");
     std::fs::rename(&unfinished, dir.join("kept.json")).unwrap();
     let o = rescore(variants[3], false);
