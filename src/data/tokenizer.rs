@@ -92,6 +92,33 @@ impl Tokenizer {
         Self::wrap(tok, Path::new("<trained>"))
     }
 
+    /// The tokenizer of a pretraining run in `run_dir`, trained with `cfg`: `given` (the
+    /// user's `--tokenizer`), else the experiment's `tokenizer.json` beside the run. An
+    /// experiment that named its tokenizer file (`tokenizer.path`, relative to the experiment
+    /// file, which a run folder does not record) is told so, with the path to pass.
+    pub fn of_run(
+        run_dir: &Path,
+        given: Option<&Path>,
+        cfg: &crate::config::TokenizerConfig,
+    ) -> anyhow::Result<(PathBuf, Self)> {
+        use anyhow::Context;
+        let path = given.map(Path::to_path_buf).unwrap_or_else(|| {
+            run_dir
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join("tokenizer.json")
+        });
+        let hint = match (&cfg.path, given) {
+            (Some(named), None) if !path.is_file() => format!(
+                "the run's experiment names its tokenizer file (tokenizer.path = \"{named}\", \
+                 relative to the experiment file): pass that file with --tokenizer"
+            ),
+            _ => "pass the pretraining run's tokenizer with --tokenizer".into(),
+        };
+        let tok = Self::load(&path, cfg.lowercase).context(hint)?;
+        Ok((path, tok))
+    }
+
     /// Loads an HF `tokenizer.json`, or a BERT `vocab.txt` (one token a line) with the BERT
     /// normaliser (`lowercase` applies only to `vocab.txt`; a `tokenizer.json` carries its own).
     pub fn load(path: &Path, lowercase: bool) -> Result<Self, TokenizerError> {
@@ -239,5 +266,37 @@ impl Tokenizer {
             .get_model()
             .get_vocab_size()
             .max(self.vocab_size())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run whose experiment named its tokenizer file is told to pass that file; one whose
+    /// experiment saved it beside the runs gets the general hint.
+    #[test]
+    fn a_run_without_its_tokenizer_beside_it_is_told_which_file_to_pass() {
+        let run = std::env::temp_dir()
+            .join(format!("pretext-of-run-{}", std::process::id()))
+            .join("base");
+        std::fs::create_dir_all(&run).unwrap();
+        let mut cfg = crate::config::TokenizerConfig {
+            path: Some("../shared/tok.json".into()),
+            ..Default::default()
+        };
+        let e = format!("{:#}", Tokenizer::of_run(&run, None, &cfg).err().unwrap());
+        assert!(
+            e.contains("tokenizer.path = \"../shared/tok.json\"") && e.contains("--tokenizer"),
+            "{e}"
+        );
+        cfg.path = None;
+        let e = format!("{:#}", Tokenizer::of_run(&run, None, &cfg).err().unwrap());
+        assert!(
+            e.starts_with("pass the pretraining run's tokenizer with --tokenizer")
+                && e.contains("tokenizer.json"),
+            "{e}"
+        );
+        let _ = std::fs::remove_dir_all(run.parent().unwrap());
     }
 }

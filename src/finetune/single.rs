@@ -50,16 +50,8 @@ pub fn run(a: &Request) -> Result<String> {
     let config = crate::train::checkpoint::read_config(&ckpt)?;
     let cfg: Experiment = toml::from_str(&config)
         .with_context(|| format!("{}: the checkpoint's config is unreadable", ckpt.display()))?;
-    let tok_path = a.tokenizer.clone().unwrap_or_else(|| {
-        run_dir
-            .parent()
-            .unwrap_or(Path::new("."))
-            .join("tokenizer.json")
-    });
-    let tok = Arc::new(
-        Tokenizer::load(&tok_path, cfg.tokenizer.lowercase)
-            .context("pass the pretraining run's tokenizer with --tokenizer")?,
-    );
+    let (tok_path, tok) = Tokenizer::of_run(&run_dir, a.tokenizer.as_deref(), &cfg.tokenizer)?;
+    let tok = Arc::new(tok);
     let spec = spec(a, &cfg)?;
     let task = super::task::find(&spec.task).context("unknown task")?;
     let splits = super::data::load(&task, &spec, Path::new("."))?;

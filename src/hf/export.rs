@@ -72,14 +72,7 @@ pub fn to_hf(target: &Path, tokenizer: Option<&Path>, out: &Path) -> Result<Stri
             ckpt.display()
         );
     }
-    let tok_path = tokenizer.map(Path::to_path_buf).unwrap_or_else(|| {
-        run_dir
-            .parent()
-            .unwrap_or(Path::new("."))
-            .join("tokenizer.json")
-    });
-    let tok = Tokenizer::load(&tok_path, cfg.tokenizer.lowercase)
-        .context("pass the pretraining run's tokenizer with --tokenizer")?;
+    let (tok_path, tok) = Tokenizer::of_run(&run_dir, tokenizer, &cfg.tokenizer)?;
     refuse_overwriting(out)?;
 
     let (renamed, left) = class.rename(saved.model_tensors()?, tok.special.pad as usize);

@@ -78,16 +78,8 @@ impl MaskedLm {
                     .join(" + ")
             );
         };
-        let tok_path = tokenizer.map(Path::to_path_buf).unwrap_or_else(|| {
-            run_dir
-                .parent()
-                .unwrap_or(Path::new("."))
-                .join("tokenizer.json")
-        });
-        let tokenizer = Arc::new(
-            Tokenizer::load(&tok_path, config.tokenizer.lowercase)
-                .context("pass the pretraining run's tokenizer with --tokenizer")?,
-        );
+        let (tok_path, tokenizer) = Tokenizer::of_run(&run_dir, tokenizer, &config.tokenizer)?;
+        let tokenizer = Arc::new(tokenizer);
         let dev = crate::model::device(0)?;
         let vocab = tokenizer.vocab_size();
         // Every weight is overwritten by the checkpoint; the seed only fills them first.
