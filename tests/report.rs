@@ -249,3 +249,34 @@ fn a_report_of_other_runs_does_not_replace_one_by_itself() {
     ));
     std::fs::remove_dir_all(&root).ok();
 }
+
+/// `pretext report RUNS --out R`, R a run folder: refused by name, nothing written into it.
+#[test]
+fn a_report_is_not_written_into_a_run_folder() {
+    let root = common::scratch("report-into-run");
+    let runs = root.join("runs/exp");
+    fake_run(&runs, "seed=1", 0.0);
+    let run = runs.join("seed=1");
+    let before: Vec<_> = std::fs::read_dir(&run)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let o = common::pretext()
+        .arg("report")
+        .arg(&runs)
+        .arg("--out")
+        .arg(&run)
+        .output()
+        .unwrap();
+    let text = common::output_text(&o);
+    assert!(
+        !o.status.success() && text.contains("this folder holds a fine-tuning run"),
+        "{text}"
+    );
+    let after: Vec<_> = std::fs::read_dir(&run)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(before.len(), after.len(), "{after:?}");
+    std::fs::remove_dir_all(&root).ok();
+}

@@ -85,6 +85,13 @@ pub fn write_default(exp_dir: &Path, out: &Path) -> Result<bool> {
 
 /// Draws the report of `exp_dir` into `out`.
 pub fn write(exp_dir: &Path, out: &Path) -> Result<()> {
+    if let Some(kind) = crate::rundir::kind_of(out) {
+        anyhow::bail!(
+            "{}: this folder holds a {} run; a report written into it would mix its charts with              the run's files. Choose another folder for --out",
+            out.display(),
+            kind.name()
+        );
+    }
     let command = std::fs::read_to_string(exp_dir.join("command.txt"))
         .unwrap_or_else(|_| "(the command was not recorded)".into());
     let w = super::write(exp_dir, out, command.trim())?;
