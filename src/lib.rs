@@ -8,6 +8,7 @@ pub mod batches;
 pub mod bench;
 pub mod config;
 pub mod data;
+pub mod experiment;
 pub mod finetune;
 pub mod gradnorms;
 pub mod grid;

@@ -1,5 +1,7 @@
-//! Experiment files: the schema, loading with errors that name file/line/key, semantic
-//! validation, and expansion of `[ablation]` axes into a grid of runs.
+//! Experiment files: the schema, loading with errors that name file/line/key, value ranges
+//! and cross-field checks, and expansion of `[ablation]` axes into a grid of runs. A leaf: it
+//! imports no other module of pretext; the rules that need the objective registry or the
+//! task list are passed in (`Rules`) by `crate::experiment`.
 
 pub mod budget;
 mod downstream;
@@ -39,9 +41,16 @@ pub struct LoadedExperiment {
     pub runs: Vec<RunSpec>,
 }
 
+/// Rules of an experiment that `config` cannot check itself because they belong to other
+/// modules (the objective registry's, the downstream tasks'), as `(key, message)` for each
+/// problem. `config` imports no other module of pretext: `crate::experiment` passes them in.
+pub type Rules = fn(&Experiment) -> Vec<(String, String)>;
+
 impl LoadedExperiment {
-    /// Reads, checks and expands `path`. Every problem found is reported, not only the first.
-    pub fn load(path: &Path) -> Result<Self, ConfigErrors> {
+    /// Reads, checks (schema, ranges, then `rules`) and expands `path`. Every problem found is
+    /// reported, not only the first. `LoadedExperiment::load` (in `crate::experiment`) is this
+    /// with every module's rules.
+    pub fn load_with(path: &Path, rules: Rules) -> Result<Self, ConfigErrors> {
         let text = file::read(path).map_err(|message| {
             ConfigErrors(vec![ConfigError {
                 file: path.into(),
@@ -50,12 +59,12 @@ impl LoadedExperiment {
                 message,
             }])
         })?;
-        Self::from_str(&text, path)
+        Self::parse(&text, path, rules)
     }
 
-    /// Like [`load`](Self::load) for text already in memory; `path` names it in errors and
-    /// anchors relative corpus paths.
-    pub fn from_str(text: &str, path: &Path) -> Result<Self, ConfigErrors> {
+    /// Like [`load_with`](Self::load_with) for text already in memory; `path` names it in
+    /// errors and anchors relative corpus paths.
+    pub fn parse(text: &str, path: &Path, rules: Rules) -> Result<Self, ConfigErrors> {
         let err = |key: String, line: Option<usize>, message: String| ConfigError {
             file: path.into(),
             key,
@@ -96,7 +105,8 @@ impl LoadedExperiment {
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "experiment".into());
         }
-        let problems = validate::check(&base);
+        let mut problems = validate::check(&base);
+        problems.extend(rules(&base));
         if !problems.is_empty() {
             return Err(ConfigErrors(
                 problems
@@ -108,7 +118,7 @@ impl LoadedExperiment {
                     .collect(),
             ));
         }
-        let runs = expand(text, &base, path)?;
+        let runs = expand(text, &base, path, rules)?;
         Ok(Self {
             path: path.into(),
             base,
@@ -320,7 +330,12 @@ fn sanitize(s: &str) -> String {
         .collect()
 }
 
-fn expand(text: &str, base: &Experiment, path: &Path) -> Result<Vec<RunSpec>, ConfigErrors> {
+fn expand(
+    text: &str,
+    base: &Experiment,
+    path: &Path,
+    rules: Rules,
+) -> Result<Vec<RunSpec>, ConfigErrors> {
     let err = |key: String, message: String| {
         ConfigErrors(vec![ConfigError {
             line: find_key_line(text, &key),
@@ -408,7 +423,8 @@ fn expand(text: &str, base: &Experiment, path: &Path) -> Result<Vec<RunSpec>, Co
                 ),
             )
         })?;
-        let problems = validate::check(&config);
+        let mut problems = validate::check(&config);
+        problems.extend(rules(&config));
         if let Some((k, m)) = problems.into_iter().next() {
             return Err(err(
                 format!("ablation (variant `{variant}`)"),

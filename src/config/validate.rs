@@ -2,7 +2,6 @@
 //! Each check names the key it is about and what was expected.
 
 use super::schema::Experiment;
-use crate::objectives::registry;
 
 /// `x > 0` and finite; written as a function so NaN (which fails every comparison) is refused.
 fn positive(x: f64) -> bool {
@@ -251,21 +250,6 @@ pub fn check(e: &Experiment) -> Vec<(String, String)> {
             );
         }
         seen.push(spec.name.clone());
-        match registry::find(&spec.name) {
-            None => bad(
-                &format!("{key}.name"),
-                format!(
-                    "unknown objective `{}`; expected one of: {}",
-                    spec.name,
-                    registry::names().join(", ")
-                ),
-            ),
-            Some(entry) => {
-                if let Err(msg) = (entry.check_options)(&spec.options) {
-                    bad(&format!("{key}.options"), msg);
-                }
-            }
-        }
     }
     if !e.objectives.is_empty() && e.objectives.iter().all(|s| s.weight == 0.0) {
         bad(
@@ -324,30 +308,6 @@ pub fn check(e: &Experiment) -> Vec<(String, String)> {
                 bad(&key("name"), format!("expected a folder name, got `{n}`"));
             }
         }
-        match crate::finetune::task::find(&f.task) {
-            None => bad(
-                &key("task"),
-                format!(
-                    "unknown task `{}`; registered: {}",
-                    f.task,
-                    crate::finetune::task::names().join(", ")
-                ),
-            ),
-            // The MLM probe reads no max_seq_len: pairs longer than the model takes are left out.
-            Some(task)
-                if f.max_seq_len > m.max_positions
-                    && task.kind != crate::finetune::task::Kind::MlmProbe =>
-            {
-                bad(
-                    &key("max_seq_len"),
-                    format!(
-                        "{} needs at most model.max_positions = {}, got {}",
-                        task.name, m.max_positions, f.max_seq_len
-                    ),
-                )
-            }
-            Some(_) => {}
-        }
         if f.data.trim().is_empty() {
             bad(&key("data"), "expected the path of the task's data".into());
         }
@@ -363,18 +323,6 @@ pub fn check(e: &Experiment) -> Vec<(String, String)> {
             if v == 0 {
                 bad(&key(k), "expected a positive integer, got 0".into());
             }
-        }
-        // Only span tasks put a question beside the text.
-        let spans = crate::finetune::task::find(&f.task)
-            .is_some_and(|t| t.kind == crate::finetune::task::Kind::Span);
-        if spans && f.max_seq_len < f.max_query_len.saturating_add(8) {
-            bad(
-                &key("max_seq_len"),
-                format!(
-                    "expected room for [CLS], [SEP]s and text beyond max_query_len ({}), got {}",
-                    f.max_query_len, f.max_seq_len
-                ),
-            );
         }
         for (k, list) in [
             ("init", f.init.len()),
@@ -400,30 +348,6 @@ pub fn check(e: &Experiment) -> Vec<(String, String)> {
                     );
                 }
                 seen.push(lr);
-            }
-        }
-        // A task that trains nothing has no learning rate to choose.
-        let trains = crate::finetune::task::find(&f.task)
-            .map(|t| t.kind)
-            .is_none_or(|k| {
-                !matches!(
-                    k,
-                    crate::finetune::task::Kind::Embed | crate::finetune::task::Kind::MlmProbe
-                )
-            });
-        for (k, refused) in [
-            ("select_fraction", f.select_fraction > 0.0),
-            ("lr", f.lr.len() > 1),
-            ("probe_lr", f.probe_lr.len() > 1),
-        ] {
-            if !trains && refused {
-                bad(
-                    &key(k),
-                    format!(
-                        "{} trains nothing, so there is no learning rate to choose; remove it",
-                        f.task
-                    ),
-                );
             }
         }
         if !(0.0..0.5).contains(&f.select_fraction) {

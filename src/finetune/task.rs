@@ -129,3 +129,65 @@ pub fn find(name: &str) -> Option<Task> {
 pub fn names() -> Vec<&'static str> {
     all().iter().map(|t| t.name).collect()
 }
+
+/// The rules of the `[[finetune]]` entries that depend on their task — the task is
+/// registered, its sequences fit the model (the MLM probe reads no `max_seq_len`: pairs
+/// longer than the model takes are left out), a span task leaves room beside its question, a
+/// task that trains nothing has no learning rate to choose — as `(key, message)`. The
+/// entries' schema and ranges are `config`'s; `crate::experiment` runs both.
+pub fn check_entries(
+    entries: &[crate::config::FinetuneSpec],
+    model: &crate::config::ModelConfig,
+) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (i, f) in entries.iter().enumerate() {
+        let mut bad = |k: &str, m: String| out.push((format!("finetune.{i}.{k}"), m));
+        let Some(task) = find(&f.task) else {
+            bad(
+                "task",
+                format!(
+                    "unknown task `{}`; registered: {}",
+                    f.task,
+                    names().join(", ")
+                ),
+            );
+            continue;
+        };
+        if f.max_seq_len > model.max_positions && task.kind != Kind::MlmProbe {
+            bad(
+                "max_seq_len",
+                format!(
+                    "{} needs at most model.max_positions = {}, got {}",
+                    task.name, model.max_positions, f.max_seq_len
+                ),
+            );
+        }
+        if task.kind == Kind::Span && f.max_seq_len < f.max_query_len.saturating_add(8) {
+            bad(
+                "max_seq_len",
+                format!(
+                    "expected room for [CLS], [SEP]s and text beyond max_query_len ({}), got {}",
+                    f.max_query_len, f.max_seq_len
+                ),
+            );
+        }
+        if matches!(task.kind, Kind::Embed | Kind::MlmProbe) {
+            for (k, refused) in [
+                ("select_fraction", f.select_fraction > 0.0),
+                ("lr", f.lr.len() > 1),
+                ("probe_lr", f.probe_lr.len() > 1),
+            ] {
+                if refused {
+                    bad(
+                        k,
+                        format!(
+                            "{} trains nothing, so there is no learning rate to choose; remove it",
+                            f.task
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    out
+}

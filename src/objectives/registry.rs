@@ -142,6 +142,32 @@ pub fn masking<'a>(
         .next()
 }
 
+/// The objectives' rules that need the registry — each name is registered, each entry
+/// accepts its options — as `(key, message)`. The list's schema (weights, duplicates, pairs
+/// that exclude each other) is `config`'s; `crate::experiment` runs both.
+pub fn check(specs: &[crate::config::ObjectiveSpec]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (i, spec) in specs.iter().enumerate() {
+        let key = format!("objectives.{i}");
+        match find(&spec.name) {
+            None => out.push((
+                format!("{key}.name"),
+                format!(
+                    "unknown objective `{}`; expected one of: {}",
+                    spec.name,
+                    names().join(", ")
+                ),
+            )),
+            Some(entry) => {
+                if let Err(msg) = (entry.check_options)(&spec.options) {
+                    out.push((format!("{key}.options"), msg));
+                }
+            }
+        }
+    }
+    out
+}
+
 pub fn find(name: &str) -> Option<&'static Entry> {
     ENTRIES.iter().find(|e| e.name == name)
 }
