@@ -216,17 +216,9 @@ impl Trainer<'_> {
                 };
                 let (mut correct, mut total) = (0usize, 0usize);
                 for batch in batches {
-                    let enc = &self.bundle.encoder;
-                    let inputs = inputs_of(enc, batch)?;
-                    let hidden = enc.forward(&self.dev, &inputs, NoneTape, Mode::Eval);
-                    let ctx = Ctx {
-                        dev: &self.dev,
-                        encoder: enc,
-                        batch,
-                        inputs: &inputs,
-                        rng: None,
-                    };
-                    let loss = ObjectiveFor::<NoneTape>::loss(head.as_ref(), hidden, None, &ctx);
+                    let loss = self.eval_pass(batch, |hidden, ctx| {
+                        ObjectiveFor::<NoneTape>::loss(head.as_ref(), hidden, None, ctx)
+                    })?;
                     correct += loss.correct;
                     total += loss.total;
                 }
@@ -237,6 +229,26 @@ impl Trainer<'_> {
             }
         }
         Ok(out)
+    }
+
+    /// The encoder's hidden states of one held-out batch (evaluation mode: no dropout, no
+    /// tape) handed to `f` with the context the objectives read.
+    fn eval_pass<R>(
+        &self,
+        batch: &Batch,
+        f: impl FnOnce(crate::model::Act<NoneTape>, &Ctx) -> R,
+    ) -> Result<R, TrainError> {
+        let enc = &self.bundle.encoder;
+        let inputs = inputs_of(enc, batch)?;
+        let hidden = enc.forward(&self.dev, &inputs, NoneTape, Mode::Eval);
+        let ctx = Ctx {
+            dev: &self.dev,
+            encoder: enc,
+            batch,
+            inputs: &inputs,
+            rng: None,
+        };
+        Ok(f(hidden, &ctx))
     }
 
     /// Mean metrics over the shared held-out set: each objective on the batches of its layout
@@ -263,30 +275,22 @@ impl Trainer<'_> {
             };
             let n = batches.len();
             for batch in batches {
-                let enc = &self.bundle.encoder;
-                let inputs = inputs_of(enc, batch)?;
-                let hidden = enc.forward(&self.dev, &inputs, NoneTape, Mode::Eval);
-                let ctx = Ctx {
-                    dev: &self.dev,
-                    encoder: enc,
-                    batch,
-                    inputs: &inputs,
-                    rng: None,
-                };
-                for (weight, obj) in &objectives {
-                    let loss =
-                        ObjectiveFor::<NoneTape>::loss(obj.as_ref(), hidden.clone(), None, &ctx);
-                    accumulate(
-                        &mut metrics,
-                        obj.name(),
-                        loss.value.array() as f64 / n as f64,
-                        loss.correct,
-                        loss.total,
-                        *weight,
-                    );
-                    accumulate_parts(&mut metrics, obj.name(), &loss.parts, 1.0 / n as f64);
-                    scored = true;
-                }
+                self.eval_pass(batch, |hidden, ctx| {
+                    for (weight, obj) in &objectives {
+                        let loss =
+                            ObjectiveFor::<NoneTape>::loss(obj.as_ref(), hidden.clone(), None, ctx);
+                        accumulate(
+                            &mut metrics,
+                            obj.name(),
+                            loss.value.array() as f64 / n as f64,
+                            loss.correct,
+                            loss.total,
+                            *weight,
+                        );
+                        accumulate_parts(&mut metrics, obj.name(), &loss.parts, 1.0 / n as f64);
+                        scored = true;
+                    }
+                })?;
             }
         }
         // Report objectives in the file's order, whatever order the layouts came in.
