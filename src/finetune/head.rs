@@ -7,6 +7,7 @@ use crate::model::encoder::MASKED_SCORE;
 use crate::model::ops::linear;
 use crate::model::params::named_params;
 use crate::model::params::Linear;
+use crate::model::Taped;
 use crate::model::{Act, Dev, Encoder, Inputs};
 use crate::objectives::cross_entropy;
 use crate::rng::Rng;
@@ -47,7 +48,7 @@ impl Head {
 
     /// The loss of `rep` against `targets`, and the raw outputs per sequence: class logits,
     /// the score, or start logits followed by end logits (`2·seq` values).
-    pub fn loss<T: Tape<f32, Dev>>(
+    pub fn loss<T: Taped>(
         &self,
         dev: &Dev,
         rep: Act<T>,
@@ -116,7 +117,7 @@ impl Head {
 }
 
 /// One vector per sequence `(B, H)` from token rows `(B·S, H)`.
-pub fn pool<T: Tape<f32, Dev>>(
+pub fn pool<T: Taped>(
     dev: &Dev,
     enc: &Encoder,
     hidden: Act<T>,

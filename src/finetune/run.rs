@@ -12,6 +12,7 @@ use super::task::Kind;
 use crate::config::{Init, Mode};
 use crate::model::ops::dropout;
 use crate::model::{self, Act, Dev, Encoder, InputError, Inputs};
+use crate::model::{Taped, TrainTape};
 use crate::rng::stream;
 use crate::train::log::RunLog;
 use crate::train::optimizer::{learning_rate, AdamW};
@@ -46,7 +47,7 @@ pub(super) fn inputs(enc: &Encoder, items: &[&Encoded], pad: u32) -> Result<Inpu
 }
 
 /// The head's input for a batch: pooled `(B, H)` or token rows `(B·S, H)`.
-pub(super) fn represent<T: Tape<f32, Dev>>(
+pub(super) fn represent<T: Taped>(
     dev: &Dev,
     enc: &Encoder,
     head: &Head,
@@ -273,7 +274,7 @@ pub fn fit(
                         &enc,
                         &head,
                         &inp,
-                        OwnedTape::<f32, Dev>::default(),
+                        TrainTape::default(),
                         model::Mode::Train(&mut drop_rng),
                         r.mean_pool,
                     );
@@ -304,7 +305,7 @@ pub fn fit(
                         inp.seq,
                         source.model.hidden,
                     )
-                    .put_tape(OwnedTape::<f32, Dev>::default());
+                    .put_tape(TrainTape::default());
                     let (loss, _) = head.loss(&dev, rep, &targets, &inp);
                     let value = loss.array();
                     check(job, step, value)?;

@@ -6,11 +6,11 @@ use super::error::FinetuneError;
 use super::job::Job;
 use super::task::Kind;
 use crate::config::{Mode, OptimizerConfig, Pooling, Schedule};
+use crate::model::Grads;
 use crate::model::{Dev, Params};
 use crate::train::device_step::{self, DeviceMoments, StepError};
 use crate::train::host_step;
 use crate::train::optimizer::AdamW;
-use dfdx::prelude::*;
 
 /// Settings resolved from the entry and its mode.
 pub(super) struct Resolved {
@@ -50,7 +50,7 @@ pub(super) struct Optimiser {
 /// pretraining takes: the host one on the CPU, the device one on CUDA.
 pub(super) fn update(
     params: &mut dyn Params,
-    grads: &mut Gradients<f32, Dev>,
+    grads: &mut Grads,
     optim: &mut Optimiser,
     dev: &Dev,
     cfg: &OptimizerConfig,

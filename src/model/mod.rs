@@ -59,6 +59,18 @@ pub struct DeviceError(String);
 /// Token rows `(batch·seq, hidden)` carrying tape `T`.
 pub type Act<T> = Tensor<(usize, usize), f32, Dev, T>;
 
+/// A tape pretext's ops accept: dfdx's `Tape` over f32 on this build's device. Objectives,
+/// fine-tuning and the loop name this (and `TrainTape`, `Grads`) rather than dfdx's
+/// generic forms, so dfdx's parameters stay inside `model`.
+pub trait Taped: Tape<f32, Dev> {}
+impl<T: Tape<f32, Dev>> Taped for T {}
+
+/// The tape of a training forward pass (gradients recorded).
+pub type TrainTape = OwnedTape<f32, Dev>;
+
+/// The gradients a backward pass leaves, one buffer per parameter.
+pub type Grads = Gradients<f32, Dev>;
+
 /// What a forward pass is for. `Train` draws dropout masks from the run's stream (saved in
 /// checkpoints, so resume is exact) and switches PowerNorm to batch statistics; `Eval` is
 /// deterministic.

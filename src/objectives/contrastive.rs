@@ -2,6 +2,7 @@
 //! encoder twice with different dropout masks; the two pooled views are positives, the other
 //! sequences of the batch are negatives; InfoNCE over cosine similarity / temperature.
 
+use crate::model::Taped;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -52,7 +53,7 @@ pub struct Contrastive {
 }
 
 impl Contrastive {
-    fn embed<T: Tape<f32, Dev>>(&self, hidden: Act<T>, ctx: &Ctx) -> Act<T> {
+    fn embed<T: Taped>(&self, hidden: Act<T>, ctx: &Ctx) -> Act<T> {
         let (b, s) = (ctx.inputs.batch, ctx.inputs.seq);
         let e = match self.options.pooling {
             Pooling::Cls => ctx.encoder.pool(ctx.dev, hidden, b, s),
@@ -88,7 +89,7 @@ impl Contrastive {
     }
 }
 
-impl<T: Tape<f32, Dev>> ObjectiveFor<T> for Contrastive {
+impl<T: Taped> ObjectiveFor<T> for Contrastive {
     fn loss(&self, hidden: Act<T>, view2: Option<Act<T>>, ctx: &Ctx) -> Loss<T> {
         let b = ctx.inputs.batch;
         let a = self.embed(hidden, ctx);

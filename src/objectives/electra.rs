@@ -31,6 +31,7 @@ use crate::model::gelu::gelu;
 use crate::model::ops::linear;
 use crate::model::params::named_params;
 use crate::model::params::Linear;
+use crate::model::Taped;
 use crate::model::{Act, Dev, Encoder, Inputs, Mode};
 use crate::rng::{stream, Rng};
 use dfdx::prelude::*;
@@ -165,7 +166,7 @@ impl Electra {
 
     /// Detection logits `(rows, 2)` (original, replaced) at the token rows `rows` of the hidden
     /// states of a corrupted input.
-    pub fn detect<T: Tape<f32, Dev>>(&self, hidden: Act<T>, rows: &[usize], dev: &Dev) -> Act<T> {
+    pub fn detect<T: Taped>(&self, hidden: Act<T>, rows: &[usize], dev: &Dev) -> Act<T> {
         let idx: Tensor<(usize,), usize, Dev> = dev.tensor_from_vec(rows.to_vec(), (rows.len(),));
         linear(
             gelu(linear(hidden.gather(idx), &self.dense)),
@@ -216,7 +217,7 @@ pub fn corrupt(
     (out, replaced)
 }
 
-impl<T: Tape<f32, Dev>> ObjectiveFor<T> for Electra {
+impl<T: Taped> ObjectiveFor<T> for Electra {
     fn loss(&self, hidden: Act<T>, _: Option<Act<T>>, ctx: &Ctx) -> Loss<T> {
         let b = ctx.batch;
         if b.mlm_positions.is_empty() {

@@ -7,6 +7,7 @@ use crate::model::gelu::gelu;
 use crate::model::ops::{layer_norm, linear, project};
 use crate::model::params::named_params;
 use crate::model::params::{normal_matrix, Affine, Linear};
+use crate::model::Taped;
 use crate::model::{Act, Dev, Matrix, Vector};
 use crate::rng::Rng;
 use dfdx::prelude::*;
@@ -25,7 +26,7 @@ pub struct Mlm {
 impl Mlm {
     /// Vocabulary logits `(positions, vocab)` at the flat token rows `positions` of `hidden`:
     /// what the loss scores in training and what `pretext fill` / `pretext eval` read.
-    pub fn logits<T: Tape<f32, Dev>>(
+    pub fn logits<T: Taped>(
         &self,
         hidden: Act<T>,
         positions: &[usize],
@@ -55,7 +56,7 @@ impl Mlm {
     }
 }
 
-impl<T: Tape<f32, Dev>> ObjectiveFor<T> for Mlm {
+impl<T: Taped> ObjectiveFor<T> for Mlm {
     fn loss(&self, hidden: Act<T>, _: Option<Act<T>>, ctx: &Ctx) -> Loss<T> {
         let b = ctx.batch;
         let m = b.mlm_positions.len();

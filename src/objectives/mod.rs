@@ -1,7 +1,7 @@
 //! Pretraining objectives, one file each, found by name through the registry.
 //!
 //! An objective owns its head's parameters and turns the encoder's hidden states into a loss
-//! and an accuracy. It is written once for both tapes (`OwnedTape` in training, `NoneTape` in
+//! and an accuracy. It is written once for both tapes (`TrainTape` in training, `NoneTape` in
 //! evaluation) through `ObjectiveFor<T>`.
 
 pub mod contrastive;
@@ -16,6 +16,7 @@ pub use registry::{find, names, Needs};
 
 use crate::data::Batch;
 use crate::model::{Act, Dev, Encoder, Inputs, Params};
+use crate::model::{Taped, TrainTape};
 use crate::rng::Rng;
 use dfdx::prelude::*;
 use std::cell::RefCell;
@@ -52,13 +53,13 @@ pub struct Part {
     pub total: usize,
 }
 
-pub trait ObjectiveFor<T: Tape<f32, Dev>> {
+pub trait ObjectiveFor<T: Taped> {
     /// `hidden`: token rows `(B·S, H)`; `view2`: the second dropout view's hidden states, given
     /// only to objectives whose `Needs::two_views` is set.
     fn loss(&self, hidden: Act<T>, view2: Option<Act<T>>, ctx: &Ctx) -> Loss<T>;
 }
 
-pub trait Objective: ObjectiveFor<OwnedTape<f32, Dev>> + ObjectiveFor<NoneTape> + Params {
+pub trait Objective: ObjectiveFor<TrainTape> + ObjectiveFor<NoneTape> + Params {
     fn name(&self) -> &'static str;
     fn box_clone(&self) -> Box<dyn Objective>;
 }
@@ -99,7 +100,7 @@ impl HeadDims {
 /// Mean cross-entropy of `logits` `(N, C)` against class `labels`, and how many argmaxes hit.
 /// Fused on the CPU (`model::fused::cross_entropy`); dfdx's device ops on CUDA
 /// (`model::ops::cross_entropy_device`).
-pub fn cross_entropy<T: Tape<f32, Dev>>(dev: &Dev, logits: Act<T>, labels: &[usize]) -> Loss<T> {
+pub fn cross_entropy<T: Taped>(dev: &Dev, logits: Act<T>, labels: &[usize]) -> Loss<T> {
     let _ = dev;
     #[cfg(not(feature = "cuda"))]
     let (value, correct) = crate::model::fused::cross_entropy(logits, labels);

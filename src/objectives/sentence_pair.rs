@@ -5,9 +5,9 @@ use super::{cross_entropy, Ctx, HeadDims, Loss, ObjectiveFor};
 use crate::model::ops::linear;
 use crate::model::params::named_params;
 use crate::model::params::Linear;
+use crate::model::Taped;
 use crate::model::{Act, Dev};
 use crate::rng::Rng;
-use dfdx::prelude::*;
 
 #[derive(Clone, Debug)]
 pub struct PairHead {
@@ -22,7 +22,7 @@ impl PairHead {
     }
 }
 
-impl<T: Tape<f32, Dev>> ObjectiveFor<T> for PairHead {
+impl<T: Taped> ObjectiveFor<T> for PairHead {
     fn loss(&self, hidden: Act<T>, _: Option<Act<T>>, ctx: &Ctx) -> Loss<T> {
         let pooled = ctx
             .encoder

@@ -4,13 +4,13 @@
 use super::sentence_pair::PairHead;
 use super::{Ctx, Loss, Objective, ObjectiveFor};
 use crate::model::params::named_params;
-use crate::model::{Act, Dev};
-use dfdx::prelude::*;
+use crate::model::Act;
+use crate::model::Taped;
 
 #[derive(Clone, Debug)]
 pub struct Sop(pub PairHead);
 
-impl<T: Tape<f32, Dev>> ObjectiveFor<T> for Sop {
+impl<T: Taped> ObjectiveFor<T> for Sop {
     fn loss(&self, hidden: Act<T>, view2: Option<Act<T>>, ctx: &Ctx) -> Loss<T> {
         self.0.loss(hidden, view2, ctx)
     }

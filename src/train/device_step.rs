@@ -14,6 +14,7 @@ use super::optimizer::{AdamW, Coefficients};
 use super::trainer::{Metrics, TrainError, Trainer};
 use crate::config::OptimizerConfig;
 use crate::model::host::{self, DevError, GradBuf};
+use crate::model::Grads;
 use crate::model::{Dev, Params};
 use dfdx::prelude::*;
 
@@ -82,14 +83,11 @@ impl Trainer<'_> {
     }
 
     /// The gradients of `grad_accum` micro-batches, summed where they are.
-    fn device_gradients(
-        &mut self,
-        step: u64,
-    ) -> Result<(Gradients<f32, Dev>, Metrics, usize), TrainError> {
+    fn device_gradients(&mut self, step: u64) -> Result<(Grads, Metrics, usize), TrainError> {
         let err = dev_err(step);
         let mut metrics = Metrics::default();
         let mut tokens = 0;
-        let mut sum: Option<Gradients<f32, Dev>> = None;
+        let mut sum: Option<Grads> = None;
         for _ in 0..self.cfg.training.grad_accum {
             let (total, real) = self.micro_batch(step, &mut metrics)?;
             tokens += real;
@@ -121,7 +119,7 @@ pub enum StepError {
 /// on first use; `optim` keeps the step count. Returns the gradient norm before clipping.
 pub fn update(
     params: &mut dyn Params,
-    grads: &mut Gradients<f32, Dev>,
+    grads: &mut Grads,
     optim: &mut AdamW,
     moments: &mut Option<DeviceMoments>,
     dev: &Dev,

@@ -9,6 +9,7 @@ use super::streams::Streams;
 use crate::config::Experiment;
 use crate::data::{DataError, Prepared, StreamSettings};
 use crate::model::precision::{self, Precision};
+use crate::model::TrainTape;
 use crate::model::{Dev, InputError, Mode, Params};
 use crate::objectives::{registry, Ctx, ObjectiveFor, Part};
 use crate::rng::{stream, Rng};
@@ -38,7 +39,7 @@ impl Metrics {
 }
 
 /// A micro-batch's loss with the tape that differentiates it.
-pub(super) type TapedLoss = Tensor<Rank0, f32, Dev, OwnedTape<f32, Dev>>;
+pub(super) type TapedLoss = Tensor<Rank0, f32, Dev, TrainTape>;
 
 pub struct Trainer<'a> {
     pub(super) cfg: &'a Experiment,
@@ -242,14 +243,14 @@ impl<'a> Trainer<'a> {
         let hidden = enc.forward(
             &self.dev,
             &inputs,
-            OwnedTape::<f32, Dev>::default(),
+            TrainTape::default(),
             Mode::Train(&mut self.dropout_rng),
         );
         let mut view2 = self.needs.two_views.then(|| {
             enc.forward(
                 &self.dev,
                 &inputs,
-                OwnedTape::<f32, Dev>::default(),
+                TrainTape::default(),
                 Mode::Train(&mut self.dropout_rng),
             )
         });
@@ -274,7 +275,7 @@ impl<'a> Trainer<'a> {
             } else {
                 None
             };
-            let loss = ObjectiveFor::<OwnedTape<f32, Dev>>::loss(obj.as_ref(), hid, v2, &ctx);
+            let loss = ObjectiveFor::<TrainTape>::loss(obj.as_ref(), hid, v2, &ctx);
             let value = loss.value.array();
             if !value.is_finite() {
                 return Err(TrainError::NonFiniteLoss {
