@@ -6,7 +6,8 @@
 //! heads' transfer to the other pair task, for ALBERT's Table 5), runs trained before it can
 //! be scored with it without training them again, and the figures stay comparable because
 //! the set is rebuilt from the same documents, tokenizer and seed (its fingerprint is checked
-//! against the one the run recorded). Nothing in the run folder is written.
+//! against the one the run recorded). Nothing in the run folder is written; with `data.cache`,
+//! the experiment's shard cache is built if it is missing, as `pretext run` would build it.
 
 use super::{settings, Metrics, Trainer};
 use crate::config::LoadedExperiment;
