@@ -27,7 +27,7 @@ pub fn source(cfg: &Experiment, run_dir: &Path, tokenizer: Arc<Tokenizer>) -> So
     Source {
         model: cfg.model.clone(),
         tokenizer,
-        checkpoint: Some(run_dir.join("checkpoints").join("latest.safetensors")),
+        checkpoint: Some(crate::rundir::checkpoint_path(run_dir)),
     }
 }
 

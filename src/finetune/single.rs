@@ -36,7 +36,7 @@ pub fn run(a: &Request) -> Result<String> {
     let (run_dir, ckpt) = if a.checkpoint.is_dir() {
         (
             a.checkpoint.clone(),
-            a.checkpoint.join("checkpoints").join("latest.safetensors"),
+            crate::rundir::checkpoint_path(&a.checkpoint),
         )
     } else {
         let run = a

@@ -202,10 +202,7 @@ fn log_softmax(row: &[f32]) -> Vec<f64> {
 fn is_hf_dir(target: &Path) -> bool {
     target.is_dir()
         && target.join("config.json").is_file()
-        && !target
-            .join("checkpoints")
-            .join("latest.safetensors")
-            .is_file()
+        && !crate::rundir::checkpoint_path(target).is_file()
 }
 
 /// `do_lower_case` of an HF folder's `tokenizer_config.json` (BERT's default, true, without).
@@ -230,7 +227,7 @@ pub fn saved_settings(saved: &checkpoint::Opened, ckpt: &Path) -> Result<Experim
 /// The run directory and checkpoint file a TARGET names.
 pub fn resolve(target: &Path) -> Result<(PathBuf, PathBuf)> {
     if target.is_dir() {
-        let ckpt = target.join("checkpoints").join("latest.safetensors");
+        let ckpt = crate::rundir::checkpoint_path(target);
         if ckpt.is_file() {
             return Ok((target.to_path_buf(), ckpt));
         }

@@ -123,10 +123,7 @@ pub fn read(exp_dir: &Path) -> Result<Vec<Run>, ReportError> {
             .file_name()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let eval_fingerprint = std::fs::read_to_string(crate::rundir::summary_path(&dir))
-            .ok()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .and_then(|v| v["eval_fingerprint"].as_str().map(str::to_string));
+        let eval_fingerprint = crate::rundir::recorded_eval_fingerprint(&dir);
         runs.push(Run {
             group: group_of(&variant),
             finished: crate::rundir::finished(&dir),

@@ -51,6 +51,18 @@ pub fn summary_path(dir: &Path) -> PathBuf {
     dir.join("summary.json")
 }
 
+/// `checkpoints/latest.safetensors`: the one checkpoint a run keeps, rewritten in place.
+pub fn checkpoint_path(dir: &Path) -> PathBuf {
+    dir.join("checkpoints").join("latest.safetensors")
+}
+
+/// The held-out set's fingerprint a finished run recorded in its summary, if any.
+pub fn recorded_eval_fingerprint(dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(summary_path(dir)).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    v["eval_fingerprint"].as_str().map(str::to_string)
+}
+
 /// Whether the run in `dir` finished.
 pub fn finished(dir: &Path) -> bool {
     summary_path(dir).exists()

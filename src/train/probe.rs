@@ -51,13 +51,8 @@ pub fn pair_probes(
             .zip(&ty)
             .filter(|(x, &y)| (score(&w, x) > 0.0) == (y == 1))
             .count();
-        let name = match task {
-            PairMode::Nsp => "nsp",
-            PairMode::Sop => "sop",
-            PairMode::Single => continue,
-        };
         out.push((
-            format!("probe/{name}/accuracy"),
+            format!("probe/{}/accuracy", Layout::task_name(task)),
             hits as f64 / ty.len().max(1) as f64,
         ));
     }

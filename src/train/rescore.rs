@@ -101,17 +101,13 @@ pub fn rescore(file: &Path, run_dir: &Path) -> Result<Rescored> {
     }
     let prepared = data::prepare(&cfg.data, &cfg.tokenizer, base_dir, Some(exp_dir))?;
     let mut trainer = Trainer::new(cfg, &prepared)?;
-    let ckpt = run_dir.join("checkpoints").join("latest.safetensors");
-    trainer.init_from(&ckpt)?;
+    trainer.init_from(&crate::rundir::checkpoint_path(run_dir))?;
     let mut scalars = trainer
         .evaluate()?
         .as_ref()
         .map_or_else(Vec::new, Metrics::scalars);
     scalars.extend(trainer.probes()?);
-    let recorded_fingerprint = std::fs::read_to_string(crate::rundir::summary_path(run_dir))
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .and_then(|v| v["eval_fingerprint"].as_str().map(str::to_string));
+    let recorded_fingerprint = crate::rundir::recorded_eval_fingerprint(run_dir);
     Ok(Rescored {
         run: run_dir.display().to_string(),
         variant,

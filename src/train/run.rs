@@ -71,7 +71,7 @@ pub fn run(
 ) -> Result<Summary, TrainError> {
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
     let _lock = crate::rundir::claim(dir, crate::rundir::RunKind::Pretraining)?;
-    let ckpt = dir.join("checkpoints").join("latest.safetensors");
+    let ckpt = crate::rundir::checkpoint_path(dir);
     let mut trainer = Trainer::new(cfg, prepared)?;
     if let Some(note) = &trainer.precision_note {
         eprintln!("{}: {note}", dir.display());
