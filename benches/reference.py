@@ -13,6 +13,9 @@ Two implementations (issue 16):
   --bf16         bf16 autocast (torch.autocast("cpu", dtype=torch.bfloat16)): bf16 matrix
                  products, f32 master weights and optimizer state — HF's `--bf16`.
 
+  --device cuda  the same on a GPU (fp32 without TF32, PyTorch's default; `--bf16` autocasts
+                 on the GPU): the side-by-side figure for pretext's CUDA build.
+
     python benches/reference.py --shape reference --impl speed --bf16 --steps 10 --threads 2
 """
 import argparse
@@ -32,8 +35,8 @@ SHAPES = {
 VOCAB, SEQ, BATCH = 8192, 128, 32
 
 
-def batch(gen):
-    ids = torch.randint(5, VOCAB, (BATCH, SEQ), generator=gen)
+def batch(gen, rows=BATCH):
+    ids = torch.randint(5, VOCAB, (rows, SEQ), generator=gen)
     ids[:, 0] = 2  # [CLS]
     types = torch.zeros_like(ids)
     types[:, SEQ // 2:] = 1
@@ -45,7 +48,7 @@ def batch(gen):
     ids[pick & (r < 0.8)] = 4  # [MASK]
     rand = pick & (r >= 0.8) & (r < 0.9)
     ids[rand] = torch.randint(5, VOCAB, (int(rand.sum()),), generator=gen)
-    nsp = torch.randint(0, 2, (BATCH,), generator=gen)
+    nsp = torch.randint(0, 2, (rows,), generator=gen)
     return ids, types, labels, nsp
 
 
@@ -74,6 +77,9 @@ def main():
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ap.add_argument("--batch", type=int, default=BATCH)
+    ap.add_argument("--dropout", type=float, default=0.1)
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -82,9 +88,10 @@ def main():
     cfg = BertConfig(vocab_size=VOCAB, hidden_size=s["hidden"], num_hidden_layers=s["layers"],
                      num_attention_heads=s["heads"], intermediate_size=s["ffn"],
                      max_position_embeddings=SEQ, hidden_act="gelu",
-                     hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1)
+                     hidden_dropout_prob=a.dropout, attention_probs_dropout_prob=a.dropout)
     attn = "sdpa" if a.impl == "speed" else "eager"
     model = BertForPreTraining._from_config(cfg, attn_implementation=attn)
+    model.to(a.device)
     model.train()
     decay = [p for n, p in model.named_parameters() if not (n.endswith("bias") or "LayerNorm" in n)]
     other = [p for n, p in model.named_parameters() if n.endswith("bias") or "LayerNorm" in n]
@@ -92,13 +99,13 @@ def main():
                              {"params": other, "weight_decay": 0.0}], lr=5e-4, eps=1e-6,
                             foreach=(a.impl == "speed"))
     loss_of = sparse_loss if a.impl == "speed" else dense_loss
-    autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if a.bf16
+    autocast = (torch.autocast(a.device, dtype=torch.bfloat16) if a.bf16
                 else contextlib.nullcontext())
     gen = torch.Generator().manual_seed(1)
     losses = []
 
     def step():
-        ids, types, labels, nsp = batch(gen)
+        ids, types, labels, nsp = (t.to(a.device) for t in batch(gen, a.batch))
         with autocast:
             loss = loss_of(model, ids, types, labels, nsp)
         opt.zero_grad(set_to_none=True)
@@ -119,7 +126,8 @@ def main():
         "attention": model.config._attn_implementation,
         "steps": a.steps,
         "seconds": seconds,
-        "tokens_per_second": BATCH * SEQ * a.steps / seconds,
+        "tokens_per_second": a.batch * SEQ * a.steps / seconds,
+        "device": a.device if a.device == "cpu" else torch.cuda.get_device_name(),
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "losses": losses,
         "torch": torch.__version__,
