@@ -9,12 +9,15 @@
 //! GEMM (`gemm` 0.19 does f16 and f32; a generic fallback elsewhere converts element by
 //! element), so this is a small GotoBLAS-style driver of our own:
 //!
-//! - the k axis is cut into blocks of `KC`, the columns into blocks of `NC`; per block, B is
-//!   packed into panels of `NR` columns with the two values of each k pair side by side
-//!   (`[k even, k odd]` as one 32-bit word), pair by pair, and A, per block of rows, into
+//! - the k axis is cut into blocks of `KC`; per block, all of B is packed into panels of `NR`
+//!   columns with the two values of each k pair side by side (`[k even, k odd]` as one
+//!   32-bit word), pair by pair, and A, per block of rows, into
 //!   strips of `MR` rows of such words — row by row when A's rows are contiguous, pair by pair
 //!   when its columns are, so that packing is a conversion and never a transpose (`Layout`);
-//!   only B read as a transpose (`x Wᵀ`) goes through 16 × 16 register transposes;
+//!   only B read as a transpose (`x Wᵀ`) goes through 16 × 16 register transposes. B is
+//!   not cut into column blocks, so each block of A is packed once per k block (with blocks
+//!   of 256 columns, the FFN's 1,024-column products packed A four times and ran 25–40 %
+//!   slower);
 //! - the microkernel keeps an `MR × NR` tile of C in 24 registers and, per k pair, loads two
 //!   vectors of B and broadcasts one word of A per row;
 //! - blocks of rows go to rayon's threads when `parallel`; every element of C is summed in the
@@ -39,8 +42,6 @@ const MR: usize = 12;
 const NR: usize = 32;
 /// Length of a block of the k axis (even, so that pairs never straddle blocks).
 const KC: usize = 512;
-/// Columns of a packed block of B.
-const NC: usize = 256;
 /// Most rows of a packed block of A.
 const MC: usize = 192;
 
@@ -132,9 +133,6 @@ pub fn matmul(
     // thread waits on a last, lone block), each a whole number of strips.
     let blocks = m.div_ceil(MC).div_ceil(threads) * threads;
     let mc = m.div_ceil(blocks).div_ceil(MR) * MR;
-    // Few rows (the MLM decoder's masked positions): one column block, so that A is packed
-    // once per k block rather than once per column block.
-    let nc_max = if m <= 4 * MC { n } else { NC };
     // A row-major strip's rows are as long as the pairs of the longest k block, rounded up
     // to one of the kernel's row lengths.
     let row = match KC.min(k).div_ceil(2) {
@@ -151,108 +149,95 @@ pub fn matmul(
     let blocks = m.div_ceil(mc);
     let c = &mut dst[offset..];
     with_buffer(&PACKED_B, |packed_b| {
-        for jc in (0..n).step_by(nc_max) {
-            let nc = nc_max.min(n - jc);
-            for pc in (0..k).step_by(KC) {
-                let kc = KC.min(k - pc);
-                let pairs = kc.div_ceil(2);
-                let panel = pairs * NR;
-                let packed_b = reserve(packed_b, nc.div_ceil(NR) * panel);
-                // B's columns are the lanes of its panels: the rows of Bᵀ.
-                let bt = b.t();
-                let pack_panel = |(p, out): (usize, &mut [u32])| {
-                    let j0 = jc + p * NR;
-                    // SAFETY: `native()` was checked by the caller; the view is in bounds.
-                    unsafe { pack_pair_major(out, bt, (j0, NR.min(n - j0)), NR, (pc, kc)) }
+        for pc in (0..k).step_by(KC) {
+            let kc = KC.min(k - pc);
+            let pairs = kc.div_ceil(2);
+            let panel = pairs * NR;
+            let packed_b = reserve(packed_b, n.div_ceil(NR) * panel);
+            // B's columns are the lanes of its panels: the rows of Bᵀ.
+            let bt = b.t();
+            let pack_panel = |(p, out): (usize, &mut [u32])| {
+                let j0 = p * NR;
+                // SAFETY: `native()` was checked by the caller; the view is in bounds.
+                unsafe { pack_pair_major(out, bt, (j0, NR.min(n - j0)), NR, (pc, kc)) }
+            };
+            if parallel {
+                packed_b
+                    .par_chunks_mut(panel)
+                    .enumerate()
+                    .for_each(pack_panel);
+            } else {
+                packed_b.chunks_mut(panel).enumerate().for_each(pack_panel);
+            }
+            let packed_b = &*packed_b;
+            let overwrite = pc == 0 && into == Into::Overwrite;
+            let block = |(blk, rows): (usize, &mut [f32])| {
+                let i0 = blk * mc;
+                let mr_all = mc.min(m - i0);
+                let strip = match layout {
+                    Layout::PairMajor => pairs * MR,
+                    Layout::RowMajor(row) => row * MR,
                 };
-                if parallel {
-                    packed_b
-                        .par_chunks_mut(panel)
-                        .enumerate()
-                        .for_each(pack_panel);
-                } else {
-                    packed_b.chunks_mut(panel).enumerate().for_each(pack_panel);
-                }
-                let packed_b = &*packed_b;
-                let overwrite = pc == 0 && into == Into::Overwrite;
-                let block = |(blk, rows): (usize, &mut [f32])| {
-                    let i0 = blk * mc;
-                    let mr_all = mc.min(m - i0);
-                    let strip = match layout {
-                        Layout::PairMajor => pairs * MR,
-                        Layout::RowMajor(row) => row * MR,
-                    };
-                    with_buffer(&PACKED_A, |packed_a| {
-                        let packed_a = reserve(packed_a, mr_all.div_ceil(MR) * strip);
-                        for (s, out) in packed_a.chunks_mut(strip).enumerate() {
-                            let r0 = i0 + s * MR;
-                            let lanes = (r0, MR.min(m - r0));
-                            // SAFETY: as above.
+                with_buffer(&PACKED_A, |packed_a| {
+                    let packed_a = reserve(packed_a, mr_all.div_ceil(MR) * strip);
+                    for (s, out) in packed_a.chunks_mut(strip).enumerate() {
+                        let r0 = i0 + s * MR;
+                        let lanes = (r0, MR.min(m - r0));
+                        // SAFETY: as above.
+                        unsafe {
+                            match layout {
+                                Layout::RowMajor(row) => {
+                                    pack_row_major(out, a, lanes, row, (pc, kc))
+                                }
+                                Layout::PairMajor => pack_pair_major(out, a, lanes, MR, (pc, kc)),
+                            }
+                        }
+                    }
+                    for (p, bp) in packed_b.chunks(panel).enumerate() {
+                        let j = p * NR;
+                        let cols = NR.min(n - j);
+                        for (s, ap) in packed_a.chunks(strip).enumerate() {
+                            let r = s * MR;
+                            let tile_rows = MR.min(mr_all - r);
+                            let at = r * rs + j;
+                            let need = at + (tile_rows - 1) * rs + cols;
+                            assert!(need <= rows.len(), "tile out of bounds");
+                            let tile = Tile {
+                                c: rows[at..].as_mut_ptr(),
+                                rs,
+                                rows: tile_rows,
+                                cols,
+                                beta,
+                                overwrite,
+                            };
+                            let (ap, bp) = (ap.as_ptr(), bp.as_ptr());
+                            // SAFETY: the tile's last element is inside `rows` (checked
+                            // above); the packed operands hold `pairs` pairs of full
+                            // strips and panels.
                             unsafe {
                                 match layout {
-                                    Layout::RowMajor(row) => {
-                                        pack_row_major(out, a, lanes, row, (pc, kc))
-                                    }
-                                    Layout::PairMajor => {
-                                        pack_pair_major(out, a, lanes, MR, (pc, kc))
-                                    }
+                                    Layout::RowMajor(32) => kernel::<32, 1>(pairs, ap, bp, tile),
+                                    Layout::RowMajor(64) => kernel::<64, 1>(pairs, ap, bp, tile),
+                                    Layout::RowMajor(128) => kernel::<128, 1>(pairs, ap, bp, tile),
+                                    Layout::RowMajor(_) => kernel::<KCP, 1>(pairs, ap, bp, tile),
+                                    Layout::PairMajor => kernel::<1, MR>(pairs, ap, bp, tile),
                                 }
                             }
                         }
-                        for (p, bp) in packed_b.chunks(panel).enumerate() {
-                            let j = jc + p * NR;
-                            let cols = NR.min(n - j);
-                            for (s, ap) in packed_a.chunks(strip).enumerate() {
-                                let r = s * MR;
-                                let tile_rows = MR.min(mr_all - r);
-                                let at = r * rs + j;
-                                let need = at + (tile_rows - 1) * rs + cols;
-                                assert!(need <= rows.len(), "tile out of bounds");
-                                let tile = Tile {
-                                    c: rows[at..].as_mut_ptr(),
-                                    rs,
-                                    rows: tile_rows,
-                                    cols,
-                                    beta,
-                                    overwrite,
-                                };
-                                let (ap, bp) = (ap.as_ptr(), bp.as_ptr());
-                                // SAFETY: the tile's last element is inside `rows` (checked
-                                // above); the packed operands hold `pairs` pairs of full
-                                // strips and panels.
-                                unsafe {
-                                    match layout {
-                                        Layout::RowMajor(32) => {
-                                            kernel::<32, 1>(pairs, ap, bp, tile)
-                                        }
-                                        Layout::RowMajor(64) => {
-                                            kernel::<64, 1>(pairs, ap, bp, tile)
-                                        }
-                                        Layout::RowMajor(128) => {
-                                            kernel::<128, 1>(pairs, ap, bp, tile)
-                                        }
-                                        Layout::RowMajor(_) => {
-                                            kernel::<KCP, 1>(pairs, ap, bp, tile)
-                                        }
-                                        Layout::PairMajor => kernel::<1, MR>(pairs, ap, bp, tile),
-                                    }
-                                }
-                            }
-                        }
-                    })
-                };
-                // Row blocks of C are disjoint slices: block `blk` starts at row `blk · mc`.
-                if parallel && blocks > 1 {
-                    c.par_chunks_mut(mc * rs)
-                        .take(blocks)
-                        .enumerate()
-                        .for_each(block);
-                } else {
-                    c.chunks_mut(mc * rs)
-                        .take(blocks)
-                        .enumerate()
-                        .for_each(block);
-                }
+                    }
+                })
+            };
+            // Row blocks of C are disjoint slices: block `blk` starts at row `blk · mc`.
+            if parallel && blocks > 1 {
+                c.par_chunks_mut(mc * rs)
+                    .take(blocks)
+                    .enumerate()
+                    .for_each(block);
+            } else {
+                c.chunks_mut(mc * rs)
+                    .take(blocks)
+                    .enumerate()
+                    .for_each(block);
             }
         }
     })
