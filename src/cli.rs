@@ -93,7 +93,7 @@ pub struct BenchArgs {
     #[arg(long)]
     pub json: bool,
     /// The device's peak dense f32 (or TF32) TFLOP/s, to print model-FLOP utilisation.
-    #[arg(long)]
+    #[arg(long, value_parser = positive_finite)]
     pub peak_tflops: Option<f64>,
     /// The matrix products' arithmetic (`training.precision`): f32, or bf16 operands with f32
     /// sums (falls back to f32, saying so, on a CPU without AVX512-BF16).
@@ -220,20 +220,21 @@ pub struct FinetuneArgs {
     pub init: InitArg,
     #[arg(long, value_enum, default_value = "finetune")]
     pub mode: ModeArg,
-    #[arg(long, default_value_t = 1)]
+    /// (At most 2^63 − 1: an experiment file's integers are TOML's.)
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(0..=i64::MAX as u64))]
     pub seed: u64,
-    #[arg(long)]
-    pub epochs: Option<usize>,
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub epochs: Option<u64>,
     /// Peak learning rate (default: 1e-4 for finetune, 1e-3 for probe).
     #[arg(long)]
     pub lr: Option<f64>,
-    #[arg(long)]
-    pub batch_size: Option<usize>,
-    #[arg(long)]
-    pub max_seq_len: Option<usize>,
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub batch_size: Option<u64>,
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_seq_len: Option<u64>,
     /// Train on at most this many examples (0: all).
-    #[arg(long)]
-    pub max_train_examples: Option<usize>,
+    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=1_000_000_000))]
+    pub max_train_examples: Option<u64>,
     /// The matrix products' arithmetic (as `training.precision`).
     #[arg(long, value_enum, default_value = "fp32")]
     pub precision: PrecisionArg,
@@ -394,6 +395,13 @@ pub struct TokenizerTrainArgs {
 }
 
 /// A dropout rate in [0, 1).
+fn positive_finite(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(x) if x > 0.0 && x.is_finite() => Ok(x),
+        _ => Err(format!("`{s}` is not a positive number")),
+    }
+}
+
 fn dropout_rate(s: &str) -> Result<f32, String> {
     match s.parse::<f32>() {
         Ok(p) if (0.0..1.0).contains(&p) => Ok(p),

@@ -178,6 +178,16 @@ pub struct Request {
 pub fn write_and_submit(r: &Request) -> anyhow::Result<()> {
     use anyhow::Context as _;
     let exp = LoadedExperiment::load(&r.file)?;
+    // The file's section was checked as it loaded; the flags put over it are checked here,
+    // before anything is prepared or written.
+    let problems = r.resources.problems();
+    if !problems.is_empty() {
+        let lines: Vec<String> = problems
+            .iter()
+            .map(|(k, m)| format!("--{} (or slurm.{k}): {m}", k.replace('_', "-")))
+            .collect();
+        anyhow::bail!("{}", lines.join("\n"));
+    }
     let abs = |p: &Path| -> anyhow::Result<std::path::PathBuf> {
         std::path::absolute(p).with_context(|| format!("resolving {}", p.display()))
     };

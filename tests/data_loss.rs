@@ -24,52 +24,10 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     out
 }
 
-const TINY: &str = r#"
-name = "victim"
-[data]
-corpus = ["embedded"]
-[tokenizer]
-vocab_size = 300
-[model]
-layers = 1
-hidden = 16
-heads = 2
-ffn = 32
-max_positions = 32
-[[objectives]]
-name = "mlm"
-[optimizer]
-warmup_steps = 1
-[training]
-steps = 4
-batch_size = 4
-seq_len = 32
-eval_every = 0
-log_every = 2
-checkpoint_every = 4
-"#;
-
-/// A finished pretraining run `<dir>/runs/victim/base`.
-fn pretrain(dir: &Path) -> PathBuf {
-    std::fs::write(dir.join("victim.toml"), TINY).unwrap();
-    let o = common::pretext()
-        .arg("run")
-        .arg(dir.join("victim.toml"))
-        .arg("--runs-dir")
-        .arg(dir.join("runs"))
-        .arg("--reports-dir")
-        .arg(dir.join("reports"))
-        .arg("--quiet")
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", common::output_text(&o));
-    dir.join("runs/victim/base")
-}
-
 #[test]
 fn finetune_into_a_pretraining_run_is_refused_and_leaves_it_intact() {
     let dir = common::scratch("finetune");
-    let run = pretrain(&dir);
+    let run = common::pretrain_tiny(&dir);
     let glue = dir.join("sst2");
     std::fs::create_dir_all(&glue).unwrap();
     let rows: String = (0..16)
@@ -134,7 +92,7 @@ fn finetune_into_a_pretraining_run_is_refused_and_leaves_it_intact() {
 #[test]
 fn predict_file_refuses_inputs_and_run_files_and_writes_glue_tsv() {
     let dir = common::scratch("predict");
-    let run = pretrain(&dir);
+    let run = common::pretrain_tiny(&dir);
     let glue = dir.join("sst2");
     std::fs::create_dir_all(&glue).unwrap();
     let rows: String = (0..12)
@@ -253,7 +211,7 @@ fn tokenizer_out_that_is_the_corpus_is_refused() {
 #[test]
 fn a_second_run_of_an_experiment_never_replaces_its_tokenizer() {
     let dir = common::scratch("shared");
-    std::fs::write(dir.join("victim.toml"), TINY).unwrap();
+    std::fs::write(dir.join("victim.toml"), common::TINY_RUN).unwrap();
     let exp_dir = dir.join("runs/victim");
     // Another process is making the shared tokenizer: we hold the lock and write it.
     let lock = pretext::rundir::ExperimentLock::acquire(&exp_dir).unwrap();
@@ -332,7 +290,7 @@ fn bench_refuses_zero_steps_without_panicking() {
 #[test]
 fn logs_reach_the_disk_at_every_log_step() {
     let dir = common::scratch("live");
-    let text = TINY
+    let text = common::TINY_RUN
         .replace("steps = 4\n", "steps = 100000\n")
         .replace("log_every = 2\n", "log_every = 1\n")
         .replace("checkpoint_every = 4\n", "checkpoint_every = 100000\n");
@@ -389,11 +347,11 @@ fn logs_reach_the_disk_at_every_log_step() {
 #[test]
 fn a_finished_run_of_a_changed_file_is_named_not_reused() {
     let dir = common::scratch("changed");
-    let run = pretrain(&dir);
+    let run = common::pretrain_tiny(&dir);
     let before = snapshot(&run);
     std::fs::write(
         dir.join("victim.toml"),
-        TINY.replace("warmup_steps = 1", "warmup_steps = 2"),
+        common::TINY_RUN.replace("warmup_steps = 1", "warmup_steps = 2"),
     )
     .unwrap();
     let again = || {

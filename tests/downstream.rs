@@ -568,17 +568,19 @@ fn a_dev_split_without_examples_is_an_error_not_a_score() {
         tokenizer: tok.clone(),
         checkpoint: None,
     };
-    let e = finetune::fit(
+    // Refused before the run folder is made: a refused run leaves nothing behind.
+    let dir = std::env::temp_dir().join(format!("pretext-empty-dev-{}", std::process::id()));
+    let e = finetune::run(
         &job("sst2", Init::Scratch, Mode::Finetune, spec),
         &source,
         &prep,
-        None,
+        &dir,
     )
-    .err()
-    .expect("scoring zero dev examples must fail")
+    .expect_err("scoring zero dev examples must fail")
     .to_string();
     assert!(
         e.contains("glue/empty-dev") && e.contains("no example"),
         "{e}"
     );
+    assert!(!dir.exists(), "the refused run left {}", dir.display());
 }

@@ -88,17 +88,12 @@ pub fn pair_head_parameters(hidden: f64) -> f64 {
 pub fn estimate(e: &Experiment) -> Estimate {
     let m = &e.model;
     let t = &e.training;
-    let (v, h, f, l) = sizes(e);
-    let (b, s, heads) = (t.batch_size as f64, t.seq_len as f64, m.heads as f64);
+    let (v, h, _, _) = sizes(e);
+    let (b, s) = (t.batch_size as f64, t.seq_len as f64);
     let parameters = parameters(e) * F32 * COPIES;
-    // Per layer and token: the projections, FFN, norms, residuals and dropout masks (about
-    // 12 hidden-wide and 3 FFN-wide vectors), plus scores, probabilities and dropout mask of
-    // every head; doubled for the gradients of the backward pass. The MLM decoder's logits
-    // for up to every position of the batch, with their gradient.
-    let tokens = b * s;
-    let per_layer = tokens * (12.0 * h + 3.0 * f) + 3.0 * b * heads * s * s;
-    let logits = 2.0 * F32 * (2.0 * tokens * 0.2 * v);
-    let activations = 2.0 * F32 * (l * per_layer + tokens * 4.0 * h) + logits;
+    // The MLM decoder's logits for up to every position of the batch, with their gradient.
+    let logits = 2.0 * F32 * (2.0 * b * s * 0.2 * v);
+    let activations = encoder_activations(m, b, s) + logits;
     let vocabulary = (v * h + v) * F32 * COPIES + logits;
     Estimate {
         parameters,
@@ -107,6 +102,46 @@ pub fn estimate(e: &Experiment) -> Estimate {
         logits,
         total: parameters + activations,
     }
+}
+
+/// What the encoder keeps for the backward pass of one batch of `sequences` × `seq` tokens,
+/// in bytes. Per layer and token: the projections, FFN, norms, residuals and dropout masks
+/// (about 12 hidden-wide and 3 FFN-wide vectors), plus scores, probabilities and dropout mask
+/// of every head; doubled for the gradients of the backward pass.
+pub fn encoder_activations(m: &ModelConfig, sequences: f64, seq: f64) -> f64 {
+    let (h, f, l, heads) = (
+        m.hidden as f64,
+        m.ffn as f64,
+        m.layers as f64,
+        m.heads as f64,
+    );
+    let tokens = sequences * seq;
+    let per_layer = tokens * (12.0 * h + 3.0 * f) + 3.0 * sequences * heads * seq * seq;
+    2.0 * F32 * (l * per_layer + tokens * 4.0 * h)
+}
+
+/// A fine-tuning batch of `sequences` × `seq` tokens on the encoder `m`: `None` when it fits
+/// in `available` bytes with the encoder's weights, gradients and AdamW state, otherwise why
+/// not (the caller names its key: `batch_size`, or `max_seq_len`).
+pub fn refuse_finetune(
+    m: &ModelConfig,
+    vocab: usize,
+    sequences: usize,
+    seq: usize,
+    available: f64,
+) -> Option<String> {
+    let parameters = encoder_parameters(m, vocab as f64) * F32 * COPIES;
+    let activations = encoder_activations(m, sequences as f64, seq as f64);
+    (parameters + activations > available).then(|| {
+        format!(
+            "one batch of {sequences} sequences of up to {seq} tokens needs about {} \
+             (encoder and optimiser state {}, activations {}), more than this machine's {}",
+            gib(parameters + activations),
+            gib(parameters),
+            gib(activations),
+            gib(available)
+        )
+    })
 }
 
 /// `None` when the estimate fits in `available` bytes; otherwise the key to change and why.

@@ -12,6 +12,7 @@ mod model;
 pub mod preset;
 mod ramp;
 mod schema;
+mod slurm;
 mod validate;
 
 pub use budget::Budget;

@@ -324,6 +324,15 @@ pub fn check(e: &Experiment) -> Vec<(String, String)> {
                 bad(&key(k), "expected a positive integer, got 0".into());
             }
         }
+        // Beyond these a run could never end, and epochs × batches could overflow.
+        for (k, v, max) in [
+            ("epochs", f.epochs, 1_000_000),
+            ("batch_size", f.batch_size, 1_000_000),
+        ] {
+            if v > max {
+                bad(&key(k), format!("expected at most {max}, got {v}"));
+            }
+        }
         for (k, list) in [
             ("init", f.init.len()),
             ("mode", f.mode.len()),
@@ -369,6 +378,11 @@ pub fn check(e: &Experiment) -> Vec<(String, String)> {
             if !(v >= 0.0 && v.is_finite()) {
                 bad(&key(k), format!("expected ≥ 0, got {v}"));
             }
+        }
+    }
+    if let Some(s) = &e.slurm {
+        for (k, m) in s.problems() {
+            bad(&format!("slurm.{k}"), m);
         }
     }
     out

@@ -103,6 +103,7 @@ pub fn run(
     prep: &Prepared,
     dir: &Path,
 ) -> Result<Outcome, FinetuneError> {
+    preflight(job, source, prep)?;
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
     let _lock = crate::rundir::claim(dir, crate::rundir::RunKind::Finetuning)?;
     let started = Instant::now();
@@ -164,6 +165,31 @@ fn object(metrics: &[(String, f64)]) -> serde_json::Value {
         .into()
 }
 
+/// What is refused once the data is read, before a run folder is written: a dev split with no
+/// example (a score over none would read as a real 0.000), and a training batch the machine
+/// cannot hold (a failed allocation aborts the process without naming the key).
+fn preflight(job: &Job, source: &Source, prep: &Prepared) -> Result<(), FinetuneError> {
+    if prep.dev_items() == 0 {
+        return Err(FinetuneError::Setup(format!(
+            "{}: the dev split of `{}` yields no example to score (check the dev file, \
+             dev_articles and max_train_examples)",
+            job.spec.data, job.task.name
+        )));
+    }
+    let sequences = job.spec.batch_size.min(prep.train.len());
+    let available = crate::alloc::machine_memory().unwrap_or(f64::INFINITY);
+    let vocab = source.tokenizer.vocab_size();
+    let (model, len) = (&source.model, job.spec.max_seq_len);
+    match crate::config::memory::refuse_finetune(model, vocab, sequences, len, available) {
+        Some(why) => Err(FinetuneError::Setup(format!(
+            "{}: batch_size = {} (--batch-size): {why}; lower batch_size or max_seq_len",
+            job.variant(),
+            job.spec.batch_size
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Builds the encoder (pretrained or scratch) and the head, trains what the mode trains and
 /// evaluates on dev after every epoch, logging to `log` when given.
 pub fn fit(
@@ -172,14 +198,7 @@ pub fn fit(
     prep: &Prepared,
     mut log: Option<&mut RunLog>,
 ) -> Result<Fitted, FinetuneError> {
-    // A score over zero examples would read as a real 0.000; refuse it instead.
-    if prep.dev_items() == 0 {
-        return Err(FinetuneError::Setup(format!(
-            "{}: the dev split of `{}` yields no example to score (check the dev file, \
-             dev_articles and max_train_examples)",
-            job.spec.data, job.task.name
-        )));
-    }
+    preflight(job, source, prep)?;
     let (precision, note) = crate::model::precision::resolve(job.spec.precision);
     if let Some(note) = note {
         eprintln!("{}: {note}", job.variant());
@@ -231,6 +250,7 @@ pub fn fit(
         });
     }
     let per_epoch = prep.train.len().div_ceil(spec.batch_size) as u64;
+    // `epochs` is at most 1,000,000 (config's range), so this cannot overflow.
     let total = per_epoch * spec.epochs as u64;
     if total == 0 {
         return Err(FinetuneError::Setup(format!(

@@ -162,6 +162,15 @@ pub fn check_entries(
                 ),
             );
         }
+        if task.kind != Kind::MlmProbe && f.max_seq_len < 5 {
+            bad(
+                "max_seq_len",
+                format!(
+                    "expected at least 5 ([CLS], the [SEP]s and room for text), got {}",
+                    f.max_seq_len
+                ),
+            );
+        }
         if task.kind == Kind::Span && f.max_seq_len < f.max_query_len.saturating_add(8) {
             bad(
                 "max_seq_len",

@@ -101,3 +101,47 @@ pub fn running_states(model: &dyn Params) -> Vec<StateValues> {
         .map(|(module, s)| (module, s.vectors(), s.counter()))
         .collect()
 }
+
+/// A one-layer experiment that trains in a second, on the embedded corpus (`victim`: the
+/// data-loss tests check that other commands leave its run intact).
+pub const TINY_RUN: &str = r#"
+name = "victim"
+[data]
+corpus = ["embedded"]
+[tokenizer]
+vocab_size = 300
+[model]
+layers = 1
+hidden = 16
+heads = 2
+ffn = 32
+max_positions = 32
+[[objectives]]
+name = "mlm"
+[optimizer]
+warmup_steps = 1
+[training]
+steps = 4
+batch_size = 4
+seq_len = 32
+eval_every = 0
+log_every = 2
+checkpoint_every = 4
+"#;
+
+/// A finished pretraining run of `TINY_RUN`: `<dir>/runs/victim/base`.
+pub fn pretrain_tiny(dir: &Path) -> PathBuf {
+    std::fs::write(dir.join("victim.toml"), TINY_RUN).unwrap();
+    let o = pretext()
+        .arg("run")
+        .arg(dir.join("victim.toml"))
+        .arg("--runs-dir")
+        .arg(dir.join("runs"))
+        .arg("--reports-dir")
+        .arg(dir.join("reports"))
+        .arg("--quiet")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", output_text(&o));
+    dir.join("runs/victim/base")
+}
