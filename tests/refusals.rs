@@ -135,6 +135,11 @@ fn finetune_refusals_leave_no_run_folder() {
     assert_eq!(code, Some(1), "{msg}");
     assert!(msg.contains("--max-seq-len: expected at least 5"), "{msg}");
     assert!(!out.exists());
+
+    // An export into a device used to say "creating /dev/null: File exists".
+    let (code, msg) = pretext(&["export"], &[("", &run), ("--hf", Path::new("/dev/null"))]);
+    assert_eq!(code, Some(1), "{msg}");
+    assert!(msg.contains("/dev/null: not a folder"), "{msg}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

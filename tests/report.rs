@@ -97,6 +97,17 @@ fn empty_or_malformed_run_directories_are_named() {
         .unwrap()
         .to_string();
     assert!(e.contains("metrics.jsonl:2"), "{e}");
+    // A last row cut short (no newline: a kill during its write) is left out, not refused;
+    // the same text with its newline is a malformed row.
+    let torn = "{\"step\":1,\"split\":\"train\",\"loss\":2.5}\n{\"step\":2,\"split\"";
+    std::fs::write(root.join("v/metrics.jsonl"), torn).unwrap();
+    pretext::report::write(&root, &root.join("out"), "x").unwrap();
+    std::fs::write(root.join("v/metrics.jsonl"), format!("{torn}\n")).unwrap();
+    let e = pretext::report::write(&root, &root.join("out"), "x")
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("metrics.jsonl:2"), "{e}");
     std::fs::remove_dir_all(&root).ok();
 }
 

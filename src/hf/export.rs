@@ -129,8 +129,11 @@ pub fn to_hf(target: &Path, tokenizer: Option<&Path>, out: &Path) -> Result<Stri
 
 /// A folder that holds anything but an earlier export is refused.
 fn refuse_overwriting(out: &Path) -> Result<()> {
-    if out.is_file() {
-        bail!("{}: is a file; --hf takes a folder", out.display());
+    if out.exists() && !out.is_dir() {
+        bail!(
+            "{}: not a folder; --hf takes a new or empty folder",
+            out.display()
+        );
     }
     let Ok(entries) = std::fs::read_dir(out) else {
         return Ok(()); // does not exist yet

@@ -87,8 +87,15 @@ pub fn read(exp_dir: &Path) -> Result<Vec<Run>, ReportError> {
             continue;
         }
         let text = std::fs::read_to_string(&metrics).map_err(io(&metrics))?;
+        // A last line without its newline is a row whose write a kill cut short: the run
+        // redoes it on resume (the log is cut back to the checkpoint), so it is left out
+        // here rather than refusing the whole report.
+        let whole = match text.ends_with('\n') {
+            true => &text[..],
+            false => &text[..text.rfind('\n').map_or(0, |i| i + 1)],
+        };
         let mut rows = Vec::new();
-        for (i, line) in text
+        for (i, line) in whole
             .lines()
             .enumerate()
             .filter(|(_, l)| !l.trim().is_empty())

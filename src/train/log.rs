@@ -3,7 +3,7 @@
 
 use protobuf::Message;
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufRead, BufReader, BufWriter, LineWriter, Write};
 use std::path::{Path, PathBuf};
 use tensorboard_proto::event::Event;
 use tensorboard_proto::summary::{
@@ -64,7 +64,9 @@ impl Events {
 
 pub struct RunLog {
     tb: Events,
-    jsonl: BufWriter<File>,
+    /// Whole rows, each written by one call as its newline arrives: a block-sized buffer
+    /// would write a row cut in the middle when it fills, and a kill could leave it so.
+    jsonl: LineWriter<File>,
     pub dir: PathBuf,
 }
 
@@ -96,7 +98,7 @@ impl RunLog {
                 }
             }
         }
-        let jsonl = BufWriter::new(File::create(&path)?);
+        let jsonl = LineWriter::new(File::create(&path)?);
         let mut log = Self {
             tb: Events::create(dir)?,
             jsonl,
