@@ -236,6 +236,23 @@ fn sizes_that_cannot_fit_are_refused_by_key() {
     )
     .unwrap();
     assert_eq!(key, "tokenizer.vocab_size");
+    // A position table of 10^8 rows is the key's fault, not the width's.
+    let (key, _) = memory::refuse(
+        &load("[model]\nmax_positions = 100000000\n").unwrap().base,
+        24.0 * gib,
+    )
+    .unwrap();
+    assert_eq!(key, "model.max_positions");
+    for (text, key) in [
+        (
+            "[training]\ngrad_accum = 9223372036854775807\n",
+            "training.grad_accum",
+        ),
+        ("[training]\nthreads = 100000\n", "training.threads"),
+    ] {
+        let e = err(text);
+        assert!(e.contains(key) && e.contains("at most"), "{e}");
+    }
 
     // `pretext run` refuses it by key with exit 1, not an out-of-memory abort.
     let dir = common::scratch("fit");

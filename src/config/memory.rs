@@ -154,10 +154,18 @@ pub fn refuse(e: &Experiment, available: f64) -> Option<(&'static str, String)> 
     // (batch), the other parameters (model width and depth).
     let batch = (est.activations - est.logits).max(0.0);
     let model = (est.parameters - (est.vocabulary - est.logits)).max(0.0);
+    // The learned position table, when it outweighs the rest of the model's parameters.
+    let positions = match e.model.positions {
+        super::Positions::Learned => e.model.max_positions as f64 * e.model.hidden as f64,
+        super::Positions::Alibi => 0.0,
+    } * F32
+        * COPIES;
     let key = if est.vocabulary >= batch && est.vocabulary >= model {
         "tokenizer.vocab_size"
     } else if batch >= model {
         "training.batch_size"
+    } else if positions >= model - positions {
+        "model.max_positions"
     } else {
         "model.hidden"
     };

@@ -125,6 +125,16 @@ pub fn check(e: &Experiment) -> Vec<(String, String)> {
             bad(key, "expected a positive integer, got 0".into());
         }
     }
+    // Past these a step could never end (grad_accum micro-batches each) or a pool of threads
+    // could not be made (it would fall back to another pool without saying so).
+    for (key, v, max) in [
+        ("training.grad_accum", t.grad_accum, 1_000_000),
+        ("training.threads", t.threads, 4096),
+    ] {
+        if v > max {
+            bad(key, format!("expected at most {max}, got {v}"));
+        }
+    }
     if t.seq_len < 8 {
         bad(
             "training.seq_len",
