@@ -77,7 +77,8 @@ fn is_time(s: &str) -> bool {
             && parts.iter().all(|p| digits(p)))
 }
 
-/// A number with an optional unit: `8G`, `512M`, `16000` (megabytes), as `--mem` takes it.
+/// A number with an optional unit: `8G`, `512M`, `16000` (megabytes), as `--mem` takes it
+/// (`0`: all of a node's memory).
 fn is_memory(s: &str) -> bool {
     let number = s.trim_end_matches(['K', 'M', 'G', 'T', 'k', 'm', 'g', 't']);
     let unit_len = s.len() - number.len();
@@ -85,7 +86,6 @@ fn is_memory(s: &str) -> bool {
         && number.len() <= 12
         && unit_len <= 1
         && number.bytes().all(|b| b.is_ascii_digit())
-        && number.bytes().any(|b| b != b'0')
 }
 
 #[cfg(test)]
@@ -116,10 +116,10 @@ mod tests {
         ] {
             assert!(!is_time(t), "{t:?}");
         }
-        for m in ["8G", "512M", "16000", "1T"] {
+        for m in ["8G", "512M", "16000", "1T", "0"] {
             assert!(is_memory(m), "{m}");
         }
-        for m in ["", "G", "0", "8GB", "4G\n#SBATCH --wrap=x", "-1G", "8 G"] {
+        for m in ["", "G", "8GB", "4G\n#SBATCH --wrap=x", "-1G", "8 G"] {
             assert!(!is_memory(m), "{m:?}");
         }
     }
