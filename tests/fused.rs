@@ -388,6 +388,28 @@ fn parallel_keep_mask_is_the_sequential_one() {
     assert!((9_500..10_500).contains(&dropped), "{dropped} dropped");
 }
 
+/// The CUDA build's masks: byte flags from the same stream, turned into f32 and scaled as its
+/// device does it (dfdx's `to_dtype` and scalar product, here on the CPU), are `keep_mask`'s
+/// values bit for bit, so GPU and CPU runs drop the same units.
+#[test]
+fn byte_flags_scaled_are_the_keep_mask() {
+    use pretext::model::ops::{keep_mask, mask_of};
+    for p in [0.1f32, 1.0 / 3.0, 0.5] {
+        let len = 3 * (1 << 16) + 5;
+        let want = keep_mask(len, p, &mut stream(4, "drop"));
+        let flags = mask_of(len, p, &mut stream(4, "drop"), 0u8, 1u8);
+        let dev = Dev::seed_from_u64(0);
+        let t: Tensor<(usize,), u8, Dev> = dev.tensor_from_vec(flags, (len,));
+        let got = (t.to_dtype::<f32>() * (1.0 / (1.0 - p))).as_vec();
+        assert!(
+            got.iter()
+                .zip(&want)
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "p = {p}"
+        );
+    }
+}
+
 /// The CUDA build's cross-entropy (dfdx's log-softmax and select, which run on any device)
 /// against the fused one: value, gradient and hit count, ties included.
 #[test]

@@ -83,13 +83,25 @@ pub fn affine<T: Tape<f32, Dev>>(z: Act<T>, a: &Affine) -> Act<T> {
 /// word), and ChaCha can seek, so blocks of the mask are drawn on rayon's threads, each from
 /// its own position: the mask is the one a sequential draw gives, bit for bit.
 pub fn keep_mask(len: usize, p: f32, rng: &mut Rng) -> Vec<f32> {
+    mask_of(len, p, rng, 0.0, 1.0 / (1.0 - p))
+}
+
+/// The decisions of `keep_mask` as `drop` and `keep` values of any type: the CUDA build draws
+/// them as bytes (a quarter of the bytes to write and to copy to the device) and scales them
+/// there, to the same values.
+pub fn mask_of<T: Copy + Default + Send + Sync>(
+    len: usize,
+    p: f32,
+    rng: &mut Rng,
+    drop: T,
+    keep: T,
+) -> Vec<T> {
     const BLOCK: usize = 1 << 16;
-    let scale = 1.0 / (1.0 - p);
     // `gen::<f32>()` is `(w >> 8) · 2⁻²⁴` for the next word `w`, so `gen::<f32>() < p` is
     // `w >> 8 < ⌈p · 2²⁴⌉` exactly (p · 2²⁴ is exact in f64): an integer test that vectorises.
     let threshold = (p as f64 * (1u64 << 24) as f64).ceil() as u32;
     let start = rng.get_word_pos();
-    let mut mask = vec![0.0f32; len];
+    let mut mask = vec![T::default(); len];
     mask.par_chunks_mut(BLOCK)
         .enumerate()
         .for_each(|(i, block)| {
@@ -101,7 +113,7 @@ pub fn keep_mask(len: usize, p: f32, rng: &mut Rng) -> Vec<f32> {
                 // The words `next_u32` would return, in order, in one call.
                 r.fill(words);
                 for (m, &w) in part.iter_mut().zip(words.iter()) {
-                    *m = if w >> 8 < threshold { 0.0 } else { scale };
+                    *m = if w >> 8 < threshold { drop } else { keep };
                 }
             }
         });
@@ -126,8 +138,18 @@ pub fn dropout<S: Shape, T: Tape<f32, Dev>>(
     match rng {
         Some(rng) if p > 0.0 => {
             let shape = *x.shape();
-            let mask = keep_mask(shape.num_elements(), p, rng);
-            let m: Tensor<S, f32, Dev> = x.device().tensor_from_vec(mask, shape);
+            #[cfg(not(feature = "cuda"))]
+            let m: Tensor<S, f32, Dev> = x
+                .device()
+                .tensor_from_vec(keep_mask(shape.num_elements(), p, rng), shape);
+            // Bytes cross the bus and become `keep_mask`'s values on the device (1 · scale is
+            // scale exactly): the masks of a CPU run, a quarter of the copy.
+            #[cfg(feature = "cuda")]
+            let m: Tensor<S, f32, Dev> = {
+                let flags = mask_of(shape.num_elements(), p, rng, 0u8, 1u8);
+                let flags: Tensor<S, u8, Dev> = x.device().tensor_from_vec(flags, shape);
+                flags.to_dtype::<f32>() * (1.0 / (1.0 - p))
+            };
             x * m
         }
         _ => x,
