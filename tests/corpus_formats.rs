@@ -270,3 +270,39 @@ fn reads_the_shared_wikipedia_and_gutenberg_files() {
         .iter()
         .all(|s| !s.contains('\r') && !s.contains("PROJECT GUTENBERG"))));
 }
+
+/// Issue 19: text without sentence punctuation (one line of megabytes) reaches the tokenizer
+/// in pieces of at most `MAX_SENTENCE_BYTES`, cut at spaces and losing no word — one 36 MB
+/// line used to take 3.4 GB to train a vocabulary on.
+#[test]
+fn a_sentence_of_megabytes_is_cut_into_bounded_pieces() {
+    use pretext::data::layouts::{sentences, MAX_SENTENCE_BYTES};
+    let words: Vec<String> = (0..60_000).map(|i| format!("w{}é .", i % 97)).collect();
+    let line = words.join(" ");
+    assert!(line.len() > 5 * MAX_SENTENCE_BYTES);
+    let got: Vec<String> = sentences(&line).collect();
+    let pieces = got.len();
+    assert!(pieces >= 5, "{pieces} piece(s)");
+    assert!(got.iter().all(|s| s.len() <= MAX_SENTENCE_BYTES));
+    assert_eq!(got.join(" "), line, "a word was lost or split");
+    // One word longer than a piece is cut at character boundaries, nothing lost.
+    let word = "é".repeat(MAX_SENTENCE_BYTES);
+    let got: Vec<String> = sentences(&word).collect();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got.concat(), word);
+
+    // Through the binary: the tokenizer trains on the pieces.
+    let dir = common::scratch("long-line");
+    std::fs::write(dir.join("line.txt"), &line).unwrap();
+    let o = common::pretext()
+        .args(["tokenizer", "train", "--vocab-size", "200", "--corpus"])
+        .arg(dir.join("line.txt"))
+        .arg("--out")
+        .arg(dir.join("tok.json"))
+        .output()
+        .unwrap();
+    let msg = common::output_text(&o);
+    assert!(o.status.success(), "{msg}");
+    assert!(msg.contains(&format!("on {pieces} sentences")), "{msg}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

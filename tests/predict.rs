@@ -174,6 +174,23 @@ fn eval_scores_any_text_reproducibly() {
     let pppl = a.pseudo_perplexity.unwrap();
     // Every real token of two segments was scored, and the figure is a perplexity.
     assert!(a.pppl_tokens > 40 && pppl > 1.0 && pppl < lm.tokenizer.vocab_size() as f64 * 10.0);
+
+    // A file of one sentence is text to score (the pretraining's data.min_sentences, which
+    // `eval` has no flag for, used to refuse it).
+    let dir = std::env::temp_dir().join(format!("pretext-eval-one-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("one.txt"),
+        "the cat sat on the mat near the old door\n",
+    )
+    .unwrap();
+    let one = eval::Options {
+        corpus: vec![dir.join("one.txt").to_string_lossy().into_owned()],
+        ..opts(7)
+    };
+    let s = eval::evaluate(&lm, &one, Path::new(".")).unwrap();
+    assert_eq!((s.sequences, s.loss.is_finite()), (1, true));
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

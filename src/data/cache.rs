@@ -23,7 +23,8 @@ use std::path::{Path, PathBuf};
 
 /// Bytes of text parsed at a time while streaming a source.
 const BLOCK_BYTES: usize = 1 << 20;
-const VERSION: u32 = 1;
+/// 2: sentences longer than `layouts::MAX_SENTENCE_BYTES` are cut into pieces.
+const VERSION: u32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {

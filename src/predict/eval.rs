@@ -76,7 +76,10 @@ pub fn evaluate(lm: &MaskedLm, o: &Options, base_dir: &Path) -> Result<Scores> {
     let files = sources::expand(&o.corpus, base_dir).context("--corpus")?;
     let mut docs: Vec<TokenDoc> = Vec::new();
     for f in &files {
-        for d in corpus::read_source(f, base_dir, o.format, lm.config.data.min_sentences)? {
+        // Every document counts: the masked-token score reads single segments, so the
+        // pretraining's `data.min_sentences` (sentence pairs) does not apply, and a file of one
+        // sentence is text to score, not an error pointing at a key `eval` has no flag for.
+        for d in corpus::read_source(f, base_dir, o.format, 1)? {
             let ids = lm.tokenizer.encode_batch(&d.sentences);
             if ids.iter().any(|s| !s.is_empty()) {
                 docs.push(ids);
