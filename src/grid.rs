@@ -62,6 +62,7 @@ pub fn run(file: &Path, opts: &Options) -> Result<()> {
     }
     let base_dir = base_dir(file);
     refuse_what_cannot_fit(file, &exp)?;
+    refuse_runs_dir_in_a_run(&opts.runs_dir)?;
     // Downstream data is read after pretraining, possibly hours later: check it is there now.
     for spec in &exp.runs {
         for (i, f) in spec.config.finetune.iter().enumerate() {
@@ -137,6 +138,21 @@ pub fn run(file: &Path, opts: &Options) -> Result<()> {
             "{} run(s) failed: {}; re-running the command continues them",
             failures.len(),
             failures.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Refuses a runs folder that is, or lies inside, a run folder (`--runs-dir runs/x/base`):
+/// the experiment's folders would land among that run's checkpoints and logs.
+pub fn refuse_runs_dir_in_a_run(runs_dir: &Path) -> Result<()> {
+    if let Some((run, kind)) = rundir::enclosing_run(runs_dir) {
+        anyhow::bail!(
+            "--runs-dir {}: inside the {} run {}; runs written there would mix with its \
+             files. Choose a runs folder outside any run folder (the default is `runs`)",
+            runs_dir.display(),
+            kind.name(),
+            run.display()
         );
     }
     Ok(())

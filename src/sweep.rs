@@ -188,6 +188,7 @@ pub fn write_and_submit(r: &Request) -> anyhow::Result<()> {
             .collect();
         anyhow::bail!("{}", lines.join("\n"));
     }
+    crate::grid::refuse_runs_dir_in_a_run(&r.runs_dir)?;
     let abs = |p: &Path| -> anyhow::Result<std::path::PathBuf> {
         std::path::absolute(p).with_context(|| format!("resolving {}", p.display()))
     };

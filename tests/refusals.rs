@@ -84,10 +84,10 @@ fn slurm_values_that_would_break_the_script_are_refused() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A dev file without an example, and a sequence length with no room for text, are refused
-/// by name before the run folder is made: a refused command leaves nothing behind.
+/// A dev file without an example, a sequence length with no room for text, a runs folder
+/// inside a run and an export into a device are refused by name, leaving nothing behind.
 #[test]
-fn finetune_refusals_leave_no_run_folder() {
+fn refusals_around_a_finished_run_leave_nothing_behind() {
     let dir = common::scratch("finetune-refusals");
     let run = common::pretrain_tiny(&dir);
     let glue = dir.join("sst2");
@@ -135,6 +135,16 @@ fn finetune_refusals_leave_no_run_folder() {
     assert_eq!(code, Some(1), "{msg}");
     assert!(msg.contains("--max-seq-len: expected at least 5"), "{msg}");
     assert!(!out.exists());
+
+    // A runs folder inside a run folder: the experiment would land among its checkpoints.
+    let inside = run.join("nested");
+    let (code, msg) = pretext(
+        &["run", "--quiet"],
+        &[("", &dir.join("victim.toml")), ("--runs-dir", &inside)],
+    );
+    assert_eq!(code, Some(1), "{msg}");
+    assert!(msg.contains("inside the pretraining run"), "{msg}");
+    assert!(!inside.exists());
 
     // An export into a device used to say "creating /dev/null: File exists".
     let (code, msg) = pretext(&["export"], &[("", &run), ("--hf", Path::new("/dev/null"))]);

@@ -84,6 +84,18 @@ pub fn kind_of(dir: &Path) -> Option<RunKind> {
     None
 }
 
+/// The run folder `path` is, or lies inside, if any (the nearest), with its kind: a runs
+/// folder given there would put whole experiments among that run's files. Only the marker
+/// counts here: `kind_of`'s reading of older folders (a `checkpoints/` or `finetune/`
+/// folder) would take many a project folder above the runs for a run.
+pub fn enclosing_run(path: &Path) -> Option<(PathBuf, RunKind)> {
+    let abs = std::path::absolute(path).ok()?;
+    abs.ancestors().find_map(|d| {
+        let marker = std::fs::read_to_string(d.join(MARKER)).ok()?;
+        RunKind::parse(&marker).map(|k| (d.to_path_buf(), k))
+    })
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClaimError {
     #[error(transparent)]
