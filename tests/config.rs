@@ -243,15 +243,45 @@ fn sizes_that_cannot_fit_are_refused_by_key() {
     )
     .unwrap();
     assert_eq!(key, "model.max_positions");
-    for (text, key) in [
+    // The key named is the one whose default would make the run fit (it named the batch
+    // for a depth of 2^63 − 1).
+    for (text, want) in [
+        ("[model]\nlayers = 9223372036854775807\n", "model.layers"),
+        ("[model]\nffn = 9223372036854775807\n", "model.ffn"),
+    ] {
+        let (key, _) = memory::refuse(&load(text).unwrap().base, 24.0 * gib).unwrap();
+        assert_eq!(key, want);
+    }
+    for (text, key, says) in [
         (
             "[training]\ngrad_accum = 9223372036854775807\n",
             "training.grad_accum",
+            "at most",
         ),
-        ("[training]\nthreads = 100000\n", "training.threads"),
+        (
+            "[training]\nthreads = 100000\n",
+            "training.threads",
+            "at most",
+        ),
+        // These two panicked on allocation (a token-type table, the held-out batches).
+        (
+            "[model]\ntype_vocab = 9223372036854775807\n",
+            "model.type_vocab",
+            "to 1024",
+        ),
+        (
+            "[training]\neval_batches = 9223372036854775807\n",
+            "training.eval_batches",
+            "at most",
+        ),
+        (
+            "[optimizer]\nlr = 1e308\n",
+            "optimizer.weight_decay",
+            "lr × weight_decay < 1",
+        ),
     ] {
         let e = err(text);
-        assert!(e.contains(key) && e.contains("at most"), "{e}");
+        assert!(e.contains(key) && e.contains(says), "{e}");
     }
 
     // `pretext run` refuses it by key with exit 1, not an out-of-memory abort.

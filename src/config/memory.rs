@@ -48,15 +48,15 @@ pub fn parameters(e: &Experiment) -> f64 {
         + pair_head_parameters(h)
 }
 
-/// The encoder's trainable parameters: embeddings (word, position unless ALiBi, two token
-/// types, LayerNorm), the blocks, pre-LN's final LayerNorm and the pooler.
+/// The encoder's trainable parameters: embeddings (word, position unless ALiBi, token types,
+/// LayerNorm), the blocks, pre-LN's final LayerNorm and the pooler.
 pub fn encoder_parameters(m: &ModelConfig, vocab: f64) -> f64 {
     let (h, f, l) = (m.hidden as f64, m.ffn as f64, m.layers as f64);
     let positions = match m.positions {
         super::Positions::Learned => m.max_positions as f64,
         super::Positions::Alibi => 0.0,
     };
-    let embeddings = (vocab + positions + 2.0) * h + 2.0 * h;
+    let embeddings = (vocab + positions + m.type_vocab as f64) * h + 2.0 * h;
     let biases = if m.linear_bias { 4.0 * h + f + h } else { 0.0 };
     let layer = 4.0 * h * h + 2.0 * h * f + biases + 4.0 * h;
     let final_norm = if m.norm == super::NormKind::PreLn {
@@ -150,8 +150,13 @@ pub fn refuse(e: &Experiment, available: f64) -> Option<(&'static str, String)> 
     if est.total <= available {
         return None;
     }
-    // The key behind the largest of: what the vocabulary drives, the other activations
-    // (batch), the other parameters (model width and depth).
+    // The one key whose default value would make the run fit, if there is one: the key the
+    // user set past what the machine holds.
+    if let Some(key) = culprit(e, available) {
+        return Some((key, describe(&est, available)));
+    }
+    // Otherwise the key behind the largest of: what the vocabulary drives, the other
+    // activations (batch), the other parameters (model width and depth).
     let batch = (est.activations - est.logits).max(0.0);
     let model = (est.parameters - (est.vocabulary - est.logits)).max(0.0);
     // The learned position table, when it outweighs the rest of the model's parameters.
@@ -169,18 +174,60 @@ pub fn refuse(e: &Experiment, available: f64) -> Option<(&'static str, String)> 
     } else {
         "model.hidden"
     };
-    Some((
-        key,
-        format!(
-            "a run needs about {} (parameters and optimiser state {}, activations of one \
-             batch {}), more than this machine's {}; lower it (or training.batch_size with \
-             training.grad_accum for the same effective batch)",
-            gib(est.total),
-            gib(est.parameters),
-            gib(est.activations),
-            gib(available)
-        ),
-    ))
+    Some((key, describe(&est, available)))
+}
+
+/// The defaults a size key is put back to when looking for the one to blame.
+struct Defaults {
+    tokenizer: super::TokenizerConfig,
+    model: ModelConfig,
+    training: super::TrainingConfig,
+}
+
+/// The size keys a run's memory grows with, each with how to put back its default value.
+type Reset = fn(&mut Experiment, &Defaults);
+const SIZE_KEYS: [(&str, Reset); 7] = [
+    ("tokenizer.vocab_size", |e, d| {
+        e.tokenizer.vocab_size = d.tokenizer.vocab_size
+    }),
+    ("training.batch_size", |e, d| {
+        e.training.batch_size = d.training.batch_size
+    }),
+    ("training.seq_len", |e, d| {
+        e.training.seq_len = d.training.seq_len
+    }),
+    ("model.max_positions", |e, d| {
+        e.model.max_positions = d.model.max_positions
+    }),
+    ("model.layers", |e, d| e.model.layers = d.model.layers),
+    ("model.hidden", |e, d| e.model.hidden = d.model.hidden),
+    ("model.ffn", |e, d| e.model.ffn = d.model.ffn),
+];
+
+/// The first size key that alone, put back to its default, makes `e` fit in `available`.
+fn culprit(e: &Experiment, available: f64) -> Option<&'static str> {
+    let defaults = Defaults {
+        tokenizer: Default::default(),
+        model: Default::default(),
+        training: Default::default(),
+    };
+    SIZE_KEYS.iter().find_map(|(key, reset)| {
+        let mut tried = e.clone();
+        reset(&mut tried, &defaults);
+        (estimate(&tried).total <= available).then_some(*key)
+    })
+}
+
+fn describe(est: &Estimate, available: f64) -> String {
+    format!(
+        "a run needs about {} (parameters and optimiser state {}, activations of one batch \
+         {}), more than this machine's {}; lower it (or training.batch_size with \
+         training.grad_accum for the same effective batch)",
+        gib(est.total),
+        gib(est.parameters),
+        gib(est.activations),
+        gib(available)
+    )
 }
 
 /// Bytes as GiB with a sensible number of digits.

@@ -42,11 +42,11 @@ pub fn check(e: &Experiment) -> Vec<(String, String)> {
                 .into(),
         );
     }
-    if m.type_vocab < 2 {
+    if !(2..=1024).contains(&m.type_vocab) {
         bad(
             "model.type_vocab",
             format!(
-                "expected at least 2 (segments A and B), got {}",
+                "expected 2 (segments A and B) to 1024, got {}",
                 m.type_vocab
             ),
         );
@@ -130,6 +130,8 @@ pub fn check(e: &Experiment) -> Vec<(String, String)> {
     for (key, v, max) in [
         ("training.grad_accum", t.grad_accum, 1_000_000),
         ("training.threads", t.threads, 4096),
+        // Held-out batches are drawn once and kept: 32 sequences each.
+        ("training.eval_batches", t.eval_batches, 10_000),
     ] {
         if v > max {
             bad(key, format!("expected at most {max}, got {v}"));
@@ -173,6 +175,16 @@ pub fn check(e: &Experiment) -> Vec<(String, String)> {
         bad(
             "optimizer.weight_decay",
             format!("expected >= 0, got {}", o.weight_decay),
+        );
+    } else if o.lr * o.weight_decay >= 1.0 {
+        // AdamW's decay scales each weight by 1 − lr · weight_decay every step.
+        bad(
+            "optimizer.weight_decay",
+            format!(
+                "expected optimizer.lr × weight_decay < 1 (each step scales the weights by \
+                 1 − lr × weight_decay), got {} × {}",
+                o.lr, o.weight_decay
+            ),
         );
     }
     if !(o.clip >= 0.0 && o.clip.is_finite()) {
