@@ -28,14 +28,7 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
 fn finetune_into_a_pretraining_run_is_refused_and_leaves_it_intact() {
     let dir = common::scratch("finetune");
     let run = common::pretrain_tiny(&dir);
-    let glue = dir.join("sst2");
-    std::fs::create_dir_all(&glue).unwrap();
-    let rows: String = (0..16)
-        .map(|i| format!("the film was {} .\t{}\n", ["bad", "good"][i % 2], i % 2))
-        .collect();
-    for f in ["train.tsv", "dev.tsv"] {
-        std::fs::write(glue.join(f), format!("sentence\tlabel\n{rows}")).unwrap();
-    }
+    let glue = common::sst2_folder(&dir, 16, 16);
     let before = snapshot(&run);
     assert!(before.keys().any(|p| p.ends_with("summary.json")));
     let o = common::pretext()
@@ -93,14 +86,7 @@ fn finetune_into_a_pretraining_run_is_refused_and_leaves_it_intact() {
 fn predict_file_refuses_inputs_and_run_files_and_writes_glue_tsv() {
     let dir = common::scratch("predict");
     let run = common::pretrain_tiny(&dir);
-    let glue = dir.join("sst2");
-    std::fs::create_dir_all(&glue).unwrap();
-    let rows: String = (0..12)
-        .map(|i| format!("the film was {} .\t{}\n", ["bad", "good"][i % 2], i % 2))
-        .collect();
-    for f in ["train.tsv", "dev.tsv"] {
-        std::fs::write(glue.join(f), format!("sentence\tlabel\n{rows}")).unwrap();
-    }
+    let glue = common::sst2_folder(&dir, 12, 12);
     let finetune = |predict: &Path, out: &Path| {
         common::pretext()
             .args(["finetune", "--task", "sst2", "--epochs", "1"])

@@ -90,29 +90,26 @@ fn slurm_values_that_would_break_the_script_are_refused() {
 fn refusals_around_a_finished_run_leave_nothing_behind() {
     let dir = common::scratch("finetune-refusals");
     let run = common::pretrain_tiny(&dir);
-    let glue = dir.join("sst2");
-    std::fs::create_dir_all(&glue).unwrap();
-    let rows: String = (0..8)
-        .map(|i| format!("a {} film .\t{}\n", ["bad", "good"][i % 2], i % 2))
-        .collect();
-    std::fs::write(glue.join("train.tsv"), format!("sentence\tlabel\n{rows}")).unwrap();
-    std::fs::write(glue.join("dev.tsv"), "sentence\tlabel\n").unwrap();
+    let glue = common::sst2_folder(&dir, 8, 0);
     let out = dir.join("ft");
-    let args = [
-        "finetune",
-        "--task",
-        "sst2",
-        "--epochs",
-        "1",
-        "--max-seq-len",
-        "32",
-    ];
     let paths = [
         ("--checkpoint", run.as_path()),
         ("--data", &glue),
         ("--out", &out),
     ];
-    let (code, msg) = pretext(&args, &paths);
+    let finetune = |len: &str| {
+        let args = [
+            "finetune",
+            "--task",
+            "sst2",
+            "--epochs",
+            "1",
+            "--max-seq-len",
+            len,
+        ];
+        pretext(&args, &paths)
+    };
+    let (code, msg) = finetune("32");
     assert_eq!(code, Some(1), "{msg}");
     assert!(msg.contains("dev.tsv: no examples"), "{msg}");
     assert!(
@@ -121,17 +118,8 @@ fn refusals_around_a_finished_run_leave_nothing_behind() {
         out.display()
     );
 
-    std::fs::write(glue.join("dev.tsv"), format!("sentence\tlabel\n{rows}")).unwrap();
-    let args = [
-        "finetune",
-        "--task",
-        "sst2",
-        "--epochs",
-        "1",
-        "--max-seq-len",
-        "3",
-    ];
-    let (code, msg) = pretext(&args, &paths);
+    common::sst2_folder(&dir, 8, 8);
+    let (code, msg) = finetune("3");
     assert_eq!(code, Some(1), "{msg}");
     assert!(msg.contains("--max-seq-len: expected at least 5"), "{msg}");
     assert!(!out.exists());

@@ -145,3 +145,19 @@ pub fn pretrain_tiny(dir: &Path) -> PathBuf {
     assert!(o.status.success(), "{}", output_text(&o));
     dir.join("runs/victim/base")
 }
+
+/// A GLUE SST-2 folder `<dir>/sst2` of `train` and `dev` labelled rows ("the film was bad|good
+/// ."); `dev = 0` leaves dev.tsv with its header only.
+pub fn sst2_folder(dir: &Path, train: usize, dev: usize) -> PathBuf {
+    let glue = dir.join("sst2");
+    std::fs::create_dir_all(&glue).unwrap();
+    let rows = |n: usize| -> String {
+        (0..n)
+            .map(|i| format!("the film was {} .\t{}\n", ["bad", "good"][i % 2], i % 2))
+            .collect()
+    };
+    for (f, n) in [("train.tsv", train), ("dev.tsv", dev)] {
+        std::fs::write(glue.join(f), format!("sentence\tlabel\n{}", rows(n))).unwrap();
+    }
+    glue
+}
