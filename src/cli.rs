@@ -394,7 +394,7 @@ pub struct TokenizerTrainArgs {
     pub out: PathBuf,
 }
 
-/// A dropout rate in [0, 1).
+/// A finite number above 0.
 fn positive_finite(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(x) if x > 0.0 && x.is_finite() => Ok(x),
@@ -402,6 +402,7 @@ fn positive_finite(s: &str) -> Result<f64, String> {
     }
 }
 
+/// A dropout rate in [0, 1).
 fn dropout_rate(s: &str) -> Result<f32, String> {
     match s.parse::<f32>() {
         Ok(p) if (0.0..1.0).contains(&p) => Ok(p),

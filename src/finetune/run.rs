@@ -111,7 +111,7 @@ pub fn run(
     let resolved = dir.join("config.resolved.toml");
     std::fs::write(&resolved, &text).map_err(io_err(&resolved))?;
     let mut log = RunLog::open(dir, None, &text).map_err(io_err(dir))?;
-    let fitted = fit(job, source, prep, Some(&mut log))?;
+    let fitted = fit_checked(job, source, prep, Some(&mut log))?;
     if fitted.steps == 0 {
         log.scalars(0, "eval", &fitted.metrics)
             .map_err(io_err(dir))?;
@@ -191,14 +191,25 @@ fn preflight(job: &Job, source: &Source, prep: &Prepared) -> Result<(), Finetune
 }
 
 /// Builds the encoder (pretrained or scratch) and the head, trains what the mode trains and
-/// evaluates on dev after every epoch, logging to `log` when given.
+/// evaluates on dev after every epoch, logging to `log` when given; refuses first what
+/// `preflight` refuses.
 pub fn fit(
+    job: &Job,
+    source: &Source,
+    prep: &Prepared,
+    log: Option<&mut RunLog>,
+) -> Result<Fitted, FinetuneError> {
+    preflight(job, source, prep)?;
+    fit_checked(job, source, prep, log)
+}
+
+/// `fit` once `preflight` has passed (`run` checks before it makes the run folder).
+fn fit_checked(
     job: &Job,
     source: &Source,
     prep: &Prepared,
     mut log: Option<&mut RunLog>,
 ) -> Result<Fitted, FinetuneError> {
-    preflight(job, source, prep)?;
     let (precision, note) = crate::model::precision::resolve(job.spec.precision);
     if let Some(note) = note {
         eprintln!("{}: {note}", job.variant());
