@@ -201,14 +201,7 @@ fn a_second_run_of_an_experiment_never_replaces_its_tokenizer() {
     let exp_dir = dir.join("runs/victim");
     // Another process is making the shared tokenizer: we hold the lock and write it.
     let lock = pretext::rundir::ExperimentLock::acquire(&exp_dir).unwrap();
-    let mut child = common::pretext()
-        .arg("run")
-        .arg(dir.join("victim.toml"))
-        .arg("--runs-dir")
-        .arg(dir.join("runs"))
-        .arg("--reports-dir")
-        .arg(dir.join("reports"))
-        .arg("--quiet")
+    let mut child = common::run_in(&dir, "victim.toml")
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
@@ -340,17 +333,7 @@ fn a_finished_run_of_a_changed_file_is_named_not_reused() {
         common::TINY_RUN.replace("warmup_steps = 1", "warmup_steps = 2"),
     )
     .unwrap();
-    let again = || {
-        let mut c = common::pretext();
-        c.arg("run")
-            .arg(dir.join("victim.toml"))
-            .arg("--runs-dir")
-            .arg(dir.join("runs"))
-            .arg("--reports-dir")
-            .arg(dir.join("reports"))
-            .arg("--quiet");
-        c
-    };
+    let again = || common::run_in(&dir, "victim.toml");
     let o = again().output().unwrap();
     let msg = common::output_text(&o);
     assert_eq!(o.status.code(), Some(1), "{msg}");

@@ -58,16 +58,7 @@ fn variants_share_one_evaluation_set_and_the_report_crosses_pair_tasks() {
     std::fs::write(dir.join("cross.toml"), EXPERIMENT).unwrap();
     std::fs::create_dir_all(dir.join("sts")).unwrap();
     std::fs::write(dir.join("sts/dev.tsv"), STS_DEV).unwrap();
-    let o = common::pretext()
-        .arg("run")
-        .arg(dir.join("cross.toml"))
-        .arg("--runs-dir")
-        .arg(dir.join("runs"))
-        .arg("--reports-dir")
-        .arg(dir.join("reports"))
-        .arg("--quiet")
-        .output()
-        .unwrap();
+    let o = common::run_in(&dir, "cross.toml").output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let runs = dir.join("runs/cross");
     let variants = [

@@ -41,15 +41,14 @@ log_every = 1
 }
 
 fn pretext(dir: &Path, file: &str, subcommand: &str) -> std::process::Output {
-    let mut c = common::pretext();
-    c.arg(subcommand).arg(dir.join(file));
-    if subcommand == "run" {
-        c.args(["--quiet", "--runs-dir"])
-            .arg(dir.join("runs"))
-            .arg("--reports-dir")
-            .arg(dir.join("reports"));
+    match subcommand {
+        "run" => common::run_in(dir, file).output().unwrap(),
+        _ => common::pretext()
+            .arg(subcommand)
+            .arg(dir.join(file))
+            .output()
+            .unwrap(),
     }
-    c.output().unwrap()
 }
 
 fn summary(run: &Path) -> serde_json::Value {

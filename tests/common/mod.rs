@@ -129,19 +129,24 @@ log_every = 2
 checkpoint_every = 4
 "#;
 
-/// A finished pretraining run of `TINY_RUN`: `<dir>/runs/victim/base`.
-pub fn pretrain_tiny(dir: &Path) -> PathBuf {
-    std::fs::write(dir.join("victim.toml"), TINY_RUN).unwrap();
-    let o = pretext()
-        .arg("run")
-        .arg(dir.join("victim.toml"))
+/// `pretext run <dir>/<file> --runs-dir <dir>/runs --reports-dir <dir>/reports --quiet`: an
+/// experiment run as a user runs it, everything it writes kept under `dir`.
+pub fn run_in(dir: &Path, file: &str) -> Command {
+    let mut c = pretext();
+    c.arg("run")
+        .arg(dir.join(file))
         .arg("--runs-dir")
         .arg(dir.join("runs"))
         .arg("--reports-dir")
         .arg(dir.join("reports"))
-        .arg("--quiet")
-        .output()
-        .unwrap();
+        .arg("--quiet");
+    c
+}
+
+/// A finished pretraining run of `TINY_RUN`: `<dir>/runs/victim/base`.
+pub fn pretrain_tiny(dir: &Path) -> PathBuf {
+    std::fs::write(dir.join("victim.toml"), TINY_RUN).unwrap();
+    let o = run_in(dir, "victim.toml").output().unwrap();
     assert!(o.status.success(), "{}", output_text(&o));
     dir.join("runs/victim/base")
 }
