@@ -26,6 +26,12 @@ pub enum TrainError {
     Input(#[from] InputError),
     #[error(transparent)]
     Data(#[from] crate::data::DataError),
+    /// A checkpoint that loaded but whose data position does not fit this run's data.
+    #[error("{path}: {source}")]
+    Resume {
+        path: PathBuf,
+        source: crate::data::DataError,
+    },
     #[error(transparent)]
     Claim(#[from] crate::rundir::ClaimError),
     #[error(transparent)]

@@ -207,7 +207,10 @@ impl<'a> Trainer<'a> {
         self.step = state.step;
         self.streams
             .restore(state.stream, state.short_stream)
-            .map_err(DataError::from)?;
+            .map_err(|e| TrainError::Resume {
+                path: path.into(),
+                source: e.into(),
+            })?;
         self.dropout_rng = state.dropout_rng;
         self.lr_scale = state.lr_scale;
         self.rollbacks = state.rollbacks;
