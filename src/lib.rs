@@ -9,6 +9,7 @@ pub mod bench;
 pub mod config;
 pub mod data;
 pub mod experiment;
+pub mod files;
 pub mod finetune;
 pub mod gradnorms;
 pub mod grid;

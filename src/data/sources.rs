@@ -75,13 +75,7 @@ pub fn open(path: &Path) -> Result<Box<dyn BufRead + Send>, CorpusError> {
         file: path.into(),
         reason: e.to_string(),
     };
-    let meta = std::fs::metadata(path).map_err(unreadable)?;
-    if !meta.is_file() {
-        return Err(CorpusError::Unreadable {
-            file: path.into(),
-            reason: "not a regular file".into(),
-        });
-    }
+    crate::files::regular(path).map_err(unreadable)?;
     let gz = is_gzip(path).map_err(unreadable)?;
     let f = std::fs::File::open(path).map_err(unreadable)?;
     Ok(if gz {

@@ -126,6 +126,7 @@ impl Tokenizer {
             file: path.into(),
             reason,
         };
+        crate::files::regular(path).map_err(|e| load_err(e.to_string()))?;
         let tok = if path.extension().is_some_and(|e| e == "txt") {
             let model = WordPiece::from_file(&path.to_string_lossy())
                 .unk_token("[UNK]".into())

@@ -107,7 +107,7 @@ pub struct Read {
 }
 
 pub fn read(path: &Path, layout: &Layout) -> Result<Read, ReadError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ReadError::Io {
+    let text = crate::files::read_to_string(path).map_err(|e| ReadError::Io {
         file: path.into(),
         reason: e.to_string(),
     })?;

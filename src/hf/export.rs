@@ -101,7 +101,8 @@ pub fn to_hf(target: &Path, tokenizer: Option<&Path>, out: &Path) -> Result<Stri
     write("config.json", config_json(class, &cfg, &tok).as_bytes())?;
     write(
         "tokenizer.json",
-        &std::fs::read(&tok_path).with_context(|| format!("reading {}", tok_path.display()))?,
+        &crate::files::read(&tok_path)
+            .with_context(|| format!("reading {}", tok_path.display()))?,
     )?;
     write("vocab.txt", vocab_txt(&tok).as_bytes())?;
     write("tokenizer_config.json", tokenizer_config(&cfg).as_bytes())?;

@@ -102,7 +102,7 @@ pub fn open(dir: &Path) -> Result<HfBert> {
         bail!("{}: no such HF model directory", dir.display());
     }
     let file = dir.join("config.json");
-    let text = std::fs::read_to_string(&file)
+    let text = crate::files::read_to_string(&file)
         .with_context(|| format!("{}: cannot read the model's config", file.display()))?;
     let config = parse_config(&text, &file)?;
     let weights = dir.join("model.safetensors");
@@ -390,7 +390,7 @@ fn bert_named(hf: &HfBert) -> Result<Vec<u8>, WeightsError> {
 }
 
 fn read(file: &Path) -> Result<Vec<u8>, WeightsError> {
-    std::fs::read(file).map_err(|e| WeightsError::Io {
+    crate::files::read(file).map_err(|e| WeightsError::Io {
         file: file.into(),
         reason: e.to_string(),
     })

@@ -122,7 +122,7 @@ pub fn tensor_f32(file: &Path, name: &str, view: &TensorView) -> Result<Vec<f32>
 /// so a bad file leaves the model untouched. Returns the file's tensors that were not used
 /// (e.g. a pretraining head).
 pub fn load(enc: &mut Encoder, file: &Path, naming: Naming) -> Result<Vec<String>, WeightsError> {
-    let bytes = std::fs::read(file).map_err(|e| WeightsError::Io {
+    let bytes = crate::files::read(file).map_err(|e| WeightsError::Io {
         file: file.into(),
         reason: e.to_string(),
     })?;

@@ -251,10 +251,16 @@ pub fn resolve(target: &Path) -> Result<(PathBuf, PathBuf)> {
             .to_path_buf();
         return Ok((run, target.to_path_buf()));
     }
-    bail!(
-        "{}: no such run directory or checkpoint file",
-        target.display()
-    )
+    match crate::files::regular(target) {
+        Err(e) if target.exists() => bail!(
+            "{}: {e}; give a run directory or a checkpoint file",
+            target.display()
+        ),
+        _ => bail!(
+            "{}: no such run directory or checkpoint file",
+            target.display()
+        ),
+    }
 }
 
 /// One sequence `[CLS] ids [SEP]` as a batch of one, predicting at `positions`.

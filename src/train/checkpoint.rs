@@ -120,7 +120,7 @@ pub fn save(
 /// A checkpoint's bytes and training state, after every tensor's checksum was verified.
 fn read_verified(path: &Path) -> Result<(Vec<u8>, TrainState), CheckpointError> {
     let file = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| WeightsError::Io {
+    let bytes = crate::files::read(path).map_err(|e| WeightsError::Io {
         file: path.into(),
         reason: e.to_string(),
     })?;

@@ -1,0 +1,114 @@
+//! Issue 19: special files given where a file is expected. A FIFO nobody writes to made every
+//! reader wait forever in `open`, and `/dev/zero` would be read until memory ran out; each is
+//! now refused before it is opened, naming the path and what it is. The experiment file may
+//! be a pipe on purpose (`pretext run <(generate)`): a named one without a writer is waited
+//! for with a line that says so, and read once written.
+
+mod common;
+
+use std::io::{BufRead, Write};
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+}
+
+/// Waits for `child` at most a minute (killing it after): exit code and all it printed.
+fn finish(mut child: Child, what: &str) -> (Option<i32>, String) {
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > Duration::from_secs(60) {
+            child.kill().unwrap();
+            panic!("{what}: still waiting after a minute");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let o = child.wait_with_output().unwrap();
+    (o.status.code(), common::output_text(&o))
+}
+
+#[test]
+fn a_fifo_or_a_device_where_a_file_is_read_is_refused_before_opening() {
+    let dir = common::scratch("special-files");
+    let run = common::pretrain_tiny(&dir);
+    let glue = common::sst2_folder(&dir, 8, 4);
+    let fifo = dir.join("fifo");
+    mkfifo(&fifo);
+    let f = fifo.to_str().unwrap();
+    let r = run.to_str().unwrap();
+    let g = glue.to_str().unwrap();
+    let finetune = |extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = ["finetune", "--task", "sst2", "--data", g, "--epochs", "1"]
+            .map(String::from)
+            .to_vec();
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (finetune(&["--checkpoint", f]), f),
+        (finetune(&["--checkpoint", "/dev/zero"]), "/dev/zero"),
+        (finetune(&["--checkpoint", r, "--tokenizer", f]), f),
+        (
+            ["fill", r, "the [MASK] .", "--tokenizer", f]
+                .map(String::from)
+                .to_vec(),
+            f,
+        ),
+        (["bias", r, "--data", f].map(String::from).to_vec(), f),
+        (["export", f, "--hf", "x"].map(String::from).to_vec(), f),
+    ];
+    for (args, path) in cases {
+        let child = common::pretext()
+            .args(&args)
+            .current_dir(&dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (code, msg) = finish(child, &args.join(" "));
+        assert_eq!(code, Some(1), "{args:?}: {msg}");
+        assert!(msg.contains(path), "{args:?}: {msg}");
+        assert!(
+            msg.contains("not a regular file: a FIFO") || msg.contains("a device"),
+            "{args:?}: {msg}"
+        );
+    }
+}
+
+#[test]
+fn an_experiment_fifo_is_waited_for_with_a_line_then_read() {
+    let dir = common::scratch("experiment-fifo");
+    let fifo = dir.join("e.toml");
+    mkfifo(&fifo);
+    let mut child = common::pretext()
+        .arg("validate")
+        .arg(&fifo)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        err.read_line(&mut line).unwrap();
+        tx.send(line).unwrap();
+    });
+    let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) else {
+        child.kill().unwrap();
+        panic!("no line about the wait within a minute");
+    };
+    assert!(line.contains("waiting for its writer"), "{line}");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&fifo)
+        .unwrap()
+        .write_all(common::TINY_RUN.as_bytes())
+        .unwrap();
+    let (code, msg) = finish(child, "validate on a FIFO");
+    assert_eq!(code, Some(0), "{line}{msg}");
+}
