@@ -84,8 +84,9 @@ fn slurm_values_that_would_break_the_script_are_refused() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A dev file without an example, a sequence length with no room for text, a runs folder
-/// inside a run and an export into a device are refused by name, leaving nothing behind.
+/// A dev file without an example, a sequence length with no room for text, a learning rate
+/// of 0, a runs folder inside a run and an export into a device are refused by name, leaving
+/// nothing behind.
 #[test]
 fn refusals_around_a_finished_run_leave_nothing_behind() {
     let dir = common::scratch("finetune-refusals");
@@ -122,6 +123,15 @@ fn refusals_around_a_finished_run_leave_nothing_behind() {
     let (code, msg) = finetune("3");
     assert_eq!(code, Some(1), "{msg}");
     assert!(msg.contains("--max-seq-len: expected at least 5"), "{msg}");
+    assert!(!out.exists());
+
+    // `--lr` sets the fine-tuning and the probe rate; its problem was named `--probe-lr`.
+    let (code, msg) = pretext(&["finetune", "--task", "sst2", "--lr", "0"], &paths);
+    assert_eq!(code, Some(1), "{msg}");
+    assert!(
+        msg.contains("--lr: expected > 0") && !msg.contains("probe"),
+        "{msg}"
+    );
     assert!(!out.exists());
 
     // A runs folder inside a run folder: the experiment would land among its checkpoints.

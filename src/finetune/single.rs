@@ -166,7 +166,12 @@ fn spec(a: &Request, cfg: &Experiment) -> Result<FinetuneSpec> {
             .0
             .iter()
             .map(|e| match e.key.strip_prefix("finetune.0.") {
-                Some(k) => format!("--{}: {}", k.replace('_', "-"), e.message),
+                // `--lr` sets both rates; a problem with either is the flag's.
+                Some(k) => format!(
+                    "--{}: {}",
+                    k.replace("probe_lr", "lr").replace('_', "-"),
+                    e.message
+                ),
                 None => format!("{} (from the checkpoint's config): {}", e.key, e.message),
             })
             .collect();
