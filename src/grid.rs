@@ -85,7 +85,7 @@ pub fn run(file: &Path, opts: &Options) -> Result<()> {
     let threads = exp.base.training.threads;
     if threads > 0 {
         rayon::ThreadPoolBuilder::new()
-            .num_threads(threads.saturating_mul(jobs))
+            .num_threads(crate::pool::at_most_cores(threads).saturating_mul(jobs))
             .build_global()
             .ok();
     }

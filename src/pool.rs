@@ -40,6 +40,7 @@ pub fn parallel<T: Sync>(
 /// is done — a wake-up and a sleep for each of the thousand-odd kernels of a step (futex time
 /// in `perf` of `pretext bench`). Inside, the thread that starts a loop works on it too.
 pub fn own_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
+    let threads = at_most_cores(threads);
     let pool = (threads > 0)
         .then(|| rayon::ThreadPoolBuilder::new().num_threads(threads).build())
         .and_then(Result::ok);
@@ -50,12 +51,46 @@ pub fn own_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
     }
 }
 
+/// `threads`, or the machine's core count where it is more (with one line saying so, once a
+/// process). Threads beyond the cores only wait for each other: 4,096 of them on 2 cores made a
+/// one-step `pretext bench` take minutes. The result does not change, since every kernel
+/// gives the same bits on any number of threads.
+pub fn at_most_cores(threads: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(threads, |n| n.get());
+    if threads <= cores {
+        return threads;
+    }
+    static SAID: std::sync::Once = std::sync::Once::new();
+    SAID.call_once(|| {
+        eprintln!(
+            "{threads} threads asked for, and this machine has {cores} cores: using {cores} \
+             (the results are the same bits on any thread count)"
+        )
+    });
+    cores
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn threads_past_the_cores_are_the_cores() {
+        let cores = std::thread::available_parallelism().unwrap().get();
+        assert_eq!(super::at_most_cores(usize::MAX), cores);
+        assert_eq!(super::at_most_cores(cores + 1), cores);
+        assert_eq!(super::at_most_cores(1), 1);
+        assert_eq!(super::at_most_cores(0), 0);
+    }
+
     /// Each job's kernels run on its own pool of `training.threads` threads, not the shared one.
     #[test]
     fn a_job_runs_on_a_pool_of_its_own() {
-        let seen = super::parallel(2, &[3usize, 5], |&n| {
+        // Pools of one thread, told apart from the global pool of one per core (threads
+        // past the cores are the cores, `at_most_cores`).
+        assert!(
+            rayon::current_num_threads() > 1,
+            "needs a machine of 2 cores"
+        );
+        let seen = super::parallel(2, &[1usize, 1], |&n| {
             let inside = super::own_threads(n, rayon::current_num_threads);
             anyhow::ensure!(inside == n, "{inside} threads, expected {n}");
             Ok(())
