@@ -17,10 +17,55 @@ pub enum TokenizerError {
     Load { file: PathBuf, reason: String },
     #[error("{file}: the vocabulary has no `{token}` token; BERT-style runs need all of [PAD] [UNK] [CLS] [SEP] [MASK]")]
     MissingSpecial { file: PathBuf, token: &'static str },
+    #[error("{file}: {reason}; a token's id is its row of the embedding, so the ids must be 0, 1, … up to the vocabulary's size, each once")]
+    BadIds { file: PathBuf, reason: String },
     #[error("training the WordPiece vocabulary failed: {0}")]
     Train(String),
     #[error("{file}: cannot save the tokenizer: {reason}")]
     Save { file: PathBuf, reason: String },
+}
+
+/// A `tokenizer.json` through the `tokenizers` crate, which panics on some broken files (an
+/// `expect` in its decoder's deserialiser met a raw line break inside a string, found by
+/// `tests/fuzz.rs`): the text must parse as JSON first, which names the line and column, and
+/// a panic left on a crafted but well-formed file is turned into this error.
+fn read_json(path: &Path) -> Result<tokenizers::Tokenizer, String> {
+    use std::str::FromStr;
+    let text = crate::files::read_to_string(path).map_err(|e| e.to_string())?;
+    serde_json::from_str::<serde_json::Value>(&text).map_err(|e| format!("not JSON: {e}"))?;
+    std::panic::catch_unwind(|| tokenizers::Tokenizer::from_str(&text))
+        .map_err(|_| "the tokenizers crate failed on it (its message is above)".to_string())?
+        .map_err(|e| e.to_string())
+}
+
+/// Refuses a vocabulary whose ids are not each row of the embedding once: an id past the
+/// size (a hand-edited `tokenizer.json`, a `vocab.txt` with a repeated line) failed only at
+/// the first batch, without naming the file; two tokens on one id (`the` on `[PAD]`'s) trained
+/// silently on the wrong rows.
+fn check_ids(inner: &tokenizers::Tokenizer, file: &Path) -> Result<(), TokenizerError> {
+    let n = inner.get_vocab_size(true);
+    let mut vocab: Vec<(u32, String)> = inner
+        .get_vocab(true)
+        .into_iter()
+        .map(|(t, id)| (id, t))
+        .collect();
+    vocab.sort();
+    let bad = |reason: String| TokenizerError::BadIds {
+        file: file.into(),
+        reason,
+    };
+    if let Some((id, tok)) = vocab.iter().find(|(id, _)| *id as usize >= n) {
+        return Err(bad(format!(
+            "token `{tok}` has id {id}, past the vocabulary of {n} tokens"
+        )));
+    }
+    if let Some(w) = vocab.windows(2).find(|w| w[0].0 == w[1].0) {
+        return Err(bad(format!(
+            "tokens `{}` and `{}` share id {}",
+            w[0].1, w[1].1, w[0].0
+        )));
+    }
+    Ok(())
 }
 
 /// Ids of the special tokens, looked up once.
@@ -113,7 +158,9 @@ impl Tokenizer {
                 "the run's experiment names its tokenizer file (tokenizer.path = \"{named}\", \
                  relative to the experiment file): pass that file with --tokenizer"
             ),
-            _ => "pass the pretraining run's tokenizer with --tokenizer".into(),
+            (_, None) => "pass the pretraining run's tokenizer with --tokenizer".into(),
+            // The user's own file: the error names it, and the advice would be circular.
+            (_, Some(_)) => return Ok((path.clone(), Self::load(&path, cfg.lowercase)?)),
         };
         let tok = Self::load(&path, cfg.lowercase).context(hint)?;
         Ok((path, tok))
@@ -134,12 +181,13 @@ impl Tokenizer {
                 .map_err(|e| load_err(e.to_string()))?;
             bert_pipeline(model, lowercase).map_err(load_err)?
         } else {
-            tokenizers::Tokenizer::from_file(path).map_err(|e| load_err(e.to_string()))?
+            read_json(path).map_err(load_err)?
         };
         Self::wrap(tok, path)
     }
 
     fn wrap(mut inner: tokenizers::Tokenizer, file: &Path) -> Result<Self, TokenizerError> {
+        check_ids(&inner, file)?;
         let id = |t: &'static str| {
             inner.token_to_id(t).ok_or(TokenizerError::MissingSpecial {
                 file: file.into(),
@@ -319,5 +367,32 @@ mod tests {
             "{e}"
         );
         let _ = std::fs::remove_dir_all(run.parent().unwrap());
+    }
+
+    /// A repeated line of a `vocab.txt` leaves an id past the size; a `tokenizer.json` edited
+    /// to put a word on `[PAD]`'s id has two tokens on one row. Both refused by file.
+    #[test]
+    fn ids_that_are_not_each_row_once_are_refused() {
+        let dir = std::env::temp_dir().join(format!("pretext-tok-ids-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let vocab = dir.join("vocab.txt");
+        let words = "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nthe\nfilm\n";
+        std::fs::write(&vocab, words).unwrap();
+        let good = Tokenizer::load(&vocab, true).unwrap();
+        std::fs::write(&vocab, format!("{words}the\n")).unwrap();
+        let e = Tokenizer::load(&vocab, true).err().unwrap().to_string();
+        assert!(
+            e.contains("vocab.txt: token `the` has id 7, past the vocabulary of 7"),
+            "{e}"
+        );
+
+        let json = dir.join("tokenizer.json");
+        good.save(&json).unwrap();
+        let text = std::fs::read_to_string(&json).unwrap();
+        assert!(text.contains("\"the\": 5"), "{text}");
+        std::fs::write(&json, text.replace("\"the\": 5", "\"the\": 0")).unwrap();
+        let e = Tokenizer::load(&json, true).err().unwrap().to_string();
+        assert!(e.contains("tokens `[PAD]` and `the` share id 0"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
