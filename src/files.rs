@@ -52,6 +52,32 @@ pub fn read_to_string(path: &Path) -> io::Result<String> {
     std::fs::read_to_string(path)
 }
 
+/// Checks, before any work, that `path` can be (or already is) a folder: the nearest part
+/// of it that exists must be a folder. `--reports-dir notes.txt` was found out only after
+/// training, as "notes.txt/exp: Not a directory"; `report --out notes.txt` said "File exists".
+/// The error is the reason, for the caller to put after the path.
+pub fn folder_possible(path: &Path, flag: &str) -> Result<(), String> {
+    match path
+        .ancestors()
+        .find(|a| !a.as_os_str().is_empty() && a.exists())
+    {
+        Some(a) if !a.is_dir() => Err(if a == path {
+            format!("not a folder; {flag} takes a folder")
+        } else {
+            format!(
+                "{} is not a folder, so {flag} cannot be one inside it",
+                a.display()
+            )
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// [`folder_possible`] as an error that names the path.
+pub fn need_folder(path: &Path, flag: &str) -> anyhow::Result<()> {
+    folder_possible(path, flag).map_err(|r| anyhow::anyhow!("{}: {r}", path.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,6 +107,28 @@ mod tests {
             let e = read(&fifo).unwrap_err().to_string();
             assert!(e.contains("a FIFO"), "{e}");
         }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_folder_under_a_file_is_impossible() {
+        let dir = std::env::temp_dir().join(format!("pretext-folders-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("notes.txt");
+        std::fs::write(&file, "x").unwrap();
+        assert!(folder_possible(&dir, "--out").is_ok());
+        assert!(folder_possible(&dir.join("new/deeper"), "--out").is_ok());
+        assert!(folder_possible(Path::new("relative-new"), "--out").is_ok());
+        let e = folder_possible(&file, "--out").unwrap_err();
+        assert_eq!(e, "not a folder; --out takes a folder");
+        let e = need_folder(&file.join("exp"), "--reports-dir")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("notes.txt/exp: ")
+                && e.contains("notes.txt is not a folder, so --reports-dir"),
+            "{e}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -16,8 +16,10 @@ use std::path::Path;
 pub fn layer_gradients(file: &Path, runs_dir: &Path, batches: usize, out: &Path) -> Result<()> {
     let exp = LoadedExperiment::load(file)?;
     refuse_what_cannot_fit(file, &exp)?;
+    crate::files::need_folder(out, "--out")?;
     let base_dir = base_dir(file);
     let exp_dir = runs_dir.join(&exp.base.name);
+    crate::files::need_folder(&exp_dir, "--runs-dir")?;
     let mut series: Vec<crate::report::axis::Series> = Vec::new();
     let mut seen: Vec<String> = Vec::new();
     for spec in &exp.runs {

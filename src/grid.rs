@@ -63,6 +63,11 @@ pub fn run(file: &Path, opts: &Options) -> Result<()> {
     let base_dir = base_dir(file);
     refuse_what_cannot_fit(file, &exp)?;
     refuse_runs_dir_in_a_run(&opts.runs_dir)?;
+    // Both are found out before training, not after it.
+    crate::files::need_folder(&opts.runs_dir.join(&exp.base.name), "--runs-dir")?;
+    if !opts.no_report {
+        crate::files::need_folder(&opts.reports_dir.join(&exp.base.name), "--reports-dir")?;
+    }
     // Downstream data is read after pretraining, possibly hours later: check it is there now.
     for spec in &exp.runs {
         for (i, f) in spec.config.finetune.iter().enumerate() {

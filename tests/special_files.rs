@@ -2,7 +2,8 @@
 //! reader wait forever in `open`, and `/dev/zero` would be read until memory ran out; each is
 //! now refused before it is opened, naming the path and what it is. The experiment file may
 //! be a pipe on purpose (`pretext run <(generate)`): a named one without a writer is waited
-//! for with a line that says so, and read once written.
+//! for with a line that says so, and read once written. A file where a folder is to be made
+//! (`--reports-dir notes.txt`) is refused before any work.
 
 mod common;
 
@@ -77,6 +78,78 @@ fn a_fifo_or_a_device_where_a_file_is_read_is_refused_before_opening() {
             "{args:?}: {msg}"
         );
     }
+    let o = common::pretext()
+        .args(["report", "runs/victim", "--out", "victim.toml"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let msg = common::output_text(&o);
+    assert_eq!(o.status.code(), Some(1), "{msg}");
+    assert!(
+        msg.contains("victim.toml: not a folder; --out takes a folder"),
+        "{msg}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A file where pretext would make a folder is refused before training (the report's folder
+/// used to fail after it; a tokenizer's, after training the vocabulary); a folder that does
+/// not exist yet is made.
+#[test]
+fn a_file_where_a_folder_is_to_be_made_is_refused_before_any_work() {
+    let dir = common::scratch("file-for-folder");
+    std::fs::write(dir.join("victim.toml"), common::TINY_RUN).unwrap();
+    std::fs::write(dir.join("notes.txt"), "mine").unwrap();
+    std::fs::write(
+        dir.join("corpus.txt"),
+        "the film was good .\nthe book was bad .\n",
+    )
+    .unwrap();
+    let pretext = |args: &[&str]| {
+        let o = common::pretext()
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        (o.status.code(), common::output_text(&o))
+    };
+    let (code, msg) = pretext(&[
+        "run",
+        "victim.toml",
+        "--quiet",
+        "--reports-dir",
+        "notes.txt",
+    ]);
+    assert_eq!(code, Some(1), "{msg}");
+    assert!(
+        msg.contains("notes.txt/victim: notes.txt is not a folder, so --reports-dir"),
+        "{msg}"
+    );
+    assert!(!dir.join("runs").exists(), "a refused run left its folder");
+
+    let tok = [
+        "tokenizer",
+        "train",
+        "--corpus",
+        "corpus.txt",
+        "--vocab-size",
+        "50",
+        "--out",
+    ];
+    let (code, msg) = pretext(&[&tok[..], &["notes.txt/tok.json"]].concat());
+    assert_eq!(code, Some(1), "{msg}");
+    assert!(
+        msg.contains("--out notes.txt/tok.json: notes.txt is not a folder"),
+        "{msg}"
+    );
+    let (code, msg) = pretext(&[&tok[..], &["new/folder/tok.json"]].concat());
+    assert_eq!(code, Some(0), "{msg}");
+    assert!(dir.join("new/folder/tok.json").is_file());
+    assert_eq!(
+        std::fs::read_to_string(dir.join("notes.txt")).unwrap(),
+        "mine"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -18,6 +18,15 @@ pub fn train_to_file(
     let sources = sources::expand(sources, Path::new("."))?;
     let inputs: Vec<PathBuf> = sources.iter().map(PathBuf::from).collect();
     crate::rundir::refuse_overwriting_input(out, &inputs).map_err(anyhow::Error::msg)?;
+    // Its folder is made if need be (below), unless a file stands in the way: found before
+    // training, not after.
+    let existing = out
+        .ancestors()
+        .skip(1)
+        .find(|a| !a.as_os_str().is_empty() && a.exists());
+    if let Some(a) = existing.filter(|a| !a.is_dir()) {
+        anyhow::bail!("--out {}: {} is not a folder", out.display(), a.display());
+    }
     if out.exists() && Tokenizer::load(out, !cased).is_err() {
         anyhow::bail!(
             "{}: exists and is not a tokenizer file; refusing to replace it (remove it, or \
@@ -36,8 +45,12 @@ pub fn train_to_file(
         !cased,
         min_frequency,
     )?;
-    tok.save(out)
-        .with_context(|| format!("writing {}", out.display()))?;
+    // A new folder for the file is made, as HF's save_pretrained does.
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("--out {}: making its folder", out.display()))?;
+    }
+    tok.save(out)?;
     println!(
         "trained WordPiece on {} sentences: {} tokens → {}",
         sentences.len(),

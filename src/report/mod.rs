@@ -194,6 +194,10 @@ fn evaluation_sets(md: &mut String, runs: &[runs::Run]) {
 /// runs were made, for the report's reproduction section.
 pub fn write(exp_dir: &Path, out: &Path, command: &str) -> Result<Written, ReportError> {
     let runs = runs::read(exp_dir)?;
+    crate::files::folder_possible(out, "--out").map_err(|reason| ReportError::Io {
+        path: out.into(),
+        reason,
+    })?;
     std::fs::create_dir_all(out).map_err(|e| ReportError::Io {
         path: out.into(),
         reason: e.to_string(),
