@@ -29,6 +29,22 @@ pub fn write_shared(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 fn write_via(tmp: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    // The rename replaces whatever `path` is. Over a device or a FIFO that would take it out
+    // of the file system: `--out /dev/null` run as root replaced the machine's /dev/null
+    // with a regular file. Only a regular file (or a link, which is replaced itself) is.
+    if let Ok(m) = std::fs::symlink_metadata(path) {
+        if !m.is_file() && !m.file_type().is_symlink() {
+            let what = if m.is_dir() {
+                "a folder"
+            } else {
+                "a device, a FIFO or a socket"
+            };
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{what}, not a file: pretext writes files whole and would replace it"),
+            ));
+        }
+    }
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -52,6 +68,34 @@ fn write_via(tmp: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    /// A FIFO (as a device would be, run as root) is refused, not renamed over; a regular
+    /// file is replaced whole.
+    #[test]
+    fn only_a_regular_file_is_replaced() {
+        let dir = std::env::temp_dir().join(format!("pretext-atomic-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let e = super::write_atomically(&fifo, b"x")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("a device, a FIFO or a socket"), "{e}");
+        use std::os::unix::fs::FileTypeExt;
+        assert!(std::fs::symlink_metadata(&fifo)
+            .unwrap()
+            .file_type()
+            .is_fifo());
+        let e = super::write_atomically(&dir, b"x").unwrap_err().to_string();
+        assert!(e.contains("a folder"), "{e}");
+        let file = dir.join("f");
+        std::fs::write(&file, "old").unwrap();
+        super::write_atomically(&file, b"new").unwrap();
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "new");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     /// Writers of one shared file never break each other (the fixed temporary name of
     /// `write_atomically` made the second rename fail when Slurm tasks started together).
     #[test]
