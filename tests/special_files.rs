@@ -89,6 +89,26 @@ fn a_fifo_or_a_device_where_a_file_is_read_is_refused_before_opening() {
         msg.contains("victim.toml: not a folder; --out takes a folder"),
         "{msg}"
     );
+    let before = std::fs::read(dir.join("victim.toml")).unwrap();
+    let o = common::pretext()
+        .args(finetune(&[
+            "--checkpoint",
+            r,
+            "--max-seq-len",
+            "16",
+            "--out",
+            "victim.toml",
+        ]))
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let msg = common::output_text(&o);
+    assert_eq!(o.status.code(), Some(1), "{msg}");
+    assert!(
+        msg.contains("victim.toml: not a folder; --out takes a folder"),
+        "{msg}"
+    );
+    assert_eq!(std::fs::read(dir.join("victim.toml")).unwrap(), before);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

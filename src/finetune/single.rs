@@ -62,6 +62,7 @@ pub fn run(a: &Request) -> Result<String> {
         .out
         .clone()
         .unwrap_or_else(|| run_dir.join("finetune").join(task.name).join(job.variant()));
+    crate::files::need_folder(&out, "--out")?;
     if let Some(file) = &a.predict {
         check_predict_path(
             file,

@@ -130,11 +130,8 @@ pub fn to_hf(target: &Path, tokenizer: Option<&Path>, out: &Path) -> Result<Stri
 
 /// A folder that holds anything but an earlier export is refused.
 fn refuse_overwriting(out: &Path) -> Result<()> {
-    if out.exists() && !out.is_dir() {
-        bail!(
-            "{}: not a folder; --hf takes a new or empty folder",
-            out.display()
-        );
+    if let Err(reason) = crate::files::folder_possible(out, "--hf") {
+        bail!("{}: {reason} (a new or empty one)", out.display());
     }
     let Ok(entries) = std::fs::read_dir(out) else {
         return Ok(()); // does not exist yet
