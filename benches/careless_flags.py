@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """Issue 19's sweep of the command line: every numeric flag of every command at its extremes
 (0, 1, -1, 2^32 - 1, 2^63 - 1, 2^64; nan, inf, 1e308, 1e-320 where it is a number with a
-fraction) and every file or folder argument given as something it is not (missing, /dev/null,
-a folder, an empty file, 4 KiB of random bytes, a FIFO with nobody writing, /dev/zero, a path
-with spaces and non-ASCII). Each case runs against a tiny finished pretraining run made first. A run
-(exit 0) or a refusal (exit 1 or clap's 2) whose message names the flag, its value or the
-path is fine; a panic (101), an abort (134), a signal, a refusal naming none of them or a hang
-(60 s) is listed. The experiment file may be a pipe (`pretext run <(generate)`), so there a
-FIFO nobody writes to is waited for, and fine when a line on stderr says so.
+fraction), every file or folder argument it reads given as something it is not (missing,
+/dev/null, a folder, an empty file, 4 KiB of random bytes, a FIFO with nobody writing,
+/dev/zero, a path with spaces and non-ASCII), and every output given as an existing file, a
+path under a file, /dev/null or a FIFO. Each case runs against a tiny finished pretraining run
+made first. A run (exit 0) or a refusal (exit 1 or clap's 2) whose message names the flag, its
+value or the path is fine; a panic (101), an abort (134), a signal, a refusal naming none of
+them, a hang (60 s) or a folder flag that touched the file it was given is listed. The
+experiment file may be a pipe (`pretext run <(generate)`), so there a FIFO nobody writes to is
+waited for, and fine when a line on stderr says so.
 
     benches/careless_flags.py target/release/pretext [WORK_DIR]
 """
@@ -125,13 +127,15 @@ def with_value(args, flag, value):
     return args
 
 
-def case(args, expect):
+def case(args, expect, setup=None):
     d = WORK / "case"
     shutil.rmtree(d, ignore_errors=True)
     shutil.copytree(WORK, d, ignore=shutil.ignore_patterns("case", "special"), symlinks=True)
+    if setup:
+        setup(d)
     try:
         # A FIFO is given only as a path; 15 s is plenty to see whether it is waited on.
-        wait = 15 if str(special / "fifo") in args else 60
+        wait = 15 if str(special / "fifo") in args or "fifo" in args else 60
         r = subprocess.run([P] + args, cwd=d, capture_output=True, text=True, timeout=wait,
                            env={**os.environ, "RAYON_NUM_THREADS": "2"})
         code, msg = r.returncode, (r.stderr + r.stdout).strip()
@@ -162,6 +166,27 @@ for cmd, flag in paths:
         n += 1
         print(f"{cmd} {flag} {kind}: exit {code}{'' if ok else '  <-- CHECK'}  {last[:140] if code else ''}",
               flush=True)
+        if not ok:
+            bad.append((cmd, flag, kind, code, last[:200]))
+# Output arguments: (command, flag, whether it names a folder). Given an existing file, a path
+# under a file, /dev/null or a FIFO: a folder flag must refuse and leave the file as it was; a
+# file flag may replace a regular file (as cp does), never hang on a FIFO.
+outputs = [("run", "--runs-dir", True), ("run", "--reports-dir", True), ("report", "--out", True),
+           ("finetune", "--out", True), ("gradnorms", "--out", True), ("export", "--hf", True),
+           ("batches", "--out", False), ("tokenizer", "--out", False), ("sweep", "--out", False),
+           ("finetune", "--predict", False)]
+for cmd, flag, folder in outputs:
+    for kind in ["file", "under-file", "devnull", "fifo"]:
+        p = {"file": "notes.txt", "under-file": "notes.txt/x", "devnull": "/dev/null", "fifo": "fifo"}[kind]
+        args = with_value(base[cmd], flag, p)
+        ok, code, last = case(args, [p, "notes.txt", flag], setup=lambda c: (
+            (c / "notes.txt").write_text("mine"), os.mkfifo(c / "fifo")))
+        intact = (WORK / "case" / "notes.txt").read_bytes() == b"mine"
+        if folder:  # a folder flag on anything but a folder: refused, the file untouched
+            ok = ok and code != 0 and intact
+        n += 1
+        print(f"{cmd} {flag} {kind}: exit {code}{'' if ok else '  <-- CHECK'}{'' if intact else ' (notes.txt changed)'}"
+              f"  {last[:140] if code else ''}", flush=True)
         if not ok:
             bad.append((cmd, flag, kind, code, last[:200]))
 print(f"\n{n} cases, {len(bad)} to check")

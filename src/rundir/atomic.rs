@@ -49,6 +49,17 @@ fn write_via(tmp: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
+    // "File exists" is what making a folder under a file says; name the file instead.
+    if let Some(file) = dir
+        .ancestors()
+        .find(|a| !a.as_os_str().is_empty() && a.exists())
+        .filter(|a| !a.is_dir())
+    {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{} is not a folder", file.display()),
+        ));
+    }
     std::fs::create_dir_all(dir)?;
     let written = (|| {
         let mut f = std::fs::File::create(tmp)?;
@@ -91,6 +102,10 @@ mod tests {
         assert!(e.contains("a folder"), "{e}");
         let file = dir.join("f");
         std::fs::write(&file, "old").unwrap();
+        let e = super::write_atomically(&file.join("g"), b"x")
+            .unwrap_err()
+            .to_string();
+        assert!(e.ends_with("/f is not a folder"), "{e}");
         super::write_atomically(&file, b"new").unwrap();
         assert_eq!(std::fs::read_to_string(&file).unwrap(), "new");
         std::fs::remove_dir_all(&dir).unwrap();
