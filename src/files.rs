@@ -78,6 +78,14 @@ pub fn need_folder(path: &Path, flag: &str) -> anyhow::Result<()> {
     folder_possible(path, flag).map_err(|r| anyhow::anyhow!("{}: {r}", path.display()))
 }
 
+/// Makes a FIFO at `path`, for the tests of what must never open one.
+#[cfg(all(test, unix))]
+pub(crate) fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,9 +108,7 @@ mod tests {
         #[cfg(unix)]
         {
             let fifo = dir.join("fifo");
-            let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-            // SAFETY: a valid NUL-terminated path.
-            assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+            mkfifo(&fifo);
             // Would wait for a writer forever if it were opened.
             let e = read(&fifo).unwrap_err().to_string();
             assert!(e.contains("a FIFO"), "{e}");

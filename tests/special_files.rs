@@ -18,6 +18,16 @@ fn mkfifo(path: &Path) {
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
 }
 
+/// `pretext ARGS` in `dir`: exit code and all it printed.
+fn in_dir(dir: &Path, args: &[&str]) -> (Option<i32>, String) {
+    let o = common::pretext()
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    (o.status.code(), common::output_text(&o))
+}
+
 /// Waits for `child` at most a minute (killing it after): exit code and all it printed.
 fn finish(mut child: Child, what: &str) -> (Option<i32>, String) {
     let start = Instant::now();
@@ -32,6 +42,8 @@ fn finish(mut child: Child, what: &str) -> (Option<i32>, String) {
     (o.status.code(), common::output_text(&o))
 }
 
+/// Each reader of a file the user names, given a FIFO or `/dev/zero`; then a run's own file
+/// given as the folder `--out` of `report` and `finetune`, refused and left as it was.
 #[test]
 fn a_fifo_or_a_device_where_a_file_is_read_is_refused_before_opening() {
     let dir = common::scratch("special-files");
@@ -78,36 +90,25 @@ fn a_fifo_or_a_device_where_a_file_is_read_is_refused_before_opening() {
             "{args:?}: {msg}"
         );
     }
-    let o = common::pretext()
-        .args(["report", "runs/victim", "--out", "victim.toml"])
-        .current_dir(&dir)
-        .output()
-        .unwrap();
-    let msg = common::output_text(&o);
-    assert_eq!(o.status.code(), Some(1), "{msg}");
-    assert!(
-        msg.contains("victim.toml: not a folder; --out takes a folder"),
-        "{msg}"
-    );
     let before = std::fs::read(dir.join("victim.toml")).unwrap();
-    let o = common::pretext()
-        .args(finetune(&[
-            "--checkpoint",
-            r,
-            "--max-seq-len",
-            "16",
-            "--out",
-            "victim.toml",
-        ]))
-        .current_dir(&dir)
-        .output()
-        .unwrap();
-    let msg = common::output_text(&o);
-    assert_eq!(o.status.code(), Some(1), "{msg}");
-    assert!(
-        msg.contains("victim.toml: not a folder; --out takes a folder"),
-        "{msg}"
-    );
+    let report = ["report", "runs/victim", "--out", "victim.toml"].map(String::from);
+    let finetune = finetune(&[
+        "--checkpoint",
+        r,
+        "--max-seq-len",
+        "16",
+        "--out",
+        "victim.toml",
+    ]);
+    for args in [report.to_vec(), finetune] {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, msg) = in_dir(&dir, &args);
+        assert_eq!(code, Some(1), "{args:?}: {msg}");
+        assert!(
+            msg.contains("victim.toml: not a folder; --out takes a folder"),
+            "{args:?}: {msg}"
+        );
+    }
     assert_eq!(std::fs::read(dir.join("victim.toml")).unwrap(), before);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -125,14 +126,7 @@ fn a_file_where_a_folder_is_to_be_made_is_refused_before_any_work() {
         "the film was good .\nthe book was bad .\n",
     )
     .unwrap();
-    let pretext = |args: &[&str]| {
-        let o = common::pretext()
-            .args(args)
-            .current_dir(&dir)
-            .output()
-            .unwrap();
-        (o.status.code(), common::output_text(&o))
-    };
+    let pretext = |args: &[&str]| in_dir(&dir, args);
     let (code, msg) = pretext(&[
         "run",
         "victim.toml",

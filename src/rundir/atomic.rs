@@ -86,9 +86,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("pretext-atomic-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let fifo = dir.join("fifo");
-        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-        // SAFETY: a valid NUL-terminated path.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        crate::files::mkfifo(&fifo);
         let e = super::write_atomically(&fifo, b"x")
             .unwrap_err()
             .to_string();
