@@ -2,7 +2,7 @@
 
 use super::attention::{alibi_slopes, ScoreBias};
 use super::block::Block;
-use super::ops::{dropout, layer_norm, linear};
+use super::ops::{dropout, embed, layer_norm, linear};
 use super::params::{normal_matrix, Affine, Linear};
 use super::{Act, Dev, Matrix, Mode, Pass};
 use crate::config::{ModelConfig, NormKind, Positions};
@@ -164,16 +164,14 @@ impl Encoder {
                 },
             },
         };
-        let ids: Tensor<(usize,), usize, Dev> = dev.tensor_from_vec(inp.ids.clone(), (n,));
-        let types: Tensor<(usize,), usize, Dev> = dev.tensor_from_vec(inp.types.clone(), (n,));
         let e = &self.embeddings;
-        let mut x = e.word.clone().put_tape(tape).gather(ids);
+        let positions: Vec<usize> = (0..n).map(|i| i % s).collect();
+        let mut tables = vec![(&e.word, &inp.ids[..])];
         if let Some(position) = &e.position {
-            let pos: Tensor<(usize,), usize, Dev> =
-                dev.tensor_from_vec((0..n).map(|i| i % s).collect(), (n,));
-            x = x + position.retaped::<T>().gather(pos);
+            tables.push((position, &positions[..]));
         }
-        let x = x + e.token_type.retaped::<T>().gather(types);
+        tables.push((&e.token_type, &inp.types[..]));
+        let x = embed(tape, dev, &tables);
         let x = layer_norm(x, &e.norm, self.cfg.layer_norm_eps);
         let mut x = dropout(x, self.cfg.dropout, pass.mode.reborrow().dropout_rng());
         for layer in &self.layers {

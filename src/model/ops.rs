@@ -42,6 +42,34 @@ pub fn project_unfused<T: Tape<f32, Dev>>(
     }
 }
 
+/// The sum of table rows `tables[k].0[tables[k].1[r]]` for each token `r`, in the tables'
+/// order (the embeddings: word, position, token type): fused on the CPU, dfdx's gathers and
+/// adds on CUDA.
+pub fn embed<T: Tape<f32, Dev>>(tape: T, dev: &Dev, tables: &[(&Matrix, &[usize])]) -> Act<T> {
+    #[cfg(not(feature = "cuda"))]
+    return super::fused::embed(tape, dev, tables);
+    #[cfg(feature = "cuda")]
+    embed_unfused(tape, dev, tables)
+}
+
+/// `embed` from dfdx's gathers and adds: the reference `tests/fused.rs` checks the fused one
+/// against.
+pub fn embed_unfused<T: Tape<f32, Dev>>(
+    tape: T,
+    dev: &Dev,
+    tables: &[(&Matrix, &[usize])],
+) -> Act<T> {
+    let rows = |idx: &[usize]| -> Tensor<(usize,), usize, Dev> {
+        dev.tensor_from_vec(idx.to_vec(), (idx.len(),))
+    };
+    let (first, idx) = tables[0];
+    let mut x = first.clone().put_tape(tape).gather(rows(idx));
+    for (t, idx) in &tables[1..] {
+        x = x + t.retaped::<T>().gather(rows(idx));
+    }
+    x
+}
+
 /// `x + b` over token rows: fused on the CPU, dfdx's broadcast add on CUDA.
 pub fn add_bias<T: Tape<f32, Dev>>(x: Act<T>, b: &Vector) -> Act<T> {
     #[cfg(not(feature = "cuda"))]

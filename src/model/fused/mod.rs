@@ -18,6 +18,7 @@
 mod attention;
 mod bias;
 mod cross_entropy;
+mod embedding;
 pub mod gemm;
 pub mod gemm_bf16;
 mod layer_norm;
@@ -28,6 +29,7 @@ pub mod vmath;
 pub use attention::attention;
 pub use bias::add_bias;
 pub use cross_entropy::cross_entropy;
+pub use embedding::embed;
 pub use layer_norm::layer_norm;
 pub use linear::linear;
 pub use residual::residual_dropout;
