@@ -57,11 +57,8 @@ pub fn read_to_string(path: &Path) -> io::Result<String> {
 /// training, as "notes.txt/exp: Not a directory"; `report --out notes.txt` said "File exists".
 /// The error is the reason, for the caller to put after the path.
 pub fn folder_possible(path: &Path, flag: &str) -> Result<(), String> {
-    match path
-        .ancestors()
-        .find(|a| !a.as_os_str().is_empty() && a.exists())
-    {
-        Some(a) if !a.is_dir() => Err(if a == path {
+    match file_in_the_way(path) {
+        Some(a) => Err(if a == path {
             format!("not a folder; {flag} takes a folder")
         } else {
             format!(
@@ -71,6 +68,15 @@ pub fn folder_possible(path: &Path, flag: &str) -> Result<(), String> {
         }),
         _ => Ok(()),
     }
+}
+
+/// The nearest part of `path` (itself or a folder above it) that exists, if it is not a
+/// folder: what stops `path` from being made as a folder. The one search behind
+/// [`folder_possible`], `tokenizer train --out`'s check and the whole-file writes'.
+pub fn file_in_the_way(path: &Path) -> Option<&Path> {
+    path.ancestors()
+        .find(|a| !a.as_os_str().is_empty() && a.exists())
+        .filter(|a| !a.is_dir())
 }
 
 /// [`folder_possible`] as an error that names the path.

@@ -20,11 +20,7 @@ pub fn train_to_file(
     crate::rundir::refuse_overwriting_input(out, &inputs).map_err(anyhow::Error::msg)?;
     // Its folder is made if need be (below), unless a file stands in the way: found before
     // training, not after.
-    let existing = out
-        .ancestors()
-        .skip(1)
-        .find(|a| !a.as_os_str().is_empty() && a.exists());
-    if let Some(a) = existing.filter(|a| !a.is_dir()) {
+    if let Some(a) = out.parent().and_then(crate::files::file_in_the_way) {
         anyhow::bail!("--out {}: {} is not a folder", out.display(), a.display());
     }
     if out.exists() && Tokenizer::load(out, !cased).is_err() {

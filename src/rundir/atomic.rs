@@ -50,11 +50,7 @@ fn write_via(tmp: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         _ => Path::new("."),
     };
     // "File exists" is what making a folder under a file says; name the file instead.
-    if let Some(file) = dir
-        .ancestors()
-        .find(|a| !a.as_os_str().is_empty() && a.exists())
-        .filter(|a| !a.is_dir())
-    {
+    if let Some(file) = crate::files::file_in_the_way(dir) {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
             format!("{} is not a folder", file.display()),
