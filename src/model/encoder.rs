@@ -165,9 +165,10 @@ impl Encoder {
             },
         };
         let e = &self.embeddings;
-        let positions: Vec<usize> = (0..n).map(|i| i % s).collect();
+        let positions: Vec<usize>;
         let mut tables = vec![(&e.word, &inp.ids[..])];
         if let Some(position) = &e.position {
+            positions = (0..n).map(|i| i % s).collect();
             tables.push((position, &positions[..]));
         }
         tables.push((&e.token_type, &inp.types[..]));

@@ -52,8 +52,8 @@ pub fn embed<T: Tape<f32, Dev>>(tape: T, dev: &Dev, tables: &[(&Matrix, &[usize]
     embed_unfused(tape, dev, tables)
 }
 
-/// `embed` from dfdx's gathers and adds: the reference `tests/fused.rs` checks the fused one
-/// against.
+/// `embed` from dfdx's gathers and adds: the reference `tests/embedding.rs` checks the fused
+/// one against, bit for bit.
 pub fn embed_unfused<T: Tape<f32, Dev>>(
     tape: T,
     dev: &Dev,

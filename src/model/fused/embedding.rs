@@ -16,7 +16,7 @@ use rayon::prelude::*;
 
 /// `Σ_k tables[k].0[tables[k].1[r]]` for every token `r`, as rows `(N, H)`, in the order of
 /// `tables`; every index list has `N` entries, each below its table's row count.
-pub fn embed<T: Tape<f32, Dev>>(tape: T, dev: &Dev, tables: &[(&Matrix, &[usize])]) -> Act<T> {
+pub fn embed<T: Tape<f32, Dev>>(mut tape: T, dev: &Dev, tables: &[(&Matrix, &[usize])]) -> Act<T> {
     let h = tables[0].0.shape().1;
     let n = tables[0].1.len();
     let values: Vec<Vec<f32>> = tables.iter().map(|(t, _)| fresh_to_vec(*t)).collect();
@@ -44,7 +44,6 @@ pub fn embed<T: Tape<f32, Dev>>(tape: T, dev: &Dev, tables: &[(&Matrix, &[usize]
         .iter()
         .map(|(t, idx)| (t.ghost(), idx.to_vec()))
         .collect();
-    let mut tape = tape;
     tape.add_backward_op(move |grads| {
         for (ghost, _) in &grads_of {
             grads.try_alloc_for(ghost)?;
