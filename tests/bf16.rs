@@ -10,7 +10,7 @@
 mod common;
 
 use pretext::config::Precision;
-use pretext::model::fused::gemm::{matmul, Into, View};
+use pretext::model::fused::gemm::{matmul, Into, Operand, View};
 use pretext::model::fused::gemm_bf16::{self, reference, rounded};
 use pretext::train::Trainer;
 
@@ -117,6 +117,75 @@ fn the_kernel_computes_bf16_products_with_f32_sums() {
                             assert_eq!(g, s, "element {at} outside the product changed");
                         }
                     }
+                }
+            }
+        }
+    }
+}
+
+/// Operands rounded once beforehand (`gemm::Kept`, what the linear layers and attention keep
+/// for their backward products) give the product of the f32 operands bit for bit, in every
+/// layout and mixed with f32 operands: the packing copies the words it would have rounded.
+#[test]
+fn products_of_operands_rounded_beforehand_are_bit_identical() {
+    if !native_or_say() {
+        return;
+    }
+    let mut case = 0;
+    // (128, 64), (30, 256) and (25, 2048): rows the kernel reads in place (full strips).
+    let sizes = [
+        (13, 3, 33),
+        (25, 511, 40),
+        (37, 1030, 65),
+        (128, 64, 128),
+        (30, 256, 40),
+        (25, 2048, 20),
+        (3, 5, 70),
+    ];
+    for &(m, k, n) in &sizes {
+        for la in 0..3 {
+            for lb in 0..3 {
+                case += 1;
+                let a_data = values(2 * m * k + 1, case);
+                let b_data = values(2 * k * n + 1, case + 1000);
+                let (a_bits, b_bits) =
+                    (gemm_bf16::round_all(&a_data), gemm_bf16::round_all(&b_data));
+                let (a, b) = (view(&a_data, (m, k), la), view(&b_data, (k, n), lb));
+                let bits = |v: View, data| View::<u16> {
+                    data,
+                    offset: v.offset,
+                    rows: v.rows,
+                    cols: v.cols,
+                    rs: v.rs,
+                    cs: v.cs,
+                };
+                let (ar, br) = (bits(a, &a_bits), bits(b, &b_bits));
+                let start = values(m * n, case + 2000);
+                let product = |a: Operand, b: Operand| {
+                    let mut c = start.clone();
+                    matmul(
+                        &mut c,
+                        0,
+                        n,
+                        a,
+                        b,
+                        0.5,
+                        Into::Accumulate,
+                        true,
+                        Precision::Bf16,
+                    );
+                    c.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+                };
+                let want = product(a.into(), b.into());
+                for (name, x, y) in [
+                    ("both", ar.into(), br.into()),
+                    ("A", ar.into(), b.into()),
+                    ("B", a.into(), br.into()),
+                ] {
+                    assert!(
+                        product(x, y) == want,
+                        "m {m} k {k} n {n} layouts {la}/{lb}: {name} rounded beforehand differs"
+                    );
                 }
             }
         }

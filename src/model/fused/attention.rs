@@ -17,7 +17,7 @@
 //! `dV = P'ᵀ dC`, `dP = (dC Vᵀ) ⊙ keep`, `dS = α · P ⊙ (dP − rowsum(dP ⊙ P))`,
 //! `dQ = dS K`, `dK = dSᵀ Q`.
 
-use super::gemm::{Into, View};
+use super::gemm::{Into, Kept, Operand, View};
 use crate::model::attention::ScoreBias;
 use crate::model::host::{add_from_host, fresh_to_vec, take_output_grad};
 use crate::model::ops::keep_mask;
@@ -29,12 +29,12 @@ use rayon::prelude::*;
 
 /// `dst = β · a b` at `offset` with row stride `rs` in `precision`, single-threaded: the
 /// caller parallelises over sequences.
-fn matmul(
+fn matmul<'a, 'b>(
     dst: &mut [f32],
     offset: usize,
     rs: usize,
-    a: View,
-    b: View,
+    a: impl std::convert::Into<Operand<'a>>,
+    b: impl std::convert::Into<Operand<'b>>,
     beta: f32,
     precision: Precision,
 ) {
@@ -51,11 +51,12 @@ fn matmul(
     );
 }
 
-/// What the forward pass keeps for the backward one.
+/// What the forward pass keeps for the backward one (Q, K and V rounded to bf16 once for
+/// bf16 products, which is all the products read of them).
 struct Saved {
-    q: Vec<f32>,
-    k: Vec<f32>,
-    v: Vec<f32>,
+    q: Kept,
+    k: Kept,
+    v: Kept,
     /// Softmax probabilities before dropout, `(B, A, S, S)`.
     probs: Vec<f32>,
     keep: Option<Vec<f32>>,
@@ -88,7 +89,7 @@ pub fn attention<T: Tape<f32, Dev>>(
     let mask = bias.padding.as_vec();
     // Only the host slopes enter the parallel loop (a device tensor need not be `Sync`).
     let slopes = bias.slopes.as_slice();
-    let (qv, kv, vv) = (fresh_to_vec(&q), fresh_to_vec(&k), fresh_to_vec(&v));
+    let [qv, kv, vv] = [&q, &k, &v].map(|t| Kept::new(fresh_to_vec(t), precision));
     let mut probs = vec![0.0f32; batch * a * s * s];
     let mut ctx = vec![0.0f32; n * h];
     ctx.par_chunks_mut(s * h)
@@ -100,8 +101,8 @@ pub fn attention<T: Tape<f32, Dev>>(
             for hd in 0..a {
                 let at = row0 + hd * d;
                 let pr = &mut probs_b[hd * s * s..(hd + 1) * s * s];
-                let qh = View::new(&qv, at, (s, d), h);
-                let kh = View::new(&kv, at, (s, d), h);
+                let qh = qv.view(at, (s, d), h);
+                let kh = kv.view(at, (s, d), h);
                 matmul(pr, 0, s, qh, kh.t(), scale, precision);
                 let m = &mask[b * s..(b + 1) * s];
                 let slope = slopes.get(hd).copied().unwrap_or(0.0);
@@ -118,7 +119,7 @@ pub fn attention<T: Tape<f32, Dev>>(
                     }
                     None => pr,
                 };
-                let vh = View::new(&vv, at, (s, d), h);
+                let vh = vv.view(at, (s, d), h);
                 matmul(
                     ctx_b,
                     hd * d,
@@ -149,7 +150,10 @@ pub fn attention<T: Tape<f32, Dev>>(
         for g in [q_ghost, k_ghost, v_ghost, out_ghost] {
             grads.try_alloc_for(g)?;
         }
-        let g = take_output_grad(grads.get_or_alloc_mut(out_ghost)?)?;
+        let g = Kept::new(
+            take_output_grad(grads.get_or_alloc_mut(out_ghost)?)?,
+            precision,
+        );
         let (dq, dk, dv) = backward(&saved, &g, (batch, s, a, d), scale);
         add_from_host(grads.get_or_alloc_mut(q_ghost)?, &dq)?;
         add_from_host(grads.get_or_alloc_mut(k_ghost)?, &dk)?;
@@ -179,7 +183,7 @@ fn softmax_row(row: &mut [f32], m: &[f32], slope: f32, i: usize) {
 
 fn backward(
     sv: &Saved,
-    g: &[f32],
+    g: &Kept,
     (batch, s, a, d): (usize, usize, usize, usize),
     scale: f32,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
@@ -213,7 +217,7 @@ fn backward(
                     }
                     None => pr,
                 };
-                let gh = View::new(g, at, (s, d), h);
+                let gh = g.view(at, (s, d), h);
                 // dV = P'ᵀ dC
                 matmul(
                     dv_b,
@@ -225,7 +229,7 @@ fn backward(
                     precision,
                 );
                 // dP = (dC Vᵀ) ⊙ keep
-                let vh = View::new(&sv.v, at, (s, d), h);
+                let vh = sv.v.view(at, (s, d), h);
                 matmul(&mut dp, 0, s, gh, vh.t(), 1.0, precision);
                 if let Some(kb) = kb {
                     for (x, k) in dp.iter_mut().zip(kb) {
@@ -246,7 +250,7 @@ fn backward(
                     hd * d,
                     h,
                     ds,
-                    View::new(&sv.k, at, (s, d), h),
+                    sv.k.view(at, (s, d), h),
                     1.0,
                     precision,
                 );
@@ -255,7 +259,7 @@ fn backward(
                     hd * d,
                     h,
                     ds.t(),
-                    View::new(&sv.q, at, (s, d), h),
+                    sv.q.view(at, (s, d), h),
                     1.0,
                     precision,
                 );

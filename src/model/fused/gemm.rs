@@ -2,13 +2,19 @@
 //! AVX-512 kernels where the CPU has them), in bf16 mixed precision through `gemm_bf16`. The
 //! views are bounds-checked here, once, so the fused ops that call these never touch a raw
 //! pointer.
+//!
+//! An operand may also be a matrix rounded to bf16 once (`Kept`), when more than one bf16
+//! product reads it (a linear layer's input: its forward product and its weight's gradient):
+//! the packing then copies words instead of converting floats again, and the results are the
+//! same bits, since the packing would have rounded each value the same way.
 
 use crate::model::precision::Precision;
 
-/// Element `(i, j)` of the view is `data[offset + i·rs + j·cs]`.
+/// Element `(i, j)` of the view is `data[offset + i·rs + j·cs]`; `E` is `f32`, or `u16` for
+/// bf16 bits.
 #[derive(Clone, Copy)]
-pub struct View<'a> {
-    pub data: &'a [f32],
+pub struct View<'a, E = f32> {
+    pub data: &'a [E],
     pub offset: usize,
     pub rows: usize,
     pub cols: usize,
@@ -16,9 +22,9 @@ pub struct View<'a> {
     pub cs: usize,
 }
 
-impl<'a> View<'a> {
+impl<'a, E> View<'a, E> {
     /// A `(rows, cols)` matrix at `offset` with row stride `rs` and unit column stride.
-    pub fn new(data: &'a [f32], offset: usize, (rows, cols): (usize, usize), rs: usize) -> Self {
+    pub fn new(data: &'a [E], offset: usize, (rows, cols): (usize, usize), rs: usize) -> Self {
         Self {
             data,
             offset,
@@ -48,6 +54,77 @@ impl<'a> View<'a> {
     }
 }
 
+/// An operand of a product: f32 values, or bf16 bits that only bf16 products read.
+#[derive(Clone, Copy)]
+pub enum Operand<'a> {
+    F32(View<'a>),
+    Bf16(View<'a, u16>),
+}
+
+impl<'a> From<View<'a>> for Operand<'a> {
+    fn from(v: View<'a>) -> Self {
+        Self::F32(v)
+    }
+}
+
+impl<'a> From<View<'a, u16>> for Operand<'a> {
+    fn from(v: View<'a, u16>) -> Self {
+        Self::Bf16(v)
+    }
+}
+
+impl Operand<'_> {
+    pub fn t(self) -> Self {
+        match self {
+            Self::F32(v) => Self::F32(v.t()),
+            Self::Bf16(v) => Self::Bf16(v.t()),
+        }
+    }
+
+    /// `(rows, cols, rs, cs)`.
+    pub fn dims(&self) -> (usize, usize, usize, usize) {
+        match self {
+            Self::F32(v) => (v.rows, v.cols, v.rs, v.cs),
+            Self::Bf16(v) => (v.rows, v.cols, v.rs, v.cs),
+        }
+    }
+
+    fn check(&self) {
+        match self {
+            Self::F32(v) => v.check(v.data.len()),
+            Self::Bf16(v) => v.check(v.data.len()),
+        }
+    }
+}
+
+/// A matrix an op keeps for the products that read it: f32 values, or (for bf16 products on
+/// a CPU that has them) the values rounded to bf16 once — half the memory, and every later
+/// product reads the rounded bits instead of rounding again.
+pub enum Kept {
+    F32(Vec<f32>),
+    Bf16(Vec<u16>),
+}
+
+impl Kept {
+    /// `values` in the form `precision`'s products read.
+    pub fn new(values: Vec<f32>, precision: Precision) -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if precision == Precision::Bf16 && super::gemm_bf16::native() {
+            return Self::Bf16(super::gemm_bf16::round_all(&values));
+        }
+        let _ = precision;
+        Self::F32(values)
+    }
+
+    /// The `(rows, cols)` matrix at `offset` with row stride `rs`.
+    pub fn view(&self, offset: usize, shape: (usize, usize), rs: usize) -> Operand<'_> {
+        match self {
+            Self::F32(v) => View::new(v, offset, shape, rs).into(),
+            Self::Bf16(v) => View::new(v, offset, shape, rs).into(),
+        }
+    }
+}
+
 /// Whether a product adds to what `dst` holds or overwrites it.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Into {
@@ -59,27 +136,31 @@ pub enum Into {
 /// stride `rs`; on rayon's threads when `parallel`, else on the calling one; with bf16
 /// operands when `precision` says so and the CPU has the instructions.
 #[allow(clippy::too_many_arguments)]
-pub fn matmul(
+pub fn matmul<'a, 'b>(
     dst: &mut [f32],
     offset: usize,
     rs: usize,
-    a: View,
-    b: View,
+    a: impl std::convert::Into<Operand<'a>>,
+    b: impl std::convert::Into<Operand<'b>>,
     beta: f32,
     into: Into,
     parallel: bool,
     precision: Precision,
 ) {
-    assert_eq!(a.cols, b.rows, "inner dimensions");
-    let (m, k, n) = (a.rows, a.cols, b.cols);
+    let (a, b) = (a.into(), b.into());
+    let ((m, k, _, _), (k2, n, _, _)) = (a.dims(), b.dims());
+    assert_eq!(k, k2, "inner dimensions");
     View::new(dst, offset, (m, n), rs).check(dst.len());
-    a.check(a.data.len());
-    b.check(b.data.len());
+    a.check();
+    b.check();
     #[cfg(target_arch = "x86_64")]
     if precision == Precision::Bf16 && super::gemm_bf16::native() {
         return super::gemm_bf16::matmul(dst, offset, rs, a, b, beta, into, parallel);
     }
     let _ = precision;
+    let (Operand::F32(a), Operand::F32(b)) = (a, b) else {
+        panic!("a bf16 operand in an f32 product (`Kept::new` rounds only for bf16 products)")
+    };
     let parallelism = if parallel {
         gemm::Parallelism::Rayon(rayon::current_num_threads())
     } else {

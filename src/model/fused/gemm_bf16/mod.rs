@@ -13,7 +13,9 @@
 //!   columns with the two values of each k pair side by side (`[k even, k odd]` as one
 //!   32-bit word), pair by pair, and A, per block of rows, into
 //!   strips of `MR` rows of such words — row by row when A's rows are contiguous, pair by pair
-//!   when its columns are, so that packing is a conversion and never a transpose (`Layout`);
+//!   when its columns are, so that packing is a conversion and never a transpose (`Layout`),
+//!   or not at all when A is bf16 rows an op kept (`gemm::Kept`) at a row stride the kernel
+//!   reads (its full strips are read in place: packing them would be a copy);
 //!   only B read as a transpose (`x Wᵀ`) goes through 16 × 16 register transposes. B is
 //!   not cut into column blocks, so each block of A is packed once per k block (with blocks
 //!   of 256 columns, the FFN's 1,024-column products packed A four times and ran 25–40 %
@@ -30,7 +32,7 @@
 mod kernel;
 mod pack;
 
-use super::gemm::{Into, View};
+use super::gemm::{Into, Operand};
 #[cfg(target_arch = "x86_64")]
 use kernel::{kernel, Tile};
 #[cfg(target_arch = "x86_64")]
@@ -69,25 +71,64 @@ pub fn rounded(x: f32) -> f32 {
     half::bf16::from_f32(x).to_f32()
 }
 
+/// `x` rounded to bf16 bits, element by element, over rayon's threads for long slices: what
+/// `gemm::Kept` holds. The same rounding as the packing's, so a product of rounded operands
+/// equals the product of the f32 ones bit for bit.
+pub fn round_all(x: &[f32]) -> Vec<u16> {
+    use rayon::prelude::*;
+    const CHUNK: usize = 1 << 14;
+    // Written once, without a zero-fill first: a pass over memory the size of an activation.
+    let mut out: Vec<u16> = Vec::with_capacity(x.len());
+    out.spare_capacity_mut()[..x.len()]
+        .par_chunks_mut(CHUNK)
+        .zip(x.par_chunks(CHUNK))
+        .for_each(|(o, x)| round_into(x, o));
+    // SAFETY: `round_into` wrote every one of the `x.len()` elements.
+    unsafe { out.set_len(x.len()) };
+    out
+}
+
+/// Writes every element of `out`: `x` rounded.
+fn round_into(x: &[f32], out: &mut [std::mem::MaybeUninit<u16>]) {
+    assert_eq!(x.len(), out.len());
+    #[cfg(target_arch = "x86_64")]
+    if native() {
+        // SAFETY: the instructions are present; the slices have equal lengths, and the
+        // routine writes each element of `out` (plain stores, no reads).
+        return unsafe { pack::round_into(x, out.as_mut_ptr().cast()) };
+    }
+    for (o, v) in out.iter_mut().zip(x) {
+        o.write(to_bf16(*v));
+    }
+}
+
+/// Element `(i, j)` of an operand, as the bf16 value a product reads.
+fn value(v: &Operand, i: usize, j: usize) -> f32 {
+    match v {
+        Operand::F32(v) => rounded(v.data[v.offset + i * v.rs + j * v.cs]),
+        Operand::Bf16(v) => half::bf16::from_bits(v.data[v.offset + i * v.rs + j * v.cs]).to_f32(),
+    }
+}
+
 /// `dst (+)= β · a b` with bf16 operands, computed plainly: the definition the kernel is
 /// checked against (products of rounded operands, summed in f32 in k order).
 #[allow(clippy::too_many_arguments)]
-pub fn reference(
+pub fn reference<'a, 'b>(
     dst: &mut [f32],
     offset: usize,
     rs: usize,
-    a: View,
-    b: View,
+    a: impl std::convert::Into<Operand<'a>>,
+    b: impl std::convert::Into<Operand<'b>>,
     beta: f32,
     into: Into,
 ) {
-    for i in 0..a.rows {
-        for j in 0..b.cols {
+    let (a, b) = (a.into(), b.into());
+    let ((m, kk, _, _), (_, n, _, _)) = (a.dims(), b.dims());
+    for i in 0..m {
+        for j in 0..n {
             let mut acc = 0.0f32;
-            for k in 0..a.cols {
-                let x = a.data[a.offset + i * a.rs + k * a.cs];
-                let y = b.data[b.offset + k * b.rs + j * b.cs];
-                acc += rounded(x) * rounded(y);
+            for k in 0..kk {
+                acc += value(&a, i, k) * value(&b, k, j);
             }
             let c = &mut dst[offset + i * rs + j];
             *c = if into == Into::Accumulate { *c } else { 0.0 } + beta * acc;
@@ -95,9 +136,10 @@ pub fn reference(
     }
 }
 
-/// How a packed strip of A holds its words: pair by pair (`p · MR + i`) or row by row with a
-/// row length fixed per product (`i · row + p`, `row` one of 32, 64, 128, `KCP`); the
-/// microkernel reads either with constant offsets.
+/// How a strip of A holds its words: pair by pair (`p · MR + i`) or row by row with a row
+/// length fixed per product (`i · row + p`, `row` one of `ROW_WORDS`), packed or, for bf16
+/// rows whose stride is such a length, in place; the microkernel reads either with constant
+/// offsets.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Layout {
     PairMajor,
@@ -115,14 +157,14 @@ pub fn matmul(
     dst: &mut [f32],
     offset: usize,
     rs: usize,
-    a: View,
-    b: View,
+    a: Operand,
+    b: Operand,
     beta: f32,
     into: Into,
     parallel: bool,
 ) {
     use rayon::prelude::*;
-    let (m, k, n) = (a.rows, a.cols, b.cols);
+    let ((m, k, _, a_cs), (_, n, _, _)) = (a.dims(), b.dims());
     assert!(rs >= n, "rows of the product overlap");
     let threads = if parallel {
         rayon::current_num_threads()
@@ -141,10 +183,13 @@ pub fn matmul(
         65..=128 => 128,
         _ => KCP,
     };
-    let layout = if a.cs == 1 {
-        Layout::RowMajor(row)
-    } else {
-        Layout::PairMajor
+    // A held as bf16 rows whose words are a kernel row length apart is read where it lies,
+    // strip by full strip: its packing would be a copy.
+    let in_place = in_place_rows(&a, k);
+    let layout = match (in_place, a_cs) {
+        (Some(words), _) => Layout::RowMajor(words),
+        (None, 1) => Layout::RowMajor(row),
+        _ => Layout::PairMajor,
     };
     let blocks = m.div_ceil(mc);
     let c = &mut dst[offset..];
@@ -180,9 +225,19 @@ pub fn matmul(
                 };
                 with_buffer(&PACKED_A, |packed_a| {
                     let packed_a = reserve(packed_a, mr_all.div_ceil(MR) * strip);
+                    // Where each strip's words are read: in A itself, or in `packed_a`.
+                    let mut strips = [std::ptr::null::<u32>(); MC / MR];
                     for (s, out) in packed_a.chunks_mut(strip).enumerate() {
                         let r0 = i0 + s * MR;
                         let lanes = (r0, MR.min(m - r0));
+                        if let (Some(_), Operand::Bf16(v), MR) = (in_place, a, lanes.1) {
+                            // SAFETY: `in_place_rows` checked that the strip's `pairs`
+                            // words per row lie inside the view and are 4-byte aligned.
+                            strips[s] =
+                                unsafe { v.data.as_ptr().add(v.offset + r0 * v.rs + pc) }.cast();
+                            continue;
+                        }
+                        strips[s] = out.as_ptr();
                         // SAFETY: as above.
                         unsafe {
                             match layout {
@@ -193,10 +248,11 @@ pub fn matmul(
                             }
                         }
                     }
+                    let strips = &strips[..mr_all.div_ceil(MR)];
                     for (p, bp) in packed_b.chunks(panel).enumerate() {
                         let j = p * NR;
                         let cols = NR.min(n - j);
-                        for (s, ap) in packed_a.chunks(strip).enumerate() {
+                        for (s, &ap) in strips.iter().enumerate() {
                             let r = s * MR;
                             let tile_rows = MR.min(mr_all - r);
                             let at = r * rs + j;
@@ -210,16 +266,18 @@ pub fn matmul(
                                 beta,
                                 overwrite,
                             };
-                            let (ap, bp) = (ap.as_ptr(), bp.as_ptr());
+                            let bp = bp.as_ptr();
                             // SAFETY: the tile's last element is inside `rows` (checked
-                            // above); the packed operands hold `pairs` pairs of full
-                            // strips and panels.
+                            // above); the strips (packed or in place) and the packed panels
+                            // hold `pairs` pairs of full strips and panels.
                             unsafe {
                                 match layout {
                                     Layout::RowMajor(32) => kernel::<32, 1>(pairs, ap, bp, tile),
                                     Layout::RowMajor(64) => kernel::<64, 1>(pairs, ap, bp, tile),
                                     Layout::RowMajor(128) => kernel::<128, 1>(pairs, ap, bp, tile),
-                                    Layout::RowMajor(_) => kernel::<KCP, 1>(pairs, ap, bp, tile),
+                                    Layout::RowMajor(256) => kernel::<256, 1>(pairs, ap, bp, tile),
+                                    Layout::RowMajor(512) => kernel::<512, 1>(pairs, ap, bp, tile),
+                                    Layout::RowMajor(_) => kernel::<1024, 1>(pairs, ap, bp, tile),
                                     Layout::PairMajor => kernel::<1, MR>(pairs, ap, bp, tile),
                                 }
                             }
@@ -241,6 +299,19 @@ pub fn matmul(
             }
         }
     })
+}
+
+/// The kernel's row lengths, in words.
+const ROW_WORDS: [usize; 6] = [32, 64, 128, 256, 512, 1024];
+
+/// The row length in words at which the kernel can read A in place, if it can: bf16 bits in
+/// contiguous rows (so that a word is a k pair, as packed), a row stride of one of the
+/// kernel's row lengths, an even k (no pair half past a row) and word-aligned rows.
+fn in_place_rows(a: &Operand, k: usize) -> Option<usize> {
+    let Operand::Bf16(v) = a else { return None };
+    let aligned = (v.data.as_ptr() as usize + 2 * v.offset) % 4 == 0;
+    let fits = v.cs == 1 && v.rs % 2 == 0 && v.rs >= k && k % 2 == 0 && aligned;
+    (fits && ROW_WORDS.contains(&(v.rs / 2))).then_some(v.rs / 2)
 }
 
 thread_local! {
