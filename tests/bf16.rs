@@ -57,6 +57,25 @@ fn native_or_say() -> bool {
     native
 }
 
+/// Runs `f` on each size with every pair of layouts (`view`'s 0, 1, 2) and fresh operand
+/// data, numbering the cases so that each draws its own values.
+fn each_case(
+    sizes: &[(usize, usize, usize)],
+    mut f: impl FnMut((usize, usize, usize), (u8, u8), u64, &[f32], &[f32]),
+) {
+    let mut case = 0;
+    for &(m, k, n) in sizes {
+        for la in 0..3 {
+            for lb in 0..3 {
+                case += 1;
+                let a_data = values(2 * m * k + 1, case);
+                let b_data = values(2 * k * n + 1, case + 1000);
+                f((m, k, n), (la, lb), case, &a_data, &b_data);
+            }
+        }
+    }
+}
+
 /// Sizes around the kernel's tile (12 × 32), k pair and block (512) and column block (2048)
 /// edges, with every layout of A and B, overwriting and accumulating, on one and all threads.
 #[test]
@@ -75,52 +94,44 @@ fn the_kernel_computes_bf16_products_with_f32_sums() {
         (3, 5, 2100),
         (200, 96, 48),
     ];
-    let mut case = 0;
-    for &(m, k, n) in &sizes {
-        for la in 0..3 {
-            for lb in 0..3 {
-                case += 1;
-                let a_data = values(2 * m * k + 1, case);
-                let b_data = values(2 * k * n + 1, case + 1000);
-                let (a, b) = (view(&a_data, (m, k), la), view(&b_data, (k, n), lb));
-                let rs = n + 3; // a destination wider than the product, as attention's is
-                let start = values(m * rs + 2, case + 2000);
-                for (into, parallel) in [(Into::Overwrite, true), (Into::Accumulate, false)] {
-                    let mut want = start.clone();
-                    reference(&mut want, 2, rs, a, b, 0.5, into);
-                    let mut got = start.clone();
-                    matmul(&mut got, 2, rs, a, b, 0.5, into, parallel, Precision::Bf16);
-                    for i in 0..m {
-                        for j in 0..n {
-                            let at = 2 + i * rs + j;
-                            // Only the order of the f32 sums differs from the definition.
-                            let scale: f32 = (0..k)
-                                .map(|kk| {
-                                    (rounded(a.data[a.offset + i * a.rs + kk * a.cs])
-                                        * rounded(b.data[b.offset + kk * b.rs + j * b.cs]))
-                                    .abs()
-                                })
-                                .sum::<f32>()
-                                + start[at].abs();
-                            assert!(
-                                (got[at] - want[at]).abs() <= 1e-6 * k as f32 * scale + 1e-30,
-                                "m {m} k {k} n {n} layouts {la}/{lb}: ({i}, {j}) {} vs {}",
-                                got[at],
-                                want[at]
-                            );
-                        }
-                    }
-                    // Outside the product nothing is written.
-                    for (at, (g, s)) in got.iter().zip(&start).enumerate() {
-                        let j = (at as isize - 2).rem_euclid(rs as isize) as usize;
-                        if at < 2 || j >= n || at >= 2 + m * rs {
-                            assert_eq!(g, s, "element {at} outside the product changed");
-                        }
-                    }
+    each_case(&sizes, |(m, k, n), (la, lb), case, a_data, b_data| {
+        let (a, b) = (view(a_data, (m, k), la), view(b_data, (k, n), lb));
+        let rs = n + 3; // a destination wider than the product, as attention's is
+        let start = values(m * rs + 2, case + 2000);
+        for (into, parallel) in [(Into::Overwrite, true), (Into::Accumulate, false)] {
+            let mut want = start.clone();
+            reference(&mut want, 2, rs, a, b, 0.5, into);
+            let mut got = start.clone();
+            matmul(&mut got, 2, rs, a, b, 0.5, into, parallel, Precision::Bf16);
+            for i in 0..m {
+                for j in 0..n {
+                    let at = 2 + i * rs + j;
+                    // Only the order of the f32 sums differs from the definition.
+                    let scale: f32 = (0..k)
+                        .map(|kk| {
+                            (rounded(a.data[a.offset + i * a.rs + kk * a.cs])
+                                * rounded(b.data[b.offset + kk * b.rs + j * b.cs]))
+                            .abs()
+                        })
+                        .sum::<f32>()
+                        + start[at].abs();
+                    assert!(
+                        (got[at] - want[at]).abs() <= 1e-6 * k as f32 * scale + 1e-30,
+                        "m {m} k {k} n {n} layouts {la}/{lb}: ({i}, {j}) {} vs {}",
+                        got[at],
+                        want[at]
+                    );
+                }
+            }
+            // Outside the product nothing is written.
+            for (at, (g, s)) in got.iter().zip(&start).enumerate() {
+                let j = (at as isize - 2).rem_euclid(rs as isize) as usize;
+                if at < 2 || j >= n || at >= 2 + m * rs {
+                    assert_eq!(g, s, "element {at} outside the product changed");
                 }
             }
         }
-    }
+    });
 }
 
 /// Operands rounded once beforehand (`gemm::Kept`, what the linear layers and attention keep
@@ -131,7 +142,6 @@ fn products_of_operands_rounded_beforehand_are_bit_identical() {
     if !native_or_say() {
         return;
     }
-    let mut case = 0;
     // (128, 64), (30, 256) and (25, 2048): rows the kernel reads in place (full strips).
     let sizes = [
         (13, 3, 33),
@@ -142,54 +152,46 @@ fn products_of_operands_rounded_beforehand_are_bit_identical() {
         (25, 2048, 20),
         (3, 5, 70),
     ];
-    for &(m, k, n) in &sizes {
-        for la in 0..3 {
-            for lb in 0..3 {
-                case += 1;
-                let a_data = values(2 * m * k + 1, case);
-                let b_data = values(2 * k * n + 1, case + 1000);
-                let (a_bits, b_bits) =
-                    (gemm_bf16::round_all(&a_data), gemm_bf16::round_all(&b_data));
-                let (a, b) = (view(&a_data, (m, k), la), view(&b_data, (k, n), lb));
-                let bits = |v: View, data| View::<u16> {
-                    data,
-                    offset: v.offset,
-                    rows: v.rows,
-                    cols: v.cols,
-                    rs: v.rs,
-                    cs: v.cs,
-                };
-                let (ar, br) = (bits(a, &a_bits), bits(b, &b_bits));
-                let start = values(m * n, case + 2000);
-                let product = |a: Operand, b: Operand| {
-                    let mut c = start.clone();
-                    matmul(
-                        &mut c,
-                        0,
-                        n,
-                        a,
-                        b,
-                        0.5,
-                        Into::Accumulate,
-                        true,
-                        Precision::Bf16,
-                    );
-                    c.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
-                };
-                let want = product(a.into(), b.into());
-                for (name, x, y) in [
-                    ("both", ar.into(), br.into()),
-                    ("A", ar.into(), b.into()),
-                    ("B", a.into(), br.into()),
-                ] {
-                    assert!(
-                        product(x, y) == want,
-                        "m {m} k {k} n {n} layouts {la}/{lb}: {name} rounded beforehand differs"
-                    );
-                }
-            }
+    each_case(&sizes, |(m, k, n), (la, lb), case, a_data, b_data| {
+        let (a_bits, b_bits) = (gemm_bf16::round_all(a_data), gemm_bf16::round_all(b_data));
+        let (a, b) = (view(a_data, (m, k), la), view(b_data, (k, n), lb));
+        let bits = |v: View, data| View::<u16> {
+            data,
+            offset: v.offset,
+            rows: v.rows,
+            cols: v.cols,
+            rs: v.rs,
+            cs: v.cs,
+        };
+        let (ar, br) = (bits(a, &a_bits), bits(b, &b_bits));
+        let start = values(m * n, case + 2000);
+        let product = |a: Operand, b: Operand| {
+            let mut c = start.clone();
+            matmul(
+                &mut c,
+                0,
+                n,
+                a,
+                b,
+                0.5,
+                Into::Accumulate,
+                true,
+                Precision::Bf16,
+            );
+            c.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+        };
+        let want = product(a.into(), b.into());
+        for (name, x, y) in [
+            ("both", ar.into(), br.into()),
+            ("A", ar.into(), b.into()),
+            ("B", a.into(), br.into()),
+        ] {
+            assert!(
+                product(x, y) == want,
+                "m {m} k {k} n {n} layouts {la}/{lb}: {name} rounded beforehand differs"
+            );
         }
-    }
+    });
 }
 
 /// Against the exact product (f64 on the unrounded operands): within what rounding two

@@ -309,8 +309,8 @@ const ROW_WORDS: [usize; 6] = [32, 64, 128, 256, 512, 1024];
 /// kernel's row lengths, an even k (no pair half past a row) and word-aligned rows.
 fn in_place_rows(a: &Operand, k: usize) -> Option<usize> {
     let Operand::Bf16(v) = a else { return None };
-    let aligned = (v.data.as_ptr() as usize + 2 * v.offset) % 4 == 0;
-    let fits = v.cs == 1 && v.rs % 2 == 0 && v.rs >= k && k % 2 == 0 && aligned;
+    let aligned = (v.data.as_ptr() as usize + 2 * v.offset).is_multiple_of(4);
+    let fits = v.cs == 1 && v.rs.is_multiple_of(2) && v.rs >= k && k.is_multiple_of(2) && aligned;
     (fits && ROW_WORDS.contains(&(v.rs / 2))).then_some(v.rs / 2)
 }
 
