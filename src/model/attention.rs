@@ -35,7 +35,22 @@ impl Attention {
     }
 
     /// `x`: token rows `(B·S, H)`; `pass.bias` is added to the scores before the softmax.
+    /// One fused op on the CPU (`fused::self_attention`); `forward_composed` on CUDA.
     pub fn forward<T: Tape<f32, Dev>>(&self, x: Act<T>, pass: &mut Pass) -> Act<T> {
+        #[cfg(not(feature = "cuda"))]
+        {
+            let layers = [&self.q, &self.k, &self.v, &self.out];
+            let dims = (pass.batch, pass.seq, self.heads);
+            let rng = pass.mode.reborrow().dropout_rng();
+            super::fused::self_attention(x, layers, dims, &pass.bias, self.dropout, rng)
+        }
+        #[cfg(feature = "cuda")]
+        self.forward_composed(x, pass)
+    }
+
+    /// `forward` as the projections (`linear`) around the attention core: the reference
+    /// `tests/feed_forward.rs` checks the fused sublayer against, bit for bit.
+    pub fn forward_composed<T: Tape<f32, Dev>>(&self, x: Act<T>, pass: &mut Pass) -> Act<T> {
         let (x, tape) = x.split_tape();
         let q = linear(x.clone().put_tape(tape), &self.q);
         let k = linear(x.retaped::<T>(), &self.k);

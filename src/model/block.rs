@@ -3,7 +3,7 @@
 
 use super::attention::Attention;
 use super::norm::Norm;
-use super::ops::linear;
+use super::ops::feed_forward;
 use super::params::Linear;
 use super::{Act, Dev, Pass};
 use crate::config::{ModelConfig, NormKind};
@@ -41,7 +41,7 @@ impl Block {
             self.attn.forward(h, pass)
         });
         self.sublayer(x, pass, &self.ffn_norm, |h, _| {
-            linear(super::gelu::gelu(linear(h, &self.ffn_up)), &self.ffn_down)
+            feed_forward(h, &self.ffn_up, &self.ffn_down)
         })
     }
 

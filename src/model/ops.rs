@@ -28,6 +28,20 @@ pub fn project<T: Tape<f32, Dev>>(x: Act<T>, weight: &Matrix, bias: Option<&Vect
     }
 }
 
+/// The feed-forward sublayer `down(gelu(up(x)))`: one fused op on the CPU, the composition
+/// of `linear` and `gelu` on CUDA (and in `tests/fused.rs`, as the fused op's reference).
+pub fn feed_forward<T: Tape<f32, Dev>>(x: Act<T>, up: &Linear, down: &Linear) -> Act<T> {
+    #[cfg(not(feature = "cuda"))]
+    return super::fused::feed_forward(x, up, down);
+    #[cfg(feature = "cuda")]
+    feed_forward_unfused(x, up, down)
+}
+
+/// `feed_forward` composed of `linear` and `gelu`.
+pub fn feed_forward_unfused<T: Tape<f32, Dev>>(x: Act<T>, up: &Linear, down: &Linear) -> Act<T> {
+    linear(super::gelu::gelu(linear(x, up)), down)
+}
+
 /// `project` from dfdx's ops: the reference `tests/fused.rs` checks the fused one against.
 pub fn project_unfused<T: Tape<f32, Dev>>(
     x: Act<T>,

@@ -51,15 +51,17 @@ fn matmul<'a, 'b>(
     );
 }
 
-/// What the forward pass keeps for the backward one (Q, K and V rounded to bf16 once for
-/// bf16 products, which is all the products read of them).
-struct Saved {
+/// What the forward pass keeps for the backward one.
+pub(super) struct Saved {
     q: Kept,
     k: Kept,
     v: Kept,
     /// Softmax probabilities before dropout, `(B, A, S, S)`.
     probs: Vec<f32>,
     keep: Option<Vec<f32>>,
+    /// `(B, S, A, D)` and `α`.
+    dims: (usize, usize, usize, usize),
+    scale: f32,
     /// The precision of the forward products, which the backward ones keep.
     precision: Precision,
 }
@@ -78,10 +80,47 @@ pub fn attention<T: Tape<f32, Dev>>(
     // Views (permuted, broadcast) become contiguous copies; op outputs pass through free.
     let (q, k, v) = (q.contiguous(), k.contiguous(), v.contiguous());
     let (n, h) = *q.shape();
-    assert_eq!(n, batch * seq, "token rows");
+    let precision = products();
+    let [qv, kv, vv] = [&q, &k, &v].map(|t| Kept::new(fresh_to_vec(t), precision));
+    let (ctx, saved) = forward([qv, kv, vv], (batch, seq, heads), bias, p, rng, precision);
+    let (q, tq) = q.split_tape();
+    let (k, tk) = k.split_tape();
+    let (v, tv) = v.split_tape();
+    let mut tape = tq.merge(tk).merge(tv);
+    let out: Act<NoneTape> = q.device().tensor_from_vec(ctx, (n, h));
+    let ghosts = (q.ghost(), k.ghost(), v.ghost(), out.ghost());
+    tape.add_backward_op(move |grads| {
+        let (q_ghost, k_ghost, v_ghost, out_ghost) = &ghosts;
+        for g in [q_ghost, k_ghost, v_ghost, out_ghost] {
+            grads.try_alloc_for(g)?;
+        }
+        let g = Kept::new(
+            take_output_grad(grads.get_or_alloc_mut(out_ghost)?)?,
+            precision,
+        );
+        let (dq, dk, dv) = backward(&saved, &g);
+        add_from_host(grads.get_or_alloc_mut(q_ghost)?, &dq)?;
+        add_from_host(grads.get_or_alloc_mut(k_ghost)?, &dk)?;
+        add_from_host(grads.get_or_alloc_mut(v_ghost)?, &dv)
+    });
+    out.put_tape(tape)
+}
+
+/// The context `(B·S, H)` from Q, K and V held as their products read them, and what the
+/// backward pass needs; the dropout mask is drawn here, from `rng`.
+pub(super) fn forward(
+    [qv, kv, vv]: [Kept; 3],
+    (batch, seq, heads): (usize, usize, usize),
+    bias: &ScoreBias,
+    p: f32,
+    rng: Option<&mut Rng>,
+    precision: Precision,
+) -> (Vec<f32>, Saved) {
+    let n = batch * seq;
+    let h = qv.len() / n;
+    assert_eq!(h * n, qv.len(), "token rows");
     let (s, a, d) = (seq, heads, h / heads);
     let scale = 1.0 / (d as f32).sqrt();
-    let precision = products();
     let keep = match rng {
         Some(rng) if p > 0.0 => Some(keep_mask(batch * a * s * s, p, rng)),
         _ => None,
@@ -89,7 +128,6 @@ pub fn attention<T: Tape<f32, Dev>>(
     let mask = bias.padding.as_vec();
     // Only the host slopes enter the parallel loop (a device tensor need not be `Sync`).
     let slopes = bias.slopes.as_slice();
-    let [qv, kv, vv] = [&q, &k, &v].map(|t| Kept::new(fresh_to_vec(t), precision));
     let mut probs = vec![0.0f32; batch * a * s * s];
     let mut ctx = vec![0.0f32; n * h];
     ctx.par_chunks_mut(s * h)
@@ -137,29 +175,11 @@ pub fn attention<T: Tape<f32, Dev>>(
         v: vv,
         probs,
         keep,
+        dims: (batch, s, a, d),
+        scale,
         precision,
     };
-    let (q, tq) = q.split_tape();
-    let (k, tk) = k.split_tape();
-    let (v, tv) = v.split_tape();
-    let mut tape = tq.merge(tk).merge(tv);
-    let out: Act<NoneTape> = q.device().tensor_from_vec(ctx, (n, h));
-    let ghosts = (q.ghost(), k.ghost(), v.ghost(), out.ghost());
-    tape.add_backward_op(move |grads| {
-        let (q_ghost, k_ghost, v_ghost, out_ghost) = &ghosts;
-        for g in [q_ghost, k_ghost, v_ghost, out_ghost] {
-            grads.try_alloc_for(g)?;
-        }
-        let g = Kept::new(
-            take_output_grad(grads.get_or_alloc_mut(out_ghost)?)?,
-            precision,
-        );
-        let (dq, dk, dv) = backward(&saved, &g, (batch, s, a, d), scale);
-        add_from_host(grads.get_or_alloc_mut(q_ghost)?, &dq)?;
-        add_from_host(grads.get_or_alloc_mut(k_ghost)?, &dk)?;
-        add_from_host(grads.get_or_alloc_mut(v_ghost)?, &dv)
-    });
-    out.put_tape(tape)
+    (ctx, saved)
 }
 
 /// `row ← softmax(row + m − slope · |i − j|)` for query `i`; `row` already holds the scaled
@@ -181,12 +201,10 @@ fn softmax_row(row: &mut [f32], m: &[f32], slope: f32, i: usize) {
     }
 }
 
-fn backward(
-    sv: &Saved,
-    g: &Kept,
-    (batch, s, a, d): (usize, usize, usize, usize),
-    scale: f32,
-) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+/// `(dQ, dK, dV)` from the context's gradient `g`.
+pub(super) fn backward(sv: &Saved, g: &Kept) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let (batch, s, a, d) = sv.dims;
+    let scale = sv.scale;
     let precision = sv.precision;
     let h = a * d;
     let n = batch * s;

@@ -116,6 +116,18 @@ impl Kept {
         Self::F32(values)
     }
 
+    /// How many values it holds.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::F32(v) => v.len(),
+            Self::Bf16(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// The `(rows, cols)` matrix at `offset` with row stride `rs`.
     pub fn view(&self, offset: usize, shape: (usize, usize), rs: usize) -> Operand<'_> {
         match self {

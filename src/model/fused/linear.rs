@@ -12,6 +12,7 @@
 use super::column_sums;
 use super::gemm::{matmul, Into, Kept, View};
 use crate::model::host::{accumulate, add_from_host, fresh_to_vec, take_output_grad};
+use crate::model::params::Linear;
 use crate::model::precision::products;
 use crate::model::{Act, Dev, Matrix, Vector};
 use dfdx::prelude::*;
@@ -25,10 +26,7 @@ pub fn linear<T: Tape<f32, Dev>>(x: Act<T>, weight: &Matrix, bias: Option<&Vecto
     let precision = products();
     let xk = Kept::new(fresh_to_vec(&x), precision);
     let w = fresh_to_vec(weight);
-    let mut y = match bias {
-        Some(bias) => bias.as_vec().repeat(n),
-        None => vec![0.0; n * d_out],
-    };
+    let mut y = rows_of(bias, n, d_out);
     let ws = View::new(&w, 0, (d_out, d_in), d_in);
     matmul(
         &mut y,
@@ -84,4 +82,16 @@ pub fn linear<T: Tape<f32, Dev>>(x: Act<T>, weight: &Matrix, bias: Option<&Vecto
         }
     });
     out.put_tape(tape)
+}
+
+/// A layer's output rows before its product: the bias repeated, or zeros.
+pub(super) fn bias_rows(l: &Linear, n: usize) -> Vec<f32> {
+    rows_of(l.bias.as_ref(), n, l.weight.shape().0)
+}
+
+fn rows_of(bias: Option<&Vector>, n: usize, width: usize) -> Vec<f32> {
+    match bias {
+        Some(bias) => bias.as_vec().repeat(n),
+        None => vec![0.0; n * width],
+    }
 }

@@ -19,20 +19,24 @@ mod attention;
 mod bias;
 mod cross_entropy;
 mod embedding;
+mod feed_forward;
 pub mod gemm;
 pub mod gemm_bf16;
 mod layer_norm;
 mod linear;
 mod residual;
+mod self_attention;
 pub mod vmath;
 
 pub use attention::attention;
 pub use bias::add_bias;
 pub use cross_entropy::cross_entropy;
 pub use embedding::embed;
+pub use feed_forward::feed_forward;
 pub use layer_norm::layer_norm;
 pub use linear::linear;
 pub use residual::residual_dropout;
+pub use self_attention::self_attention;
 
 use rayon::prelude::*;
 

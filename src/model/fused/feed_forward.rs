@@ -1,0 +1,122 @@
+//! The feed-forward sublayer, `down(gelu(up(x)))`, as one op: the same arithmetic as
+//! `fused::linear`, `gelu::gelu_host` and `fused::linear` in a row, bit for bit
+//! (`tests/fused.rs`), without the two `(N, ffn)` tensors between them. Composed, each of those
+//! is a dfdx tensor that the next op copies out (`fresh_to_vec`) and whose gradient dfdx
+//! allocates and zeroes: on the reference shape, 4 M floats copied twice per layer forward, on
+//! the step's thread while the others wait. Here the pre-activation `u` and the activation `a`
+//! stay host vectors, kept for the backward pass as the products read them (`Kept`).
+//!
+//! Backward, with `g` the output's gradient: `da = g W_d`, `dW_d += gᵀ a`, `db_d += Σ g`;
+//! `du = da · gelu'(u)`; `dx += du W_u`, `dW_u += duᵀ x`, `db_u += Σ du` — each buffer added to
+//! once, in the order the composed ops' backward passes ran.
+
+use super::gemm::{matmul, Into, Kept, Operand, View};
+use super::linear::bias_rows;
+use super::{column_sums, vmath};
+use crate::model::host::{accumulate, add_from_host, fresh_to_vec, take_output_grad};
+use crate::model::params::Linear;
+use crate::model::precision::{products, Precision};
+use crate::model::{Act, Dev};
+use dfdx::prelude::*;
+use rayon::prelude::*;
+
+/// Elements per parallel task of the GELU passes (elementwise: any split gives the same bits).
+const CHUNK: usize = 4096;
+
+/// `(N, in)` → `(N, out)` through `up` `(ffn, in)`, exact GELU and `down` `(out, ffn)`.
+pub fn feed_forward<T: Tape<f32, Dev>>(x: Act<T>, up: &Linear, down: &Linear) -> Act<T> {
+    let x = x.contiguous();
+    let (n, d_in) = *x.shape();
+    let (ffn, up_in) = *up.weight.shape();
+    let (d_out, down_in) = *down.weight.shape();
+    assert_eq!(
+        d_in, up_in,
+        "feed-forward: input width against the up weight's"
+    );
+    assert_eq!(
+        ffn, down_in,
+        "feed-forward: up's width against the down weight's"
+    );
+    let precision = products();
+    let xk = Kept::new(fresh_to_vec(&x), precision);
+    let (wu, wd) = (fresh_to_vec(&up.weight), fresh_to_vec(&down.weight));
+    let mut u = bias_rows(up, n);
+    project(&mut u, &xk, &wu, (n, d_in, ffn), precision);
+    let mut a = vec![0.0f32; n * ffn];
+    let mut cdf = vec![0.0f32; n * ffn];
+    a.par_chunks_mut(CHUNK)
+        .zip(cdf.par_chunks_mut(CHUNK))
+        .zip(u.par_chunks(CHUNK))
+        .for_each(|((a, c), u)| vmath::gelu_forward(u, a, c));
+    let ak = Kept::new(a, precision);
+    let mut y = bias_rows(down, n);
+    project(&mut y, &ak, &wd, (n, ffn, d_out), precision);
+
+    let (x, mut tape) = x.split_tape();
+    let out: Act<NoneTape> = x.device().tensor_from_vec(y, (n, d_out));
+    let (x_ghost, out_ghost) = (x.ghost(), out.ghost());
+    let (wu_ghost, bu_ghost) = (up.weight.ghost(), up.bias.as_ref().map(|b| b.ghost()));
+    let (wd_ghost, bd_ghost) = (down.weight.ghost(), down.bias.as_ref().map(|b| b.ghost()));
+    tape.add_backward_op(move |grads| {
+        grads.try_alloc_for(&x_ghost)?;
+        grads.try_alloc_for(&wu_ghost)?;
+        grads.try_alloc_for(&wd_ghost)?;
+        for b in [&bu_ghost, &bd_ghost].into_iter().flatten() {
+            grads.try_alloc_for(b)?;
+        }
+        grads.try_alloc_for(&out_ghost)?;
+        let dy = take_output_grad(grads.get_or_alloc_mut(&out_ghost)?)?;
+        let mm = |dst: &mut [f32], rs: usize, a: Operand, b: Operand| {
+            matmul(dst, 0, rs, a, b, 1.0, Into::Accumulate, true, precision)
+        };
+        // The down projection.
+        let db_down = bd_ghost.as_ref().map(|_| column_sums(&dy, d_out));
+        let dy = Kept::new(dy, precision);
+        let dy = dy.view(0, (n, d_out), d_out);
+        let mut da = vec![0.0f32; n * ffn];
+        mm(
+            &mut da,
+            ffn,
+            dy,
+            View::new(&wd, 0, (d_out, ffn), ffn).into(),
+        );
+        let a = ak.view(0, (n, ffn), ffn);
+        accumulate(grads.get_or_alloc_mut(&wd_ghost)?, |dw| {
+            mm(dw, ffn, dy.t(), a)
+        })?;
+        if let (Some(b), Some(sums)) = (&bd_ghost, db_down) {
+            add_from_host(grads.get_or_alloc_mut(b)?, &sums)?;
+        }
+        // GELU.
+        let mut du = vec![0.0f32; n * ffn];
+        du.par_chunks_mut(CHUNK)
+            .zip(da.par_chunks(CHUNK))
+            .zip(u.par_chunks(CHUNK))
+            .zip(cdf.par_chunks(CHUNK))
+            .for_each(|(((d, g), u), c)| vmath::gelu_backward(g, u, c, d));
+        drop(da);
+        // The up projection.
+        let db_up = bu_ghost.as_ref().map(|_| column_sums(&du, ffn));
+        let du = Kept::new(du, precision);
+        let du = du.view(0, (n, ffn), ffn);
+        let wu = View::new(&wu, 0, (ffn, d_in), d_in).into();
+        accumulate(grads.get_or_alloc_mut(&x_ghost)?, |dx| mm(dx, d_in, du, wu))?;
+        let x = xk.view(0, (n, d_in), d_in);
+        accumulate(grads.get_or_alloc_mut(&wu_ghost)?, |dw| {
+            mm(dw, d_in, du.t(), x)
+        })?;
+        match (&bu_ghost, db_up) {
+            (Some(b), Some(sums)) => add_from_host(grads.get_or_alloc_mut(b)?, &sums),
+            _ => Ok(()),
+        }
+    });
+    out.put_tape(tape)
+}
+
+/// `dst += a Wᵀ` for `a` `(n, k)` and `w` `(m, k)`, `(n, k, m)` = `dims`: a linear layer's
+/// product, as `fused::linear` computes it.
+fn project(dst: &mut [f32], a: &Kept, w: &[f32], (n, k, m): (usize, usize, usize), p: Precision) {
+    let w = View::new(w, 0, (m, k), k);
+    let a = a.view(0, (n, k), k);
+    matmul(dst, 0, m, a, w.t(), 1.0, Into::Accumulate, true, p);
+}

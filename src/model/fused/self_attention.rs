@@ -1,0 +1,112 @@
+//! The attention sublayer — the Q, K and V projections, the attention core and the output
+//! projection — as one op: the same arithmetic as four `fused::linear` ops around
+//! `fused::attention`, bit for bit (`tests/feed_forward.rs`), without the five `(N, H)` dfdx
+//! tensors between them. Composed, each projection copied the sublayer's input out of its dfdx
+//! tensor (and rounded it, in bf16), the core copied Q, K and V out of theirs, the output
+//! projection copied the context, and backward, dfdx allocated and zeroed a gradient for each
+//! of Q, K, V and the context, into which the core's gradients were added. Here the input is
+//! copied and rounded once for the three projections, and Q, K, V and the context stay host
+//! vectors, held as the products read them (`Kept`).
+//!
+//! Backward runs the composed ops' backward passes in the order dfdx ran them (the output
+//! projection, the core, then V, K, Q), so the input's gradient sums its three terms in the
+//! same order.
+
+use super::attention::{backward, forward};
+use super::column_sums;
+use super::gemm::{matmul, Into, Kept, Operand, View};
+use super::linear::bias_rows;
+use crate::model::attention::ScoreBias;
+use crate::model::host::{accumulate, add_from_host, fresh_to_vec, take_output_grad};
+use crate::model::params::Linear;
+use crate::model::precision::products;
+use crate::model::{Act, Dev};
+use crate::rng::Rng;
+use dfdx::prelude::*;
+
+/// `out(attention(q(x), k(x), v(x)))` for token rows `x` `(B·S, H)`, with dropout `p` on the
+/// attention probabilities when `rng` is given.
+#[allow(clippy::too_many_arguments)]
+pub fn self_attention<T: Tape<f32, Dev>>(
+    x: Act<T>,
+    [q, k, v, o]: [&Linear; 4],
+    (batch, seq, heads): (usize, usize, usize),
+    bias: &ScoreBias,
+    p: f32,
+    rng: Option<&mut Rng>,
+) -> Act<T> {
+    let x = x.contiguous();
+    let (n, h) = *x.shape();
+    for l in [q, k, v, o] {
+        assert_eq!(*l.weight.shape(), (h, h), "attention: a projection's shape");
+    }
+    let precision = products();
+    let xk = Kept::new(fresh_to_vec(&x), precision);
+    let w = [q, k, v, o].map(|l| fresh_to_vec(&l.weight));
+    let project = |l: &Linear, w: &[f32], a: &Kept| {
+        let mut y = bias_rows(l, n);
+        let w = View::new(w, 0, (h, h), h);
+        let a = a.view(0, (n, h), h);
+        matmul(
+            &mut y,
+            0,
+            h,
+            a,
+            w.t(),
+            1.0,
+            Into::Accumulate,
+            true,
+            precision,
+        );
+        y
+    };
+    let qkv = [0, 1, 2].map(|i| Kept::new(project([q, k, v][i], &w[i], &xk), precision));
+    let (ctx, core) = forward(qkv, (batch, seq, heads), bias, p, rng, precision);
+    let ctx = Kept::new(ctx, precision);
+    let y = project(o, &w[3], &ctx);
+
+    let (x, mut tape) = x.split_tape();
+    let out: Act<NoneTape> = x.device().tensor_from_vec(y, (n, h));
+    let (x_ghost, out_ghost) = (x.ghost(), out.ghost());
+    let ghosts = [q, k, v, o].map(|l| (l.weight.ghost(), l.bias.as_ref().map(|b| b.ghost())));
+    tape.add_backward_op(move |grads| {
+        grads.try_alloc_for(&x_ghost)?;
+        for (w, b) in &ghosts {
+            grads.try_alloc_for(w)?;
+            if let Some(b) = b {
+                grads.try_alloc_for(b)?;
+            }
+        }
+        grads.try_alloc_for(&out_ghost)?;
+        let dy = take_output_grad(grads.get_or_alloc_mut(&out_ghost)?)?;
+        let mm = |dst: &mut [f32], a: Operand, b: Operand| {
+            matmul(dst, 0, h, a, b, 1.0, Into::Accumulate, true, precision)
+        };
+        let weight = |i: usize| View::new(&w[i], 0, (h, h), h).into();
+        // Each projection, from its output's gradient `g`: `db = Σ g` (before `g` is rounded),
+        // `dx += g W` (into `dx` when given), `dW += gᵀ a` for its input `a`.
+        let mut projection = |i: usize, g: Vec<f32>, a: &Kept, dx: Option<&mut [f32]>| {
+            let (w_ghost, b_ghost) = &ghosts[i];
+            let db = b_ghost.as_ref().map(|_| column_sums(&g, h));
+            let g = Kept::new(g, precision);
+            let g = g.view(0, (n, h), h);
+            match dx {
+                Some(dx) => mm(dx, g, weight(i)),
+                None => accumulate(grads.get_or_alloc_mut(&x_ghost)?, |dx| mm(dx, g, weight(i)))?,
+            }
+            let a = a.view(0, (n, h), h);
+            accumulate(grads.get_or_alloc_mut(w_ghost)?, |dw| mm(dw, g.t(), a))?;
+            match (b_ghost, db) {
+                (Some(b), Some(db)) => add_from_host(grads.get_or_alloc_mut(b)?, &db),
+                _ => Ok(()),
+            }
+        };
+        let mut dctx = vec![0.0f32; n * h];
+        projection(3, dy, &ctx, Some(&mut dctx))?;
+        let (dq, dk, dv) = backward(&core, &Kept::new(dctx, precision));
+        projection(2, dv, &xk, None)?;
+        projection(1, dk, &xk, None)?;
+        projection(0, dq, &xk, None)
+    });
+    out.put_tape(tape)
+}

@@ -1,0 +1,183 @@
+//! Issue 16: each fused sublayer is the composition it replaces, bit for bit — the
+//! feed-forward op (`fused::feed_forward`: `linear`, the host GELU, `linear`) and the attention
+//! sublayer (`fused::self_attention`: three projections, the attention core, the output
+//! projection) — its output and the gradients of its input and of every weight and bias, in
+//! f32 and in bf16 products (where the CPU has them), with and without biases, on 1 and 3
+//! threads; attention with padding, ALiBi and dropout.
+
+use dfdx::prelude::*;
+use pretext::config::Precision;
+use pretext::model::attention::{Attention, ScoreBias};
+use pretext::model::ops::{feed_forward, feed_forward_unfused};
+use pretext::model::params::Linear;
+use pretext::model::precision::{autocast, cpu_has_bf16};
+use pretext::model::{Act, Dev, Matrix, Mode, Pass};
+use pretext::rng::stream;
+use rand::Rng;
+use std::sync::Arc;
+
+fn random(n: usize, seed: u64, scale: f32) -> Vec<f32> {
+    let mut rng = stream(seed, "feed-forward-test");
+    (0..n)
+        .map(|_| scale * rng.gen_range(-1.0f32..1.0))
+        .collect()
+}
+
+/// Output, then the gradients of x and of each layer's weight and bias, as bits.
+type Run = Vec<Vec<u32>>;
+
+/// Runs `op` (given the device, the layers' builder and `x`) on `threads` threads with
+/// `precision`'s products, and returns what `Run` lists for the layers it returns.
+fn run<F>(rows: (usize, usize), precision: Precision, threads: usize, op: F) -> Run
+where
+    F: Fn(
+            &Dev,
+            &dyn Fn(usize, usize, u64) -> Linear,
+            &Matrix,
+        ) -> (Act<OwnedTape<f32, Dev>>, Vec<Linear>)
+        + Send
+        + Sync,
+{
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
+    pool.install(|| {
+        let _products = autocast(precision);
+        let dev = Dev::seed_from_u64(0);
+        let (n, d) = rows;
+        let x: Matrix = dev.tensor_from_vec(random(n * d, 30, 2.0), (n, d));
+        let r: Matrix = dev.tensor_from_vec(random(n * d, 40, 1.0), (n, d));
+        let layer = |out: usize, inp: usize, seed: u64| Linear {
+            weight: dev.tensor_from_vec(random(out * inp, seed, 0.5), (out, inp)),
+            bias: Some(dev.tensor_from_vec(random(out, seed + 1, 0.5), (out,))),
+        };
+        let (y, layers) = op(&dev, &layer, &x);
+        let bits = |v: Vec<f32>| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        let mut out = vec![bits(y.as_vec())];
+        let g = (y * r).sum::<Rank0, _>().backward();
+        out.push(bits(g.get(&x).as_vec()));
+        for l in &layers {
+            out.push(bits(g.get(&l.weight).as_vec()));
+            if let Some(b) = &l.bias {
+                out.push(bits(g.get(b).as_vec()));
+            }
+        }
+        out
+    })
+}
+
+/// The precisions this CPU runs.
+fn precisions() -> Vec<Precision> {
+    if cpu_has_bf16() {
+        vec![Precision::Fp32, Precision::Bf16]
+    } else {
+        eprintln!("this CPU lacks AVX512-BF16: bf16 products are not compared here");
+        vec![Precision::Fp32]
+    }
+}
+
+/// `got` (fused, on 1 and 3 threads) equal to `want` bit for bit, entry by entry.
+fn assert_same(what: &str, got: &[Run], want: &Run) {
+    assert!(want[1].iter().any(|&b| b != 0), "{what}: dx is all zeros");
+    for (threads, got) in [1, 3].iter().zip(got) {
+        assert_eq!(got.len(), want.len(), "{what}");
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!(
+                g == w,
+                "{what}, {threads} threads: entry {i} of {:?} differs",
+                RUN_ENTRIES
+            );
+        }
+    }
+}
+
+const RUN_ENTRIES: &str = "output, dx, then each layer's dW and db";
+
+#[test]
+fn the_fused_feed_forward_is_the_composition_bit_for_bit() {
+    // Odd sizes (no kernel sees only whole tiles), and rows the bf16 kernel reads in place.
+    for (n, d, ffn) in [(67, 45, 70), (50, 64, 256)] {
+        for precision in precisions() {
+            for bias in [true, false] {
+                let op = |fused: bool| {
+                    move |_: &Dev, layer: &dyn Fn(usize, usize, u64) -> Linear, x: &Matrix| {
+                        let mut up = layer(ffn, d, 10);
+                        let mut down = layer(d, ffn, 20);
+                        if !bias {
+                            (up.bias, down.bias) = (None, None);
+                        }
+                        let y = match fused {
+                            true => feed_forward(x.leaky_trace(), &up, &down),
+                            false => feed_forward_unfused(x.leaky_trace(), &up, &down),
+                        };
+                        (y, vec![up, down])
+                    }
+                };
+                let want = run((n, d), precision, 3, op(false));
+                let got = [1, 3].map(|t| run((n, d), precision, t, op(true)));
+                let what = format!("feed-forward {:?} {precision:?} bias {bias}", (n, d, ffn));
+                assert_same(&what, &got, &want);
+            }
+        }
+    }
+}
+
+#[test]
+fn the_fused_attention_sublayer_is_the_composition_bit_for_bit() {
+    // (batch, seq, heads, head width): odd sizes, and rows the bf16 kernel reads in place.
+    for (b, s, a, d) in [(3, 7, 2, 4), (2, 16, 2, 32)] {
+        let h = a * d;
+        for precision in precisions() {
+            for (bias, slopes, p) in [(true, vec![], 0.25), (false, vec![0.5, 0.125], 0.0)] {
+                let op = |fused: bool| {
+                    let slopes = slopes.clone();
+                    move |dev: &Dev, layer: &dyn Fn(usize, usize, u64) -> Linear, x: &Matrix| {
+                        let mut l = [10, 20, 30, 40].map(|seed| layer(h, h, seed));
+                        if !bias {
+                            for l in &mut l {
+                                l.bias = None;
+                            }
+                        }
+                        let [q, k, v, out] = l;
+                        let attn = Attention {
+                            q,
+                            k,
+                            v,
+                            out,
+                            heads: a,
+                            dropout: p,
+                        };
+                        // Sequence 1 ends in padding.
+                        let mut m = vec![0.0f32; b * s];
+                        m[s + s / 2..2 * s].fill(-10_000.0);
+                        let mut rng = stream(4, "drop");
+                        let mut pass = Pass {
+                            batch: b,
+                            seq: s,
+                            mode: Mode::Train(&mut rng),
+                            real: Arc::new(m.iter().map(|&v| v == 0.0).collect()),
+                            bias: ScoreBias {
+                                padding: dev.tensor_from_vec(m, (b, s)),
+                                slopes: slopes.clone(),
+                            },
+                        };
+                        let y = match fused {
+                            true => attn.forward(x.leaky_trace(), &mut pass),
+                            false => attn.forward_composed(x.leaky_trace(), &mut pass),
+                        };
+                        let Attention { q, k, v, out, .. } = attn;
+                        (y, vec![q, k, v, out])
+                    }
+                };
+                let want = run((b * s, h), precision, 3, op(false));
+                let got = [1, 3].map(|t| run((b * s, h), precision, t, op(true)));
+                let what = format!(
+                    "attention {:?} {precision:?} bias {bias} p {p}",
+                    (b, s, a, d)
+                );
+                assert_same(&what, &got, &want);
+            }
+        }
+    }
+}
