@@ -42,13 +42,12 @@ pub fn feed_forward<T: Tape<f32, Dev>>(x: Act<T>, up: &Linear, down: &Linear) ->
     let (wu, wd) = (fresh_to_vec(&up.weight), fresh_to_vec(&down.weight));
     let mut u = bias_rows(up, n);
     project(&mut u, &xk, &wu, (n, d_in, ffn), precision);
-    let mut a = vec![0.0f32; n * ffn];
+    // The activation exists only as the down projection reads it (rounded as made, in bf16);
+    // Φ(u) is kept beside it for the backward pass.
     let mut cdf = vec![0.0f32; n * ffn];
-    a.par_chunks_mut(CHUNK)
-        .zip(cdf.par_chunks_mut(CHUNK))
-        .zip(u.par_chunks(CHUNK))
-        .for_each(|((a, c), u)| vmath::gelu_forward(u, a, c));
-    let ak = Kept::new(a, precision);
+    let ak = Kept::make(precision, &mut cdf, |start, a, c| {
+        vmath::gelu_forward(&u[start..start + a.len()], a, c)
+    });
     let mut y = bias_rows(down, n);
     project(&mut y, &ak, &wd, (n, ffn, d_out), precision);
 

@@ -116,6 +116,32 @@ impl Kept {
         Self::F32(values)
     }
 
+    /// Values made chunk by chunk over rayon's threads — `make(start, out, side)` writes all
+    /// of `out` (the values from `start`) and the same range of `side` (what the maker keeps
+    /// beside them: `side` is as long as the values) — held as `precision`'s products read
+    /// them. With bf16 products each chunk is rounded as soon as it is made, so the f32 values
+    /// never exist whole: a pass over memory saved against `new` of the finished values.
+    pub fn make(
+        precision: Precision,
+        side: &mut [f32],
+        make: impl Fn(usize, &mut [f32], &mut [f32]) + Sync,
+    ) -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if precision == Precision::Bf16 && super::gemm_bf16::native() {
+            return Self::Bf16(super::gemm_bf16::round_made(side, make));
+        }
+        let _ = precision;
+        use rayon::prelude::*;
+        const CHUNK: usize = super::gemm_bf16::MADE;
+        let mut values = vec![0.0f32; side.len()];
+        values
+            .par_chunks_mut(CHUNK)
+            .zip(side.par_chunks_mut(CHUNK))
+            .enumerate()
+            .for_each(|(i, (out, side))| make(i * CHUNK, out, side));
+        Self::F32(values)
+    }
+
     /// How many values it holds.
     pub fn len(&self) -> usize {
         match self {

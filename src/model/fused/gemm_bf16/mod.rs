@@ -88,6 +88,35 @@ pub fn round_all(x: &[f32]) -> Vec<u16> {
     out
 }
 
+/// Values made `MADE` at a time by `make(start, out, side)` — the values from `start` into
+/// `out`, a buffer on the stack, and whatever the maker keeps beside them into the same range
+/// of `side` — each chunk rounded to bf16 bits as soon as it is made, over rayon's threads: the
+/// f32 values never exist whole (`gemm::Kept::make`).
+pub fn round_made(
+    side: &mut [f32],
+    make: impl Fn(usize, &mut [f32], &mut [f32]) + Sync,
+) -> Vec<u16> {
+    use rayon::prelude::*;
+    let len = side.len();
+    let mut out: Vec<u16> = Vec::with_capacity(len);
+    out.spare_capacity_mut()[..len]
+        .par_chunks_mut(MADE)
+        .zip(side.par_chunks_mut(MADE))
+        .enumerate()
+        .for_each(|(i, (o, side))| {
+            let mut values = [0.0f32; MADE];
+            let values = &mut values[..o.len()];
+            make(i * MADE, values, side);
+            round_into(values, o);
+        });
+    // SAFETY: `round_into` wrote every one of the `len` elements.
+    unsafe { out.set_len(len) };
+    out
+}
+
+/// Values per chunk of `round_made` (16 KiB of f32 on a thread's stack).
+pub const MADE: usize = 4096;
+
 /// Writes every element of `out`: `x` rounded.
 fn round_into(x: &[f32], out: &mut [std::mem::MaybeUninit<u16>]) {
     assert_eq!(x.len(), out.len());
