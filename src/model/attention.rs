@@ -49,7 +49,7 @@ impl Attention {
     }
 
     /// `forward` as the projections (`linear`) around the attention core: the reference
-    /// `tests/feed_forward.rs` checks the fused sublayer against, bit for bit.
+    /// `tests/sublayers.rs` checks the fused sublayer against, bit for bit.
     pub fn forward_composed<T: Tape<f32, Dev>>(&self, x: Act<T>, pass: &mut Pass) -> Act<T> {
         let (x, tape) = x.split_tape();
         let q = linear(x.clone().put_tape(tape), &self.q);

@@ -1,21 +1,22 @@
 //! The feed-forward sublayer, `down(gelu(up(x)))`, as one op: the same arithmetic as
 //! `fused::linear`, `gelu::gelu_host` and `fused::linear` in a row, bit for bit
-//! (`tests/fused.rs`), without the two `(N, ffn)` tensors between them. Composed, each of those
+//! (`tests/sublayers.rs`), without the two `(N, ffn)` tensors between them. Composed, each of those
 //! is a dfdx tensor that the next op copies out (`fresh_to_vec`) and whose gradient dfdx
 //! allocates and zeroes: on the reference shape, 4 M floats copied twice per layer forward, on
-//! the step's thread while the others wait. Here the pre-activation `u` and the activation `a`
-//! stay host vectors, kept for the backward pass as the products read them (`Kept`).
+//! the step's thread while the others wait. Here the pre-activation `u` stays a host vector
+//! and the activation `a` exists only as the products read it (`Kept::make`: in bf16, rounded
+//! chunk by chunk as GELU makes it).
 //!
 //! Backward, with `g` the output's gradient: `da = g W_d`, `dW_d += gᵀ a`, `db_d += Σ g`;
 //! `du = da · gelu'(u)`; `dx += du W_u`, `dW_u += duᵀ x`, `db_u += Σ du` — each buffer added to
 //! once, in the order the composed ops' backward passes ran.
 
 use super::gemm::{matmul, Into, Kept, Operand, View};
-use super::linear::bias_rows;
+use super::linear::{bias_rows, forward_product};
 use super::{column_sums, vmath};
 use crate::model::host::{accumulate, add_from_host, fresh_to_vec, take_output_grad};
 use crate::model::params::Linear;
-use crate::model::precision::{products, Precision};
+use crate::model::precision::products;
 use crate::model::{Act, Dev};
 use dfdx::prelude::*;
 use rayon::prelude::*;
@@ -41,7 +42,7 @@ pub fn feed_forward<T: Tape<f32, Dev>>(x: Act<T>, up: &Linear, down: &Linear) ->
     let xk = Kept::new(fresh_to_vec(&x), precision);
     let (wu, wd) = (fresh_to_vec(&up.weight), fresh_to_vec(&down.weight));
     let mut u = bias_rows(up, n);
-    project(&mut u, &xk, &wu, (n, d_in, ffn), precision);
+    forward_product(&mut u, &xk, &wu, (n, d_in, ffn), precision);
     // The activation exists only as the down projection reads it (rounded as made, in bf16);
     // Φ(u) is kept beside it for the backward pass.
     let mut cdf = vec![0.0f32; n * ffn];
@@ -49,7 +50,7 @@ pub fn feed_forward<T: Tape<f32, Dev>>(x: Act<T>, up: &Linear, down: &Linear) ->
         vmath::gelu_forward(&u[start..start + a.len()], a, c)
     });
     let mut y = bias_rows(down, n);
-    project(&mut y, &ak, &wd, (n, ffn, d_out), precision);
+    forward_product(&mut y, &ak, &wd, (n, ffn, d_out), precision);
 
     let (x, mut tape) = x.split_tape();
     let out: Act<NoneTape> = x.device().tensor_from_vec(y, (n, d_out));
@@ -110,12 +111,4 @@ pub fn feed_forward<T: Tape<f32, Dev>>(x: Act<T>, up: &Linear, down: &Linear) ->
         }
     });
     out.put_tape(tape)
-}
-
-/// `dst += a Wᵀ` for `a` `(n, k)` and `w` `(m, k)`, `(n, k, m)` = `dims`: a linear layer's
-/// product, as `fused::linear` computes it.
-fn project(dst: &mut [f32], a: &Kept, w: &[f32], (n, k, m): (usize, usize, usize), p: Precision) {
-    let w = View::new(w, 0, (m, k), k);
-    let a = a.view(0, (n, k), k);
-    matmul(dst, 0, m, a, w.t(), 1.0, Into::Accumulate, true, p);
 }

@@ -13,7 +13,7 @@ use super::column_sums;
 use super::gemm::{matmul, Into, Kept, View};
 use crate::model::host::{accumulate, add_from_host, fresh_to_vec, take_output_grad};
 use crate::model::params::Linear;
-use crate::model::precision::products;
+use crate::model::precision::{products, Precision};
 use crate::model::{Act, Dev, Matrix, Vector};
 use dfdx::prelude::*;
 
@@ -27,18 +27,7 @@ pub fn linear<T: Tape<f32, Dev>>(x: Act<T>, weight: &Matrix, bias: Option<&Vecto
     let xk = Kept::new(fresh_to_vec(&x), precision);
     let w = fresh_to_vec(weight);
     let mut y = rows_of(bias, n, d_out);
-    let ws = View::new(&w, 0, (d_out, d_in), d_in);
-    matmul(
-        &mut y,
-        0,
-        d_out,
-        xk.view(0, (n, d_in), d_in),
-        ws.t(),
-        1.0,
-        Into::Accumulate,
-        true,
-        precision,
-    );
+    forward_product(&mut y, &xk, &w, (n, d_in, d_out), precision);
     let (x, mut tape) = x.split_tape();
     let out: Act<NoneTape> = x.device().tensor_from_vec(y, (n, d_out));
     let (x_ghost, w_ghost, b_ghost, out_ghost) = (
@@ -82,6 +71,20 @@ pub fn linear<T: Tape<f32, Dev>>(x: Act<T>, weight: &Matrix, bias: Option<&Vecto
         }
     });
     out.put_tape(tape)
+}
+
+/// `dst += a Wᵀ` for `a` `(n, k)` and `w` `(m, k)`, `(n, k, m)` = `dims`: a linear layer's
+/// forward product, onto its bias rows (`bias_rows`).
+pub(super) fn forward_product(
+    dst: &mut [f32],
+    a: &Kept,
+    w: &[f32],
+    (n, k, m): (usize, usize, usize),
+    precision: Precision,
+) {
+    let w = View::new(w, 0, (m, k), k);
+    let a = a.view(0, (n, k), k);
+    matmul(dst, 0, m, a, w.t(), 1.0, Into::Accumulate, true, precision);
 }
 
 /// A layer's output rows before its product: the bias repeated, or zeros.

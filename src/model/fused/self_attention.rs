@@ -1,6 +1,6 @@
 //! The attention sublayer — the Q, K and V projections, the attention core and the output
 //! projection — as one op: the same arithmetic as four `fused::linear` ops around
-//! `fused::attention`, bit for bit (`tests/feed_forward.rs`), without the five `(N, H)` dfdx
+//! `fused::attention`, bit for bit (`tests/sublayers.rs`), without the five `(N, H)` dfdx
 //! tensors between them. Composed, each projection copied the sublayer's input out of its dfdx
 //! tensor (and rounded it, in bf16), the core copied Q, K and V out of theirs, the output
 //! projection copied the context, and backward, dfdx allocated and zeroed a gradient for each
@@ -15,7 +15,7 @@
 use super::attention::{backward, forward};
 use super::column_sums;
 use super::gemm::{matmul, Into, Kept, Operand, View};
-use super::linear::bias_rows;
+use super::linear::{bias_rows, forward_product};
 use crate::model::attention::ScoreBias;
 use crate::model::host::{accumulate, add_from_host, fresh_to_vec, take_output_grad};
 use crate::model::params::Linear;
@@ -26,7 +26,6 @@ use dfdx::prelude::*;
 
 /// `out(attention(q(x), k(x), v(x)))` for token rows `x` `(B·S, H)`, with dropout `p` on the
 /// attention probabilities when `rng` is given.
-#[allow(clippy::too_many_arguments)]
 pub fn self_attention<T: Tape<f32, Dev>>(
     x: Act<T>,
     [q, k, v, o]: [&Linear; 4],
@@ -45,19 +44,7 @@ pub fn self_attention<T: Tape<f32, Dev>>(
     let w = [q, k, v, o].map(|l| fresh_to_vec(&l.weight));
     let project = |l: &Linear, w: &[f32], a: &Kept| {
         let mut y = bias_rows(l, n);
-        let w = View::new(w, 0, (h, h), h);
-        let a = a.view(0, (n, h), h);
-        matmul(
-            &mut y,
-            0,
-            h,
-            a,
-            w.t(),
-            1.0,
-            Into::Accumulate,
-            true,
-            precision,
-        );
+        forward_product(&mut y, a, w, (n, h, h), precision);
         y
     };
     let qkv = [0, 1, 2].map(|i| Kept::new(project([q, k, v][i], &w[i], &xk), precision));
