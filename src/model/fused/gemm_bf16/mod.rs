@@ -306,7 +306,10 @@ pub fn matmul(
                                     Layout::RowMajor(128) => kernel::<128, 1>(pairs, ap, bp, tile),
                                     Layout::RowMajor(256) => kernel::<256, 1>(pairs, ap, bp, tile),
                                     Layout::RowMajor(512) => kernel::<512, 1>(pairs, ap, bp, tile),
-                                    Layout::RowMajor(_) => kernel::<1024, 1>(pairs, ap, bp, tile),
+                                    Layout::RowMajor(1024) => {
+                                        kernel::<1024, 1>(pairs, ap, bp, tile)
+                                    }
+                                    Layout::RowMajor(r) => unreachable!("row length {r}"),
                                     Layout::PairMajor => kernel::<1, MR>(pairs, ap, bp, tile),
                                 }
                             }
