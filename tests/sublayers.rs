@@ -1,14 +1,16 @@
 //! Issue 16: each fused sublayer is the composition it replaces, bit for bit — the
 //! feed-forward op (`fused::feed_forward`: `linear`, the host GELU, `linear`) and the attention
 //! sublayer (`fused::self_attention`: three projections, the attention core, the output
-//! projection) — its output and the gradients of its input and of every weight and bias, in
-//! f32 and in bf16 products (where the CPU has them), with and without biases, on 1 and 3
-//! threads; attention with padding, ALiBi and dropout.
+//! projection), each with the residual connection it takes in (`x + drop(·)`, `x` its own input
+//! or another tensor) — its output and the gradients of its inputs and of every weight and
+//! bias, in f32 and in bf16 products (where the CPU has them), with and without biases, on 1
+//! and 3 threads; attention with padding, ALiBi and dropout.
 
 use dfdx::prelude::*;
 use pretext::config::Precision;
 use pretext::model::attention::{Attention, ScoreBias};
-use pretext::model::ops::{feed_forward, feed_forward_unfused};
+use pretext::model::fused::{self, Residual};
+use pretext::model::ops::feed_forward_unfused;
 use pretext::model::params::Linear;
 use pretext::model::precision::{autocast, cpu_has_bf16};
 use pretext::model::{Act, Dev, Matrix, Mode, Pass};
@@ -23,20 +25,18 @@ fn random(n: usize, seed: u64, scale: f32) -> Vec<f32> {
         .collect()
 }
 
-/// Output, then the gradients of x and of each layer's weight and bias, as bits.
+/// Output, then the gradients of x, of the other input (if the op used it) and of each
+/// layer's weight and bias, as bits.
 type Run = Vec<Vec<u32>>;
 
-/// Runs `op` (given the device, the layers' builder and `x`) on `threads` threads with
-/// `precision`'s products, and returns what `Run` lists for the layers it returns.
+/// What an op under test returns: its output, its layers, and whether it used the other input.
+type Made = (Act<OwnedTape<f32, Dev>>, Vec<Linear>, bool);
+
+/// Runs `op` (given the device, the layers' builder, `x` and another input) on `threads`
+/// threads with `precision`'s products, and returns what `Run` lists.
 fn run<F>(rows: (usize, usize), precision: Precision, threads: usize, op: F) -> Run
 where
-    F: Fn(
-            &Dev,
-            &dyn Fn(usize, usize, u64) -> Linear,
-            &Matrix,
-        ) -> (Act<OwnedTape<f32, Dev>>, Vec<Linear>)
-        + Send
-        + Sync,
+    F: Fn(&Dev, &dyn Fn(usize, usize, u64) -> Linear, &Matrix, &Matrix) -> Made + Send + Sync,
 {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
@@ -47,16 +47,20 @@ where
         let dev = Dev::seed_from_u64(0);
         let (n, d) = rows;
         let x: Matrix = dev.tensor_from_vec(random(n * d, 30, 2.0), (n, d));
+        let other: Matrix = dev.tensor_from_vec(random(n * d, 35, 2.0), (n, d));
         let r: Matrix = dev.tensor_from_vec(random(n * d, 40, 1.0), (n, d));
         let layer = |out: usize, inp: usize, seed: u64| Linear {
             weight: dev.tensor_from_vec(random(out * inp, seed, 0.5), (out, inp)),
             bias: Some(dev.tensor_from_vec(random(out, seed + 1, 0.5), (out,))),
         };
-        let (y, layers) = op(&dev, &layer, &x);
+        let (y, layers, used_other) = op(&dev, &layer, &x, &other);
         let bits = |v: Vec<f32>| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         let mut out = vec![bits(y.as_vec())];
         let g = (y * r).sum::<Rank0, _>().backward();
         out.push(bits(g.get(&x).as_vec()));
+        if used_other {
+            out.push(bits(g.get(&other).as_vec()));
+        }
         for l in &layers {
             out.push(bits(g.get(&l.weight).as_vec()));
             if let Some(b) = &l.bias {
@@ -65,6 +69,15 @@ where
         }
         out
     })
+}
+
+/// Which residual connection the op under test takes into itself: none, its own input (as
+/// post-LN's sublayers), or another tensor (as pre-LN's, whose input is the norm's output).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Res {
+    None,
+    Input,
+    Other,
 }
 
 /// The precisions this CPU runs.
@@ -92,31 +105,55 @@ fn assert_same(what: &str, got: &[Run], want: &Run) {
     }
 }
 
-const RUN_ENTRIES: &str = "output, dx, then each layer's dW and db";
+const RUN_ENTRIES: &str = "output, dx, d(other input) if used, then each layer's dW and db";
 
 #[test]
 fn the_fused_feed_forward_is_the_composition_bit_for_bit() {
     // Odd sizes (no kernel sees only whole tiles), and rows the bf16 kernel reads in place.
     for (n, d, ffn) in [(67, 45, 70), (50, 64, 256)] {
         for precision in precisions() {
-            for bias in [true, false] {
+            for (bias, res) in [(true, Res::Input), (false, Res::Other), (true, Res::None)] {
                 let op = |fused: bool| {
-                    move |_: &Dev, layer: &dyn Fn(usize, usize, u64) -> Linear, x: &Matrix| {
+                    move |_: &Dev,
+                          layer: &dyn Fn(usize, usize, u64) -> Linear,
+                          x: &Matrix,
+                          other: &Matrix| {
                         let mut up = layer(ffn, d, 10);
                         let mut down = layer(d, ffn, 20);
                         if !bias {
                             (up.bias, down.bias) = (None, None);
                         }
-                        let y = match fused {
-                            true => feed_forward(x.leaky_trace(), &up, &down),
-                            false => feed_forward_unfused(x.leaky_trace(), &up, &down),
+                        let rx = if res == Res::Other { other } else { x };
+                        let mut rng = stream(5, "residual");
+                        let y = match (fused, res) {
+                            (true, Res::None) => {
+                                fused::feed_forward(x.leaky_trace(), &up, &down, None, None)
+                            }
+                            (true, _) => {
+                                let r = Residual { x: rx, p: 0.25 };
+                                fused::feed_forward(
+                                    x.leaky_trace(),
+                                    &up,
+                                    &down,
+                                    Some(r),
+                                    Some(&mut rng),
+                                )
+                            }
+                            (false, Res::None) => feed_forward_unfused(x.leaky_trace(), &up, &down),
+                            (false, _) => {
+                                let h = feed_forward_unfused(x.leaky_trace(), &up, &down);
+                                fused::residual_dropout(h, rx, 0.25, Some(&mut rng))
+                            }
                         };
-                        (y, vec![up, down])
+                        (y, vec![up, down], res == Res::Other)
                     }
                 };
                 let want = run((n, d), precision, 3, op(false));
                 let got = [1, 3].map(|t| run((n, d), precision, t, op(true)));
-                let what = format!("feed-forward {:?} {precision:?} bias {bias}", (n, d, ffn));
+                let what = format!(
+                    "feed-forward {:?} {precision:?} bias {bias} {res:?}",
+                    (n, d, ffn)
+                );
                 assert_same(&what, &got, &want);
             }
         }
@@ -129,10 +166,17 @@ fn the_fused_attention_sublayer_is_the_composition_bit_for_bit() {
     for (b, s, a, d) in [(3, 7, 2, 4), (2, 16, 2, 32)] {
         let h = a * d;
         for precision in precisions() {
-            for (bias, slopes, p) in [(true, vec![], 0.25), (false, vec![0.5, 0.125], 0.0)] {
+            let cases = [
+                (true, vec![], 0.25, Res::Input),
+                (false, vec![0.5, 0.125], 0.0, Res::Other),
+            ];
+            for (bias, slopes, p, res) in cases {
                 let op = |fused: bool| {
                     let slopes = slopes.clone();
-                    move |dev: &Dev, layer: &dyn Fn(usize, usize, u64) -> Linear, x: &Matrix| {
+                    move |dev: &Dev,
+                          layer: &dyn Fn(usize, usize, u64) -> Linear,
+                          x: &Matrix,
+                          other: &Matrix| {
                         let mut l = [10, 20, 30, 40].map(|seed| layer(h, h, seed));
                         if !bias {
                             for l in &mut l {
@@ -162,18 +206,26 @@ fn the_fused_attention_sublayer_is_the_composition_bit_for_bit() {
                                 slopes: slopes.clone(),
                             },
                         };
+                        let r = Residual {
+                            x: if res == Res::Other { other } else { x },
+                            p: 0.2,
+                        };
                         let y = match fused {
-                            true => attn.forward(x.leaky_trace(), &mut pass),
-                            false => attn.forward_composed(x.leaky_trace(), &mut pass),
+                            true => attn.forward(x.leaky_trace(), r, &mut pass),
+                            false => {
+                                let y = attn.forward_composed(x.leaky_trace(), &mut pass);
+                                let rng = pass.mode.reborrow().dropout_rng();
+                                fused::residual_dropout(y, r.x, r.p, rng)
+                            }
                         };
                         let Attention { q, k, v, out, .. } = attn;
-                        (y, vec![q, k, v, out])
+                        (y, vec![q, k, v, out], res == Res::Other)
                     }
                 };
                 let want = run((b * s, h), precision, 3, op(false));
                 let got = [1, 3].map(|t| run((b * s, h), precision, t, op(true)));
                 let what = format!(
-                    "attention {:?} {precision:?} bias {bias} p {p}",
+                    "attention {:?} {precision:?} bias {bias} p {p} {res:?}",
                     (b, s, a, d)
                 );
                 assert_same(&what, &got, &want);

@@ -1,6 +1,7 @@
 //! Multi-head self-attention with the padding mask, as in BERT, and optionally ALiBi's
 //! distance penalty (`model.positions = "alibi"`).
 
+use super::fused::Residual;
 use super::ops::{dropout, linear};
 use super::params::Linear;
 use super::{Act, Dev, Matrix, Pass};
@@ -34,22 +35,26 @@ impl Attention {
         }
     }
 
-    /// `x`: token rows `(B·S, H)`; `pass.bias` is added to the scores before the softmax.
-    /// One fused op on the CPU (`fused::self_attention`); `forward_composed` on CUDA.
-    pub fn forward<T: Tape<f32, Dev>>(&self, x: Act<T>, pass: &mut Pass) -> Act<T> {
+    /// `r.x + drop(attention(x))` for token rows `x` `(B·S, H)`: the sublayer with its
+    /// residual connection; `pass.bias` is added to the scores before the softmax. One fused
+    /// op on the CPU (`fused::self_attention`); `forward_composed` and `ops::residual` on CUDA.
+    pub fn forward<T: Tape<f32, Dev>>(&self, x: Act<T>, r: Residual, pass: &mut Pass) -> Act<T> {
         #[cfg(not(feature = "cuda"))]
         {
             let layers = [&self.q, &self.k, &self.v, &self.out];
             let dims = (pass.batch, pass.seq, self.heads);
             let rng = pass.mode.reborrow().dropout_rng();
-            super::fused::self_attention(x, layers, dims, &pass.bias, self.dropout, rng)
+            super::fused::self_attention(x, layers, dims, &pass.bias, self.dropout, Some(r), rng)
         }
         #[cfg(feature = "cuda")]
-        self.forward_composed(x, pass)
+        {
+            let h = self.forward_composed(x, pass);
+            super::ops::residual(h, r, pass.mode.reborrow().dropout_rng())
+        }
     }
 
-    /// `forward` as the projections (`linear`) around the attention core: the reference
-    /// `tests/sublayers.rs` checks the fused sublayer against, bit for bit.
+    /// The sublayer (without its residual) as the projections (`linear`) around the attention
+    /// core: the CUDA path, and the reference `tests/sublayers.rs` checks the fused op against.
     pub fn forward_composed<T: Tape<f32, Dev>>(&self, x: Act<T>, pass: &mut Pass) -> Act<T> {
         let (x, tape) = x.split_tape();
         let q = linear(x.clone().put_tape(tape), &self.q);

@@ -2,6 +2,7 @@
 //! or before each sublayer (pre-LN).
 
 use super::attention::Attention;
+use super::fused::Residual;
 use super::norm::Norm;
 use super::ops::feed_forward;
 use super::params::Linear;
@@ -37,43 +38,37 @@ impl Block {
     }
 
     pub fn forward<T: Tape<f32, Dev>>(&self, x: Act<T>, pass: &mut Pass) -> Act<T> {
-        let x = self.sublayer(x, pass, &self.attn_norm, |h, pass| {
-            self.attn.forward(h, pass)
+        let x = self.sublayer(x, pass, &self.attn_norm, |h, r, pass| {
+            self.attn.forward(h, r, pass)
         });
-        self.sublayer(x, pass, &self.ffn_norm, |h, _| {
-            feed_forward(h, &self.ffn_up, &self.ffn_down)
+        self.sublayer(x, pass, &self.ffn_norm, |h, r, pass| {
+            let rng = pass.mode.reborrow().dropout_rng();
+            feed_forward(h, &self.ffn_up, &self.ffn_down, r, rng)
         })
     }
 
-    /// `norm(x + drop(f(x)))` (post) or `x + drop(f(norm(x)))` (pre).
+    /// `norm(x + drop(f(x)))` (post) or `x + drop(f(norm(x)))` (pre): `f` takes the residual
+    /// connection (`x` and the dropout) into its op and returns `x + drop(f(·))`.
     fn sublayer<T: Tape<f32, Dev>>(
         &self,
         x: Act<T>,
         pass: &mut Pass,
         norm: &Norm,
-        f: impl FnOnce(Act<T>, &mut Pass) -> Act<T>,
+        f: impl FnOnce(Act<T>, Residual, &mut Pass) -> Act<T>,
     ) -> Act<T> {
         let (x, tape) = x.split_tape();
         let inp = x.clone().put_tape(tape);
+        let r = Residual {
+            x: &x,
+            p: self.dropout,
+        };
         if self.pre_norm {
             let h = norm.forward(inp, pass);
-            let h = f(h, pass);
-            residual(h, &x, self.dropout, pass)
+            f(h, r, pass)
         } else {
-            let h = f(inp, pass);
-            let h = residual(h, &x, self.dropout, pass);
+            let h = f(inp, r, pass);
             norm.forward(h, pass)
         }
-    }
-}
-
-/// `x + drop(h)`: fused on the CPU, dfdx's ops on CUDA.
-fn residual<T: Tape<f32, Dev>>(h: Act<T>, x: &Act<NoneTape>, p: f32, pass: &mut Pass) -> Act<T> {
-    #[cfg(not(feature = "cuda"))]
-    return super::fused::residual_dropout(h, x, p, pass.mode.reborrow().dropout_rng());
-    #[cfg(feature = "cuda")]
-    {
-        super::ops::dropout(h, p, pass.mode.reborrow().dropout_rng()) + x.clone()
     }
 }
 

@@ -1,5 +1,6 @@
 //! The small building blocks of the forward pass, written once over dfdx ops.
 
+use super::fused::Residual;
 use super::params::{Affine, Linear};
 use super::{Act, Dev, Matrix, Vector};
 use crate::rng::Rng;
@@ -28,16 +29,33 @@ pub fn project<T: Tape<f32, Dev>>(x: Act<T>, weight: &Matrix, bias: Option<&Vect
     }
 }
 
-/// The feed-forward sublayer `down(gelu(up(x)))`: one fused op on the CPU, the composition
-/// of `linear` and `gelu` on CUDA (and in `tests/fused.rs`, as the fused op's reference).
-pub fn feed_forward<T: Tape<f32, Dev>>(x: Act<T>, up: &Linear, down: &Linear) -> Act<T> {
+/// The feed-forward sublayer with its residual connection, `r.x + drop(down(gelu(up(x))))`:
+/// one fused op on the CPU, the composition of `linear`, `gelu` and `residual` on CUDA.
+pub fn feed_forward<T: Tape<f32, Dev>>(
+    x: Act<T>,
+    up: &Linear,
+    down: &Linear,
+    r: Residual,
+    rng: Option<&mut Rng>,
+) -> Act<T> {
     #[cfg(not(feature = "cuda"))]
-    return super::fused::feed_forward(x, up, down);
+    return super::fused::feed_forward(x, up, down, Some(r), rng);
     #[cfg(feature = "cuda")]
-    feed_forward_unfused(x, up, down)
+    residual(feed_forward_unfused(x, up, down), r, rng)
 }
 
-/// `feed_forward` composed of `linear` and `gelu`.
+/// A residual connection `r.x + drop(h)`: fused on the CPU, dfdx's ops on CUDA.
+pub fn residual<T: Tape<f32, Dev>>(h: Act<T>, r: Residual, rng: Option<&mut Rng>) -> Act<T> {
+    #[cfg(not(feature = "cuda"))]
+    return super::fused::residual_dropout(h, r.x, r.p, rng);
+    #[cfg(feature = "cuda")]
+    {
+        dropout(h, r.p, rng) + r.x.clone()
+    }
+}
+
+/// The feed-forward sublayer (without its residual) composed of `linear` and `gelu`: the
+/// CUDA path, and the reference `tests/sublayers.rs` checks the fused op against.
 pub fn feed_forward_unfused<T: Tape<f32, Dev>>(x: Act<T>, up: &Linear, down: &Linear) -> Act<T> {
     linear(super::gelu::gelu(linear(x, up)), down)
 }

@@ -13,19 +13,28 @@
 
 use super::gemm::{matmul, Into, Kept, Operand, View};
 use super::linear::{bias_rows, forward_product};
+use super::residual::Residual;
 use super::{column_sums, vmath};
 use crate::model::host::{accumulate, add_from_host, fresh_to_vec, take_output_grad};
 use crate::model::params::Linear;
 use crate::model::precision::products;
 use crate::model::{Act, Dev};
+use crate::rng::Rng;
 use dfdx::prelude::*;
 use rayon::prelude::*;
 
 /// Elements per parallel task of the GELU passes (elementwise: any split gives the same bits).
 const CHUNK: usize = 4096;
 
-/// `(N, in)` → `(N, out)` through `up` `(ffn, in)`, exact GELU and `down` `(out, ffn)`.
-pub fn feed_forward<T: Tape<f32, Dev>>(x: Act<T>, up: &Linear, down: &Linear) -> Act<T> {
+/// `(N, in)` → `(N, out)` through `up` `(ffn, in)`, exact GELU and `down` `(out, ffn)`; with
+/// `residual`, `residual.x + drop(that)`, the dropout drawn from `rng`.
+pub fn feed_forward<T: Tape<f32, Dev>>(
+    x: Act<T>,
+    up: &Linear,
+    down: &Linear,
+    residual: Option<Residual>,
+    rng: Option<&mut Rng>,
+) -> Act<T> {
     let x = x.contiguous();
     let (n, d_in) = *x.shape();
     let (ffn, up_in) = *up.weight.shape();
@@ -51,8 +60,10 @@ pub fn feed_forward<T: Tape<f32, Dev>>(x: Act<T>, up: &Linear, down: &Linear) ->
     });
     let mut y = bias_rows(down, n);
     forward_product(&mut y, &ak, &wd, (n, ffn, d_out), precision);
+    let keep = residual.as_ref().map(|r| r.add(&mut y, rng));
 
     let (x, mut tape) = x.split_tape();
+    let rx_ghost = residual.map(|r| r.x.ghost());
     let out: Act<NoneTape> = x.device().tensor_from_vec(y, (n, d_out));
     let (x_ghost, out_ghost) = (x.ghost(), out.ghost());
     let (wu_ghost, bu_ghost) = (up.weight.ghost(), up.bias.as_ref().map(|b| b.ghost()));
@@ -64,8 +75,15 @@ pub fn feed_forward<T: Tape<f32, Dev>>(x: Act<T>, up: &Linear, down: &Linear) ->
         for b in [&bu_ghost, &bd_ghost].into_iter().flatten() {
             grads.try_alloc_for(b)?;
         }
+        if let Some(r) = &rx_ghost {
+            grads.try_alloc_for(r)?;
+        }
         grads.try_alloc_for(&out_ghost)?;
-        let dy = take_output_grad(grads.get_or_alloc_mut(&out_ghost)?)?;
+        let mut dy = take_output_grad(grads.get_or_alloc_mut(&out_ghost)?)?;
+        if let (Some(r), Some(keep)) = (&rx_ghost, &keep) {
+            add_from_host(grads.get_or_alloc_mut(r)?, &dy)?;
+            dy = keep.through(dy);
+        }
         let mm = |dst: &mut [f32], rs: usize, a: Operand, b: Operand| {
             matmul(dst, 0, rs, a, b, 1.0, Into::Accumulate, true, precision)
         };

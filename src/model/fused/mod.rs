@@ -35,7 +35,7 @@ pub use embedding::embed;
 pub use feed_forward::feed_forward;
 pub use layer_norm::layer_norm;
 pub use linear::linear;
-pub use residual::residual_dropout;
+pub use residual::{residual_dropout, Residual};
 pub use self_attention::self_attention;
 
 use rayon::prelude::*;

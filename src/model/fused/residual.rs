@@ -56,3 +56,49 @@ pub fn residual_dropout<T: Tape<f32, Dev>>(
     });
     out.put_tape(tape)
 }
+
+/// A sublayer's residual connection taken into the sublayer's own op (`fused::feed_forward`,
+/// `fused::self_attention`): the op returns `x + drop(y)` for its output `y`, with dropout `p`
+/// drawn from the op's stream after the sublayer's own draws — what `residual_dropout` on the
+/// op's output computes, bit for bit, without the output's dfdx tensor (a copy) and its zeroed
+/// gradient in between.
+pub struct Residual<'a> {
+    pub x: &'a Act<NoneTape>,
+    pub p: f32,
+}
+
+/// The residual's keep mask (none without dropout), kept for the backward pass.
+pub(super) struct Keep(Option<Vec<f32>>);
+
+impl Residual<'_> {
+    /// `y ← x + drop(y)`, as `residual_dropout` computes it.
+    pub(super) fn add(&self, y: &mut [f32], rng: Option<&mut Rng>) -> Keep {
+        let keep = match rng {
+            Some(rng) if self.p > 0.0 => Some(keep_mask(y.len(), self.p, rng)),
+            _ => None,
+        };
+        let xv = fresh_to_vec(self.x);
+        match &keep {
+            Some(k) => y
+                .par_iter_mut()
+                .zip(&xv)
+                .zip(k)
+                .for_each(|((y, x), k)| *y = *y * k + x),
+            None => y.par_iter_mut().zip(&xv).for_each(|(y, x)| *y += x),
+        }
+        Keep(keep)
+    }
+}
+
+impl Keep {
+    /// The sublayer output's gradient from the residual's, `g ⊙ keep`, in place — as
+    /// `residual_dropout`'s backward leaves it in a zeroed buffer (`0 + g·k`, so a −0 becomes
+    /// +0 there too). The residual input's share, `g` itself, is the caller's to add first.
+    pub(super) fn through(&self, mut g: Vec<f32>) -> Vec<f32> {
+        match &self.0 {
+            Some(k) => g.par_iter_mut().zip(k).for_each(|(g, k)| *g = 0.0 + *g * k),
+            None => g.par_iter_mut().for_each(|g| *g += 0.0),
+        }
+        g
+    }
+}

@@ -16,6 +16,7 @@ use super::attention::{backward, forward};
 use super::column_sums;
 use super::gemm::{matmul, Into, Kept, Operand, View};
 use super::linear::{bias_rows, forward_product};
+use super::residual::Residual;
 use crate::model::attention::ScoreBias;
 use crate::model::host::{accumulate, add_from_host, fresh_to_vec, take_output_grad};
 use crate::model::params::Linear;
@@ -25,14 +26,17 @@ use crate::rng::Rng;
 use dfdx::prelude::*;
 
 /// `out(attention(q(x), k(x), v(x)))` for token rows `x` `(B·S, H)`, with dropout `p` on the
-/// attention probabilities when `rng` is given.
+/// attention probabilities when `rng` is given; with `residual`, `residual.x + drop(that)`,
+/// its dropout drawn from `rng` after the attention's.
+#[allow(clippy::too_many_arguments)]
 pub fn self_attention<T: Tape<f32, Dev>>(
     x: Act<T>,
     [q, k, v, o]: [&Linear; 4],
     (batch, seq, heads): (usize, usize, usize),
     bias: &ScoreBias,
     p: f32,
-    rng: Option<&mut Rng>,
+    residual: Option<Residual>,
+    mut rng: Option<&mut Rng>,
 ) -> Act<T> {
     let x = x.contiguous();
     let (n, h) = *x.shape();
@@ -48,11 +52,20 @@ pub fn self_attention<T: Tape<f32, Dev>>(
         y
     };
     let qkv = [0, 1, 2].map(|i| Kept::new(project([q, k, v][i], &w[i], &xk), precision));
-    let (ctx, core) = forward(qkv, (batch, seq, heads), bias, p, rng, precision);
+    let (ctx, core) = forward(
+        qkv,
+        (batch, seq, heads),
+        bias,
+        p,
+        rng.as_deref_mut(),
+        precision,
+    );
     let ctx = Kept::new(ctx, precision);
-    let y = project(o, &w[3], &ctx);
+    let mut y = project(o, &w[3], &ctx);
+    let keep = residual.as_ref().map(|r| r.add(&mut y, rng));
 
     let (x, mut tape) = x.split_tape();
+    let rx_ghost = residual.map(|r| r.x.ghost());
     let out: Act<NoneTape> = x.device().tensor_from_vec(y, (n, h));
     let (x_ghost, out_ghost) = (x.ghost(), out.ghost());
     let ghosts = [q, k, v, o].map(|l| (l.weight.ghost(), l.bias.as_ref().map(|b| b.ghost())));
@@ -64,8 +77,15 @@ pub fn self_attention<T: Tape<f32, Dev>>(
                 grads.try_alloc_for(b)?;
             }
         }
+        if let Some(r) = &rx_ghost {
+            grads.try_alloc_for(r)?;
+        }
         grads.try_alloc_for(&out_ghost)?;
-        let dy = take_output_grad(grads.get_or_alloc_mut(&out_ghost)?)?;
+        let mut dy = take_output_grad(grads.get_or_alloc_mut(&out_ghost)?)?;
+        if let (Some(r), Some(keep)) = (&rx_ghost, &keep) {
+            add_from_host(grads.get_or_alloc_mut(r)?, &dy)?;
+            dy = keep.through(dy);
+        }
         let mm = |dst: &mut [f32], a: Operand, b: Operand| {
             matmul(dst, 0, h, a, b, 1.0, Into::Accumulate, true, precision)
         };
