@@ -21,20 +21,8 @@ pub fn residual_dropout<T: Tape<f32, Dev>>(
 ) -> Act<T> {
     let h = h.contiguous();
     let shape = *h.shape();
-    let keep = match rng {
-        Some(rng) if p > 0.0 => Some(keep_mask(shape.num_elements(), p, rng)),
-        _ => None,
-    };
     let mut y = fresh_to_vec(&h);
-    let xv = fresh_to_vec(x);
-    match &keep {
-        Some(k) => y
-            .par_iter_mut()
-            .zip(&xv)
-            .zip(k)
-            .for_each(|((y, x), k)| *y = *y * k + x),
-        None => y.par_iter_mut().zip(&xv).for_each(|(y, x)| *y += x),
-    }
+    let Keep(keep) = Residual { x, p }.add(&mut y, rng);
     let (h, mut tape) = h.split_tape();
     let out: Act<NoneTape> = h.device().tensor_from_vec(y, shape);
     let (h_ghost, x_ghost, out_ghost) = (h.ghost(), x.ghost(), out.ghost());
