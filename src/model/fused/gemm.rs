@@ -89,6 +89,15 @@ impl Operand<'_> {
         }
     }
 
+    /// Element `(r, c)`'s index in the operand's slice.
+    pub fn at(&self, r: usize, c: usize) -> usize {
+        let (offset, rs, cs) = match self {
+            Self::F32(v) => (v.offset, v.rs, v.cs),
+            Self::Bf16(v) => (v.offset, v.rs, v.cs),
+        };
+        offset + r * rs + c * cs
+    }
+
     fn check(&self) {
         match self {
             Self::F32(v) => v.check(v.data.len()),

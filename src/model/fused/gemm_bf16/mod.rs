@@ -134,8 +134,8 @@ fn round_into(x: &[f32], out: &mut [std::mem::MaybeUninit<u16>]) {
 /// Element `(i, j)` of an operand, as the bf16 value a product reads.
 fn value(v: &Operand, i: usize, j: usize) -> f32 {
     match v {
-        Operand::F32(v) => rounded(v.data[v.offset + i * v.rs + j * v.cs]),
-        Operand::Bf16(v) => half::bf16::from_bits(v.data[v.offset + i * v.rs + j * v.cs]).to_f32(),
+        Operand::F32(d) => rounded(d.data[v.at(i, j)]),
+        Operand::Bf16(d) => half::bf16::from_bits(d.data[v.at(i, j)]).to_f32(),
     }
 }
 

@@ -7,15 +7,6 @@
 use super::super::gemm::Operand;
 use super::to_bf16;
 
-/// Element `(r, c)`'s index in the operand's slice.
-fn index(src: &Operand, r: usize, c: usize) -> usize {
-    let (offset, rs, cs) = match src {
-        Operand::F32(v) => (v.offset, v.rs, v.cs),
-        Operand::Bf16(v) => (v.offset, v.rs, v.cs),
-    };
-    offset + r * rs + c * cs
-}
-
 /// The `min(left, 32)` consecutive values from index `at`, as 16 words of pairs (zero past
 /// `left`; nothing past it is read).
 #[cfg(target_arch = "x86_64")]
@@ -87,7 +78,7 @@ pub(super) unsafe fn pack_row_major(
     use std::arch::x86_64::*;
     assert!(src.dims().3 == 1 && out.len() >= lanes * row_len && kc.div_ceil(2) <= row_len);
     for l in 0..lanes {
-        let row = index(&src, r0 + l, k0);
+        let row = src.at(r0 + l, k0);
         for c0 in (0..kc).step_by(32) {
             let left = kc - c0;
             let words = words(&src, row + c0, left);
@@ -137,7 +128,7 @@ pub(super) unsafe fn pack_pair_major(
     let pairs = kc.div_ceil(2);
     assert!(out.len() >= pairs * width && lanes <= width);
     let (_, _, rs, cs) = src.dims();
-    let at = |r: usize, kk: usize| index(&src, r, kk);
+    let at = |r: usize, kk: usize| src.at(r, kk);
     if rs == 1 {
         // The lanes are side by side: per pair, convert the two columns' lanes and
         // interleave them, 16 lanes at a time.
