@@ -6,6 +6,8 @@
 //! bias, in f32 and in bf16 products (where the CPU has them), with and without biases, on 1
 //! and 3 threads; attention with padding, ALiBi and dropout.
 
+mod common;
+
 use dfdx::prelude::*;
 use pretext::config::Precision;
 use pretext::model::attention::{Attention, ScoreBias};
@@ -38,11 +40,7 @@ fn run<F>(rows: (usize, usize), precision: Precision, threads: usize, op: F) -> 
 where
     F: Fn(&Dev, &dyn Fn(usize, usize, u64) -> Linear, &Matrix, &Matrix) -> Made + Send + Sync,
 {
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .unwrap();
-    pool.install(|| {
+    common::pool(threads).install(|| {
         let _products = autocast(precision);
         let dev = Dev::seed_from_u64(0);
         let (n, d) = rows;
