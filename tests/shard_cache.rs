@@ -183,15 +183,23 @@ fn a_mapped_shard_reads_back_what_was_written() {
     assert!(e.to_string().contains("bytes for 7 documents"), "{e}");
 }
 
+/// One tokenizer for every test of this process, written and loaded once: the tests run on
+/// parallel threads, and each writing the same `vocab.txt` (after `temp` removed the folder)
+/// let one read another's half-written file.
 fn tokenizer() -> Arc<data::Tokenizer> {
-    let dir = temp("vocab");
-    let mut words: Vec<String> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    words.extend((words.len()..30_000).map(|i| format!("w{i}")));
-    std::fs::write(dir.join("vocab.txt"), words.join("\n")).unwrap();
-    Arc::new(data::Tokenizer::load(&dir.join("vocab.txt"), true).unwrap())
+    static TOKENIZER: std::sync::OnceLock<Arc<data::Tokenizer>> = std::sync::OnceLock::new();
+    TOKENIZER
+        .get_or_init(|| {
+            let dir = temp("vocab");
+            let mut words: Vec<String> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            words.extend((words.len()..30_000).map(|i| format!("w{i}")));
+            std::fs::write(dir.join("vocab.txt"), words.join("\n")).unwrap();
+            Arc::new(data::Tokenizer::load(&dir.join("vocab.txt"), true).unwrap())
+        })
+        .clone()
 }
 
 fn settings(mode: PairMode) -> StreamSettings {
