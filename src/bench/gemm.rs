@@ -1,10 +1,13 @@
 //! `pretext bench --gemm`: the matrix products one training step of a shape runs, each timed
 //! alone in f32 (the `gemm` crate) and in bf16 (`gemm_bf16`), in GFLOP/s. This is where a
 //! step's arithmetic goes, so it is the figure to hold against a BLAS on the same shapes
-//! (`benches/gemm_compare.py` times PyTorch's `matmul` on the same list).
+//! (`benches/gemm_compare.py` times PyTorch's `matmul` on the same list). bf16 is timed twice:
+//! with f32 operands (rounded as they are packed) and with the operands a bf16 step holds
+//! rounded already (`gemm::Kept`: activations and gradients, not the f32 master weights),
+//! which is what training runs.
 
 use super::Shape;
-use crate::model::fused::gemm::{matmul, Into, View};
+use crate::model::fused::gemm::{matmul, Into, Kept};
 use crate::model::fused::gemm_bf16;
 use crate::model::precision::Precision;
 use std::time::Instant;
@@ -20,6 +23,8 @@ pub struct Product {
     pub a_t: bool,
     pub b_t: bool,
     pub parallel: bool,
+    /// Which of A and B a bf16 step holds as bf16 bits (`gemm::Kept`).
+    pub kept: [bool; 2],
 }
 
 /// The products of one step of `s`: per linear layer its forward (`x Wᵀ`), input gradient
@@ -36,6 +41,14 @@ pub fn products(s: &Shape) -> Vec<Product> {
         a_t,
         b_t,
         parallel,
+        // Linear layers keep their input and their output's gradient; attention keeps Q, K, V
+        // and the context's gradient, not the probabilities.
+        kept: match name {
+            "attn Q·Kᵀ (per head)" => [true, true],
+            n if n.contains("(per head)") => [false, true],
+            n if n.ends_with("gᵀ·x") => [true, true],
+            _ => [true, false],
+        },
     };
     let mut out = Vec::new();
     for (layer, d_in, d_out) in [
@@ -99,6 +112,8 @@ pub struct Timed {
     pub f32_gflops: f64,
     /// `None` where the CPU lacks AVX512-BF16.
     pub bf16_gflops: Option<f64>,
+    /// bf16 with the operands a step keeps rounded (`Product::kept`) given as bf16 bits.
+    pub kept_gflops: Option<f64>,
 }
 
 /// Times every product of `s`, repeating each for about `seconds` per precision.
@@ -106,14 +121,17 @@ pub fn run(s: &Shape, seconds: f64) -> Vec<Timed> {
     products(s)
         .into_iter()
         .map(|p| Timed {
-            f32_gflops: time(&p, Precision::Fp32, seconds),
-            bf16_gflops: gemm_bf16::native().then(|| time(&p, Precision::Bf16, seconds)),
+            f32_gflops: time(&p, Precision::Fp32, false, seconds),
+            bf16_gflops: gemm_bf16::native().then(|| time(&p, Precision::Bf16, false, seconds)),
+            kept_gflops: gemm_bf16::native().then(|| time(&p, Precision::Bf16, true, seconds)),
             product: p,
         })
         .collect()
 }
 
-fn time(p: &Product, precision: Precision, seconds: f64) -> f64 {
+/// GFLOP/s of `p` repeated for about `seconds`; with `kept`, the operands `p.kept` names are
+/// given rounded to bf16 bits.
+fn time(p: &Product, precision: Precision, kept: bool, seconds: f64) -> f64 {
     let fill = |len: usize, salt: usize| -> Vec<f32> {
         (0..len)
             .map(|i| ((i * 7 + salt) % 13) as f32 * 0.1 - 0.6)
@@ -121,13 +139,21 @@ fn time(p: &Product, precision: Precision, seconds: f64) -> f64 {
     };
     let (a, b) = (fill(p.m * p.k, 1), fill(p.k * p.n, 2));
     let mut c = vec![0.0f32; p.m * p.n];
+    let precision_of = |keep: bool| match keep && kept {
+        true => Precision::Bf16,
+        false => Precision::Fp32,
+    };
+    let (a, b) = (
+        Kept::new(a, precision_of(p.kept[0])),
+        Kept::new(b, precision_of(p.kept[1])),
+    );
     let av = match p.a_t {
-        false => View::new(&a, 0, (p.m, p.k), p.k),
-        true => View::new(&a, 0, (p.k, p.m), p.m).t(),
+        false => a.view(0, (p.m, p.k), p.k),
+        true => a.view(0, (p.k, p.m), p.m).t(),
     };
     let bv = match p.b_t {
-        false => View::new(&b, 0, (p.k, p.n), p.n),
-        true => View::new(&b, 0, (p.n, p.k), p.k).t(),
+        false => b.view(0, (p.k, p.n), p.n),
+        true => b.view(0, (p.n, p.k), p.k).t(),
     };
     let mut once = || {
         matmul(
@@ -155,18 +181,22 @@ fn time(p: &Product, precision: Precision, seconds: f64) -> f64 {
 /// The table `pretext bench --gemm` prints.
 pub fn describe(timed: &[Timed]) -> String {
     let mut s = format!(
-        "{:<24} {:>6} {:>6} {:>6}  {:>10} {:>10} {:>6}\n",
-        "product", "m", "k", "n", "f32 GF/s", "bf16 GF/s", "ratio"
+        "{:<24} {:>6} {:>6} {:>6}  {:>10} {:>10} {:>10} {:>8}\n",
+        "product", "m", "k", "n", "f32 GF/s", "bf16 GF/s", "bf16 kept", "kept/f32"
     );
     for t in timed {
         let p = &t.product;
-        let (bf, ratio) = match t.bf16_gflops {
-            Some(b) => (format!("{b:.0}"), format!("{:.2}", b / t.f32_gflops)),
-            None => ("—".into(), "—".into()),
+        let (bf, kept, ratio) = match (t.bf16_gflops, t.kept_gflops) {
+            (Some(b), Some(k)) => (
+                format!("{b:.0}"),
+                format!("{k:.0}"),
+                format!("{:.2}", k / t.f32_gflops),
+            ),
+            _ => ("—".into(), "—".into(), "—".into()),
         };
         s += &format!(
-            "{:<24} {:>6} {:>6} {:>6}  {:>10.0} {:>10} {:>6}\n",
-            p.name, p.m, p.k, p.n, t.f32_gflops, bf, ratio
+            "{:<24} {:>6} {:>6} {:>6}  {:>10.0} {:>10} {:>10} {:>8}\n",
+            p.name, p.m, p.k, p.n, t.f32_gflops, bf, kept, ratio
         );
     }
     s
