@@ -16,7 +16,9 @@
 //!   when its columns are, so that packing is a conversion and never a transpose (`Layout`),
 //!   or not at all when A is bf16 rows an op kept (`gemm::Kept`) at a row stride the kernel
 //!   reads (its full strips are read in place: packing them would be a copy);
-//!   only B read as a transpose (`x Wᵀ`) goes through 16 × 16 register transposes. B is
+//!   only B read as a transpose (`x Wᵀ`) goes through 16 × 16 register transposes. Operands
+//!   read as transposes (`gᵀ x`: both) are packed a pair of source rows at a time for all
+//!   strips or panels, the rows asked for a few pairs ahead (`pack_pair_major`). B is
 //!   not cut into column blocks, so each block of A is packed once per k block (with blocks
 //!   of 256 columns, the FFN's 1,024-column products packed A four times and ran 25–40 %
 //!   slower);
@@ -228,20 +230,27 @@ pub fn matmul(
             let pairs = kc.div_ceil(2);
             let panel = pairs * NR;
             let packed_b = reserve(packed_b, n.div_ceil(NR) * panel);
-            // B's columns are the lanes of its panels: the rows of Bᵀ.
+            // B's columns are the lanes of its panels: the rows of Bᵀ. Each thread packs a
+            // run of whole panels.
             let bt = b.t();
-            let pack_panel = |(p, out): (usize, &mut [u32])| {
-                let j0 = p * NR;
+            let panels = n.div_ceil(NR);
+            let run = panels.div_ceil(threads);
+            let pack_run = |(r, out): (usize, &mut [u32])| {
+                let j0 = r * run * NR;
+                let lanes = (j0, (run * NR).min(n - j0));
                 // SAFETY: `native()` was checked by the caller; the view is in bounds.
-                unsafe { pack_pair_major(out, bt, (j0, NR.min(n - j0)), NR, (pc, kc)) }
+                unsafe { pack_pair_major(out, bt, lanes, NR, panel, (pc, kc)) }
             };
             if parallel {
                 packed_b
-                    .par_chunks_mut(panel)
+                    .par_chunks_mut(run * panel)
                     .enumerate()
-                    .for_each(pack_panel);
+                    .for_each(pack_run);
             } else {
-                packed_b.chunks_mut(panel).enumerate().for_each(pack_panel);
+                packed_b
+                    .chunks_mut(run * panel)
+                    .enumerate()
+                    .for_each(pack_run);
             }
             let packed_b = &*packed_b;
             let overwrite = pc == 0 && into == Into::Overwrite;
@@ -256,25 +265,29 @@ pub fn matmul(
                     let packed_a = reserve(packed_a, mr_all.div_ceil(MR) * strip);
                     // Where each strip's words are read: in A itself, or in `packed_a`.
                     let mut strips = [std::ptr::null::<u32>(); MC / MR];
+                    if layout == Layout::PairMajor {
+                        // All the block's strips at once, pair by pair (see `pack_pair_major`).
+                        // SAFETY: `native()` was checked by the caller; the view is in bounds.
+                        unsafe { pack_pair_major(packed_a, a, (i0, mr_all), MR, strip, (pc, kc)) }
+                    }
                     for (s, out) in packed_a.chunks_mut(strip).enumerate() {
                         let r0 = i0 + s * MR;
                         let lanes = (r0, MR.min(m - r0));
-                        if let (Some(_), Operand::Bf16(v), MR) = (in_place, a, lanes.1) {
-                            // SAFETY: `in_place_rows` checked that the strip's `pairs`
-                            // words per row lie inside the view and are 4-byte aligned.
-                            strips[s] =
-                                unsafe { v.data.as_ptr().add(v.offset + r0 * v.rs + pc) }.cast();
-                            continue;
-                        }
                         strips[s] = out.as_ptr();
-                        // SAFETY: as above.
-                        unsafe {
-                            match layout {
-                                Layout::RowMajor(row) => {
-                                    pack_row_major(out, a, lanes, row, (pc, kc))
-                                }
-                                Layout::PairMajor => pack_pair_major(out, a, lanes, MR, (pc, kc)),
+                        match (layout, in_place, a) {
+                            (Layout::PairMajor, ..) => {}
+                            (Layout::RowMajor(_), Some(_), Operand::Bf16(v)) if lanes.1 == MR => {
+                                // SAFETY: `in_place_rows` checked that the strip's `pairs`
+                                // words per row lie inside the view and are 4-byte aligned.
+                                strips[s] =
+                                    unsafe { v.data.as_ptr().add(v.offset + r0 * v.rs + pc) }
+                                        .cast();
                             }
+                            // SAFETY: `native()` was checked by the caller; the view is in
+                            // bounds.
+                            (Layout::RowMajor(row), ..) => unsafe {
+                                pack_row_major(out, a, lanes, row, (pc, kc))
+                            },
                         }
                     }
                     let strips = &strips[..mr_all.div_ceil(MR)];

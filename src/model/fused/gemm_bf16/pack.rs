@@ -112,12 +112,128 @@ unsafe fn pair_words(from: *const f32, left: usize) -> std::arch::x86_64::__m512
     std::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(hi, lo))
 }
 
-/// Packs rows `r0 .. r0 + lanes` of `src`, columns `k0 .. k0 + kc`, pair by pair: word
-/// `p · width + l` holds row `r0 + l`'s columns `k0 + 2p` (low half) and `k0 + 2p + 1` (high
-/// half; zero past `kc`); lanes past `lanes` keep what they held (padding).
+/// Packs rows `r0 .. r0 + lanes` of `src`, columns `k0 .. k0 + kc`, pair by pair, into
+/// blocks of `width` lanes `block` words apart (a product's strips of A, or panels of B): word
+/// `b · block + p · width + l` holds row `r0 + b · width + l`'s columns `k0 + 2p` (low half)
+/// and `k0 + 2p + 1` (high half; zero past `kc`); lanes past the last row keep what they held
+/// (padding).
+///
+/// When the lanes are side by side (`rs == 1`, a matrix read as its transpose) the pairs go
+/// outermost: each of the two source rows of a pair is then read once, from end to end, for
+/// all the blocks. Block by block, every block re-read the same rows a few dozen bytes at a
+/// time; with rows a power of two apart (8 KiB for the FFN's gradient) those all fell in one
+/// cache set and came from farther out again for each block.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
 pub(super) unsafe fn pack_pair_major(
+    out: &mut [u32],
+    src: Operand,
+    (r0, lanes): (usize, usize),
+    width: usize,
+    block: usize,
+    (k0, kc): (usize, usize),
+) {
+    let pairs = kc.div_ceil(2);
+    let blocks = lanes.div_ceil(width);
+    assert!(block >= pairs * width && out.len() >= (blocks - 1) * block + pairs * width);
+    let (_, _, rs, cs) = src.dims();
+    if rs != 1 {
+        for b in 0..blocks {
+            let lanes = (r0 + b * width, width.min(lanes - b * width));
+            pack_block(&mut out[b * block..], src, lanes, width, (k0, kc));
+        }
+        return;
+    }
+    for p in 0..pairs {
+        let even = src.at(r0, k0 + 2 * p);
+        let odd = (2 * p + 1 < kc).then_some(even + cs);
+        if 2 * (p + AHEAD) + 1 < kc {
+            let ahead = even + 2 * AHEAD * cs;
+            prefetch(&src, ahead, lanes);
+            prefetch(&src, ahead + cs, lanes);
+        }
+        for b in 0..blocks {
+            let l0 = b * width;
+            let dst = out.as_mut_ptr().add(b * block + p * width);
+            let rows = (even + l0, odd.map(|o| o + l0));
+            interleave(&src, rows, width.min(lanes - l0), dst);
+        }
+    }
+}
+
+/// How many pairs ahead `pack_pair_major` asks for the rows it will read: each pair's rows lie
+/// a row stride apart (kilobytes), a pattern the hardware prefetcher does not follow.
+const AHEAD: usize = 8;
+
+/// Asks for the cache lines of `len` elements of `src` from index `at`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn prefetch(src: &Operand, at: usize, len: usize) {
+    use std::arch::x86_64::*;
+    let (p, bytes) = match src {
+        Operand::F32(v) => (v.data.as_ptr().wrapping_add(at).cast::<i8>(), 4 * len),
+        Operand::Bf16(v) => (v.data.as_ptr().wrapping_add(at).cast::<i8>(), 2 * len),
+    };
+    for off in (0..bytes + 63).step_by(64) {
+        _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(off.min(bytes - 1)));
+    }
+}
+
+/// Writes `lanes` words at `dst`: lane `l` holds element `even + l` (low half) and `odd + l`
+/// (high half; zero without `odd`) of `src`, rounded to bf16.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+unsafe fn interleave(
+    src: &Operand,
+    (even, odd): (usize, Option<usize>),
+    lanes: usize,
+    dst: *mut u32,
+) {
+    use std::arch::x86_64::*;
+    if let (Operand::Bf16(v), 17..=32) = (src, lanes) {
+        // Up to 32 lanes of bf16 bits: two loads, and two permutes that pair them word by
+        // word.
+        let p = v.data.as_ptr();
+        let m = mask32(lanes);
+        let e = _mm512_maskz_loadu_epi16(m, p.wrapping_add(even).cast());
+        let o = match odd {
+            Some(odd) => _mm512_maskz_loadu_epi16(m, p.wrapping_add(odd).cast()),
+            None => _mm512_setzero_si512(),
+        };
+        let lo = _mm512_permutex2var_epi16(e, pairing(0, 32), o);
+        let hi = _mm512_permutex2var_epi16(e, pairing(16, 32), o);
+        _mm512_mask_storeu_epi32(dst.cast(), mask16(lanes), lo);
+        _mm512_mask_storeu_epi32(dst.add(16).cast(), mask16(lanes - 16), hi);
+        return;
+    }
+    // 16 lanes at a time: the two rows' lanes side by side in one register, then paired.
+    for l0 in (0..lanes).step_by(16) {
+        let m = mask16(lanes - l0);
+        let v = halves(src, even + l0, odd.map(|o| o + l0), m);
+        let v = _mm512_permutexvar_epi16(pairing(0, 16), v);
+        _mm512_mask_storeu_epi32(dst.add(l0).cast(), m, v);
+    }
+}
+
+/// Permute indices that make word `j` of 16 from halfwords `from + j` (low half) and
+/// `second + from + j` (high half): the second row's lanes begin at `second`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn pairing(from: i16, second: i16) -> std::arch::x86_64::__m512i {
+    let mut idx = [0i16; 32];
+    for (j, w) in idx.chunks_exact_mut(2).enumerate() {
+        w[0] = from + j as i16;
+        w[1] = second + from + j as i16;
+    }
+    std::mem::transmute(idx)
+}
+
+/// `pack_pair_major` for one block of at most `width` lanes that are not side by side: a
+/// lane's pairs are (`cs == 1`: 16 × 16 transposes in registers), or neither is (element by
+/// element; the model has no such views).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+unsafe fn pack_block(
     out: &mut [u32],
     src: Operand,
     (r0, lanes): (usize, usize),
@@ -126,29 +242,9 @@ pub(super) unsafe fn pack_pair_major(
 ) {
     use std::arch::x86_64::*;
     let pairs = kc.div_ceil(2);
-    assert!(out.len() >= pairs * width && lanes <= width);
-    let (_, _, rs, cs) = src.dims();
+    let (_, _, _, cs) = src.dims();
     let at = |r: usize, kk: usize| src.at(r, kk);
-    if rs == 1 {
-        // The lanes are side by side: per pair, convert the two columns' lanes and
-        // interleave them, 16 lanes at a time.
-        let interleave = _mm512_set_epi16(
-            31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20,
-            4, 19, 3, 18, 2, 17, 1, 16, 0,
-        );
-        for p in 0..pairs {
-            let even = at(r0, k0 + 2 * p);
-            let has_odd = 2 * p + 1 < kc;
-            for l0 in (0..lanes).step_by(16) {
-                let m = mask16(lanes - l0);
-                let odd = has_odd.then_some(even + cs + l0);
-                let v = halves(&src, even + l0, odd, m);
-                let v = _mm512_permutexvar_epi16(interleave, v);
-                let dst = out.as_mut_ptr().add(p * width + l0);
-                _mm512_mask_storeu_epi32(dst.cast(), m, v);
-            }
-        }
-    } else if cs == 1 {
+    if cs == 1 {
         // A lane's pairs are side by side: convert 16 lanes × 16 pairs into registers (lane
         // by lane) and transpose them to pair by pair.
         for l0 in (0..lanes).step_by(16) {
