@@ -5,6 +5,13 @@
 //! step on two threads in `perf` (`pretext bench`, issue 7). Raising the mmap threshold to its
 //! maximum and not trimming the heap keeps those blocks for reuse; peak RSS stays the same
 //! because the same buffers are live at the peak either way.
+//!
+//! The threshold cannot go past 32 MiB, and the FFN's activations on the large shape are
+//! 32 MiB each: whether such a block was served from a free chunk of the heap or by a fresh
+//! `mmap` then depended on what else happened to be free. After a change in when the
+//! optimiser's buffers are freed, 16 k page faults a step (125 ms of system time on the large
+//! shape) came back that way, so `mmap` is switched off altogether (`M_MMAP_MAX` 0): every
+//! block comes from the heap and is reused.
 
 /// Applies the settings; call once, before any large allocation. A no-op off glibc.
 pub fn tune_for_training() {
@@ -15,6 +22,7 @@ pub fn tune_for_training() {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
         libc::mallopt(libc::M_TOP_PAD, 64 << 20);
+        libc::mallopt(libc::M_MMAP_MAX, 0);
     }
 }
 
