@@ -56,6 +56,19 @@ pub fn to_host(buf: &GradBuf) -> Result<Vec<f32>, DevError> {
     Ok(buf.device().dtoh_sync_copy(buf)?)
 }
 
+/// A parameter's gradient for the optimiser, moved out of its buffer on the CPU (the buffer
+/// is left empty: take it only once the backward pass is over, and only once) and copied
+/// from the device on CUDA.
+#[cfg(not(feature = "cuda"))]
+pub fn take_param_grad(buf: &mut GradBuf) -> Result<Vec<f32>, DevError> {
+    Ok(std::mem::take(&mut **buf))
+}
+
+#[cfg(feature = "cuda")]
+pub fn take_param_grad(buf: &mut GradBuf) -> Result<Vec<f32>, DevError> {
+    to_host(buf)
+}
+
 /// A buffer on `dev` holding `host`'s values.
 #[cfg(not(feature = "cuda"))]
 pub fn from_host(dev: &Dev, host: &[f32]) -> Result<GradBuf, DevError> {

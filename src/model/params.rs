@@ -349,6 +349,15 @@ impl Param<'_> {
             .unwrap_or_default()
     }
 
+    /// `grad`, moved out of `grads` where it can be (`host::take_param_grad`): for the
+    /// training step, which drops `grads` after reading each parameter's gradient once.
+    pub fn take_grad(&self, grads: &mut Gradients<f32, Dev>) -> Vec<f32> {
+        self.grad_buf(grads)
+            .ok()
+            .and_then(|g| super::host::take_param_grad(g).ok())
+            .unwrap_or_default()
+    }
+
     /// This parameter's gradient buffer in `grads`, where it lives (zeros, allocated now, if
     /// the loss did not reach it).
     pub fn grad_buf<'g>(

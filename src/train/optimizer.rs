@@ -98,27 +98,34 @@ impl AdamW {
         grads: &[Vec<f32>],
     ) {
         let c = self.coefficients(cfg, lr);
+        for (i, (p, g)) in params.iter_mut().zip(grads).enumerate() {
+            self.apply(&c, i, p, g);
+        }
+    }
+
+    /// Parameter `i`'s update with this step's constants `c`: the training loop runs it one
+    /// parameter at a time, so that each is copied out of its tensor, updated and copied back
+    /// while it is still in cache.
+    pub fn apply(&mut self, c: &Coefficients, i: usize, p: &mut [f32], g: &[f32]) {
         let (b1, b2, eps) = (c.b1 as f32, c.b2 as f32, c.eps as f32);
         let step_size = c.step_size as f32;
         let wd = c.decay as f32;
+        let decay = self.decay[i];
+        let (m, v) = (&mut self.m[i], &mut self.v[i]);
         // Elementwise, so splitting over threads changes no result.
-        for i in 0..params.len() {
-            let decay = self.decay[i];
-            let (p, g, m, v) = (&mut params[i], &grads[i], &mut self.m[i], &mut self.v[i]);
-            p.par_iter_mut()
-                .zip(g.par_iter())
-                .zip(m.par_iter_mut())
-                .zip(v.par_iter_mut())
-                .with_min_len(1 << 14)
-                .for_each(|(((p, g), m), v)| {
-                    *m = b1 * *m + (1.0 - b1) * g;
-                    *v = b2 * *v + (1.0 - b2) * g * g;
-                    if decay {
-                        *p -= wd * *p;
-                    }
-                    *p -= step_size * *m / (v.sqrt() + eps);
-                });
-        }
+        p.par_iter_mut()
+            .zip(g.par_iter())
+            .zip(m.par_iter_mut())
+            .zip(v.par_iter_mut())
+            .with_min_len(1 << 14)
+            .for_each(|(((p, g), m), v)| {
+                *m = b1 * *m + (1.0 - b1) * g;
+                *v = b2 * *v + (1.0 - b2) * g * g;
+                if decay {
+                    *p -= wd * *p;
+                }
+                *p -= step_size * *m / (v.sqrt() + eps);
+            });
     }
 }
 
@@ -160,18 +167,40 @@ fn scheduled(cfg: &OptimizerConfig, step: u64, progress: f64) -> f64 {
 /// Scales `grads` so their global L2 norm is at most `max_norm` (0 disables); returns the
 /// norm before clipping.
 pub fn clip_global_norm(grads: &mut [Vec<f32>], max_norm: f64) -> f64 {
+    // Summed in fixed chunks, each over 16 lanes, over rayon's threads: the same sum whatever
+    // the thread count, and no longer one chain of dependent f64 additions (16 ms a step on
+    // the large shape).
+    const CHUNK: usize = 1 << 16;
     let norm = grads
         .iter()
-        .flat_map(|g| g.iter())
-        .map(|&x| (x as f64) * (x as f64))
+        .flat_map(|g| {
+            g.par_chunks(CHUNK)
+                .map(sum_of_squares)
+                .collect::<Vec<f64>>()
+        })
         .sum::<f64>()
         .sqrt();
     if max_norm > 0.0 && norm > max_norm {
         let s = (max_norm / (norm + 1e-6)) as f32;
-        grads
-            .iter_mut()
-            .flat_map(|g| g.iter_mut())
-            .for_each(|x| *x *= s);
+        for g in grads.iter_mut() {
+            g.par_iter_mut().with_min_len(1 << 14).for_each(|x| *x *= s);
+        }
     }
     norm
+}
+
+/// `Σ x²` in f64, element `i` summed into lane `i mod 16` and the lanes summed in order.
+fn sum_of_squares(x: &[f32]) -> f64 {
+    const LANES: usize = 16;
+    let mut lanes = [0.0f64; LANES];
+    let mut chunks = x.chunks_exact(LANES);
+    for c in &mut chunks {
+        for (l, &v) in lanes.iter_mut().zip(c) {
+            *l += v as f64 * v as f64;
+        }
+    }
+    for (l, &v) in lanes.iter_mut().zip(chunks.remainder()) {
+        *l += v as f64 * v as f64;
+    }
+    lanes.iter().sum()
 }
