@@ -120,9 +120,9 @@ unsafe fn pair_words(from: *const f32, left: usize) -> std::arch::x86_64::__m512
 ///
 /// When the lanes are side by side (`rs == 1`, a matrix read as its transpose) the pairs go
 /// outermost: each of the two source rows of a pair is then read once, from end to end, for
-/// all the blocks. Block by block, every block re-read the same rows a few dozen bytes at a
-/// time; with rows a power of two apart (8 KiB for the FFN's gradient) those all fell in one
-/// cache set and came from farther out again for each block.
+/// all the blocks, and the rows `AHEAD` pairs on are asked for in a few requests. The
+/// prefetch is what paid (the loads held the packing's time); the order alone measured
+/// the same as block by block, which read each row a few dozen bytes at a time.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
 pub(super) unsafe fn pack_pair_major(
