@@ -350,12 +350,15 @@ impl Param<'_> {
     }
 
     /// `grad`, moved out of `grads` where it can be (`host::take_param_grad`): for the
-    /// training step, which drops `grads` after reading each parameter's gradient once.
+    /// training step, which drops `grads` after reading each parameter's gradient once. Zeros
+    /// of the parameter's length where the buffer cannot be read, so the optimiser always
+    /// gets a full gradient.
     pub fn take_grad(&self, grads: &mut Gradients<f32, Dev>) -> Vec<f32> {
         self.grad_buf(grads)
             .ok()
             .and_then(|g| super::host::take_param_grad(g).ok())
-            .unwrap_or_default()
+            .filter(|g| !g.is_empty())
+            .unwrap_or_else(|| vec![0.0; self.shape().iter().product()])
     }
 
     /// This parameter's gradient buffer in `grads`, where it lives (zeros, allocated now, if

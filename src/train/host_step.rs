@@ -72,8 +72,7 @@ impl Trainer<'_> {
     /// `step` names the step in errors. No parameter changes.
     fn gradients(&mut self, step: u64) -> Result<(Vec<Vec<f32>>, Metrics, usize), TrainError> {
         let accum = self.cfg.training.grad_accum;
-        let params = self.bundle.named_params().len();
-        let mut grads: Vec<Vec<f32>> = Vec::with_capacity(params);
+        let mut grads: Vec<Vec<f32>> = Vec::new();
         let mut metrics = Metrics::default();
         let mut tokens = 0;
         for _ in 0..accum {
@@ -82,10 +81,7 @@ impl Trainer<'_> {
             let mut g = total.backward();
             for (i, (name, p)) in self.bundle.named_params().into_iter().enumerate() {
                 // The first micro-batch's gradients become the sums; later ones add to them.
-                let mut pg = p.take_grad(&mut g);
-                if pg.is_empty() {
-                    pg = vec![0.0; p.shape().iter().product()];
-                }
+                let pg = p.take_grad(&mut g);
                 if !all_finite(&pg) {
                     return Err(TrainError::NonFiniteGrad { step, param: name });
                 }
