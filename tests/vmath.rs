@@ -128,6 +128,45 @@ fn slice_kernels_equal_the_scalar_functions() {
     }
 }
 
+/// The training pair (`gelu_forward_slope` in place, then `gelu_backward_slope` in place) gives the
+/// forward values and the gradient `gelu_forward` and `gelu_backward` give, into a zeroed
+/// buffer, bit for bit — including a zero gradient of either sign, which comes out +0.
+#[test]
+fn gelu_slope_kernels_equal_the_cdf_pair() {
+    for n in [1, 7, 16, 17, 33, 100] {
+        let x: Vec<f32> = (0..n)
+            .map(|i| {
+                if i == 3 {
+                    -0.0
+                } else {
+                    (i as f32 * 0.53).cos() * 5.0
+                }
+            })
+            .collect();
+        let (mut y, mut c) = (vec![0.0; n], vec![0.0; n]);
+        vmath::gelu_forward(&x, &mut y, &mut c);
+        let (mut y2, mut slope) = (vec![0.0; n], x.clone());
+        vmath::gelu_forward_slope(&mut slope, &mut y2);
+        assert_eq!(bits(&y), bits(&y2));
+        let g: Vec<f32> = (0..n)
+            .map(|i| match i % 5 {
+                0 => -0.0,
+                1 => 0.0,
+                _ => 0.7 - i as f32 * 0.02,
+            })
+            .collect();
+        let mut dx = vec![0.0; n];
+        vmath::gelu_backward(&g, &x, &c, &mut dx);
+        let mut g2 = g.clone();
+        vmath::gelu_backward_slope(&mut g2, &slope);
+        assert_eq!(bits(&dx), bits(&g2));
+    }
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
 /// GELU's derivative as the kernels compute it matches a central difference of their forward
 /// pass (in f64 around the f32 values, so the check is of the formula, not of rounding).
 #[test]

@@ -3,28 +3,26 @@
 //! (`tests/sublayers.rs`), without the two `(N, ffn)` tensors between them. Composed, each of those
 //! is a dfdx tensor that the next op copies out (`fresh_to_vec`) and whose gradient dfdx
 //! allocates and zeroes: on the reference shape, 4 M floats copied twice per layer forward, on
-//! the step's thread while the others wait. Here the pre-activation `u` stays a host vector
-//! and the activation `a` exists only as the products read it (`Kept::make`: in bf16, rounded
-//! chunk by chunk as GELU makes it).
+//! the step's thread while the others wait. Here the pre-activation `u` stays a host vector,
+//! which GELU overwrites with its slope (all the backward pass needs of `u`), and the
+//! activation `a` exists only as the products read it (`Kept::make`: in bf16, rounded chunk by
+//! chunk as GELU makes it).
 //!
 //! Backward, with `g` the output's gradient: `da = g W_d`, `dW_d += gᵀ a`, `db_d += Σ g`;
-//! `du = da · gelu'(u)`; `dx += du W_u`, `dW_u += duᵀ x`, `db_u += Σ du` — each buffer added to
+//! `du = da · gelu'(u)` (in `da`'s buffer, each block summed for `db_u` as it is made);
+//! `dx += du W_u`, `dW_u += duᵀ x`, `db_u += Σ du` — each buffer added to
 //! once, in the order the composed ops' backward passes ran.
 
 use super::gemm::{matmul, Into, Kept, Operand, View};
 use super::linear::{bias_rows, forward_product};
 use super::residual::Residual;
-use super::{column_sums, vmath};
+use super::{column_sums, column_sums_made, vmath};
 use crate::model::host::{accumulate, add_from_host, fresh_to_vec, take_output_grad};
 use crate::model::params::Linear;
 use crate::model::precision::products;
 use crate::model::{Act, Dev};
 use crate::rng::Rng;
 use dfdx::prelude::*;
-use rayon::prelude::*;
-
-/// Elements per parallel task of the GELU passes (elementwise: any split gives the same bits).
-const CHUNK: usize = 4096;
 
 /// `(N, in)` → `(N, out)` through `up` `(ffn, in)`, exact GELU and `down` `(out, ffn)`; with
 /// `residual`, `residual.x + drop(that)`, the dropout drawn from `rng`.
@@ -53,11 +51,9 @@ pub fn feed_forward<T: Tape<f32, Dev>>(
     let mut u = bias_rows(up, n);
     forward_product(&mut u, &xk, &wu, (n, d_in, ffn), precision);
     // The activation exists only as the down projection reads it (rounded as made, in bf16);
-    // Φ(u) is kept beside it for the backward pass.
-    let mut cdf = vec![0.0f32; n * ffn];
-    let ak = Kept::make(precision, &mut cdf, |start, a, c| {
-        vmath::gelu_forward(&u[start..start + a.len()], a, c)
-    });
+    // `u` becomes GELU's slope at `u`, all the backward pass needs of it.
+    let ak = Kept::make(precision, &mut u, |_, a, u| vmath::gelu_forward_slope(u, a));
+    let slope = u;
     let mut y = bias_rows(down, n);
     forward_product(&mut y, &ak, &wd, (n, ffn, d_out), precision);
     let keep = residual.as_ref().map(|r| r.add(&mut y, rng));
@@ -92,11 +88,17 @@ pub fn feed_forward<T: Tape<f32, Dev>>(
         let dy = Kept::new(dy, precision);
         let dy = dy.view(0, (n, d_out), d_out);
         let mut da = vec![0.0f32; n * ffn];
-        mm(
+        let wd = View::new(&wd, 0, (d_out, ffn), ffn);
+        matmul(
             &mut da,
+            0,
             ffn,
             dy,
-            View::new(&wd, 0, (d_out, ffn), ffn).into(),
+            wd,
+            1.0,
+            Into::Overwrite,
+            true,
+            precision,
         );
         let a = ak.view(0, (n, ffn), ffn);
         accumulate(grads.get_or_alloc_mut(&wd_ghost)?, |dw| {
@@ -105,16 +107,12 @@ pub fn feed_forward<T: Tape<f32, Dev>>(
         if let (Some(b), Some(sums)) = (&bd_ghost, db_down) {
             add_from_host(grads.get_or_alloc_mut(b)?, &sums)?;
         }
-        // GELU.
-        let mut du = vec![0.0f32; n * ffn];
-        du.par_chunks_mut(CHUNK)
-            .zip(da.par_chunks(CHUNK))
-            .zip(u.par_chunks(CHUNK))
-            .zip(cdf.par_chunks(CHUNK))
-            .for_each(|(((d, g), u), c)| vmath::gelu_backward(g, u, c, d));
-        drop(da);
+        // GELU, in place (`da` becomes `du`), each block summed for the bias as it is made.
+        let db_up = column_sums_made(&mut da, ffn, |start, block| {
+            vmath::gelu_backward_slope(block, &slope[start..start + block.len()])
+        });
+        let du = da;
         // The up projection.
-        let db_up = bu_ghost.as_ref().map(|_| column_sums(&du, ffn));
         let du = Kept::new(du, precision);
         let du = du.view(0, (n, ffn), ffn);
         let wu = View::new(&wu, 0, (ffn, d_in), d_in).into();
@@ -123,9 +121,9 @@ pub fn feed_forward<T: Tape<f32, Dev>>(
         accumulate(grads.get_or_alloc_mut(&wu_ghost)?, |dw| {
             mm(dw, d_in, du.t(), x)
         })?;
-        match (&bu_ghost, db_up) {
-            (Some(b), Some(sums)) => add_from_host(grads.get_or_alloc_mut(b)?, &sums),
-            _ => Ok(()),
+        match &bu_ghost {
+            Some(b) => add_from_host(grads.get_or_alloc_mut(b)?, &db_up),
+            None => Ok(()),
         }
     });
     out.put_tape(tape)

@@ -45,18 +45,38 @@ const ROWS: usize = 32;
 
 /// Sums the rows of `m` (rows of `c` values), in fixed blocks (see the module doc).
 fn column_sums(m: &[f32], c: usize) -> Vec<f32> {
+    let partial: Vec<Vec<f32>> = m.par_chunks(c * ROWS).map(|b| block_sums(b, c)).collect();
+    add_partials(partial, c)
+}
+
+/// `column_sums` of what `make(start, block)` leaves in each block of `ROWS` rows of `m` (the
+/// block's first element being `start`), made in place just before the block is summed: one
+/// pass over memory instead of two, and the same sums.
+fn column_sums_made(m: &mut [f32], c: usize, make: impl Fn(usize, &mut [f32]) + Sync) -> Vec<f32> {
     let partial: Vec<Vec<f32>> = m
-        .par_chunks(c * ROWS)
-        .map(|block| {
-            let mut acc = vec![0.0f32; c];
-            for row in block.chunks_exact(c) {
-                for (a, v) in acc.iter_mut().zip(row) {
-                    *a += v;
-                }
-            }
-            acc
+        .par_chunks_mut(c * ROWS)
+        .enumerate()
+        .map(|(i, b)| {
+            make(i * c * ROWS, b);
+            block_sums(b, c)
         })
         .collect();
+    add_partials(partial, c)
+}
+
+/// The sums of one block's rows, in row order.
+fn block_sums(block: &[f32], c: usize) -> Vec<f32> {
+    let mut acc = vec![0.0f32; c];
+    for row in block.chunks_exact(c) {
+        for (a, v) in acc.iter_mut().zip(row) {
+            *a += v;
+        }
+    }
+    acc
+}
+
+/// The blocks' sums added in block order.
+fn add_partials(partial: Vec<Vec<f32>>, c: usize) -> Vec<f32> {
     let mut total = vec![0.0f32; c];
     for p in partial {
         for (t, v) in total.iter_mut().zip(p) {

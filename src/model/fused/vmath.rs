@@ -126,6 +126,30 @@ pub fn gelu_backward(g: &[f32], x: &[f32], cdf: &[f32], dx: &mut [f32]) {
     }
 }
 
+/// GELU forward for training, in place: `y ← x · Φ(x)`, and `x ← Φ(x) + x · φ(x)`, GELU's
+/// derivative as `gelu_backward` computes it. The slope is all the backward pass needs, so
+/// the pre-activation's buffer holds it (nothing more is kept for the backward pass than
+/// the pre-activation), and the backward pass is one multiply (`gelu_backward_slope`).
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512dq+avx512vl", "x86_64+avx2+fma"))]
+pub fn gelu_forward_slope(x: &mut [f32], y: &mut [f32]) {
+    for (y, x) in y.iter_mut().zip(x.iter_mut()) {
+        let v = *x;
+        let c = normal_cdf(v);
+        *y = v * c;
+        let pdf = exp(-(v * v) * 0.5) * INV_SQRT_2PI;
+        *x = c + v * pdf;
+    }
+}
+
+/// GELU backward from `gelu_forward_slope`'s slope, in place: `g ← 0 + g · slope`, the bits
+/// `gelu_backward` leaves in a zeroed buffer (the `0 +` turns a −0 into +0).
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512dq+avx512vl", "x86_64+avx2+fma"))]
+pub fn gelu_backward_slope(g: &mut [f32], slope: &[f32]) {
+    for (g, &s) in g.iter_mut().zip(slope) {
+        *g = 0.0 + *g * s;
+    }
+}
+
 /// Softmax's numerators and denominator: `row ← exp(row − max)`, returning their sum (summed as
 /// `lane_sum` does).
 #[multiversion(targets("x86_64+avx512f+avx512bw+avx512dq+avx512vl", "x86_64+avx2+fma"))]
