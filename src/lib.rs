@@ -23,5 +23,6 @@ pub mod predict;
 pub mod report;
 pub mod rng;
 pub mod rundir;
+mod simd;
 pub mod sweep;
 pub mod train;

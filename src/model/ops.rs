@@ -149,7 +149,7 @@ pub fn keep_mask(len: usize, p: f32, rng: &mut Rng) -> Vec<f32> {
 /// The decisions of `keep_mask` as `drop` and `keep` values of any type: the CUDA build draws
 /// them as bytes (a quarter of the bytes to write and to copy to the device) and scales them
 /// there, to the same values.
-pub fn mask_of<T: Copy + Default + Send + Sync>(
+pub fn mask_of<T: Copy + Send + Sync>(
     len: usize,
     p: f32,
     rng: &mut Rng,
@@ -161,22 +161,25 @@ pub fn mask_of<T: Copy + Default + Send + Sync>(
     // `w >> 8 < ⌈p · 2²⁴⌉` exactly (p · 2²⁴ is exact in f64): an integer test that vectorises.
     let threshold = (p as f64 * (1u64 << 24) as f64).ceil() as u32;
     let start = rng.get_word_pos();
-    let mut mask = vec![T::default(); len];
-    mask.par_chunks_mut(BLOCK)
+    // Written once, without a fill first (every element is set below).
+    let mut mask: Vec<T> = Vec::with_capacity(len);
+    mask.spare_capacity_mut()[..len]
+        .par_chunks_mut(BLOCK)
         .enumerate()
         .for_each(|(i, block)| {
-            let mut r = rng.clone();
-            r.set_word_pos(start + (i * BLOCK) as u128);
             let mut words = [0u32; 1024];
-            for part in block.chunks_mut(words.len()) {
+            for (j, part) in block.chunks_mut(words.len()).enumerate() {
                 let words = &mut words[..part.len()];
-                // The words `next_u32` would return, in order, in one call.
-                r.fill(words);
+                // The words `next_u32` would return, in order.
+                let at = start + (i * BLOCK + j * 1024) as u128;
+                crate::rng::words_at(rng, at, words);
                 for (m, &w) in part.iter_mut().zip(words.iter()) {
-                    *m = if w >> 8 < threshold { drop } else { keep };
+                    m.write(if w >> 8 < threshold { drop } else { keep });
                 }
             }
         });
+    // SAFETY: the loop above wrote every one of the `len` elements.
+    unsafe { mask.set_len(len) };
     rng.set_word_pos(start + len as u128);
     mask
 }

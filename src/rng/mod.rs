@@ -23,3 +23,6 @@ pub fn stream(seed: u64, name: &str) -> Rng {
     z ^= z >> 31;
     Rng::seed_from_u64(z)
 }
+
+mod words;
+pub use words::words_at;
