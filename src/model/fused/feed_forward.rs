@@ -16,7 +16,7 @@
 use super::gemm::{matmul, Into, Kept, Operand, View};
 use super::linear::{bias_rows, forward_product};
 use super::residual::Residual;
-use super::{column_sums, column_sums_made, vmath};
+use super::{kept_with_sums, vmath};
 use crate::model::host::{accumulate, add_from_host, fresh_to_vec, take_output_grad};
 use crate::model::params::Linear;
 use crate::model::precision::products;
@@ -84,8 +84,7 @@ pub fn feed_forward<T: Tape<f32, Dev>>(
             matmul(dst, 0, rs, a, b, 1.0, Into::Accumulate, true, precision)
         };
         // The down projection.
-        let db_down = bd_ghost.as_ref().map(|_| column_sums(&dy, d_out));
-        let dy = Kept::new(dy, precision);
+        let (dy, db_down) = kept_with_sums(dy, d_out, precision, bd_ghost.is_some(), |_, _| {});
         let dy = dy.view(0, (n, d_out), d_out);
         let mut da = vec![0.0f32; n * ffn];
         let wd = View::new(&wd, 0, (d_out, ffn), ffn);
@@ -107,13 +106,12 @@ pub fn feed_forward<T: Tape<f32, Dev>>(
         if let (Some(b), Some(sums)) = (&bd_ghost, db_down) {
             add_from_host(grads.get_or_alloc_mut(b)?, &sums)?;
         }
-        // GELU, in place (`da` becomes `du`), each block summed for the bias as it is made.
-        let db_up = column_sums_made(&mut da, ffn, |start, block| {
-            vmath::gelu_backward_slope(block, &slope[start..start + block.len()])
+        // GELU, in place (`da` becomes `du`), each block summed for the bias and rounded
+        // as it is made.
+        let (du, db_up) = kept_with_sums(da, ffn, precision, bu_ghost.is_some(), |at, block| {
+            vmath::gelu_backward_slope(block, &slope[at..at + block.len()])
         });
-        let du = da;
         // The up projection.
-        let du = Kept::new(du, precision);
         let du = du.view(0, (n, ffn), ffn);
         let wu = View::new(&wu, 0, (ffn, d_in), d_in).into();
         accumulate(grads.get_or_alloc_mut(&x_ghost)?, |dx| mm(dx, d_in, du, wu))?;
@@ -121,9 +119,9 @@ pub fn feed_forward<T: Tape<f32, Dev>>(
         accumulate(grads.get_or_alloc_mut(&wu_ghost)?, |dw| {
             mm(dw, d_in, du.t(), x)
         })?;
-        match &bu_ghost {
-            Some(b) => add_from_host(grads.get_or_alloc_mut(b)?, &db_up),
-            None => Ok(()),
+        match (&bu_ghost, db_up) {
+            (Some(b), Some(sums)) => add_from_host(grads.get_or_alloc_mut(b)?, &sums),
+            _ => Ok(()),
         }
     });
     out.put_tape(tape)

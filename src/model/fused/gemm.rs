@@ -151,6 +151,32 @@ impl Kept {
         Self::F32(values)
     }
 
+    /// `values` held as `precision`'s products read them, after `visit(start, block)` has seen
+    /// (and may have changed in place) each block of `block` values, `start` being its first
+    /// index; with what each visit returned, in block order. With bf16 products each block is
+    /// rounded right after its visit, while it is in cache: a pass over memory saved against
+    /// visiting, then `new`.
+    pub fn visited<R: Send>(
+        mut values: Vec<f32>,
+        block: usize,
+        precision: Precision,
+        visit: impl Fn(usize, &mut [f32]) -> R + Sync,
+    ) -> (Self, Vec<R>) {
+        #[cfg(target_arch = "x86_64")]
+        if precision == Precision::Bf16 && super::gemm_bf16::native() {
+            let (bits, seen) = super::gemm_bf16::round_visited(&mut values, block, visit);
+            return (Self::Bf16(bits), seen);
+        }
+        let _ = precision;
+        use rayon::prelude::*;
+        let seen = values
+            .par_chunks_mut(block)
+            .enumerate()
+            .map(|(i, b)| visit(i * block, b))
+            .collect();
+        (Self::F32(values), seen)
+    }
+
     /// How many values it holds.
     pub fn len(&self) -> usize {
         match self {

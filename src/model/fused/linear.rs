@@ -9,8 +9,8 @@
 //! products: each is rounded once instead of once per product, and `x` takes half the memory
 //! until the backward pass.
 
-use super::column_sums;
 use super::gemm::{matmul, Into, Kept, View};
+use super::kept_with_sums;
 use crate::model::host::{accumulate, add_from_host, fresh_to_vec, take_output_grad};
 use crate::model::params::Linear;
 use crate::model::precision::{products, Precision};
@@ -44,8 +44,7 @@ pub fn linear<T: Tape<f32, Dev>>(x: Act<T>, weight: &Matrix, bias: Option<&Vecto
         }
         grads.try_alloc_for(&out_ghost)?;
         let g = take_output_grad(grads.get_or_alloc_mut(&out_ghost)?)?;
-        let db = b_ghost.as_ref().map(|_| column_sums(&g, d_out));
-        let gk = Kept::new(g, precision);
+        let (gk, db) = kept_with_sums(g, d_out, precision, b_ghost.is_some(), |_, _| {});
         let gs = gk.view(0, (n, d_out), d_out);
         let ws = View::new(&w, 0, (d_out, d_in), d_in);
         let xs = xk.view(0, (n, d_in), d_in);

@@ -38,6 +38,8 @@ pub use linear::linear;
 pub use residual::{residual_dropout, Residual};
 pub use self_attention::self_attention;
 
+use crate::model::precision::Precision;
+use gemm::Kept;
 use rayon::prelude::*;
 
 /// Rows per parallel task; also the fixed block size of row reductions.
@@ -49,19 +51,23 @@ fn column_sums(m: &[f32], c: usize) -> Vec<f32> {
     add_partials(partial, c)
 }
 
-/// `column_sums` of what `make(start, block)` leaves in each block of `ROWS` rows of `m` (the
-/// block's first element being `start`), made in place just before the block is summed: one
-/// pass over memory instead of two, and the same sums.
-fn column_sums_made(m: &mut [f32], c: usize, make: impl Fn(usize, &mut [f32]) + Sync) -> Vec<f32> {
-    let partial: Vec<Vec<f32>> = m
-        .par_chunks_mut(c * ROWS)
-        .enumerate()
-        .map(|(i, b)| {
-            make(i * c * ROWS, b);
-            block_sums(b, c)
-        })
-        .collect();
-    add_partials(partial, c)
+/// `m` (rows of `c` values) held as `precision`'s products read it, and (when `sums`) its
+/// `column_sums`, after `make(start, block)` has made each block of `ROWS` rows in place (the
+/// block's first element being `start`): one pass over memory for the three, while each
+/// block is in cache.
+fn kept_with_sums(
+    m: Vec<f32>,
+    c: usize,
+    precision: Precision,
+    sums: bool,
+    make: impl Fn(usize, &mut [f32]) + Sync,
+) -> (Kept, Option<Vec<f32>>) {
+    let (kept, partial) = Kept::visited(m, c * ROWS, precision, |start, block| {
+        make(start, block);
+        sums.then(|| block_sums(block, c))
+    });
+    let partial = partial.into_iter().flatten().collect();
+    (kept, sums.then(|| add_partials(partial, c)))
 }
 
 /// The sums of one block's rows, in row order.

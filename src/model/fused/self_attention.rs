@@ -13,8 +13,8 @@
 //! same order.
 
 use super::attention::{backward, forward};
-use super::column_sums;
 use super::gemm::{matmul, Into, Kept, Operand, View};
+use super::kept_with_sums;
 use super::linear::{bias_rows, forward_product};
 use super::residual::Residual;
 use crate::model::attention::ScoreBias;
@@ -94,8 +94,7 @@ pub fn self_attention<T: Tape<f32, Dev>>(
         // `dx += g W` (into `dx` when given), `dW += gᵀ a` for its input `a`.
         let mut projection = |i: usize, g: Vec<f32>, a: &Kept, dx: Option<&mut [f32]>| {
             let (w_ghost, b_ghost) = &ghosts[i];
-            let db = b_ghost.as_ref().map(|_| column_sums(&g, h));
-            let g = Kept::new(g, precision);
+            let (g, db) = kept_with_sums(g, h, precision, b_ghost.is_some(), |_, _| {});
             let g = g.view(0, (n, h), h);
             match dx {
                 Some(dx) => mm(dx, g, weight(i)),

@@ -116,6 +116,33 @@ pub fn round_made(
     out
 }
 
+/// `values` rounded to bf16 bits block by block, each block right after `visit(start, block)`
+/// has seen it (and may have changed it in place; `start` is its first index), while it is
+/// still in cache, over rayon's threads; with what each visit returned, in block order
+/// (`gemm::Kept::visited`).
+pub fn round_visited<R: Send>(
+    values: &mut [f32],
+    block: usize,
+    visit: impl Fn(usize, &mut [f32]) -> R + Sync,
+) -> (Vec<u16>, Vec<R>) {
+    use rayon::prelude::*;
+    let len = values.len();
+    let mut out: Vec<u16> = Vec::with_capacity(len);
+    let seen = out.spare_capacity_mut()[..len]
+        .par_chunks_mut(block)
+        .zip(values.par_chunks_mut(block))
+        .enumerate()
+        .map(|(i, (o, b))| {
+            let r = visit(i * block, b);
+            round_into(b, o);
+            r
+        })
+        .collect();
+    // SAFETY: `round_into` wrote every one of the `len` elements.
+    unsafe { out.set_len(len) };
+    (out, seen)
+}
+
 /// Values per chunk of `round_made` (16 KiB of f32 on a thread's stack).
 pub const MADE: usize = 4096;
 
