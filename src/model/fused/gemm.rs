@@ -142,7 +142,7 @@ impl Kept {
         let _ = precision;
         use rayon::prelude::*;
         const CHUNK: usize = super::gemm_bf16::MADE;
-        let mut values = vec![0.0f32; side.len()];
+        let mut values = crate::model::host::zeros(side.len());
         values
             .par_chunks_mut(CHUNK)
             .zip(side.par_chunks_mut(CHUNK))
