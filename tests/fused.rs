@@ -270,7 +270,7 @@ fn residual_dropout_matches_dfdx() {
     let r: Matrix = dev.tensor_from_vec(random(n * c, 16, 1.0), (n, c));
     for p in [0.0f32, 0.3] {
         let mut rng = stream(5, "drop");
-        let y_ref = pretext::model::ops::dropout(h.leaky_trace(), p, Some(&mut rng)) + x.clone();
+        let y_ref = pretext::model::ops::dropout_unfused(h.leaky_trace(), p, &mut rng) + x.clone();
         let out_ref = y_ref.as_vec();
         let g_ref = (y_ref * r.clone()).sum::<Rank0, _>().backward();
         let mut rng = stream(5, "drop");
@@ -288,6 +288,29 @@ fn residual_dropout_matches_dfdx() {
             1e-6,
         );
         assert_close(&format!("p={p} dx"), &g.get(&x).as_vec(), &r.as_vec(), 1e-6);
+    }
+}
+
+/// The fused dropout (the embeddings') is dfdx's product with the mask tensor bit for bit,
+/// forward and backward, on more elements than one parallel chunk.
+#[test]
+fn dropout_matches_dfdx() {
+    use pretext::model::ops::{dropout, dropout_unfused};
+    let dev = Dev::seed_from_u64(0);
+    let (n, c) = (700, 48);
+    let x: Matrix = dev.tensor_from_vec(rows(n, c, 17), (n, c));
+    let r: Matrix = dev.tensor_from_vec(random(n * c, 18, 1.0), (n, c));
+    let bits = |t: &Matrix| t.as_vec().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    for p in [0.1f32, 0.5] {
+        let y_ref = dropout_unfused(x.leaky_trace(), p, &mut stream(6, "drop"));
+        let out_ref: Matrix = y_ref.retaped();
+        let g_ref = (y_ref * r.clone()).sum::<Rank0, _>().backward();
+        let y = dropout(x.leaky_trace(), p, Some(&mut stream(6, "drop")));
+        let out: Matrix = y.retaped();
+        let g = (y * r.clone()).sum::<Rank0, _>().backward();
+        assert_eq!(bits(&out), bits(&out_ref), "p={p} output");
+        assert_eq!(bits(&g.get(&x)), bits(&g_ref.get(&x)), "p={p} dx");
+        assert!(out.as_vec().contains(&0.0), "p={p}: nothing dropped");
     }
 }
 

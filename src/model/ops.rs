@@ -200,23 +200,34 @@ pub fn dropout<S: Shape, T: Tape<f32, Dev>>(
 ) -> Tensor<S, f32, Dev, T> {
     match rng {
         Some(rng) if p > 0.0 => {
-            let shape = *x.shape();
             #[cfg(not(feature = "cuda"))]
-            let m: Tensor<S, f32, Dev> = x
-                .device()
-                .tensor_from_vec(keep_mask(shape.num_elements(), p, rng), shape);
+            return super::fused::dropout(x, p, rng);
             // Bytes cross the bus and become `keep_mask`'s values on the device (1 · scale is
             // scale exactly): the masks of a CPU run, a quarter of the copy.
             #[cfg(feature = "cuda")]
-            let m: Tensor<S, f32, Dev> = {
+            {
+                let shape = *x.shape();
                 let flags = mask_of(shape.num_elements(), p, rng, 0u8, 1u8);
                 let flags: Tensor<S, u8, Dev> = x.device().tensor_from_vec(flags, shape);
-                flags.to_dtype::<f32>() * (1.0 / (1.0 - p))
-            };
-            x * m
+                x * (flags.to_dtype::<f32>() * (1.0 / (1.0 - p)))
+            }
         }
         _ => x,
     }
+}
+
+/// `dropout` as dfdx's product with the mask as a tensor: the reference `tests/fused.rs`
+/// checks the fused one against, bit for bit.
+pub fn dropout_unfused<S: Shape, T: Tape<f32, Dev>>(
+    x: Tensor<S, f32, Dev, T>,
+    p: f32,
+    rng: &mut Rng,
+) -> Tensor<S, f32, Dev, T> {
+    let shape = *x.shape();
+    let m: Tensor<S, f32, Dev> = x
+        .device()
+        .tensor_from_vec(keep_mask(shape.num_elements(), p, rng), shape);
+    x * m
 }
 
 /// Mean cross-entropy of `logits` `(N, C)` against class `labels` from dfdx's ops (the label's

@@ -18,6 +18,7 @@
 mod attention;
 mod bias;
 mod cross_entropy;
+mod dropout;
 mod embedding;
 mod feed_forward;
 pub mod gemm;
@@ -31,6 +32,7 @@ pub mod vmath;
 pub use attention::attention;
 pub use bias::add_bias;
 pub use cross_entropy::cross_entropy;
+pub use dropout::dropout;
 pub use embedding::embed;
 pub use feed_forward::feed_forward;
 pub use layer_norm::layer_norm;
