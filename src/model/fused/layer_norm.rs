@@ -4,7 +4,7 @@
 //! `dx = r · (h − mean(h) − x̂ · mean(h ⊙ x̂))`, `dγ = Σ_rows g ⊙ x̂`, `dβ = Σ_rows g`.
 
 use super::vmath::{lane_dot, lane_sum};
-use super::{column_sums, ROWS};
+use super::{add_partials, block_sums, ROWS};
 use crate::model::host::{accumulate, add_from_host, fresh_to_vec, take_output_grad, zeros};
 use crate::model::params::Affine;
 use crate::model::{Act, Dev};
@@ -34,19 +34,29 @@ pub fn layer_norm<T: Tape<f32, Dev>>(x: Act<T>, a: &Affine, eps: f32) -> Act<T> 
         grads.try_alloc_for(&b_ghost)?;
         grads.try_alloc_for(&out_ghost)?;
         let g = take_output_grad(grads.get_or_alloc_mut(&out_ghost)?)?;
-        let mut gx = zeros(n * c);
+        // Each block's share of dγ and dβ is summed as the block is done (`g ⊙ x̂` only ever
+        // exists a block at a time): the sums `column_sums` would make, without two more
+        // passes over memory.
+        let mut partial = Vec::new();
         accumulate(grads.get_or_alloc_mut(&x_ghost)?, |dx| {
-            dx.par_chunks_mut(c * ROWS)
-                .zip(gx.par_chunks_mut(c * ROWS))
+            partial = dx
+                .par_chunks_mut(c * ROWS)
                 .zip(g.par_chunks(c * ROWS))
                 .zip(xhat.par_chunks(c * ROWS))
                 .zip(rstd.par_chunks(ROWS))
-                .for_each(|((((dxs, gxs), gs), xs), rs)| {
-                    backward_rows(dxs, gxs, gs, xs, rs, &gamma)
-                })
+                .map_init(
+                    || vec![0.0f32; c * ROWS],
+                    |gx, (((dxs, gs), xs), rs)| {
+                        let gx = &mut gx[..gs.len()];
+                        backward_rows(dxs, gx, gs, xs, rs, &gamma);
+                        (block_sums(gx, c), block_sums(gs, c))
+                    },
+                )
+                .collect::<Vec<_>>();
         })?;
-        add_from_host(grads.get_or_alloc_mut(&w_ghost)?, &column_sums(&gx, c))?;
-        add_from_host(grads.get_or_alloc_mut(&b_ghost)?, &column_sums(&g, c))
+        let (dw, db): (Vec<_>, Vec<_>) = partial.into_iter().unzip();
+        add_from_host(grads.get_or_alloc_mut(&w_ghost)?, &add_partials(dw, c))?;
+        add_from_host(grads.get_or_alloc_mut(&b_ghost)?, &add_partials(db, c))
     });
     out.put_tape(tape)
 }
