@@ -5,7 +5,7 @@
 //! `Φ(x) + x·φ(x)` — the encoder's gradient checks caught it. HF BERT's `gelu` is this one.
 
 use super::fused::vmath::{self, INV_SQRT_2PI};
-use super::host::{accumulate, fresh_to_vec, take_output_grad};
+use super::host::{elementwise, fresh_to_vec};
 use super::{Act, Dev};
 use dfdx::prelude::*;
 use num_traits::Float;
@@ -58,7 +58,6 @@ pub fn gelu_device<T: Tape<f32, Dev>>(x: Act<T>) -> Act<T> {
 /// kernels (Φ within 1.6e-7 of the exact value).
 pub fn gelu_host<T: Tape<f32, Dev>>(x: Act<T>) -> Act<T> {
     let x = x.contiguous();
-    let shape = *x.shape();
     let xv = fresh_to_vec(&x);
     let mut cdf = vec![0.0f32; xv.len()];
     let mut y = vec![0.0f32; xv.len()];
@@ -66,22 +65,13 @@ pub fn gelu_host<T: Tape<f32, Dev>>(x: Act<T>) -> Act<T> {
         .zip(cdf.par_chunks_mut(CHUNK))
         .zip(xv.par_chunks(CHUNK))
         .for_each(|((y, c), x)| vmath::gelu_forward(x, y, c));
-    let (x, mut tape) = x.split_tape();
-    let out: Act<NoneTape> = x.device().tensor_from_vec(y, shape);
-    let (x_ghost, out_ghost) = (x.ghost(), out.ghost());
-    tape.add_backward_op(move |grads| {
-        grads.try_alloc_for(&x_ghost)?;
-        grads.try_alloc_for(&out_ghost)?;
-        let g = take_output_grad(grads.get_or_alloc_mut(&out_ghost)?)?;
-        accumulate(grads.get_or_alloc_mut(&x_ghost)?, |dx| {
-            dx.par_chunks_mut(CHUNK)
-                .zip(g.par_chunks(CHUNK))
-                .zip(xv.par_chunks(CHUNK))
-                .zip(cdf.par_chunks(CHUNK))
-                .for_each(|(((d, g), x), c)| vmath::gelu_backward(g, x, c, d))
-        })
-    });
-    out.put_tape(tape)
+    elementwise(x, y, move |dx, g| {
+        dx.par_chunks_mut(CHUNK)
+            .zip(g.par_chunks(CHUNK))
+            .zip(xv.par_chunks(CHUNK))
+            .zip(cdf.par_chunks(CHUNK))
+            .for_each(|(((d, g), x), c)| vmath::gelu_backward(g, x, c, d))
+    })
 }
 
 /// Elements per parallel task (and per call of the vectorised kernels).

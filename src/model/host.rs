@@ -135,6 +135,27 @@ pub fn fresh_to_vec<S: Shape, T>(t: &Tensor<S, f32, Dev, T>) -> Vec<f32> {
     v
 }
 
+/// `y`, the values of an elementwise op on `x`, as a tensor on `x`'s tape whose backward pass
+/// adds to `x`'s gradient through `backward(dx, g)`, `g` being the output's gradient: the tape
+/// work every host-side elementwise op shares (`gelu_host`, `fused::dropout`).
+pub fn elementwise<S: Shape, T: Tape<f32, Dev>>(
+    x: Tensor<S, f32, Dev, T>,
+    y: Vec<f32>,
+    backward: impl FnOnce(&mut [f32], &[f32]) + 'static,
+) -> Tensor<S, f32, Dev, T> {
+    let shape = *x.shape();
+    let (x, mut tape) = x.split_tape();
+    let out: Tensor<S, f32, Dev> = x.device().tensor_from_vec(y, shape);
+    let (x_ghost, out_ghost) = (x.ghost(), out.ghost());
+    tape.add_backward_op(move |grads| {
+        grads.try_alloc_for(&x_ghost)?;
+        grads.try_alloc_for(&out_ghost)?;
+        let g = take_output_grad(grads.get_or_alloc_mut(&out_ghost)?)?;
+        accumulate(grads.get_or_alloc_mut(&x_ghost)?, |dx| backward(dx, &g))
+    });
+    out.put_tape(tape)
+}
+
 /// `dst += src`, element by element: gradient sums over micro-batches where the gradients are.
 #[cfg(not(feature = "cuda"))]
 pub fn add_into(dst: &mut GradBuf, src: &GradBuf) -> Result<(), DevError> {

@@ -4,7 +4,7 @@
 //! the arithmetic is dfdx's (`x · k` forward, `dx += g · k` backward), bit for bit
 //! (`tests/fused.rs`).
 
-use crate::model::host::{accumulate, fresh_to_vec, take_output_grad};
+use crate::model::host::{elementwise, fresh_to_vec};
 use crate::model::ops::keep_mask;
 use crate::model::Dev;
 use crate::rng::Rng;
@@ -27,23 +27,14 @@ pub fn dropout<S: Shape, T: Tape<f32, Dev>>(
     y.par_chunks_mut(CHUNK)
         .zip(keep.par_chunks(CHUNK))
         .for_each(|(y, k)| y.iter_mut().zip(k).for_each(|(y, k)| *y *= k));
-    let (x, mut tape) = x.split_tape();
-    let out: Tensor<S, f32, Dev> = x.device().tensor_from_vec(y, shape);
-    let (x_ghost, out_ghost) = (x.ghost(), out.ghost());
-    tape.add_backward_op(move |grads| {
-        grads.try_alloc_for(&x_ghost)?;
-        grads.try_alloc_for(&out_ghost)?;
-        let g = take_output_grad(grads.get_or_alloc_mut(&out_ghost)?)?;
-        accumulate(grads.get_or_alloc_mut(&x_ghost)?, |dx| {
-            dx.par_chunks_mut(CHUNK)
-                .zip(g.par_chunks(CHUNK))
-                .zip(keep.par_chunks(CHUNK))
-                .for_each(|((d, g), k)| {
-                    for ((d, g), k) in d.iter_mut().zip(g).zip(k) {
-                        *d += g * k;
-                    }
-                })
-        })
-    });
-    out.put_tape(tape)
+    elementwise(x, y, move |dx, g| {
+        dx.par_chunks_mut(CHUNK)
+            .zip(g.par_chunks(CHUNK))
+            .zip(keep.par_chunks(CHUNK))
+            .for_each(|((d, g), k)| {
+                for ((d, g), k) in d.iter_mut().zip(g).zip(k) {
+                    *d += g * k;
+                }
+            })
+    })
 }
