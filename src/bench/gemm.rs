@@ -118,24 +118,11 @@ pub struct Timed {
 
 /// Times every product of `s`, repeating each for about `seconds` per precision.
 pub fn run(s: &Shape, seconds: f64) -> Vec<Timed> {
-    let only = std::env::var("ONLY").unwrap_or_default();
-    let kept_only = std::env::var("KEPT_ONLY").is_ok();
     products(s)
         .into_iter()
-        .filter(|p| p.name.contains(&only))
         .map(|p| Timed {
-            f32_gflops: if kept_only {
-                0.0
-            } else {
-                time(&p, Precision::Fp32, false, seconds)
-            },
-            bf16_gflops: gemm_bf16::native().then(|| {
-                if kept_only {
-                    0.0
-                } else {
-                    time(&p, Precision::Bf16, false, seconds)
-                }
-            }),
+            f32_gflops: time(&p, Precision::Fp32, false, seconds),
+            bf16_gflops: gemm_bf16::native().then(|| time(&p, Precision::Bf16, false, seconds)),
             kept_gflops: gemm_bf16::native().then(|| time(&p, Precision::Bf16, true, seconds)),
             product: p,
         })
