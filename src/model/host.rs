@@ -99,23 +99,44 @@ pub fn take_output_grad(buf: &mut GradBuf) -> Result<Vec<f32>, DevError> {
     to_host(buf)
 }
 
-/// `vec![0.0; len]`, with the zeros written over rayon's threads when it is long. glibc's
-/// `calloc` zero-fills a reused heap block on the calling thread (and with `alloc`'s settings
-/// every block is reused), so an op's 4–32 MiB buffers were single-threaded memsets while the
-/// other cores waited: 3 % of a bf16 step on the reference shape.
-pub fn zeros(len: usize) -> Vec<f32> {
+/// A vector of `len` values written over rayon's threads, `chunk` at a time, by
+/// `write(start, out)` (`start` being the index of `out`'s first element), with no fill
+/// first. glibc's `calloc` zero-fills a reused heap block on the calling thread (and with
+/// `alloc`'s settings every block is reused), so a `vec![0; len]` that is then overwritten is
+/// a single-threaded pass over memory the size of an activation while the other cores wait.
+///
+/// # Safety
+/// `write` must write every element of each `out` it is given.
+pub unsafe fn written<T: Send>(
+    len: usize,
+    chunk: usize,
+    write: impl Fn(usize, &mut [std::mem::MaybeUninit<T>]) + Sync,
+) -> Vec<T> {
     use rayon::prelude::*;
+    let mut v = Vec::with_capacity(len);
+    v.spare_capacity_mut()[..len]
+        .par_chunks_mut(chunk)
+        .enumerate()
+        .for_each(|(i, out)| write(i * chunk, out));
+    // SAFETY: the caller's `write` wrote every one of the `len` elements.
+    unsafe { v.set_len(len) };
+    v
+}
+
+/// `vec![0.0; len]`, with the zeros written over rayon's threads when it is long (`written`):
+/// an op's 4–32 MiB zeroed buffers were 3 % of a bf16 step on the reference shape as
+/// single-threaded memsets.
+pub fn zeros(len: usize) -> Vec<f32> {
     const CHUNK: usize = 1 << 16;
     if len <= CHUNK {
         return vec![0.0; len];
     }
-    let mut v = Vec::with_capacity(len);
-    v.spare_capacity_mut()[..len]
-        .par_chunks_mut(CHUNK)
-        .for_each(|c| c.fill(std::mem::MaybeUninit::new(0.0)));
-    // SAFETY: the loop above wrote every one of the `len` elements.
-    unsafe { v.set_len(len) };
-    v
+    // SAFETY: each chunk is filled whole.
+    unsafe {
+        written(len, CHUNK, |_, out| {
+            out.fill(std::mem::MaybeUninit::new(0.0))
+        })
+    }
 }
 
 /// The values of a tensor that an op just produced, by a plain copy of its buffer. dfdx's

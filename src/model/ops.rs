@@ -6,7 +6,6 @@ use super::{Act, Dev, Matrix, Vector};
 use crate::rng::Rng;
 use dfdx::prelude::*;
 use rand::Rng as _;
-use rayon::prelude::*;
 
 /// `x Wᵀ + b` (or `x Wᵀ` without a bias) on token rows `(N, in)`.
 pub fn linear<T: Tape<f32, Dev>>(x: Act<T>, l: &Linear) -> Act<T> {
@@ -161,25 +160,20 @@ pub fn mask_of<T: Copy + Send + Sync>(
     // `w >> 8 < ⌈p · 2²⁴⌉` exactly (p · 2²⁴ is exact in f64): an integer test that vectorises.
     let threshold = (p as f64 * (1u64 << 24) as f64).ceil() as u32;
     let start = rng.get_word_pos();
-    // Written once, without a fill first (every element is set below).
-    let mut mask: Vec<T> = Vec::with_capacity(len);
-    mask.spare_capacity_mut()[..len]
-        .par_chunks_mut(BLOCK)
-        .enumerate()
-        .for_each(|(i, block)| {
+    // SAFETY: every element of every block is written.
+    let mask = unsafe {
+        crate::model::host::written(len, BLOCK, |at, block| {
             let mut words = [0u32; 1024];
             for (j, part) in block.chunks_mut(words.len()).enumerate() {
                 let words = &mut words[..part.len()];
                 // The words `next_u32` would return, in order.
-                let at = start + (i * BLOCK + j * 1024) as u128;
-                crate::rng::words_at(rng, at, words);
+                crate::rng::words_at(rng, start + (at + j * 1024) as u128, words);
                 for (m, &w) in part.iter_mut().zip(words.iter()) {
                     m.write(if w >> 8 < threshold { drop } else { keep });
                 }
             }
-        });
-    // SAFETY: the loop above wrote every one of the `len` elements.
-    unsafe { mask.set_len(len) };
+        })
+    };
     rng.set_word_pos(start + len as u128);
     mask
 }

@@ -11,12 +11,13 @@
 
 use super::gemm::{matmul, Into, Kept, View};
 use super::{kept_with_sums, ROWS};
-use crate::model::host::{accumulate, add_from_host, fresh_to_vec, take_output_grad, zeros};
+use crate::model::host::{
+    accumulate, add_from_host, fresh_to_vec, take_output_grad, written, zeros,
+};
 use crate::model::params::Linear;
 use crate::model::precision::{products, Precision};
 use crate::model::{Act, Dev, Matrix, Vector};
 use dfdx::prelude::*;
-use rayon::prelude::*;
 
 /// `x`: `(N, in)`; `weight`: `(out, in)`; `bias`: `(out,)`, if any.
 pub fn linear<T: Tape<f32, Dev>>(x: Act<T>, weight: &Matrix, bias: Option<&Vector>) -> Act<T> {
@@ -97,19 +98,16 @@ fn rows_of(bias: Option<&Vector>, n: usize, width: usize) -> Vec<f32> {
         return zeros(n * width);
     };
     let bias = bias.as_vec();
-    // Written over rayon's threads, without a fill first: on one thread (`repeat`) the FFN's
+    // Over rayon's threads, without a fill first: on one thread (`repeat`) the FFN's
     // `(N, ffn)` rows kept the other cores waiting.
-    let mut rows = Vec::with_capacity(n * width);
-    rows.spare_capacity_mut()[..n * width]
-        .par_chunks_mut(width * ROWS)
-        .for_each(|block| {
+    // SAFETY: every row of every block is written.
+    unsafe {
+        written(n * width, width * ROWS, |_, block| {
             for row in block.chunks_mut(width) {
                 for (o, b) in row.iter_mut().zip(&bias) {
                     o.write(*b);
                 }
             }
-        });
-    // SAFETY: every row of every block was written above.
-    unsafe { rows.set_len(n * width) };
-    rows
+        })
+    }
 }

@@ -77,17 +77,13 @@ pub fn rounded(x: f32) -> f32 {
 /// `gemm::Kept` holds. The same rounding as the packing's, so a product of rounded operands
 /// equals the product of the f32 ones bit for bit.
 pub fn round_all(x: &[f32]) -> Vec<u16> {
-    use rayon::prelude::*;
     const CHUNK: usize = 1 << 14;
-    // Written once, without a zero-fill first: a pass over memory the size of an activation.
-    let mut out: Vec<u16> = Vec::with_capacity(x.len());
-    out.spare_capacity_mut()[..x.len()]
-        .par_chunks_mut(CHUNK)
-        .zip(x.par_chunks(CHUNK))
-        .for_each(|(o, x)| round_into(x, o));
-    // SAFETY: `round_into` wrote every one of the `x.len()` elements.
-    unsafe { out.set_len(x.len()) };
-    out
+    // SAFETY: `round_into` writes every element of its `out`.
+    unsafe {
+        crate::model::host::written(x.len(), CHUNK, |at, out| {
+            round_into(&x[at..at + out.len()], out)
+        })
+    }
 }
 
 /// Values made `MADE` at a time by `make(start, out, side)` — the values from `start` into
