@@ -25,6 +25,16 @@ pub(super) unsafe fn kernel<const ROW: usize, const PAIR: usize>(
     t: Tile,
 ) {
     use std::arch::x86_64::*;
+    // The tile of C is read (or written) only after the last pair. Asking for its lines now
+    // overlaps their misses with the products: a block of C rows wider than L2 (the FFN's
+    // 2,048 columns) or one read back per k block would otherwise stall every tile's stores
+    // (large shape ×1.10–1.17).
+    for i in 0..t.rows {
+        _mm_prefetch::<_MM_HINT_T0>(t.c.add(i * t.rs).cast());
+        if t.cols > 16 {
+            _mm_prefetch::<_MM_HINT_T0>(t.c.add(i * t.rs + 16).cast());
+        }
+    }
     let mut acc = [[_mm512_setzero_ps(); 2]; MR];
     for p in 0..pairs {
         let b0: __m512bh = std::mem::transmute(_mm512_loadu_si512(b.add(p * NR).cast()));
