@@ -194,6 +194,64 @@ fn products_of_operands_rounded_beforehand_are_bit_identical() {
     });
 }
 
+/// A layer's forward product with its bias added as the kernel stores each tile
+/// (`gemm::onto_bias`) equals the product accumulated onto the bias rows, bit for bit, on
+/// every layout, across k blocks (the bias only at the first) and ragged tiles; and GELU
+/// made on each finished tile (`Kept::made_from_product`) equals GELU over the finished
+/// product, values and slope, then rounded.
+#[test]
+fn the_bias_and_the_tile_epilogue_are_the_unfused_arithmetic_bit_for_bit() {
+    use pretext::model::fused::gemm::{onto_bias, Kept};
+    use pretext::model::fused::vmath;
+    if !native_or_say() {
+        return;
+    }
+    let sizes = [(13, 3, 33), (25, 511, 40), (37, 1030, 65), (30, 256, 40)];
+    each_case(&sizes, |(m, k, n), (la, lb), case, a_data, b_data| {
+        let (a, b) = (view(a_data, (m, k), la), view(b_data, (k, n), lb));
+        let bias = values(n, case + 3000);
+        for bias in [Some(&bias[..]), None] {
+            let mut want: Vec<f32> = match bias {
+                Some(b) => (0..m).flat_map(|_| b.iter().copied()).collect(),
+                None => vec![0.0; m * n],
+            };
+            matmul(
+                &mut want,
+                0,
+                n,
+                a,
+                b,
+                1.0,
+                Into::Accumulate,
+                true,
+                Precision::Bf16,
+            );
+            let got = onto_bias(a.into(), b.into(), bias, Precision::Bf16);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            let what = format!(
+                "m {m} k {k} n {n} layouts {la}/{lb} bias {}",
+                bias.is_some()
+            );
+            assert!(bits(&got) == bits(&want), "{what}: onto_bias differs");
+
+            let mut slope = want.clone();
+            let mut act = vec![0.0; m * n];
+            vmath::gelu_forward_slope(&mut slope, &mut act);
+            let gelu = |_: usize, a: &mut [f32], u: &mut [f32]| vmath::gelu_forward_slope(u, a);
+            let (u, kept) =
+                Kept::made_from_product(a.into(), b.into(), bias, Precision::Bf16, gelu);
+            assert!(bits(&u) == bits(&slope), "{what}: the slope differs");
+            let Kept::Bf16(made) = kept else {
+                panic!("{what}: not kept in bf16")
+            };
+            assert!(
+                made == gemm_bf16::round_all(&act),
+                "{what}: the activation differs"
+            );
+        }
+    });
+}
+
 /// Against the exact product (f64 on the unrounded operands): within what rounding two
 /// operands to 8 significant bits allows, and measurably away from the f32 product — a bf16
 /// setting that ran f32 would fail here.

@@ -5,8 +5,9 @@
 //! allocates and zeroes: on the reference shape, 4 M floats copied twice per layer forward, on
 //! the step's thread while the others wait. Here the pre-activation `u` stays a host vector,
 //! which GELU overwrites with its slope (all the backward pass needs of `u`), and the
-//! activation `a` exists only as the products read it (`Kept::make`: in bf16, rounded chunk by
-//! chunk as GELU makes it).
+//! activation `a` exists only as the products read it (`Kept::made_from_product`: in bf16,
+//! GELU runs on each tile of `u` as the kernel finishes it, and its output is rounded there,
+//! so `u` is written once and never read back until the backward pass).
 //!
 //! Backward, with `g` the output's gradient: `da = g W_d`, `dW_d += gᵀ a`, `db_d += Σ g`;
 //! `du = da · gelu'(u)` (in `da`'s buffer, each block summed for `db_u` as it is made);
@@ -14,7 +15,7 @@
 //! once, in the order the composed ops' backward passes ran.
 
 use super::gemm::{matmul, Into, Kept, Operand, View};
-use super::linear::{bias_rows, forward_product};
+use super::linear;
 use super::residual::Residual;
 use super::{kept_with_sums, vmath};
 use crate::model::host::{accumulate, add_from_host, fresh_to_vec, take_output_grad, zeros};
@@ -48,14 +49,17 @@ pub fn feed_forward<T: Tape<f32, Dev>>(
     let precision = products();
     let xk = Kept::new(fresh_to_vec(&x), precision);
     let (wu, wd) = (fresh_to_vec(&up.weight), fresh_to_vec(&down.weight));
-    let mut u = bias_rows(up, n);
-    forward_product(&mut u, &xk, &wu, (n, d_in, ffn), precision);
-    // The activation exists only as the down projection reads it (rounded as made, in bf16);
-    // `u` becomes GELU's slope at `u`, all the backward pass needs of it.
-    let ak = Kept::make(precision, &mut u, |_, a, u| vmath::gelu_forward_slope(u, a));
-    let slope = u;
-    let mut y = bias_rows(down, n);
-    forward_product(&mut y, &ak, &wd, (n, ffn, d_out), precision);
+    // The activation exists only as the down projection reads it (rounded as made, in bf16,
+    // each tile as the kernel finishes it); `u` becomes GELU's slope at `u`, all the backward
+    // pass needs of it.
+    let (slope, ak) = Kept::made_from_product(
+        xk.view(0, (n, d_in), d_in),
+        View::new(&wu, 0, (ffn, d_in), d_in).t().into(),
+        up.bias.as_ref().map(|b| b.as_vec()).as_deref(),
+        precision,
+        |_, a, u| vmath::gelu_forward_slope(u, a),
+    );
+    let mut y = linear::forward(&ak, &wd, down.bias.as_ref(), (n, ffn, d_out), precision);
     let keep = residual.as_ref().map(|r| r.add(&mut y, rng));
 
     let (x, mut tape) = x.split_tape();

@@ -125,30 +125,38 @@ impl Kept {
         Self::F32(values)
     }
 
-    /// Values made chunk by chunk over rayon's threads — `make(start, out, side)` writes all
-    /// of `out` (the values from `start`) and the same range of `side` (what the maker keeps
-    /// beside them: `side` is as long as the values) — held as `precision`'s products read
-    /// them. With bf16 products each chunk is rounded as soon as it is made, so the f32 values
-    /// never exist whole: a pass over memory saved against `new` of the finished values.
-    pub fn make(
+    /// `u = bias + a b` (`onto_bias`), then values made from it chunk by chunk over rayon's
+    /// threads — `make(start, out, side)` writes all of `out` (the values from index
+    /// `start`) and may change the same range of `u` (`side`) — and held as `precision`'s
+    /// products read them; with `u` as the maker left it. With bf16 products `make` runs on
+    /// each row segment of a tile as the kernel finishes it (at most 32 values), and what it
+    /// makes is rounded there, while in cache: `u` is written once and never read back, and
+    /// the f32 values never exist whole (the feed-forward's GELU on its `(N, ffn)`
+    /// pre-activation).
+    pub fn made_from_product(
+        a: Operand,
+        b: Operand,
+        bias: Option<&[f32]>,
         precision: Precision,
-        side: &mut [f32],
         make: impl Fn(usize, &mut [f32], &mut [f32]) + Sync,
-    ) -> Self {
+    ) -> (Vec<f32>, Self) {
         #[cfg(target_arch = "x86_64")]
-        if precision == Precision::Bf16 && super::gemm_bf16::native() {
-            return Self::Bf16(super::gemm_bf16::round_made(side, make));
+        if bf16_here(precision) {
+            a.check();
+            b.check();
+            let (u, bits) = super::gemm_bf16::made_from_product(a, b, bias, make);
+            return (u, Self::Bf16(bits));
         }
-        let _ = precision;
         use rayon::prelude::*;
-        const CHUNK: usize = super::gemm_bf16::MADE;
-        let mut values = crate::model::host::zeros(side.len());
+        const CHUNK: usize = 1 << 12;
+        let mut u = onto_bias(a, b, bias, precision);
+        let mut values = crate::model::host::zeros(u.len());
         values
             .par_chunks_mut(CHUNK)
-            .zip(side.par_chunks_mut(CHUNK))
+            .zip(u.par_chunks_mut(CHUNK))
             .enumerate()
             .for_each(|(i, (out, side))| make(i * CHUNK, out, side));
-        Self::F32(values)
+        (u, Self::F32(values))
     }
 
     /// `values` held as `precision`'s products read them, after `visit(start, block)` has seen
@@ -195,6 +203,58 @@ impl Kept {
             Self::F32(v) => View::new(v, offset, shape, rs).into(),
             Self::Bf16(v) => View::new(v, offset, shape, rs).into(),
         }
+    }
+}
+
+/// Whether bf16 products run here: `precision` asks for them and the CPU has them.
+fn bf16_here(precision: Precision) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if precision == Precision::Bf16 && super::gemm_bf16::native() {
+        return true;
+    }
+    let _ = precision;
+    false
+}
+
+/// `bias + a b`, a fresh `(a.rows, b.cols)` matrix whose every row starts as `bias` (or
+/// zeros): a layer's forward product. With bf16 products the bias is added as the kernel
+/// stores each tile, so its rows are never written out first and read back.
+pub fn onto_bias(a: Operand, b: Operand, bias: Option<&[f32]>, precision: Precision) -> Vec<f32> {
+    let ((m, k, _, _), (k2, n, _, _)) = (a.dims(), b.dims());
+    assert_eq!(k, k2, "inner dimensions");
+    #[cfg(target_arch = "x86_64")]
+    if bf16_here(precision) {
+        use super::gemm_bf16::{product, Ends};
+        a.check();
+        b.check();
+        let mut out = Vec::with_capacity(m * n);
+        let ends = Ends { bias, finish: None };
+        let dst = &mut out.spare_capacity_mut()[..m * n];
+        product(dst, 0, n, a, b, 1.0, Into::Overwrite, ends, true);
+        // SAFETY: an overwriting product writes every element of `dst`.
+        unsafe { out.set_len(m * n) };
+        return out;
+    }
+    let mut out = rows_of(bias, m, n);
+    matmul(&mut out, 0, n, a, b, 1.0, Into::Accumulate, true, precision);
+    out
+}
+
+/// `rows` rows of `bias` (or zeros), over rayon's threads without a fill first: on one
+/// thread (`repeat`) the FFN's `(N, ffn)` rows kept the other cores waiting.
+fn rows_of(bias: Option<&[f32]>, rows: usize, width: usize) -> Vec<f32> {
+    let Some(bias) = bias else {
+        return crate::model::host::zeros(rows * width);
+    };
+    // SAFETY: every row of every block is written.
+    unsafe {
+        crate::model::host::written(rows * width, width * super::ROWS, |_, block| {
+            for row in block.chunks_mut(width) {
+                for (o, b) in row.iter_mut().zip(bias) {
+                    o.write(*b);
+                }
+            }
+        })
     }
 }
 

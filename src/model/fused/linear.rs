@@ -1,7 +1,8 @@
 //! A linear layer, `y = x Wᵀ + b` on token rows, as one op whose products go through our
 //! `gemm` (AVX-512 where the CPU has it) rather than dfdx's matmul, with the bias folded in:
 //! `y` starts as the bias rows (or zeros, for a layer without bias) and the product
-//! accumulates onto it.
+//! accumulates onto it — in bf16, the bias is added as the kernel stores each tile
+//! (`gemm::onto_bias`), the same sums without the rows written first.
 //!
 //! Backward: `dx = g W`, `dW = gᵀ x`, `db = Σ_rows g`, the two products accumulating straight
 //! into dfdx's gradient buffers, in the precision the forward product used. With bf16
@@ -9,12 +10,9 @@
 //! products: each is rounded once instead of once per product, and `x` takes half the memory
 //! until the backward pass.
 
-use super::gemm::{matmul, Into, Kept, View};
-use super::{kept_with_sums, ROWS};
-use crate::model::host::{
-    accumulate, add_from_host, fresh_to_vec, take_output_grad, written, zeros,
-};
-use crate::model::params::Linear;
+use super::gemm::{matmul, onto_bias, Into, Kept, View};
+use super::kept_with_sums;
+use crate::model::host::{accumulate, add_from_host, fresh_to_vec, take_output_grad};
 use crate::model::precision::{products, Precision};
 use crate::model::{Act, Dev, Matrix, Vector};
 use dfdx::prelude::*;
@@ -28,8 +26,7 @@ pub fn linear<T: Tape<f32, Dev>>(x: Act<T>, weight: &Matrix, bias: Option<&Vecto
     let precision = products();
     let xk = Kept::new(fresh_to_vec(&x), precision);
     let w = fresh_to_vec(weight);
-    let mut y = rows_of(bias, n, d_out);
-    forward_product(&mut y, &xk, &w, (n, d_in, d_out), precision);
+    let y = forward(&xk, &w, bias, (n, d_in, d_out), precision);
     let (x, mut tape) = x.split_tape();
     let out: Act<NoneTape> = x.device().tensor_from_vec(y, (n, d_out));
     let (x_ghost, w_ghost, b_ghost, out_ghost) = (
@@ -74,40 +71,21 @@ pub fn linear<T: Tape<f32, Dev>>(x: Act<T>, weight: &Matrix, bias: Option<&Vecto
     out.put_tape(tape)
 }
 
-/// `dst += a Wᵀ` for `a` `(n, k)` and `w` `(m, k)`, `(n, k, m)` = `dims`: a linear layer's
-/// forward product, onto its bias rows (`bias_rows`).
-pub(super) fn forward_product(
-    dst: &mut [f32],
+/// A linear layer's forward product, `a Wᵀ + bias` for `a` `(n, k)` and `w` `(m, k)`,
+/// `(n, k, m)` = `dims` (`gemm::onto_bias`).
+pub(super) fn forward(
     a: &Kept,
     w: &[f32],
+    bias: Option<&Vector>,
     (n, k, m): (usize, usize, usize),
     precision: Precision,
-) {
+) -> Vec<f32> {
     let w = View::new(w, 0, (m, k), k);
-    let a = a.view(0, (n, k), k);
-    matmul(dst, 0, m, a, w.t(), 1.0, Into::Accumulate, true, precision);
-}
-
-/// A layer's output rows before its product: the bias repeated, or zeros.
-pub(super) fn bias_rows(l: &Linear, n: usize) -> Vec<f32> {
-    rows_of(l.bias.as_ref(), n, l.weight.shape().0)
-}
-
-fn rows_of(bias: Option<&Vector>, n: usize, width: usize) -> Vec<f32> {
-    let Some(bias) = bias else {
-        return zeros(n * width);
-    };
-    let bias = bias.as_vec();
-    // Over rayon's threads, without a fill first: on one thread (`repeat`) the FFN's
-    // `(N, ffn)` rows kept the other cores waiting.
-    // SAFETY: every row of every block is written.
-    unsafe {
-        written(n * width, width * ROWS, |_, block| {
-            for row in block.chunks_mut(width) {
-                for (o, b) in row.iter_mut().zip(&bias) {
-                    o.write(*b);
-                }
-            }
-        })
-    }
+    let bias = bias.map(|b| b.as_vec());
+    onto_bias(
+        a.view(0, (n, k), k),
+        w.t().into(),
+        bias.as_deref(),
+        precision,
+    )
 }

@@ -15,7 +15,7 @@
 use super::attention::{backward, forward};
 use super::gemm::{matmul, Into, Kept, Operand, View};
 use super::kept_with_sums;
-use super::linear::{bias_rows, forward_product};
+use super::linear;
 use super::residual::Residual;
 use crate::model::attention::ScoreBias;
 use crate::model::host::{accumulate, add_from_host, fresh_to_vec, take_output_grad, zeros};
@@ -47,9 +47,7 @@ pub fn self_attention<T: Tape<f32, Dev>>(
     let xk = Kept::new(fresh_to_vec(&x), precision);
     let w = [q, k, v, o].map(|l| fresh_to_vec(&l.weight));
     let project = |l: &Linear, w: &[f32], a: &Kept| {
-        let mut y = bias_rows(l, n);
-        forward_product(&mut y, a, w, (n, h, h), precision);
-        y
+        linear::forward(a, w, l.bias.as_ref(), (n, h, h), precision)
     };
     let qkv = [0, 1, 2].map(|i| Kept::new(project([q, k, v][i], &w[i], &xk), precision));
     let (ctx, core) = forward(

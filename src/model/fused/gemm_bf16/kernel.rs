@@ -12,6 +12,9 @@ pub(super) struct Tile {
     pub(super) cols: usize,
     pub(super) beta: f32,
     pub(super) overwrite: bool,
+    /// With `overwrite`, the row that starts every row of the tile (its first `cols`
+    /// values), or null: `c = β · tile + bias`, as if `c` had held the bias rows.
+    pub(super) bias: *const f32,
 }
 
 /// One `MR × NR` tile over `pairs` k pairs. Row `i`'s word of pair `p` is at
@@ -48,11 +51,16 @@ pub(super) unsafe fn kernel<const ROW: usize, const PAIR: usize>(
     }
     let beta = _mm512_set1_ps(t.beta);
     let masks = [mask16(t.cols), mask16(t.cols.saturating_sub(16))];
+    let bias = (!t.bias.is_null())
+        .then(|| [0, 1].map(|h| _mm512_maskz_loadu_ps(masks[h], t.bias.wrapping_add(16 * h))));
     for (i, row) in acc.iter().enumerate().take(t.rows) {
         for (h, v) in row.iter().enumerate() {
             let at = t.c.add(i * t.rs + 16 * h);
             let out = if t.overwrite {
-                _mm512_mul_ps(beta, *v)
+                match bias {
+                    Some(b) => _mm512_fmadd_ps(beta, *v, b[h]),
+                    None => _mm512_mul_ps(beta, *v),
+                }
             } else {
                 _mm512_fmadd_ps(beta, *v, _mm512_maskz_loadu_ps(masks[h], at))
             };

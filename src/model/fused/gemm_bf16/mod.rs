@@ -33,12 +33,18 @@
 
 mod kernel;
 mod pack;
+mod round;
 
 use super::gemm::{Into, Operand};
+use std::mem::MaybeUninit;
+
 #[cfg(target_arch = "x86_64")]
 use kernel::{kernel, Tile};
 #[cfg(target_arch = "x86_64")]
 use pack::{pack_pair_major, pack_row_major};
+#[cfg(target_arch = "x86_64")]
+pub use round::made_from_product;
+pub use round::{round_all, round_visited, rounded, to_bf16};
 
 /// Rows of a C tile (and of a packed A strip).
 const MR: usize = 12;
@@ -60,99 +66,6 @@ pub fn native() -> bool {
     #[cfg(not(target_arch = "x86_64"))]
     {
         false
-    }
-}
-
-/// f32 → bf16 bits, rounding to nearest even (NaN stays NaN): what `vcvtne2ps2bf16` does.
-pub fn to_bf16(x: f32) -> u16 {
-    half::bf16::from_f32(x).to_bits()
-}
-
-/// The value a bf16 operand stands for.
-pub fn rounded(x: f32) -> f32 {
-    half::bf16::from_f32(x).to_f32()
-}
-
-/// `x` rounded to bf16 bits, element by element, over rayon's threads for long slices: what
-/// `gemm::Kept` holds. The same rounding as the packing's, so a product of rounded operands
-/// equals the product of the f32 ones bit for bit.
-pub fn round_all(x: &[f32]) -> Vec<u16> {
-    const CHUNK: usize = 1 << 14;
-    // SAFETY: `round_into` writes every element of its `out`.
-    unsafe {
-        crate::model::host::written(x.len(), CHUNK, |at, out| {
-            round_into(&x[at..at + out.len()], out)
-        })
-    }
-}
-
-/// Values made `MADE` at a time by `make(start, out, side)` — the values from `start` into
-/// `out`, a buffer on the stack, and whatever the maker keeps beside them into the same range
-/// of `side` — each chunk rounded to bf16 bits as soon as it is made, over rayon's threads: the
-/// f32 values never exist whole (`gemm::Kept::make`).
-pub fn round_made(
-    side: &mut [f32],
-    make: impl Fn(usize, &mut [f32], &mut [f32]) + Sync,
-) -> Vec<u16> {
-    use rayon::prelude::*;
-    let len = side.len();
-    let mut out: Vec<u16> = Vec::with_capacity(len);
-    out.spare_capacity_mut()[..len]
-        .par_chunks_mut(MADE)
-        .zip(side.par_chunks_mut(MADE))
-        .enumerate()
-        .for_each(|(i, (o, side))| {
-            let mut values = [0.0f32; MADE];
-            let values = &mut values[..o.len()];
-            make(i * MADE, values, side);
-            round_into(values, o);
-        });
-    // SAFETY: `round_into` wrote every one of the `len` elements.
-    unsafe { out.set_len(len) };
-    out
-}
-
-/// `values` rounded to bf16 bits block by block, each block right after `visit(start, block)`
-/// has seen it (and may have changed it in place; `start` is its first index), while it is
-/// still in cache, over rayon's threads; with what each visit returned, in block order
-/// (`gemm::Kept::visited`).
-pub fn round_visited<R: Send>(
-    values: &mut [f32],
-    block: usize,
-    visit: impl Fn(usize, &mut [f32]) -> R + Sync,
-) -> (Vec<u16>, Vec<R>) {
-    use rayon::prelude::*;
-    let len = values.len();
-    let mut out: Vec<u16> = Vec::with_capacity(len);
-    let seen = out.spare_capacity_mut()[..len]
-        .par_chunks_mut(block)
-        .zip(values.par_chunks_mut(block))
-        .enumerate()
-        .map(|(i, (o, b))| {
-            let r = visit(i * block, b);
-            round_into(b, o);
-            r
-        })
-        .collect();
-    // SAFETY: `round_into` wrote every one of the `len` elements.
-    unsafe { out.set_len(len) };
-    (out, seen)
-}
-
-/// Values per chunk of `round_made` (16 KiB of f32 on a thread's stack).
-pub const MADE: usize = 4096;
-
-/// Writes every element of `out`: `x` rounded.
-fn round_into(x: &[f32], out: &mut [std::mem::MaybeUninit<u16>]) {
-    assert_eq!(x.len(), out.len());
-    #[cfg(target_arch = "x86_64")]
-    if native() {
-        // SAFETY: the instructions are present; the slices have equal lengths, and the
-        // routine writes each element of `out` (plain stores, no reads).
-        return unsafe { pack::round_into(x, out.as_mut_ptr().cast()) };
-    }
-    for (o, v) in out.iter_mut().zip(x) {
-        o.write(to_bf16(*v));
     }
 }
 
@@ -217,9 +130,56 @@ pub fn matmul(
     into: Into,
     parallel: bool,
 ) {
+    // SAFETY: f32 values are valid `MaybeUninit<f32>`s, and `product` writes only f32 values.
+    let dst = unsafe { &mut *(dst as *mut [f32] as *mut [MaybeUninit<f32>]) };
+    product(dst, offset, rs, a, b, beta, into, Ends::default(), parallel)
+}
+
+/// Work on a finished row segment of a tile: `(index of its first element, the segment)`.
+pub type Finish<'a> = dyn Fn(usize, &mut [f32]) + Sync + 'a;
+
+/// What a product's tiles start from and what becomes of each once it is done: the bias
+/// added as the first k block is stored (so that its rows are never written out first), and
+/// work on the finished tile while it is in cache (`gemm::Kept::made_from_product`).
+#[derive(Clone, Copy, Default)]
+pub struct Ends<'a> {
+    /// Added to every row at the first k block, in place of what `dst` held: only with
+    /// `Into::Overwrite`.
+    pub bias: Option<&'a [f32]>,
+    /// Called on each row segment of each tile after its last k block, with the index of its
+    /// first element (from `offset`).
+    pub finish: Option<&'a Finish<'a>>,
+}
+
+/// `dst (+)= β · a b` (`+ bias`), as `matmul`; with `Into::Overwrite`, `dst` need not hold
+/// values: every element of the product is written before it is read.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+pub fn product(
+    dst: &mut [MaybeUninit<f32>],
+    offset: usize,
+    rs: usize,
+    a: Operand,
+    b: Operand,
+    beta: f32,
+    into: Into,
+    ends: Ends,
+    parallel: bool,
+) {
     use rayon::prelude::*;
     let ((m, k, _, a_cs), (_, n, _, _)) = (a.dims(), b.dims());
     assert!(rs >= n, "rows of the product overlap");
+    assert!(
+        m > 0 && n > 0 && offset + (m - 1) * rs + n <= dst.len(),
+        "product out of bounds"
+    );
+    if let Some(bias) = ends.bias {
+        assert!(
+            into == Into::Overwrite,
+            "a bias replaces what the product overwrites"
+        );
+        assert_eq!(bias.len(), n, "bias against the product's columns");
+    }
     let threads = if parallel {
         rayon::current_num_threads()
     } else {
@@ -277,7 +237,8 @@ pub fn matmul(
             }
             let packed_b = &*packed_b;
             let overwrite = pc == 0 && into == Into::Overwrite;
-            let block = |(blk, rows): (usize, &mut [f32])| {
+            let last = pc + kc == k;
+            let block = |(blk, rows): (usize, &mut [MaybeUninit<f32>])| {
                 let i0 = blk * mc;
                 let mr_all = mc.min(m - i0);
                 let strip = match layout {
@@ -323,13 +284,18 @@ pub fn matmul(
                             let at = r * rs + j;
                             let need = at + (tile_rows - 1) * rs + cols;
                             assert!(need <= rows.len(), "tile out of bounds");
+                            let bias = match ends.bias {
+                                Some(b) if overwrite => b[j..].as_ptr(),
+                                _ => std::ptr::null(),
+                            };
                             let tile = Tile {
-                                c: rows[at..].as_mut_ptr(),
+                                c: rows[at..].as_mut_ptr().cast(),
                                 rs,
                                 rows: tile_rows,
                                 cols,
                                 beta,
                                 overwrite,
+                                bias,
                             };
                             let bp = bp.as_ptr();
                             // SAFETY: the tile's last element is inside `rows` (checked
@@ -347,6 +313,14 @@ pub fn matmul(
                                     }
                                     Layout::RowMajor(r) => unreachable!("row length {r}"),
                                     Layout::PairMajor => kernel::<1, MR>(pairs, ap, bp, tile),
+                                }
+                            }
+                            if let (true, Some(finish)) = (last, ends.finish) {
+                                for i in 0..tile_rows {
+                                    let seg = &mut rows[at + i * rs..][..cols];
+                                    // SAFETY: the kernel has just written the segment.
+                                    let seg = unsafe { &mut *(seg as *mut [_] as *mut [f32]) };
+                                    finish((i0 + r + i) * rs + j, seg);
                                 }
                             }
                         }
