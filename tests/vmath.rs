@@ -163,6 +163,45 @@ fn gelu_slope_kernels_equal_the_cdf_pair() {
     }
 }
 
+/// `gelu_forward_slope` works on whole blocks of values step by step side by side, and on the
+/// rest one value at a time: both give the same bits for every value, at the edges of `exp`'s
+/// and `erfc`'s ranges, for infinities, NaN and signed zeros too.
+#[test]
+fn gelu_forward_slope_blocks_equal_single_values() {
+    let special = [
+        0.0,
+        -0.0,
+        f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        1e-30,
+        -1e-30,
+        14.2,
+        -14.2,
+        13.0,
+        -13.0,
+        100.0,
+        -100.0,
+        f32::MAX,
+        f32::MIN,
+        f32::MIN_POSITIVE,
+    ];
+    let x: Vec<f32> = (0..96)
+        .map(|i| match special.get(i % 40) {
+            Some(&v) => v,
+            None => (i as f32 * 0.37).sin() * 9.0,
+        })
+        .collect();
+    let (mut slope, mut y) = (x.clone(), vec![0.0; x.len()]);
+    vmath::gelu_forward_slope(&mut slope, &mut y);
+    for (i, &v) in x.iter().enumerate() {
+        let (mut s1, mut y1) = ([v], [0.0]);
+        vmath::gelu_forward_slope(&mut s1, &mut y1);
+        assert_eq!(y[i].to_bits(), y1[0].to_bits(), "GELU at {v}");
+        assert_eq!(slope[i].to_bits(), s1[0].to_bits(), "GELU's slope at {v}");
+    }
+}
+
 fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
 }

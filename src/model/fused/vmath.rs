@@ -132,12 +132,110 @@ pub fn gelu_backward(g: &[f32], x: &[f32], cdf: &[f32], dx: &mut [f32]) {
 /// the pre-activation), and the backward pass is one multiply (`gelu_backward_slope`).
 #[multiversion(targets("x86_64+avx512f+avx512bw+avx512dq+avx512vl", "x86_64+avx2+fma"))]
 pub fn gelu_forward_slope(x: &mut [f32], y: &mut [f32]) {
-    for (y, x) in y.iter_mut().zip(x.iter_mut()) {
+    let n = x.len().min(y.len());
+    let (x, y) = (&mut x[..n], &mut y[..n]);
+    let mut xs = x.chunks_exact_mut(BLOCK);
+    let mut ys = y.chunks_exact_mut(BLOCK);
+    for (xb, yb) in (&mut xs).zip(&mut ys) {
+        let xb: &mut Block = xb.try_into().expect("a whole block");
+        let yb: &mut Block = yb.try_into().expect("a whole block");
+        gelu_slope_block(xb, yb);
+    }
+    for (x, y) in xs.into_remainder().iter_mut().zip(ys.into_remainder()) {
         let v = *x;
         let c = normal_cdf(v);
         *y = v * c;
         let pdf = exp(-(v * v) * 0.5) * INV_SQRT_2PI;
         *x = c + v * pdf;
+    }
+}
+
+/// Values of `gelu_forward_slope`'s blocks: two 512-bit vectors (a tile's row).
+const BLOCK: usize = 32;
+type Block = [f32; BLOCK];
+
+/// `f` on every lane of a block.
+#[inline(always)]
+fn each(a: &Block, f: impl Fn(f32) -> f32) -> Block {
+    let mut o = [0.0; BLOCK];
+    for i in 0..BLOCK {
+        o[i] = f(a[i]);
+    }
+    o
+}
+
+/// `f` on every pair of lanes of two blocks.
+#[inline(always)]
+fn each2(a: &Block, b: &Block, f: impl Fn(f32, f32) -> f32) -> Block {
+    let mut o = [0.0; BLOCK];
+    for i in 0..BLOCK {
+        o[i] = f(a[i], b[i]);
+    }
+    o
+}
+
+/// `exp` on a block, one operation at a time over all of its lanes: the operations of `exp`
+/// in its order for every lane (the same bits, `tests/vmath.rs`), but the vectors of a block
+/// go through each step side by side. `exp` and `erfc` are chains of some forty dependent
+/// operations; a loop over single vectors waited on them (GELU ran at five cycles a value),
+/// where side by side the chains overlap.
+#[inline(always)]
+fn exp_block(x: &Block) -> Block {
+    let xc = each(x, |x| x.clamp(EXP_MIN, EXP_MAX));
+    let k = each(&xc, |xc| xc * LOG2E + ROUND);
+    let n = each(&k, |k| k - ROUND);
+    let r = each2(&xc, &n, |xc, n| (xc - n * LN2_HI) - n * LN2_LO);
+    let mut p = [1.0 / 5040.0; BLOCK];
+    for c in [
+        1.0 / 720.0,
+        1.0 / 120.0,
+        1.0 / 24.0,
+        1.0 / 6.0,
+        1.0 / 2.0,
+        1.0,
+        1.0,
+    ] {
+        p = each2(&r, &p, |r, p| c + r * p);
+    }
+    let scale = each(&k, |k| {
+        let n_bits = k.to_bits().wrapping_sub(ROUND.to_bits());
+        f32::from_bits(n_bits.wrapping_add(127) << 23)
+    });
+    let y = each2(&p, &scale, |p, scale| p * scale);
+    let y = each2(x, &y, |x, y| if x > EXP_MAX { f32::INFINITY } else { y });
+    each2(x, &y, |x, y| if x < EXP_MIN { 0.0 } else { y })
+}
+
+/// `erfc` on a block, as `exp_block` does `exp`.
+#[inline(always)]
+fn erfc_block(z: &Block) -> Block {
+    let a = each(z, |z| z.abs());
+    let a = each(&a, |a| if a > 10.0 { 10.0 } else { a });
+    let t = each(&a, |a| 1.0 / (1.0 + 0.5 * a));
+    let s = each(&t, |t| t - 0.5);
+    let mut p = [ERFC[9]; BLOCK];
+    for c in ERFC[..9].iter().rev() {
+        p = each2(&p, &s, |p, s| p * s + c);
+    }
+    let e = exp_block(&each2(&p, &a, |p, a| p - a * a));
+    let e = each2(&t, &e, |t, e| t * e);
+    each2(z, &e, |z, e| if z < 0.0 { 2.0 - e } else { e })
+}
+
+/// `gelu_forward_slope` on one block.
+#[inline(always)]
+fn gelu_slope_block(x: &mut Block, y: &mut Block) {
+    let v = *x;
+    let c = each(
+        &erfc_block(&each(&v, |v| -v * std::f32::consts::FRAC_1_SQRT_2)),
+        |e| 0.5 * e,
+    );
+    *y = each2(&v, &c, |v, c| v * c);
+    let pdf = each(&exp_block(&each(&v, |v| -(v * v) * 0.5)), |e| {
+        e * INV_SQRT_2PI
+    });
+    for i in 0..BLOCK {
+        x[i] = c[i] + v[i] * pdf[i];
     }
 }
 
