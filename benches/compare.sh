@@ -56,7 +56,7 @@ med = lambda side, k: statistics.median(r[side][k] for r in rows)
 p = rows[0]
 print(f"{shape} shape, {threads} threads, {len(rows)} pairs (medians)")
 for side in [s for s in ("pretext", "pretext-bf16") if s in p]:
-    print(f"  {side}: {med(side, 'tokens_per_second'):.0f} tokens/s, {med(side, 'gflops_per_second'):.1f} GFLOP/s, peak RSS {med(side, 'peak_rss_mib'):.0f} MiB, {p[side]['simd']} kernels, products in {p[side].get('precision', 'fp32')}")
+    print(f"  {side}: {med(side, 'tokens_per_second'):.0f} tokens/s, {med(side, 'gflops_per_second'):.1f} GFLOP/s, peak RSS {med(side, 'peak_rss_mib'):.0f} MiB, {p[side]['simd']} kernels, products in {p[side].get('precision', 'fp32')}{' on ' + p[side]['bf16_kernel'] if 'bf16_kernel' in p[side] else ''}")
 for ref in refs:
     t = rows[0][ref]
     side = "pretext-bf16" if ref == "speed-bf16" else "pretext"

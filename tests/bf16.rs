@@ -57,6 +57,19 @@ fn native_or_say() -> bool {
     native
 }
 
+/// Runs `f` on each bf16 kernel this CPU has: AMX tiles where it has them, and `vdpbf16ps`
+/// (the kernel's name goes to stderr first, which a failing test shows).
+fn each_kernel(f: impl Fn()) {
+    if gemm_bf16::kernel_name() == "amx" {
+        eprintln!("kernel: amx");
+        f();
+    }
+    gemm_bf16::without_amx(|| {
+        eprintln!("kernel: {}", gemm_bf16::kernel_name());
+        f()
+    });
+}
+
 /// Runs `f` on each size with every pair of layouts (`view`'s 0, 1, 2) and fresh operand
 /// data, numbering the cases so that each draws its own values.
 fn each_case(
@@ -76,8 +89,9 @@ fn each_case(
     }
 }
 
-/// Sizes around the kernel's tile (12 × 32), k pair and block (512) and column block (2048)
-/// edges, with every layout of A and B, overwriting and accumulating, on one and all threads.
+/// Sizes around the kernels' tiles (12 × 32 and AMX's 32 × 32 of 16 pairs), k pair and block
+/// (512) and column block (2048) edges, with every layout of A and B, overwriting and
+/// accumulating, on one and all threads, on each kernel.
 #[test]
 fn the_kernel_computes_bf16_products_with_f32_sums() {
     if !native_or_say() {
@@ -94,43 +108,45 @@ fn the_kernel_computes_bf16_products_with_f32_sums() {
         (3, 5, 2100),
         (200, 96, 48),
     ];
-    each_case(&sizes, |(m, k, n), (la, lb), case, a_data, b_data| {
-        let (a, b) = (view(a_data, (m, k), la), view(b_data, (k, n), lb));
-        let rs = n + 3; // a destination wider than the product, as attention's is
-        let start = values(m * rs + 2, case + 2000);
-        for (into, parallel) in [(Into::Overwrite, true), (Into::Accumulate, false)] {
-            let mut want = start.clone();
-            reference(&mut want, 2, rs, a, b, 0.5, into);
-            let mut got = start.clone();
-            matmul(&mut got, 2, rs, a, b, 0.5, into, parallel, Precision::Bf16);
-            for i in 0..m {
-                for j in 0..n {
-                    let at = 2 + i * rs + j;
-                    // Only the order of the f32 sums differs from the definition.
-                    let scale: f32 = (0..k)
-                        .map(|kk| {
-                            (rounded(a.data[a.offset + i * a.rs + kk * a.cs])
-                                * rounded(b.data[b.offset + kk * b.rs + j * b.cs]))
-                            .abs()
-                        })
-                        .sum::<f32>()
-                        + start[at].abs();
-                    assert!(
-                        (got[at] - want[at]).abs() <= 1e-6 * k as f32 * scale + 1e-30,
-                        "m {m} k {k} n {n} layouts {la}/{lb}: ({i}, {j}) {} vs {}",
-                        got[at],
-                        want[at]
-                    );
+    each_kernel(|| {
+        each_case(&sizes, |(m, k, n), (la, lb), case, a_data, b_data| {
+            let (a, b) = (view(a_data, (m, k), la), view(b_data, (k, n), lb));
+            let rs = n + 3; // a destination wider than the product, as attention's is
+            let start = values(m * rs + 2, case + 2000);
+            for (into, parallel) in [(Into::Overwrite, true), (Into::Accumulate, false)] {
+                let mut want = start.clone();
+                reference(&mut want, 2, rs, a, b, 0.5, into);
+                let mut got = start.clone();
+                matmul(&mut got, 2, rs, a, b, 0.5, into, parallel, Precision::Bf16);
+                for i in 0..m {
+                    for j in 0..n {
+                        let at = 2 + i * rs + j;
+                        // Only the order of the f32 sums differs from the definition.
+                        let scale: f32 = (0..k)
+                            .map(|kk| {
+                                (rounded(a.data[a.offset + i * a.rs + kk * a.cs])
+                                    * rounded(b.data[b.offset + kk * b.rs + j * b.cs]))
+                                .abs()
+                            })
+                            .sum::<f32>()
+                            + start[at].abs();
+                        assert!(
+                            (got[at] - want[at]).abs() <= 1e-6 * k as f32 * scale + 1e-30,
+                            "m {m} k {k} n {n} layouts {la}/{lb}: ({i}, {j}) {} vs {}",
+                            got[at],
+                            want[at]
+                        );
+                    }
+                }
+                // Outside the product nothing is written.
+                for (at, (g, s)) in got.iter().zip(&start).enumerate() {
+                    let j = (at as isize - 2).rem_euclid(rs as isize) as usize;
+                    if at < 2 || j >= n || at >= 2 + m * rs {
+                        assert_eq!(g, s, "element {at} outside the product changed");
+                    }
                 }
             }
-            // Outside the product nothing is written.
-            for (at, (g, s)) in got.iter().zip(&start).enumerate() {
-                let j = (at as isize - 2).rem_euclid(rs as isize) as usize;
-                if at < 2 || j >= n || at >= 2 + m * rs {
-                    assert_eq!(g, s, "element {at} outside the product changed");
-                }
-            }
-        }
+        })
     });
 }
 
@@ -152,45 +168,47 @@ fn products_of_operands_rounded_beforehand_are_bit_identical() {
         (25, 2048, 20),
         (3, 5, 70),
     ];
-    each_case(&sizes, |(m, k, n), (la, lb), case, a_data, b_data| {
-        let (a_bits, b_bits) = (gemm_bf16::round_all(a_data), gemm_bf16::round_all(b_data));
-        let (a, b) = (view(a_data, (m, k), la), view(b_data, (k, n), lb));
-        let bits = |v: View, data| View::<u16> {
-            data,
-            offset: v.offset,
-            rows: v.rows,
-            cols: v.cols,
-            rs: v.rs,
-            cs: v.cs,
-        };
-        let (ar, br) = (bits(a, &a_bits), bits(b, &b_bits));
-        let start = values(m * n, case + 2000);
-        let product = |a: Operand, b: Operand| {
-            let mut c = start.clone();
-            matmul(
-                &mut c,
-                0,
-                n,
-                a,
-                b,
-                0.5,
-                Into::Accumulate,
-                true,
-                Precision::Bf16,
-            );
-            c.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
-        };
-        let want = product(a.into(), b.into());
-        for (name, x, y) in [
-            ("both", ar.into(), br.into()),
-            ("A", ar.into(), b.into()),
-            ("B", a.into(), br.into()),
-        ] {
-            assert!(
-                product(x, y) == want,
-                "m {m} k {k} n {n} layouts {la}/{lb}: {name} rounded beforehand differs"
-            );
-        }
+    each_kernel(|| {
+        each_case(&sizes, |(m, k, n), (la, lb), case, a_data, b_data| {
+            let (a_bits, b_bits) = (gemm_bf16::round_all(a_data), gemm_bf16::round_all(b_data));
+            let (a, b) = (view(a_data, (m, k), la), view(b_data, (k, n), lb));
+            let bits = |v: View, data| View::<u16> {
+                data,
+                offset: v.offset,
+                rows: v.rows,
+                cols: v.cols,
+                rs: v.rs,
+                cs: v.cs,
+            };
+            let (ar, br) = (bits(a, &a_bits), bits(b, &b_bits));
+            let start = values(m * n, case + 2000);
+            let product = |a: Operand, b: Operand| {
+                let mut c = start.clone();
+                matmul(
+                    &mut c,
+                    0,
+                    n,
+                    a,
+                    b,
+                    0.5,
+                    Into::Accumulate,
+                    true,
+                    Precision::Bf16,
+                );
+                c.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+            };
+            let want = product(a.into(), b.into());
+            for (name, x, y) in [
+                ("both", ar.into(), br.into()),
+                ("A", ar.into(), b.into()),
+                ("B", a.into(), br.into()),
+            ] {
+                assert!(
+                    product(x, y) == want,
+                    "m {m} k {k} n {n} layouts {la}/{lb}: {name} rounded beforehand differs"
+                );
+            }
+        })
     });
 }
 
@@ -207,48 +225,50 @@ fn the_bias_and_the_tile_epilogue_are_the_unfused_arithmetic_bit_for_bit() {
         return;
     }
     let sizes = [(13, 3, 33), (25, 511, 40), (37, 1030, 65), (30, 256, 40)];
-    each_case(&sizes, |(m, k, n), (la, lb), case, a_data, b_data| {
-        let (a, b) = (view(a_data, (m, k), la), view(b_data, (k, n), lb));
-        let bias = values(n, case + 3000);
-        for bias in [Some(&bias[..]), None] {
-            let mut want: Vec<f32> = match bias {
-                Some(b) => (0..m).flat_map(|_| b.iter().copied()).collect(),
-                None => vec![0.0; m * n],
-            };
-            matmul(
-                &mut want,
-                0,
-                n,
-                a,
-                b,
-                1.0,
-                Into::Accumulate,
-                true,
-                Precision::Bf16,
-            );
-            let got = onto_bias(a.into(), b.into(), bias, Precision::Bf16);
-            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-            let what = format!(
-                "m {m} k {k} n {n} layouts {la}/{lb} bias {}",
-                bias.is_some()
-            );
-            assert!(bits(&got) == bits(&want), "{what}: onto_bias differs");
+    each_kernel(|| {
+        each_case(&sizes, |(m, k, n), (la, lb), case, a_data, b_data| {
+            let (a, b) = (view(a_data, (m, k), la), view(b_data, (k, n), lb));
+            let bias = values(n, case + 3000);
+            for bias in [Some(&bias[..]), None] {
+                let mut want: Vec<f32> = match bias {
+                    Some(b) => (0..m).flat_map(|_| b.iter().copied()).collect(),
+                    None => vec![0.0; m * n],
+                };
+                matmul(
+                    &mut want,
+                    0,
+                    n,
+                    a,
+                    b,
+                    1.0,
+                    Into::Accumulate,
+                    true,
+                    Precision::Bf16,
+                );
+                let got = onto_bias(a.into(), b.into(), bias, Precision::Bf16);
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                let what = format!(
+                    "m {m} k {k} n {n} layouts {la}/{lb} bias {}",
+                    bias.is_some()
+                );
+                assert!(bits(&got) == bits(&want), "{what}: onto_bias differs");
 
-            let mut slope = want.clone();
-            let mut act = vec![0.0; m * n];
-            vmath::gelu_forward_slope(&mut slope, &mut act);
-            let gelu = |_: usize, a: &mut [f32], u: &mut [f32]| vmath::gelu_forward_slope(u, a);
-            let (u, kept) =
-                Kept::made_from_product(a.into(), b.into(), bias, Precision::Bf16, gelu);
-            assert!(bits(&u) == bits(&slope), "{what}: the slope differs");
-            let Kept::Bf16(made) = kept else {
-                panic!("{what}: not kept in bf16")
-            };
-            assert!(
-                made == gemm_bf16::round_all(&act),
-                "{what}: the activation differs"
-            );
-        }
+                let mut slope = want.clone();
+                let mut act = vec![0.0; m * n];
+                vmath::gelu_forward_slope(&mut slope, &mut act);
+                let gelu = |_: usize, a: &mut [f32], u: &mut [f32]| vmath::gelu_forward_slope(u, a);
+                let (u, kept) =
+                    Kept::made_from_product(a.into(), b.into(), bias, Precision::Bf16, gelu);
+                assert!(bits(&u) == bits(&slope), "{what}: the slope differs");
+                let Kept::Bf16(made) = kept else {
+                    panic!("{what}: not kept in bf16")
+                };
+                assert!(
+                    made == gemm_bf16::round_all(&act),
+                    "{what}: the activation differs"
+                );
+            }
+        })
     });
 }
 
@@ -268,7 +288,24 @@ fn bf16_products_are_within_bf16_tolerance_of_exact_ones() {
         matmul(&mut c, 0, n, a, b, 1.0, Into::Overwrite, true, p);
         c
     };
-    let (bf, f) = (run(Precision::Bf16), run(Precision::Fp32));
+    each_kernel(|| {
+        check_tolerance(
+            (m, k, n),
+            &a_data,
+            &b_data,
+            run(Precision::Bf16),
+            run(Precision::Fp32),
+        )
+    });
+}
+
+fn check_tolerance(
+    (m, k, n): (usize, usize, usize),
+    a_data: &[f32],
+    b_data: &[f32],
+    bf: Vec<f32>,
+    f: Vec<f32>,
+) {
     let mut worst_f32_gap = 0.0f64;
     for i in 0..m {
         for j in 0..n {

@@ -80,6 +80,10 @@ pub struct Measured {
     pub simd: &'static str,
     /// The products' precision as run (`bf16` only where the CPU has AVX512-BF16).
     pub precision: &'static str,
+    /// The bf16 products' kernel (`amx` tiles or `avx512-bf16`'s `vdpbf16ps`), for a bf16
+    /// run: on Intel's Xeons the two differ sixfold in peak.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bf16_kernel: Option<&'static str>,
     /// Untimed steps before the timed ones. The learning-rate schedule spans both, so two
     /// loss traces are comparable only when warm-up and steps both agree.
     pub warmup: u64,
@@ -107,7 +111,10 @@ impl Measured {
             self.losses.last().copied().unwrap_or(f64::NAN),
             self.device,
             self.simd,
-            self.precision
+            match self.bf16_kernel {
+                Some(k) => format!("{} on {k}", self.precision),
+                None => self.precision.to_string(),
+            }
         );
         if let Some(peak) = peak_tflops {
             s += &format!(
@@ -289,6 +296,8 @@ pub fn run(shape: &Shape, warmup: u64, steps: u64, dir: &Path) -> Result<Measure
         device: crate::model::DEVICE_NAME,
         simd: simd(),
         precision: trainer.precision.name(),
+        bf16_kernel: (trainer.precision == crate::config::Precision::Bf16)
+            .then(crate::model::fused::gemm_bf16::kernel_name),
         warmup,
         steps,
         seconds,

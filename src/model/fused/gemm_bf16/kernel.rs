@@ -49,22 +49,32 @@ pub(super) unsafe fn kernel<const ROW: usize, const PAIR: usize>(
             row[1] = _mm512_dpbf16_ps(row[1], w, b1);
         }
     }
-    let beta = _mm512_set1_ps(t.beta);
-    let masks = [mask16(t.cols), mask16(t.cols.saturating_sub(16))];
-    let bias = (!t.bias.is_null())
-        .then(|| [0, 1].map(|h| _mm512_maskz_loadu_ps(masks[h], t.bias.wrapping_add(16 * h))));
     for (i, row) in acc.iter().enumerate().take(t.rows) {
         for (h, v) in row.iter().enumerate() {
-            let at = t.c.add(i * t.rs + 16 * h);
-            let out = if t.overwrite {
-                match bias {
-                    Some(b) => _mm512_fmadd_ps(beta, *v, b[h]),
-                    None => _mm512_mul_ps(beta, *v),
-                }
-            } else {
-                _mm512_fmadd_ps(beta, *v, _mm512_maskz_loadu_ps(masks[h], at))
-            };
-            _mm512_mask_storeu_ps(at, masks[h], out);
+            store_row(&t, i, h, *v);
         }
     }
+}
+
+/// Stores `v`, the sums of columns `16 h ..` of the tile's row `i`, as the tile says: `β v`
+/// over what C held (or over the bias, or over nothing), only the tile's columns.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn store_row(t: &Tile, i: usize, h: usize, v: std::arch::x86_64::__m512) {
+    use std::arch::x86_64::*;
+    let beta = _mm512_set1_ps(t.beta);
+    let mask = mask16(t.cols.saturating_sub(16 * h));
+    let at = t.c.add(i * t.rs + 16 * h);
+    let out = if !t.overwrite {
+        _mm512_fmadd_ps(beta, v, _mm512_maskz_loadu_ps(mask, at))
+    } else if t.bias.is_null() {
+        _mm512_mul_ps(beta, v)
+    } else {
+        _mm512_fmadd_ps(
+            beta,
+            v,
+            _mm512_maskz_loadu_ps(mask, t.bias.wrapping_add(16 * h)),
+        )
+    };
+    _mm512_mask_storeu_ps(at, mask, out);
 }

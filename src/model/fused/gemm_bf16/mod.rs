@@ -4,8 +4,11 @@
 //! of two bf16 values is exact in f32, and the sums are f32. Outputs stay f32, so everything
 //! after a product (LayerNorm, softmax, the loss, the optimiser) runs in f32.
 //!
-//! The kernel is AVX512-BF16's `vdpbf16ps`, which adds two bf16 products into each f32 lane:
-//! twice the multiply-adds of an f32 FMA per instruction. No well-kept Rust crate has a bf16
+//! Two kernels: AMX's `tdpbf16ps` on tiles where the CPU has them (`amx.rs`: Intel's Xeons
+//! since Sapphire Rapids, where it is six times the peak of the other), else AVX512-BF16's
+//! `vdpbf16ps`, which adds two bf16 products into each f32 lane: twice the multiply-adds of
+//! an f32 FMA per instruction on AMD's Zen 4/5 (on Intel's cores, one port runs it, and it
+//! is no faster than f32). Both read the same packed panels of B. No well-kept Rust crate has a bf16
 //! GEMM (`gemm` 0.19 does f16 and f32; a generic fallback elsewhere converts element by
 //! element), so this is a small GotoBLAS-style driver of our own:
 //!
@@ -31,6 +34,7 @@
 //! `reference` is the same arithmetic written plainly; `tests/bf16.rs` checks the kernel
 //! against it and against f32 within bf16's tolerance.
 
+mod amx;
 mod kernel;
 mod pack;
 mod round;
@@ -38,10 +42,11 @@ mod round;
 use super::gemm::{Into, Operand};
 use std::mem::MaybeUninit;
 
+pub use amx::without_amx;
 #[cfg(target_arch = "x86_64")]
 use kernel::{kernel, Tile};
 #[cfg(target_arch = "x86_64")]
-use pack::{pack_pair_major, pack_row_major};
+use pack::{pack_pair_major, pack_row_major, pack_rows_padded};
 #[cfg(target_arch = "x86_64")]
 pub use round::made_from_product;
 pub use round::{round_all, round_visited, rounded, to_bf16};
@@ -66,6 +71,16 @@ pub fn native() -> bool {
     #[cfg(not(target_arch = "x86_64"))]
     {
         false
+    }
+}
+
+/// The kernel that bf16 products started on this thread run on: `amx` (tiles) or
+/// `avx512-bf16` (`vdpbf16ps`).
+pub fn kernel_name() -> &'static str {
+    if amx::enabled() {
+        "amx"
+    } else {
+        "avx512-bf16"
     }
 }
 
@@ -185,24 +200,31 @@ pub fn product(
     } else {
         1
     };
+    // AMX tiles where the CPU has them, else `vdpbf16ps`: strips of 32 rows or 12, and k
+    // blocks whose pairs are padded (with zeros) to the 16 of a tile, or not at all.
+    let amx = amx::enabled();
+    let (mr, step) = if amx { (amx::MR, amx::PAIRS) } else { (MR, 1) };
     // Row blocks of at most `MC` rows, as many as a multiple of the threads (so that no
     // thread waits on a last, lone block), each a whole number of strips.
     let blocks = m.div_ceil(MC).div_ceil(threads) * threads;
-    let mc = m.div_ceil(blocks).div_ceil(MR) * MR;
-    // A row-major strip's rows are as long as the pairs of the longest k block, rounded up
-    // to one of the kernel's row lengths.
-    let row = match KC.min(k).div_ceil(2) {
+    let mc = m.div_ceil(blocks).div_ceil(mr) * mr;
+    // A row-major strip's rows are as long as the (padded) pairs of the longest k block,
+    // for `vdpbf16ps` rounded up to one of its kernel's row lengths.
+    let longest = KC.min(k).div_ceil(2).next_multiple_of(step);
+    let row = match longest {
+        _ if amx => longest,
         0..=32 => 32,
         33..=64 => 64,
         65..=128 => 128,
         _ => KCP,
     };
-    // A held as bf16 rows whose words are a kernel row length apart is read where it lies,
-    // strip by full strip: its packing would be a copy.
-    let in_place = in_place_rows(&a, k);
+    // A held as bf16 rows that the kernel can read where they lie is, strip by full strip:
+    // its packing would be a copy. AMX's strips are always row by row.
+    let in_place = in_place_rows(&a, k, amx);
     let layout = match (in_place, a_cs) {
-        (Some(words), _) => Layout::RowMajor(words),
-        (None, 1) => Layout::RowMajor(row),
+        (Some(bytes), _) if !amx => Layout::RowMajor(bytes / 4),
+        (_, 1) => Layout::RowMajor(row),
+        _ if amx => Layout::RowMajor(row),
         _ => Layout::PairMajor,
     };
     let blocks = m.div_ceil(mc);
@@ -211,7 +233,8 @@ pub fn product(
         for pc in (0..k).step_by(KC) {
             let kc = KC.min(k - pc);
             let pairs = kc.div_ceil(2);
-            let panel = pairs * NR;
+            let padded = pairs.next_multiple_of(step);
+            let panel = padded * NR;
             let packed_b = reserve(packed_b, n.div_ceil(NR) * panel);
             // B's columns are the lanes of its panels: the rows of Bᵀ. Each thread packs a
             // run of whole panels.
@@ -223,6 +246,9 @@ pub fn product(
                 let lanes = (j0, (run * NR).min(n - j0));
                 // SAFETY: `native()` was checked by the caller; the view is in bounds.
                 unsafe { pack_pair_major(out, bt, lanes, NR, panel, (pc, kc)) }
+                for panel in out.chunks_mut(panel) {
+                    panel[pairs * NR..].fill(0);
+                }
             };
             if parallel {
                 packed_b
@@ -243,30 +269,35 @@ pub fn product(
                 let mr_all = mc.min(m - i0);
                 let strip = match layout {
                     Layout::PairMajor => pairs * MR,
-                    Layout::RowMajor(row) => row * MR,
+                    Layout::RowMajor(row) => row * mr,
                 };
                 with_buffer(&PACKED_A, |packed_a| {
-                    let packed_a = reserve(packed_a, mr_all.div_ceil(MR) * strip);
-                    // Where each strip's words are read: in A itself, or in `packed_a`.
-                    let mut strips = [std::ptr::null::<u32>(); MC / MR];
+                    let packed_a = reserve(packed_a, mr_all.div_ceil(mr) * strip);
+                    // Where each strip's words are read, in A itself or in `packed_a`, and
+                    // how many bytes apart its rows are.
+                    let mut strips = [(std::ptr::null::<u32>(), 0); MC / MR];
                     if layout == Layout::PairMajor {
                         // All the block's strips at once, pair by pair (see `pack_pair_major`).
                         // SAFETY: `native()` was checked by the caller; the view is in bounds.
                         unsafe { pack_pair_major(packed_a, a, (i0, mr_all), MR, strip, (pc, kc)) }
                     }
                     for (s, out) in packed_a.chunks_mut(strip).enumerate() {
-                        let r0 = i0 + s * MR;
-                        let lanes = (r0, MR.min(m - r0));
-                        strips[s] = out.as_ptr();
+                        let r0 = i0 + s * mr;
+                        let lanes = (r0, mr.min(m - r0));
+                        strips[s] = (out.as_ptr(), 4 * row);
                         match (layout, in_place, a) {
                             (Layout::PairMajor, ..) => {}
-                            (Layout::RowMajor(_), Some(_), Operand::Bf16(v)) if lanes.1 == MR => {
-                                // SAFETY: `in_place_rows` checked that the strip's `pairs`
+                            (_, Some(bytes), Operand::Bf16(v)) if lanes.1 == mr => {
+                                // SAFETY: `in_place_rows` checked that the strip's `padded`
                                 // words per row lie inside the view and are 4-byte aligned.
-                                strips[s] =
-                                    unsafe { v.data.as_ptr().add(v.offset + r0 * v.rs + pc) }
-                                        .cast();
+                                let at = unsafe { v.data.as_ptr().add(v.offset + r0 * v.rs + pc) };
+                                strips[s] = (at.cast(), bytes);
                             }
+                            // SAFETY: `native()` was checked by the caller; the view is in
+                            // bounds.
+                            _ if amx => unsafe {
+                                pack_rows_padded(out, a, lanes, row, (pc, kc), padded)
+                            },
                             // SAFETY: `native()` was checked by the caller; the view is in
                             // bounds.
                             (Layout::RowMajor(row), ..) => unsafe {
@@ -274,13 +305,13 @@ pub fn product(
                             },
                         }
                     }
-                    let strips = &strips[..mr_all.div_ceil(MR)];
+                    let strips = &strips[..mr_all.div_ceil(mr)];
                     for (p, bp) in packed_b.chunks(panel).enumerate() {
                         let j = p * NR;
                         let cols = NR.min(n - j);
-                        for (s, &ap) in strips.iter().enumerate() {
-                            let r = s * MR;
-                            let tile_rows = MR.min(mr_all - r);
+                        for (s, &(ap, a_stride)) in strips.iter().enumerate() {
+                            let r = s * mr;
+                            let tile_rows = mr.min(mr_all - r);
                             let at = r * rs + j;
                             let need = at + (tile_rows - 1) * rs + cols;
                             assert!(need <= rows.len(), "tile out of bounds");
@@ -303,6 +334,7 @@ pub fn product(
                             // hold `pairs` pairs of full strips and panels.
                             unsafe {
                                 match layout {
+                                    _ if amx => amx::kernel(padded / step, ap, a_stride, bp, tile),
                                     Layout::RowMajor(32) => kernel::<32, 1>(pairs, ap, bp, tile),
                                     Layout::RowMajor(64) => kernel::<64, 1>(pairs, ap, bp, tile),
                                     Layout::RowMajor(128) => kernel::<128, 1>(pairs, ap, bp, tile),
@@ -346,14 +378,20 @@ pub fn product(
 /// The kernel's row lengths, in words.
 const ROW_WORDS: [usize; 6] = [32, 64, 128, 256, 512, 1024];
 
-/// The row length in words at which the kernel can read A in place, if it can: bf16 bits in
-/// contiguous rows (so that a word is a k pair, as packed), a row stride of one of the
-/// kernel's row lengths, an even k (no pair half past a row) and word-aligned rows.
-fn in_place_rows(a: &Operand, k: usize) -> Option<usize> {
+/// How many bytes apart A's rows lie if the kernel can read them in place: bf16 bits in
+/// contiguous rows (so that a word is a k pair, as packed) and an even k (no pair half past a
+/// row). `vdpbf16ps`'s kernel also needs word-aligned rows a kernel row length
+/// (`ROW_WORDS`) apart; AMX's tiles take any stride, but whole tiles of 16 pairs, so k a
+/// multiple of 32 (no padding in any k block).
+fn in_place_rows(a: &Operand, k: usize, amx: bool) -> Option<usize> {
     let Operand::Bf16(v) = a else { return None };
+    let fits = v.cs == 1 && v.rs >= k && k.is_multiple_of(2);
+    if amx {
+        return (fits && k.is_multiple_of(2 * amx::PAIRS)).then_some(2 * v.rs);
+    }
     let aligned = (v.data.as_ptr() as usize + 2 * v.offset).is_multiple_of(4);
-    let fits = v.cs == 1 && v.rs.is_multiple_of(2) && v.rs >= k && k.is_multiple_of(2) && aligned;
-    (fits && ROW_WORDS.contains(&(v.rs / 2))).then_some(v.rs / 2)
+    let fits = fits && v.rs.is_multiple_of(2) && aligned;
+    (fits && ROW_WORDS.contains(&(v.rs / 2))).then_some(2 * v.rs)
 }
 
 thread_local! {

@@ -296,3 +296,61 @@ pub(super) fn mask16(n: usize) -> u16 {
         (1u16 << n) - 1
     }
 }
+
+/// Packs rows `r0 .. r0 + lanes` of `src`, columns `k0 .. k0 + kc`, row by row (word
+/// `l · row + p`, as `pack_row_major`) from any layout, with the words from `kc`'s pairs up to
+/// `padded` zero: AMX's strips, whose tiles always span 16 pairs. A source whose lanes are
+/// side by side (`rs == 1`, a matrix read as its transpose) goes through 16 × 16 transposes:
+/// 16 pairs of 16 lanes, each pair's lanes one register.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+pub(super) unsafe fn pack_rows_padded(
+    out: &mut [u32],
+    src: Operand,
+    (r0, lanes): (usize, usize),
+    row: usize,
+    (k0, kc): (usize, usize),
+    padded: usize,
+) {
+    use std::arch::x86_64::*;
+    let pairs = kc.div_ceil(2);
+    assert!(padded >= pairs && row >= padded && out.len() >= lanes * row);
+    let (_, _, rs, cs) = src.dims();
+    if cs == 1 {
+        pack_row_major(out, src, (r0, lanes), row, (k0, kc));
+    } else if rs == 1 {
+        for p0 in (0..pairs).step_by(16) {
+            for l0 in (0..lanes).step_by(16) {
+                let ln = 16.min(lanes - l0);
+                let mut r = [_mm512_setzero_si512(); 16];
+                for (q, reg) in r.iter_mut().enumerate().take(16.min(pairs - p0)) {
+                    let k = k0 + 2 * (p0 + q);
+                    let even = src.at(r0 + l0, k);
+                    let odd = (k + 1 < k0 + kc).then_some(even + cs);
+                    let v = halves(&src, even, odd, mask16(ln));
+                    *reg = _mm512_permutexvar_epi16(pairing(0, 16), v);
+                }
+                crate::simd::transpose16(&mut r);
+                for (l, reg) in r.iter().enumerate().take(ln) {
+                    let dst = out.as_mut_ptr().add((l0 + l) * row + p0);
+                    _mm512_mask_storeu_epi32(dst.cast(), mask16(pairs - p0), *reg);
+                }
+            }
+        }
+    } else {
+        for l in 0..lanes {
+            for p in 0..pairs {
+                let even = bits(&src, src.at(r0 + l, k0 + 2 * p)) as u32;
+                let odd = if 2 * p + 1 < kc {
+                    bits(&src, src.at(r0 + l, k0 + 2 * p + 1)) as u32
+                } else {
+                    0
+                };
+                out[l * row + p] = even | odd << 16;
+            }
+        }
+    }
+    for l in 0..lanes {
+        out[l * row + pairs..l * row + padded].fill(0);
+    }
+}
