@@ -4,6 +4,10 @@
 //! comment says what it holds and what it deliberately knows nothing about.
 
 pub mod alloc;
+
+#[global_allocator]
+static ALLOCATOR: alloc::Zeroing = alloc::Zeroing;
+
 pub mod batches;
 pub mod bench;
 pub mod config;
