@@ -1,6 +1,7 @@
 //! The one training loop: AdamW + schedule, clipping, accumulation, evaluation, checkpoints
 //! with exact resume, and logging. Knows objectives only through the registry's trait.
 
+mod awake;
 pub mod bundle;
 pub mod checkpoint;
 pub mod device_step;

@@ -310,6 +310,7 @@ impl<'a> Trainer<'a> {
     /// (`device_step`), the CPU with the host AdamW.
     pub fn train_step(&mut self) -> Result<(Metrics, f64, usize), TrainError> {
         let _products = precision::autocast(self.precision);
+        let _awake = super::awake::Awake::start();
         if cfg!(feature = "cuda") {
             self.train_step_on_device()
         } else {
