@@ -158,8 +158,11 @@ fn products_of_operands_rounded_beforehand_are_bit_identical() {
     if !native_or_say() {
         return;
     }
-    // (128, 64), (30, 256) and (25, 2048): rows the kernel reads in place (full strips).
+    // (128, 64), (30, 256) and (25, 2048): rows `vdpbf16ps`'s kernel reads in place (full
+    // strips); (64, 1024): rows AMX's reads in place (32-row strips on cache lines: the
+    // allocator lines up blocks of 64 KiB and more).
     let sizes = [
+        (64, 1024, 40),
         (13, 3, 33),
         (25, 511, 40),
         (37, 1030, 65),

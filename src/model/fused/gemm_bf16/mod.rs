@@ -382,12 +382,16 @@ const ROW_WORDS: [usize; 6] = [32, 64, 128, 256, 512, 1024];
 /// contiguous rows (so that a word is a k pair, as packed) and an even k (no pair half past a
 /// row). `vdpbf16ps`'s kernel also needs word-aligned rows a kernel row length
 /// (`ROW_WORDS`) apart; AMX's tiles take any stride, but whole tiles of 16 pairs, so k a
-/// multiple of 32 (no padding in any k block).
+/// multiple of 32 (no padding in any k block), and are fast only from rows on cache lines.
 fn in_place_rows(a: &Operand, k: usize, amx: bool) -> Option<usize> {
     let Operand::Bf16(v) = a else { return None };
     let fits = v.cs == 1 && v.rs >= k && k.is_multiple_of(2);
     if amx {
-        return (fits && k.is_multiple_of(2 * amx::PAIRS)).then_some(2 * v.rs);
+        // Rows on cache-line boundaries (a tile load straddling lines took four times as
+        // long: packing such rows costs less).
+        let lines = (v.data.as_ptr() as usize + 2 * v.offset).is_multiple_of(64)
+            && (2 * v.rs).is_multiple_of(64);
+        return (fits && lines && k.is_multiple_of(2 * amx::PAIRS)).then_some(2 * v.rs);
     }
     let aligned = (v.data.as_ptr() as usize + 2 * v.offset).is_multiple_of(4);
     let fits = fits && v.rs.is_multiple_of(2) && aligned;
@@ -415,10 +419,12 @@ fn with_buffer<R>(
     })
 }
 
-/// The first `len` words of `buf`, grown (zero-filled) if it is shorter.
+/// `len` words of `buf` from its first 64-byte boundary, `buf` grown (zero-filled) if it is
+/// short: AMX's tile loads took four times as long from rows that straddle cache lines.
 fn reserve(buf: &mut Vec<u32>, len: usize) -> &mut [u32] {
-    if buf.len() < len {
-        buf.resize(len, 0);
+    if buf.len() < len + 15 {
+        buf.resize(len + 15, 0);
     }
-    &mut buf[..len]
+    let skip = buf.as_ptr().align_offset(64);
+    &mut buf[skip..skip + len]
 }
