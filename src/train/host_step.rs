@@ -25,12 +25,12 @@ pub fn update(
     let norm = clip_global_norm(grads, cfg.clip);
     let c = optim.coefficients(cfg, lr);
     let mut i = 0;
-    // One parameter at a time: copied out of its tensor, updated, and copied back while it is
-    // still in cache.
+    // One parameter at a time: copied out of its tensor, updated, and made the tensor's
+    // buffer (dfdx lends no mutable view of a tensor's values).
     params.visit_mut("", &mut |_, mut p| {
         let mut values = p.to_vec();
         optim.apply(&c, i, &mut values, &grads[i]);
-        p.copy_from(&values);
+        p.replace(values);
         i += 1;
     });
     norm
