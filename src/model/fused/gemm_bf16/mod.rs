@@ -222,9 +222,9 @@ pub fn product(
     // its packing would be a copy. AMX's strips are always row by row.
     let in_place = in_place_rows(&a, k, amx);
     let layout = match (in_place, a_cs) {
-        (Some(bytes), _) if !amx => Layout::RowMajor(bytes / 4),
-        (_, 1) => Layout::RowMajor(row),
         _ if amx => Layout::RowMajor(row),
+        (Some(bytes), _) => Layout::RowMajor(bytes / 4),
+        (_, 1) => Layout::RowMajor(row),
         _ => Layout::PairMajor,
     };
     let blocks = m.div_ceil(mc);
