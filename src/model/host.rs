@@ -123,28 +123,12 @@ pub unsafe fn written<T: Send>(
     v
 }
 
-/// `vec![0.0; len]`, with the zeros written over rayon's threads when it is long (`written`):
-/// an op's 4–32 MiB zeroed buffers were 3 % of a bf16 step on the reference shape as
-/// single-threaded memsets.
-pub fn zeros(len: usize) -> Vec<f32> {
-    const CHUNK: usize = 1 << 16;
-    if len <= CHUNK {
-        return vec![0.0; len];
-    }
-    // SAFETY: each chunk is filled whole.
-    unsafe {
-        written(len, CHUNK, |_, out| {
-            out.fill(std::mem::MaybeUninit::new(0.0))
-        })
-    }
-}
-
 /// The values of a tensor that an op just produced, by a plain copy of its buffer. dfdx's
 /// `as_vec` walks the tensor element by element through its strides, which made it one of
 /// the largest single-threaded costs of a step; a fresh op output is contiguous and
 /// row-major, so its buffer already is the answer. Not for permuted or broadcast views.
 pub fn fresh_to_vec<S: Shape, T>(t: &Tensor<S, f32, Dev, T>) -> Vec<f32> {
-    let mut v = zeros(t.shape().num_elements());
+    let mut v = vec![0.0; t.shape().num_elements()];
     t.copy_into(&mut v);
     // Every test build checks the precondition: a strided view would differ here.
     debug_assert!(

@@ -8,8 +8,8 @@
 //!
 //! While an `Awake` lives, one job on each other thread of the pool loops on
 //! `rayon::yield_now`, which runs whatever work the pool has: it spins on its core instead
-//! of sleeping. Work is found and
-//! run exactly as before (the same splits, the same order of sums), so results do not change.
+//! of sleeping. Work is found and run exactly as before (the same splits, the same order of
+//! sums), so results do not change.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -19,7 +19,7 @@
 
 use super::gemm::{Into, Kept, Operand, View};
 use crate::model::attention::ScoreBias;
-use crate::model::host::{add_from_host, fresh_to_vec, take_output_grad, zeros};
+use crate::model::host::{add_from_host, fresh_to_vec, take_output_grad};
 use crate::model::ops::keep_mask;
 use crate::model::precision::{products, Precision};
 use crate::model::{Act, Dev};
@@ -128,8 +128,8 @@ pub(super) fn forward(
     let mask = bias.padding.as_vec();
     // Only the host slopes enter the parallel loop (a device tensor need not be `Sync`).
     let slopes = bias.slopes.as_slice();
-    let mut probs = zeros(batch * a * s * s);
-    let mut ctx = zeros(n * h);
+    let mut probs = vec![0.0; batch * a * s * s];
+    let mut ctx = vec![0.0; n * h];
     ctx.par_chunks_mut(s * h)
         .zip(probs.par_chunks_mut(a * s * s))
         .enumerate()
@@ -208,7 +208,7 @@ pub(super) fn backward(sv: &Saved, g: &Kept) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let precision = sv.precision;
     let h = a * d;
     let n = batch * s;
-    let (mut dq, mut dk, mut dv) = (zeros(n * h), zeros(n * h), zeros(n * h));
+    let (mut dq, mut dk, mut dv) = (vec![0.0; n * h], vec![0.0; n * h], vec![0.0; n * h]);
     dq.par_chunks_mut(s * h)
         .zip(dk.par_chunks_mut(s * h))
         .zip(dv.par_chunks_mut(s * h))

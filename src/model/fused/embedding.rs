@@ -9,7 +9,7 @@
 //! contributions in token order, as dfdx's gather backward adds them; the tables' rows are
 //! split between threads, never the tokens of one row, so the thread count changes nothing.
 
-use crate::model::host::{accumulate, fresh_to_vec, take_output_grad, zeros};
+use crate::model::host::{accumulate, fresh_to_vec, take_output_grad};
 use crate::model::{Act, Dev, Matrix};
 use dfdx::prelude::*;
 use rayon::prelude::*;
@@ -22,7 +22,7 @@ pub fn embed<T: Tape<f32, Dev>>(mut tape: T, dev: &Dev, tables: &[(&Matrix, &[us
     let values: Vec<Vec<f32>> = tables.iter().map(|(t, _)| fresh_to_vec(*t)).collect();
     // The threads see host values and indices only (a CUDA build's tensors are not `Sync`).
     let indices: Vec<&[usize]> = tables.iter().map(|(_, idx)| *idx).collect();
-    let mut y = zeros(n * h);
+    let mut y = vec![0.0; n * h];
     y.par_chunks_mut(h * super::ROWS)
         .enumerate()
         .for_each(|(blk, rows)| {

@@ -18,7 +18,7 @@ use super::gemm::{matmul, Into, Kept, Operand, View};
 use super::linear;
 use super::residual::Residual;
 use super::{kept_with_sums, vmath};
-use crate::model::host::{accumulate, add_from_host, fresh_to_vec, take_output_grad, zeros};
+use crate::model::host::{accumulate, add_from_host, fresh_to_vec, take_output_grad};
 use crate::model::params::Linear;
 use crate::model::precision::products;
 use crate::model::{Act, Dev};
@@ -90,7 +90,7 @@ pub fn feed_forward<T: Tape<f32, Dev>>(
         // The down projection.
         let (dy, db_down) = kept_with_sums(dy, d_out, precision, bd_ghost.is_some(), |_, _| {});
         let dy = dy.view(0, (n, d_out), d_out);
-        let mut da = zeros(n * ffn);
+        let mut da = vec![0.0; n * ffn];
         let wd = View::new(&wd, 0, (d_out, ffn), ffn);
         matmul(
             &mut da,

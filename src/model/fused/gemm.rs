@@ -150,7 +150,7 @@ impl Kept {
         use rayon::prelude::*;
         const CHUNK: usize = 1 << 12;
         let mut u = onto_bias(a, b, bias, precision);
-        let mut values = crate::model::host::zeros(u.len());
+        let mut values = vec![0.0; u.len()];
         values
             .par_chunks_mut(CHUNK)
             .zip(u.par_chunks_mut(CHUNK))
@@ -244,7 +244,7 @@ pub fn onto_bias(a: Operand, b: Operand, bias: Option<&[f32]>, precision: Precis
 /// thread (`repeat`) the FFN's `(N, ffn)` rows kept the other cores waiting.
 fn rows_of(bias: Option<&[f32]>, rows: usize, width: usize) -> Vec<f32> {
     let Some(bias) = bias else {
-        return crate::model::host::zeros(rows * width);
+        return vec![0.0; rows * width];
     };
     // SAFETY: every row of every block is written.
     unsafe {

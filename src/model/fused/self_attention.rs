@@ -18,7 +18,7 @@ use super::kept_with_sums;
 use super::linear;
 use super::residual::Residual;
 use crate::model::attention::ScoreBias;
-use crate::model::host::{accumulate, add_from_host, fresh_to_vec, take_output_grad, zeros};
+use crate::model::host::{accumulate, add_from_host, fresh_to_vec, take_output_grad};
 use crate::model::params::Linear;
 use crate::model::precision::products;
 use crate::model::{Act, Dev};
@@ -105,7 +105,7 @@ pub fn self_attention<T: Tape<f32, Dev>>(
                 _ => Ok(()),
             }
         };
-        let mut dctx = zeros(n * h);
+        let mut dctx = vec![0.0; n * h];
         projection(3, dy, &ctx, Some(&mut dctx))?;
         let (dq, dk, dv) = backward(&core, &Kept::new(dctx, precision));
         projection(2, dv, &xk, None)?;
