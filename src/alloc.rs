@@ -20,7 +20,8 @@
 /// backward pass, which it asks for through `vec![0.0; n]`, out of our reach) and our ops'
 /// own (`vec![0.0; n]` too: an op's 4–32 MiB buffers were 3 % of a bf16 step on the reference
 /// shape as single-threaded memsets). On two threads they were a tenth of the time the
-/// second core sat idle in a reference bf16 step (`perf sched`).
+/// second core sat idle in a reference bf16 step (`perf sched`). Every block's provenance is
+/// exposed (`exposed`).
 pub struct Zeroing;
 
 /// Blocks from this many bytes on are zeroed in parallel (from 256 KiB, the small shape's
@@ -50,7 +51,7 @@ fn lined(layout: std::alloc::Layout) -> std::alloc::Layout {
 // zero, and `realloc` keeps the first `min(old, new)` bytes, as the trait asks.
 unsafe impl std::alloc::GlobalAlloc for Zeroing {
     unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
-        std::alloc::System.alloc(lined(layout))
+        exposed(std::alloc::System.alloc(lined(layout)))
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
@@ -62,7 +63,7 @@ unsafe impl std::alloc::GlobalAlloc for Zeroing {
             return std::ptr::null_mut();
         };
         if lined(layout) == layout && lined(new) == new {
-            return std::alloc::System.realloc(ptr, layout, size);
+            return exposed(std::alloc::System.realloc(ptr, layout, size));
         }
         // Either side is lined: a fresh block of the new layout, the bytes, the old freed.
         let fresh = self.alloc(new);
@@ -79,7 +80,7 @@ unsafe impl std::alloc::GlobalAlloc for Zeroing {
         // pool's threads instead of helping.
         let pooled = rayon::current_thread_index().is_some() && rayon::current_num_threads() > 1;
         if layout.size() < PARALLEL_ZERO || !pooled {
-            return std::alloc::System.alloc_zeroed(lined(layout));
+            return exposed(std::alloc::System.alloc_zeroed(lined(layout)));
         }
         let ptr = self.alloc(layout);
         if !ptr.is_null() {
@@ -94,6 +95,15 @@ unsafe impl std::alloc::GlobalAlloc for Zeroing {
         }
         ptr
     }
+}
+
+/// `block`, its provenance exposed: every heap block's is, so that `model::host::Values` may
+/// rebuild a pointer to a tensor's whole buffer from the address of its first element
+/// (`std::ptr::with_exposed_provenance`) — dfdx lends only a reference to one element. Costs
+/// nothing in the machine code.
+fn exposed(block: *mut u8) -> *mut u8 {
+    let _ = block.expose_provenance();
+    block
 }
 
 /// Applies the settings; call once, before any large allocation. A no-op off glibc.

@@ -5,7 +5,7 @@
 //! `Φ(x) + x·φ(x)` — the encoder's gradient checks caught it. HF BERT's `gelu` is this one.
 
 use super::fused::vmath::{self, INV_SQRT_2PI};
-use super::host::{elementwise, fresh_to_vec};
+use super::host::{elementwise, Values};
 use super::{Act, Dev};
 use dfdx::prelude::*;
 use num_traits::Float;
@@ -58,7 +58,7 @@ pub fn gelu_device<T: Tape<f32, Dev>>(x: Act<T>) -> Act<T> {
 /// kernels (Φ within 1.6e-7 of the exact value).
 pub fn gelu_host<T: Tape<f32, Dev>>(x: Act<T>) -> Act<T> {
     let x = x.contiguous();
-    let xv = fresh_to_vec(&x);
+    let xv = Values::of(&x);
     let mut cdf = vec![0.0f32; xv.len()];
     let mut y = vec![0.0f32; xv.len()];
     y.par_chunks_mut(CHUNK)

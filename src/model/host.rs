@@ -123,11 +123,99 @@ pub unsafe fn written<T: Send>(
     v
 }
 
-/// The values of a tensor that an op just produced, by a plain copy of its buffer. dfdx's
-/// `as_vec` walks the tensor element by element through its strides, which made it one of
-/// the largest single-threaded costs of a step; a fresh op output is contiguous and
-/// row-major, so its buffer already is the answer. Not for permuted or broadcast views.
-pub fn fresh_to_vec<S: Shape, T>(t: &Tensor<S, f32, Dev, T>) -> Vec<f32> {
+/// A tensor's values as a slice: on the CPU its own buffer, read where it lies (no copy), on
+/// CUDA a host copy. Every op used to copy each input out of its tensor (`fresh_to_vec`), the
+/// weights on every forward pass included: single-threaded `memcpy`s that were most of what
+/// a step's thread did while the pool's other threads waited (`perf`, session 27).
+///
+/// `Shared` holds a clone of the tensor (its buffer's `Arc`, flattened to one axis), so the
+/// values are a snapshot: they stay alive as long as the `Values`, and nothing writes them
+/// meanwhile — dfdx writes a buffer in place only through a tensor whose `Arc` is unique
+/// (`Arc::make_mut`, its in-place kernels), and this clone keeps every other tensor's from
+/// being so while it never writes through its own.
+pub enum Values {
+    Owned(Vec<f32>),
+    #[cfg(not(feature = "cuda"))]
+    Shared(Tensor<(usize,), f32, Dev>),
+}
+
+impl Values {
+    /// `t`'s values in row-major order. A permuted or broadcast view is copied into that
+    /// order (dfdx's `reshape`); a tensor an op or the optimiser made is read in place.
+    pub fn of<S: Shape, T>(t: &Tensor<S, f32, Dev, T>) -> Self {
+        #[cfg(not(feature = "cuda"))]
+        {
+            let n = t.shape().num_elements();
+            Self::Shared(t.retaped::<NoneTape>().reshape_like(&(n,)))
+        }
+        #[cfg(feature = "cuda")]
+        Self::Owned(fresh_to_vec(t))
+    }
+}
+
+impl From<Vec<f32>> for Values {
+    fn from(v: Vec<f32>) -> Self {
+        Self::Owned(v)
+    }
+}
+
+impl std::ops::Deref for Values {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        match self {
+            Self::Owned(v) => v,
+            #[cfg(not(feature = "cuda"))]
+            Self::Shared(t) => in_place(t),
+        }
+    }
+}
+
+/// The buffer of a contiguous one-axis CPU tensor as a slice. dfdx 0.13 lends no slice of a
+/// tensor's buffer, only a reference to one element (`Index`); the slice is rebuilt from the
+/// first element's address with the provenance the global allocator exposed for the whole
+/// block (`alloc::Zeroing`), the sanctioned way to turn an address back into a pointer.
+#[cfg(not(feature = "cuda"))]
+fn in_place(t: &Tensor<(usize,), f32, Dev>) -> &[f32] {
+    let n = t.shape().0;
+    if n == 0 {
+        return &[];
+    }
+    let first: *const f32 = &t[[0]];
+    // `Index` checks the last element against the buffer's length: with the step between
+    // the two being one element, the buffer holds all `n` values from `first` on.
+    let last: *const f32 = &t[[n - 1]];
+    assert_eq!(
+        last.addr() - first.addr(),
+        (n - 1) * std::mem::size_of::<f32>(),
+        "a tensor read in place is not contiguous"
+    );
+    let p = std::ptr::with_exposed_provenance::<f32>(first.addr());
+    // SAFETY: `p` is the address of the buffer's first of at least `n` initialised values
+    // (checked above), in a heap block whose provenance the global allocator exposed; the
+    // slice borrows `t`, whose `Arc` keeps the buffer alive and unwritten (see `Values`).
+    unsafe { std::slice::from_raw_parts(p, n) }
+}
+
+/// A copy of `src` made over rayon's threads: where an op needs its input's values as a
+/// buffer of its own to change in place, without a single-threaded `memcpy`.
+pub fn copied(src: &[f32]) -> Vec<f32> {
+    const CHUNK: usize = 1 << 14;
+    // SAFETY: each chunk of the output is written whole from the same range of `src`.
+    unsafe {
+        written(src.len(), CHUNK, |start, out| {
+            for (o, v) in out.iter_mut().zip(&src[start..]) {
+                o.write(*v);
+            }
+        })
+    }
+}
+
+/// The values of a tensor that an op just produced, by a plain copy of its buffer (a
+/// device-to-host copy on CUDA). dfdx's `as_vec` walks the tensor element by element through
+/// its strides; a fresh op output is contiguous and row-major, so its buffer already is the
+/// answer. Not for permuted or broadcast views.
+#[cfg(feature = "cuda")]
+fn fresh_to_vec<S: Shape, T>(t: &Tensor<S, f32, Dev, T>) -> Vec<f32> {
     let mut v = vec![0.0; t.shape().num_elements()];
     t.copy_into(&mut v);
     // Every test build checks the precondition: a strided view would differ here.

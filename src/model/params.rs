@@ -1,6 +1,7 @@
 //! Parameter containers with stable dotted names (`encoder.layers.3.attn.q.weight`), used by
 //! checkpoints, TensorBoard histograms and the HF weight mapping alike.
 
+use super::host::{copied, Values};
 use super::{Dev, Matrix, Vector};
 use crate::rng::Rng;
 use dfdx::prelude::*;
@@ -26,8 +27,8 @@ impl Param<'_> {
     }
     pub fn to_vec(&self) -> Vec<f32> {
         match self {
-            Param::Vector(t) => super::host::fresh_to_vec(*t),
-            Param::Matrix(t) => super::host::fresh_to_vec(*t),
+            Param::Vector(t) => copied(&Values::of(*t)),
+            Param::Matrix(t) => copied(&Values::of(*t)),
         }
     }
 }
@@ -47,8 +48,8 @@ impl ParamMut<'_> {
     }
     pub fn to_vec(&self) -> Vec<f32> {
         match self {
-            ParamMut::Vector(t) => super::host::fresh_to_vec(*t),
-            ParamMut::Matrix(t) => super::host::fresh_to_vec(*t),
+            ParamMut::Vector(t) => copied(&Values::of(*t)),
+            ParamMut::Matrix(t) => copied(&Values::of(*t)),
         }
     }
     /// Sets the values to `data`, which becomes the tensor's buffer on the CPU: no copy. The

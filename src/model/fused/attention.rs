@@ -19,7 +19,7 @@
 
 use super::gemm::{Into, Kept, Operand, View};
 use crate::model::attention::ScoreBias;
-use crate::model::host::{add_from_host, fresh_to_vec, take_output_grad};
+use crate::model::host::{add_from_host, take_output_grad, Values};
 use crate::model::ops::keep_mask;
 use crate::model::precision::{products, Precision};
 use crate::model::{Act, Dev};
@@ -81,7 +81,7 @@ pub fn attention<T: Tape<f32, Dev>>(
     let (q, k, v) = (q.contiguous(), k.contiguous(), v.contiguous());
     let (n, h) = *q.shape();
     let precision = products();
-    let [qv, kv, vv] = [&q, &k, &v].map(|t| Kept::new(fresh_to_vec(t), precision));
+    let [qv, kv, vv] = [&q, &k, &v].map(|t| Kept::new(Values::of(t), precision));
     let (ctx, saved) = forward([qv, kv, vv], (batch, seq, heads), bias, p, rng, precision);
     let (q, tq) = q.split_tape();
     let (k, tk) = k.split_tape();

@@ -1,7 +1,7 @@
 //! `x + b` with a bias `b` broadcast over token rows: the second half of every linear layer.
 
 use super::column_sums;
-use crate::model::host::{add_from_host, fresh_to_vec, take_output_grad};
+use crate::model::host::{add_from_host, copied, take_output_grad, Values};
 use crate::model::{Act, Dev, Vector};
 use dfdx::prelude::*;
 use rayon::prelude::*;
@@ -12,7 +12,7 @@ pub fn add_bias<T: Tape<f32, Dev>>(x: Act<T>, bias: &Vector) -> Act<T> {
     let shape = *x.shape();
     let c = shape.1;
     let b = bias.as_vec();
-    let mut y = fresh_to_vec(&x);
+    let mut y = copied(&Values::of(&x));
     y.par_chunks_mut(c * super::ROWS).for_each(|block| {
         for row in block.chunks_exact_mut(c) {
             for (v, bb) in row.iter_mut().zip(&b) {

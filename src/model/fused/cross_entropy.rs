@@ -5,7 +5,7 @@
 //! Backward: `dlogits = g · (softmax(logits) − onehot(label)) / N`.
 
 use super::ROWS;
-use crate::model::host::{add_from_host, fresh_to_vec, take_output_grad};
+use crate::model::host::{add_from_host, copied, take_output_grad, Values};
 use crate::model::{Act, Dev};
 use dfdx::prelude::*;
 use rayon::prelude::*;
@@ -17,7 +17,7 @@ pub fn cross_entropy<T: Tape<f32, Dev>>(
 ) -> (Tensor<Rank0, f32, Dev, T>, usize) {
     let logits = logits.contiguous();
     let (n, c) = *logits.shape();
-    let mut probs = fresh_to_vec(&logits);
+    let mut probs = copied(&Values::of(&logits));
     // Per row: the loss term and whether the argmax hit.
     let rows: Vec<(f32, bool)> = probs
         .par_chunks_mut(c * ROWS)

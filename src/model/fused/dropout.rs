@@ -4,7 +4,7 @@
 //! the arithmetic is dfdx's (`x · k` forward, `dx += g · k` backward), bit for bit
 //! (`tests/fused.rs`).
 
-use crate::model::host::{elementwise, fresh_to_vec};
+use crate::model::host::{copied, elementwise, Values};
 use crate::model::ops::keep_mask;
 use crate::model::Dev;
 use crate::rng::Rng;
@@ -23,7 +23,7 @@ pub fn dropout<S: Shape, T: Tape<f32, Dev>>(
     let x = x.contiguous();
     let shape = *x.shape();
     let keep = keep_mask(shape.num_elements(), p, rng);
-    let mut y = fresh_to_vec(&x);
+    let mut y = copied(&Values::of(&x));
     y.par_chunks_mut(CHUNK)
         .zip(keep.par_chunks(CHUNK))
         .for_each(|(y, k)| y.iter_mut().zip(k).for_each(|(y, k)| *y *= k));

@@ -9,7 +9,7 @@
 //! contributions in token order, as dfdx's gather backward adds them; the tables' rows are
 //! split between threads, never the tokens of one row, so the thread count changes nothing.
 
-use crate::model::host::{accumulate, fresh_to_vec, take_output_grad};
+use crate::model::host::{accumulate, take_output_grad, Values};
 use crate::model::{Act, Dev, Matrix};
 use dfdx::prelude::*;
 use rayon::prelude::*;
@@ -19,7 +19,7 @@ use rayon::prelude::*;
 pub fn embed<T: Tape<f32, Dev>>(mut tape: T, dev: &Dev, tables: &[(&Matrix, &[usize])]) -> Act<T> {
     let h = tables[0].0.shape().1;
     let n = tables[0].1.len();
-    let values: Vec<Vec<f32>> = tables.iter().map(|(t, _)| fresh_to_vec(*t)).collect();
+    let values: Vec<Values> = tables.iter().map(|(t, _)| Values::of(*t)).collect();
     // The threads see host values and indices only (a CUDA build's tensors are not `Sync`).
     let indices: Vec<&[usize]> = tables.iter().map(|(_, idx)| *idx).collect();
     let mut y = vec![0.0; n * h];

@@ -1,9 +1,8 @@
 //! The feed-forward sublayer, `down(gelu(up(x)))`, as one op: the same arithmetic as
 //! `fused::linear`, `gelu::gelu_host` and `fused::linear` in a row, bit for bit
 //! (`tests/sublayers.rs`), without the two `(N, ffn)` tensors between them. Composed, each of those
-//! is a dfdx tensor that the next op copies out (`fresh_to_vec`) and whose gradient dfdx
-//! allocates and zeroes: on the reference shape, 4 M floats copied twice per layer forward, on
-//! the step's thread while the others wait. Here the pre-activation `u` stays a host vector,
+//! is a dfdx tensor whose gradient dfdx allocates and zeroes (and, before `host::Values`,
+//! that the next op copied out on the step's thread while the others waited). Here the pre-activation `u` stays a host vector,
 //! which GELU overwrites with its slope (all the backward pass needs of `u`), and the
 //! activation `a` exists only as the products read it (`Kept::made_from_product`: in bf16,
 //! GELU runs on each tile of `u` as the kernel finishes it, and its output is rounded there,
@@ -18,7 +17,7 @@ use super::gemm::{matmul, Into, Kept, Operand, View};
 use super::linear;
 use super::residual::Residual;
 use super::{kept_with_sums, vmath};
-use crate::model::host::{accumulate, add_from_host, fresh_to_vec, take_output_grad};
+use crate::model::host::{accumulate, add_from_host, take_output_grad, Values};
 use crate::model::params::Linear;
 use crate::model::precision::products;
 use crate::model::{Act, Dev};
@@ -47,8 +46,8 @@ pub fn feed_forward<T: Tape<f32, Dev>>(
         "feed-forward: up's width against the down weight's"
     );
     let precision = products();
-    let xk = Kept::new(fresh_to_vec(&x), precision);
-    let (wu, wd) = (fresh_to_vec(&up.weight), fresh_to_vec(&down.weight));
+    let xk = Kept::new(Values::of(&x), precision);
+    let (wu, wd) = (Values::of(&up.weight), Values::of(&down.weight));
     // The activation exists only as the down projection reads it (rounded as made, in bf16,
     // each tile as the kernel finishes it); `u` becomes GELU's slope at `u`, all the backward
     // pass needs of it.

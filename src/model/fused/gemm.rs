@@ -8,6 +8,7 @@
 //! the packing then copies words instead of converting floats again, and the results are the
 //! same bits, since the packing would have rounded each value the same way.
 
+use crate::model::host::Values;
 use crate::model::precision::Precision;
 
 /// Element `(i, j)` of the view is `data[offset + i·rs + j·cs]`; `E` is `f32`, or `u16` for
@@ -110,13 +111,15 @@ impl Operand<'_> {
 /// a CPU that has them) the values rounded to bf16 once — half the memory, and every later
 /// product reads the rounded bits instead of rounding again.
 pub enum Kept {
-    F32(Vec<f32>),
+    F32(Values),
     Bf16(Vec<u16>),
 }
 
 impl Kept {
-    /// `values` in the form `precision`'s products read.
-    pub fn new(values: Vec<f32>, precision: Precision) -> Self {
+    /// `values` in the form `precision`'s products read: a tensor's (`Values::of`, read in
+    /// place) or an op's own vector.
+    pub fn new(values: impl std::convert::Into<Values>, precision: Precision) -> Self {
+        let values = values.into();
         #[cfg(target_arch = "x86_64")]
         if precision == Precision::Bf16 && super::gemm_bf16::native() {
             return Self::Bf16(super::gemm_bf16::round_all(&values));
@@ -156,7 +159,7 @@ impl Kept {
             .zip(u.par_chunks_mut(CHUNK))
             .enumerate()
             .for_each(|(i, (out, side))| make(i * CHUNK, out, side));
-        (u, Self::F32(values))
+        (u, Self::F32(values.into()))
     }
 
     /// `values` held as `precision`'s products read them, after `visit(start, block)` has seen
@@ -182,7 +185,7 @@ impl Kept {
             .enumerate()
             .map(|(i, b)| visit(i * block, b))
             .collect();
-        (Self::F32(values), seen)
+        (Self::F32(values.into()), seen)
     }
 
     /// How many values it holds.

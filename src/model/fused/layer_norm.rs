@@ -5,7 +5,7 @@
 
 use super::vmath::{lane_dot, lane_sum};
 use super::{add_partials, block_sums, ROWS};
-use crate::model::host::{accumulate, add_from_host, fresh_to_vec, take_output_grad};
+use crate::model::host::{accumulate, add_from_host, copied, take_output_grad, Values};
 use crate::model::params::Affine;
 use crate::model::{Act, Dev};
 use dfdx::prelude::*;
@@ -17,7 +17,7 @@ pub fn layer_norm<T: Tape<f32, Dev>>(x: Act<T>, a: &Affine, eps: f32) -> Act<T> 
     let shape = *x.shape();
     let (n, c) = shape;
     let (gamma, beta) = (a.weight.as_vec(), a.bias.as_vec());
-    let mut xhat = fresh_to_vec(&x);
+    let mut xhat = copied(&Values::of(&x));
     let mut rstd = vec![0.0f32; n];
     let mut y = vec![0.0; n * c];
     xhat.par_chunks_mut(c * ROWS)

@@ -12,7 +12,7 @@
 
 use super::gemm::{matmul, onto_bias, Into, Kept, View};
 use super::kept_with_sums;
-use crate::model::host::{accumulate, add_from_host, fresh_to_vec, take_output_grad};
+use crate::model::host::{accumulate, add_from_host, take_output_grad, Values};
 use crate::model::precision::{products, Precision};
 use crate::model::{Act, Dev, Matrix, Vector};
 use dfdx::prelude::*;
@@ -24,8 +24,8 @@ pub fn linear<T: Tape<f32, Dev>>(x: Act<T>, weight: &Matrix, bias: Option<&Vecto
     let (d_out, w_in) = *weight.shape();
     assert_eq!(d_in, w_in, "linear: input width against the weight's");
     let precision = products();
-    let xk = Kept::new(fresh_to_vec(&x), precision);
-    let w = fresh_to_vec(weight);
+    let xk = Kept::new(Values::of(&x), precision);
+    let w = Values::of(weight);
     let y = forward(&xk, &w, bias, (n, d_in, d_out), precision);
     let (x, mut tape) = x.split_tape();
     let out: Act<NoneTape> = x.device().tensor_from_vec(y, (n, d_out));

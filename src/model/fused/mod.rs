@@ -8,10 +8,10 @@
 //! blocks of rows and the blocks in order, so the result does not depend on how many threads
 //! ran: two runs stay bit-identical, and a resumed run equals an uninterrupted one.
 //!
-//! The ops copy buffers as they are (`host::fresh_to_vec`), so taped inputs first go through
-//! dfdx's `contiguous()` — free for an op's output, a copy (with its own backward) for a
-//! permuted or broadcast view. Parameters and the residual's untaped input are contiguous by
-//! construction; test builds check every copy.
+//! The ops read their inputs' buffers where they lie (`host::Values`, no copy), so taped inputs
+//! first go through dfdx's `contiguous()` — free for an op's output, a copy (with its own
+//! backward) for a permuted or broadcast view. Parameters and the residual's untaped input are
+//! contiguous by construction; `Values` checks each buffer it reads.
 //!
 //! `tests/fused.rs` checks every op and its gradients against dfdx's unfused composition.
 

@@ -4,7 +4,7 @@
 //! The keep mask is drawn exactly as `ops::dropout` draws it, so fusing changes no random draw.
 //! Backward: `dx = g`, `dh = g ⊙ k`.
 
-use crate::model::host::{accumulate, add_from_host, fresh_to_vec, take_output_grad};
+use crate::model::host::{accumulate, add_from_host, copied, take_output_grad, Values};
 use crate::model::ops::keep_mask;
 use crate::model::{Act, Dev};
 use crate::rng::Rng;
@@ -21,7 +21,7 @@ pub fn residual_dropout<T: Tape<f32, Dev>>(
 ) -> Act<T> {
     let h = h.contiguous();
     let shape = *h.shape();
-    let mut y = fresh_to_vec(&h);
+    let mut y = copied(&Values::of(&h));
     let Keep(keep) = Residual { x, p }.add(&mut y, rng);
     let (h, mut tape) = h.split_tape();
     let out: Act<NoneTape> = h.device().tensor_from_vec(y, shape);
@@ -65,14 +65,15 @@ impl Residual<'_> {
             Some(rng) if self.p > 0.0 => Some(keep_mask(y.len(), self.p, rng)),
             _ => None,
         };
-        let xv = fresh_to_vec(self.x);
+        let xv = Values::of(self.x);
+        let xv: &[f32] = &xv;
         match &keep {
             Some(k) => y
                 .par_iter_mut()
-                .zip(&xv)
+                .zip(xv)
                 .zip(k)
                 .for_each(|((y, x), k)| *y = *y * k + x),
-            None => y.par_iter_mut().zip(&xv).for_each(|(y, x)| *y += x),
+            None => y.par_iter_mut().zip(xv).for_each(|(y, x)| *y += x),
         }
         Keep(keep)
     }

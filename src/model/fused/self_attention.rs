@@ -18,7 +18,7 @@ use super::kept_with_sums;
 use super::linear;
 use super::residual::Residual;
 use crate::model::attention::ScoreBias;
-use crate::model::host::{accumulate, add_from_host, fresh_to_vec, take_output_grad};
+use crate::model::host::{accumulate, add_from_host, take_output_grad, Values};
 use crate::model::params::Linear;
 use crate::model::precision::products;
 use crate::model::{Act, Dev};
@@ -44,8 +44,8 @@ pub fn self_attention<T: Tape<f32, Dev>>(
         assert_eq!(*l.weight.shape(), (h, h), "attention: a projection's shape");
     }
     let precision = products();
-    let xk = Kept::new(fresh_to_vec(&x), precision);
-    let w = [q, k, v, o].map(|l| fresh_to_vec(&l.weight));
+    let xk = Kept::new(Values::of(&x), precision);
+    let w = [q, k, v, o].map(|l| Values::of(&l.weight));
     let project = |l: &Linear, w: &[f32], a: &Kept| {
         linear::forward(a, w, l.bias.as_ref(), (n, h, h), precision)
     };
