@@ -17,7 +17,7 @@
 //! `dV = P'ᵀ dC`, `dP = (dC Vᵀ) ⊙ keep`, `dS = α · P ⊙ (dP − rowsum(dP ⊙ P))`,
 //! `dQ = dS K`, `dK = dSᵀ Q`.
 
-use super::gemm::{Into, Kept, Operand, View};
+use super::gemm::{Kept, Operand, View};
 use crate::model::attention::ScoreBias;
 use crate::model::host::{add_from_host, take_output_grad, Values};
 use crate::model::ops::keep_mask;
@@ -26,11 +26,14 @@ use crate::model::{Act, Dev};
 use crate::rng::Rng;
 use dfdx::prelude::*;
 use rayon::prelude::*;
+use rayon::slice::ChunksMut;
+use std::mem::MaybeUninit;
 
-/// `dst = β · a b` at `offset` with row stride `rs` in `precision`, single-threaded: the
-/// caller parallelises over sequences.
+/// `dst = β · a b` at `offset` with row stride `rs` in `precision`, single-threaded (the
+/// caller parallelises over sequences), into values that may be uninitialised: the
+/// attention's buffers are written whole, head by head, and never filled first.
 fn matmul<'a, 'b>(
-    dst: &mut [f32],
+    dst: &mut [MaybeUninit<f32>],
     offset: usize,
     rs: usize,
     a: impl std::convert::Into<Operand<'a>>,
@@ -38,17 +41,31 @@ fn matmul<'a, 'b>(
     beta: f32,
     precision: Precision,
 ) {
-    super::gemm::matmul(
-        dst,
-        offset,
-        rs,
-        a,
-        b,
-        beta,
-        Into::Overwrite,
-        false,
-        precision,
-    );
+    super::gemm::product_into(dst, offset, rs, a, b, beta, false, precision);
+}
+
+/// `v`, all of whose values a product has written.
+///
+/// # Safety
+/// Every element of `v` must have been written.
+unsafe fn written(v: &mut [MaybeUninit<f32>]) -> &mut [f32] {
+    // SAFETY: the caller's promise; `MaybeUninit<f32>` has `f32`'s layout.
+    unsafe { &mut *(v as *mut [MaybeUninit<f32>] as *mut [f32]) }
+}
+
+/// A vector of `len` values for the loops below to write whole.
+fn unfilled(len: usize) -> Vec<f32> {
+    Vec::with_capacity(len)
+}
+
+/// The values of a vector from `unfilled`, now written.
+///
+/// # Safety
+/// The loop must have written each of the first `len` values.
+unsafe fn filled(mut v: Vec<f32>, len: usize) -> Vec<f32> {
+    // SAFETY: the caller's promise, and `unfilled` reserved `len`.
+    unsafe { v.set_len(len) };
+    v
 }
 
 /// What the forward pass keeps for the backward one.
@@ -120,6 +137,8 @@ pub(super) fn forward(
     let h = qv.len() / n;
     assert_eq!(h * n, qv.len(), "token rows");
     let (s, a, d) = (seq, heads, h / heads);
+    // The heads write the context whole (its buffer is never filled first).
+    assert_eq!(a * d, h, "the hidden width is a multiple of the heads");
     let scale = 1.0 / (d as f32).sqrt();
     let keep = match rng {
         Some(rng) if p > 0.0 => Some(keep_mask(batch * a * s * s, p, rng)),
@@ -128,10 +147,10 @@ pub(super) fn forward(
     let mask = bias.padding.as_vec();
     // Only the host slopes enter the parallel loop (a device tensor need not be `Sync`).
     let slopes = bias.slopes.as_slice();
-    let mut probs = vec![0.0; batch * a * s * s];
-    let mut ctx = vec![0.0; n * h];
-    ctx.par_chunks_mut(s * h)
-        .zip(probs.par_chunks_mut(a * s * s))
+    let (mut probs, mut ctx) = (unfilled(batch * a * s * s), unfilled(n * h));
+    ctx.spare_capacity_mut()[..n * h]
+        .par_chunks_mut(s * h)
+        .zip(probs.spare_capacity_mut()[..batch * a * s * s].par_chunks_mut(a * s * s))
         .enumerate()
         .for_each(|(b, (ctx_b, probs_b))| {
             let row0 = b * s * h;
@@ -142,6 +161,8 @@ pub(super) fn forward(
                 let qh = qv.view(at, (s, d), h);
                 let kh = kv.view(at, (s, d), h);
                 matmul(pr, 0, s, qh, kh.t(), scale, precision);
+                // SAFETY: the product wrote the head's `(S, S)` scores whole.
+                let pr = unsafe { written(pr) };
                 let m = &mask[b * s..(b + 1) * s];
                 let slope = slopes.get(hd).copied().unwrap_or(0.0);
                 for (i, row) in pr.chunks_exact_mut(s).enumerate() {
@@ -169,6 +190,8 @@ pub(super) fn forward(
                 );
             }
         });
+    // SAFETY: each sequence's block of both was written whole, head by head (`a · d = h`).
+    let (probs, ctx) = unsafe { (filled(probs, batch * a * s * s), filled(ctx, n * h)) };
     let saved = Saved {
         q: qv,
         k: kv,
@@ -208,15 +231,18 @@ pub(super) fn backward(sv: &Saved, g: &Kept) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let precision = sv.precision;
     let h = a * d;
     let n = batch * s;
-    let (mut dq, mut dk, mut dv) = (vec![0.0; n * h], vec![0.0; n * h], vec![0.0; n * h]);
-    dq.par_chunks_mut(s * h)
-        .zip(dk.par_chunks_mut(s * h))
-        .zip(dv.par_chunks_mut(s * h))
+    let (mut dq, mut dk, mut dv) = (unfilled(n * h), unfilled(n * h), unfilled(n * h));
+    fn blocks(v: &mut Vec<f32>, len: usize, block: usize) -> ChunksMut<'_, MaybeUninit<f32>> {
+        v.spare_capacity_mut()[..len].par_chunks_mut(block)
+    }
+    blocks(&mut dq, n * h, s * h)
+        .zip(blocks(&mut dk, n * h, s * h))
+        .zip(blocks(&mut dv, n * h, s * h))
         .enumerate()
         .for_each(|(b, ((dq_b, dk_b), dv_b))| {
             let row0 = b * s * h;
             let mut dropped = vec![0.0f32; s * s];
-            let mut dp = vec![0.0f32; s * s];
+            let mut dp = vec![MaybeUninit::new(0.0f32); s * s];
             for hd in 0..a {
                 let at = row0 + hd * d;
                 let blk = (b * a + hd) * s * s;
@@ -245,6 +271,8 @@ pub(super) fn backward(sv: &Saved, g: &Kept) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
                 // dP = (dC Vᵀ) ⊙ keep
                 let vh = sv.v.view(at, (s, d), h);
                 matmul(&mut dp, 0, s, gh, vh.t(), 1.0, precision);
+                // SAFETY: `dp` was initialised when made (and is overwritten whole here).
+                let dp = unsafe { written(&mut dp) };
                 if let Some(kb) = kb {
                     for (x, k) in dp.iter_mut().zip(kb) {
                         *x *= k;
@@ -257,7 +285,7 @@ pub(super) fn backward(sv: &Saved, g: &Kept) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
                         *x = scale * p * (*x - dot);
                     }
                 }
-                let ds = View::new(&dp, 0, (s, s), s);
+                let ds = View::new(dp, 0, (s, s), s);
                 // dQ = dS K, dK = dSᵀ Q
                 matmul(
                     dq_b,
@@ -279,5 +307,6 @@ pub(super) fn backward(sv: &Saved, g: &Kept) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
                 );
             }
         });
-    (dq, dk, dv)
+    // SAFETY: each sequence's block of the three was written whole, head by head.
+    unsafe { (filled(dq, n * h), filled(dk, n * h), filled(dv, n * h)) }
 }

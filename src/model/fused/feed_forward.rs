@@ -13,7 +13,7 @@
 //! `dx += du W_u`, `dW_u += duᵀ x`, `db_u += Σ du` — each buffer added to
 //! once, in the order the composed ops' backward passes ran.
 
-use super::gemm::{matmul, Into, Kept, Operand, View};
+use super::gemm::{fresh, matmul, Into, Kept, Operand, View};
 use super::linear;
 use super::residual::Residual;
 use super::{kept_with_sums, vmath};
@@ -89,19 +89,7 @@ pub fn feed_forward<T: Tape<f32, Dev>>(
         // The down projection.
         let (dy, db_down) = kept_with_sums(dy, d_out, precision, bd_ghost.is_some(), |_, _| {});
         let dy = dy.view(0, (n, d_out), d_out);
-        let mut da = vec![0.0; n * ffn];
-        let wd = View::new(&wd, 0, (d_out, ffn), ffn);
-        matmul(
-            &mut da,
-            0,
-            ffn,
-            dy,
-            wd,
-            1.0,
-            Into::Overwrite,
-            true,
-            precision,
-        );
+        let da = fresh(dy, View::new(&wd, 0, (d_out, ffn), ffn), precision);
         let a = ak.view(0, (n, ffn), ffn);
         accumulate(grads.get_or_alloc_mut(&wd_ghost)?, |dw| {
             mm(dw, ffn, dy.t(), a)

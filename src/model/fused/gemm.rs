@@ -10,6 +10,7 @@
 
 use crate::model::host::Values;
 use crate::model::precision::Precision;
+use std::mem::MaybeUninit;
 
 /// Element `(i, j)` of the view is `data[offset + i·rs + j·cs]`; `E` is `f32`, or `u16` for
 /// bf16 bits.
@@ -153,12 +154,23 @@ impl Kept {
         use rayon::prelude::*;
         const CHUNK: usize = 1 << 12;
         let mut u = onto_bias(a, b, bias, precision);
-        let mut values = vec![0.0; u.len()];
-        values
+        // Each chunk is made in a buffer on the stack and copied into the values, which are
+        // never filled first (what the bf16 path does per tile).
+        let mut values = Vec::with_capacity(u.len());
+        values.spare_capacity_mut()[..u.len()]
             .par_chunks_mut(CHUNK)
             .zip(u.par_chunks_mut(CHUNK))
             .enumerate()
-            .for_each(|(i, (out, side))| make(i * CHUNK, out, side));
+            .for_each(|(i, (out, side))| {
+                let mut made = [0.0f32; CHUNK];
+                let made = &mut made[..out.len()];
+                make(i * CHUNK, made, side);
+                for (o, v) in out.iter_mut().zip(made.iter()) {
+                    o.write(*v);
+                }
+            });
+        // SAFETY: every chunk of the `u.len()` values was written above.
+        unsafe { values.set_len(u.len()) };
         (u, Self::F32(values.into()))
     }
 
@@ -238,17 +250,17 @@ pub fn onto_bias(a: Operand, b: Operand, bias: Option<&[f32]>, precision: Precis
         unsafe { out.set_len(m * n) };
         return out;
     }
+    let Some(bias) = bias else {
+        return fresh(a, b, precision);
+    };
     let mut out = rows_of(bias, m, n);
     matmul(&mut out, 0, n, a, b, 1.0, Into::Accumulate, true, precision);
     out
 }
 
-/// `rows` rows of `bias` (or zeros), over rayon's threads without a fill first: on one
-/// thread (`repeat`) the FFN's `(N, ffn)` rows kept the other cores waiting.
-fn rows_of(bias: Option<&[f32]>, rows: usize, width: usize) -> Vec<f32> {
-    let Some(bias) = bias else {
-        return vec![0.0; rows * width];
-    };
+/// `rows` rows of `bias`, over rayon's threads without a fill first: on one thread
+/// (`repeat`) the FFN's `(N, ffn)` rows kept the other cores waiting.
+fn rows_of(bias: &[f32], rows: usize, width: usize) -> Vec<f32> {
     // SAFETY: every row of every block is written.
     unsafe {
         crate::model::host::written(rows * width, width * super::ROWS, |_, block| {
@@ -283,7 +295,86 @@ pub fn matmul<'a, 'b>(
     parallel: bool,
     precision: Precision,
 ) {
+    // SAFETY: f32 values are valid `MaybeUninit<f32>`s, and a product writes only f32 values.
+    let dst = unsafe { &mut *(dst as *mut [f32] as *mut [MaybeUninit<f32>]) };
+    run(
+        dst,
+        offset,
+        rs,
+        a.into(),
+        b.into(),
+        beta,
+        into,
+        parallel,
+        precision,
+    )
+}
+
+/// `dst = β · a b` as `matmul` computes it, into values that may be uninitialised: an
+/// overwriting product never reads them, so a fresh buffer need not be zero-filled first
+/// (for the `(N, ffn)` and attention buffers that fill was a parallel pass over memory each).
+#[allow(clippy::too_many_arguments)]
+pub fn product_into<'a, 'b>(
+    dst: &mut [MaybeUninit<f32>],
+    offset: usize,
+    rs: usize,
+    a: impl std::convert::Into<Operand<'a>>,
+    b: impl std::convert::Into<Operand<'b>>,
+    beta: f32,
+    parallel: bool,
+    precision: Precision,
+) {
     let (a, b) = (a.into(), b.into());
+    run(
+        dst,
+        offset,
+        rs,
+        a,
+        b,
+        beta,
+        Into::Overwrite,
+        parallel,
+        precision,
+    )
+}
+
+/// `a b` as a new `(a.rows, b.cols)` matrix, over rayon's threads, never filled first.
+pub fn fresh<'a, 'b>(
+    a: impl std::convert::Into<Operand<'a>>,
+    b: impl std::convert::Into<Operand<'b>>,
+    precision: Precision,
+) -> Vec<f32> {
+    let (a, b) = (a.into(), b.into());
+    let (m, n) = (a.dims().0, b.dims().1);
+    let mut out = Vec::with_capacity(m * n);
+    product_into(
+        &mut out.spare_capacity_mut()[..m * n],
+        0,
+        n,
+        a,
+        b,
+        1.0,
+        true,
+        precision,
+    );
+    // SAFETY: an overwriting product writes every element of its `(m, n)` destination.
+    unsafe { out.set_len(m * n) };
+    out
+}
+
+/// Both of the above; `dst` must be initialised when `into` is `Accumulate`.
+#[allow(clippy::too_many_arguments)]
+fn run(
+    dst: &mut [MaybeUninit<f32>],
+    offset: usize,
+    rs: usize,
+    a: Operand,
+    b: Operand,
+    beta: f32,
+    into: Into,
+    parallel: bool,
+    precision: Precision,
+) {
     let ((m, k, _, _), (k2, n, _, _)) = (a.dims(), b.dims());
     assert_eq!(k, k2, "inner dimensions");
     View::new(dst, offset, (m, n), rs).check(dst.len());
@@ -291,7 +382,8 @@ pub fn matmul<'a, 'b>(
     b.check();
     #[cfg(target_arch = "x86_64")]
     if precision == Precision::Bf16 && super::gemm_bf16::native() {
-        return super::gemm_bf16::matmul(dst, offset, rs, a, b, beta, into, parallel);
+        let ends = super::gemm_bf16::Ends::default();
+        return super::gemm_bf16::product(dst, offset, rs, a, b, beta, into, ends, parallel);
     }
     let _ = precision;
     let (Operand::F32(a), Operand::F32(b)) = (a, b) else {
@@ -303,13 +395,14 @@ pub fn matmul<'a, 'b>(
         gemm::Parallelism::None
     };
     // SAFETY: every view was bounds-checked above for its full extent; `dst` is borrowed
-    // mutably and the inputs immutably, so nothing aliases.
+    // mutably and the inputs immutably, so nothing aliases; `dst` is read only when
+    // accumulating, which the callers do on initialised values alone.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr().add(offset),
+            dst.as_mut_ptr().add(offset).cast::<f32>(),
             1,
             rs as isize,
             into == Into::Accumulate,

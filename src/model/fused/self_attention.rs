@@ -13,7 +13,7 @@
 //! same order.
 
 use super::attention::{backward, forward};
-use super::gemm::{matmul, Into, Kept, Operand, View};
+use super::gemm::{fresh, matmul, Into, Kept, Operand, View};
 use super::kept_with_sums;
 use super::linear;
 use super::residual::Residual;
@@ -89,28 +89,30 @@ pub fn self_attention<T: Tape<f32, Dev>>(
         };
         let weight = |i: usize| View::new(&w[i], 0, (h, h), h).into();
         // Each projection, from its output's gradient `g`: `db = Σ g` (before `g` is rounded),
-        // `dx += g W` (into `dx` when given), `dW += gᵀ a` for its input `a`.
-        let mut projection = |i: usize, g: Vec<f32>, a: &Kept, dx: Option<&mut [f32]>| {
+        // `dW += gᵀ a` for its input `a`, and `g W`: a new matrix (the context's gradient)
+        // when `own`, else added to `dx`.
+        let mut projection = |i: usize, g: Vec<f32>, a: &Kept, own: bool| {
             let (w_ghost, b_ghost) = &ghosts[i];
             let (g, db) = kept_with_sums(g, h, precision, b_ghost.is_some(), |_, _| {});
             let g = g.view(0, (n, h), h);
-            match dx {
-                Some(dx) => mm(dx, g, weight(i)),
-                None => accumulate(grads.get_or_alloc_mut(&x_ghost)?, |dx| mm(dx, g, weight(i)))?,
-            }
+            let dx = if own {
+                Some(fresh(g, weight(i), precision))
+            } else {
+                accumulate(grads.get_or_alloc_mut(&x_ghost)?, |dx| mm(dx, g, weight(i)))?;
+                None
+            };
             let a = a.view(0, (n, h), h);
             accumulate(grads.get_or_alloc_mut(w_ghost)?, |dw| mm(dw, g.t(), a))?;
-            match (b_ghost, db) {
-                (Some(b), Some(db)) => add_from_host(grads.get_or_alloc_mut(b)?, &db),
-                _ => Ok(()),
+            if let (Some(b), Some(db)) = (b_ghost, db) {
+                add_from_host(grads.get_or_alloc_mut(b)?, &db)?;
             }
+            Ok(dx)
         };
-        let mut dctx = vec![0.0; n * h];
-        projection(3, dy, &ctx, Some(&mut dctx))?;
+        let dctx = projection(3, dy, &ctx, true)?.unwrap_or_default();
         let (dq, dk, dv) = backward(&core, &Kept::new(dctx, precision));
-        projection(2, dv, &xk, None)?;
-        projection(1, dk, &xk, None)?;
-        projection(0, dq, &xk, None)
+        projection(2, dv, &xk, false)?;
+        projection(1, dk, &xk, false)?;
+        projection(0, dq, &xk, false).map(|_| ())
     });
     out.put_tape(tape)
 }

@@ -131,25 +131,6 @@ enum Layout {
 /// Words of a row of a row-major packed strip: the pairs of a full k block.
 const KCP: usize = KC / 2;
 
-/// `dst (+)= β · a b` through the kernel. The caller has bounds-checked every view and made
-/// sure `native()` holds.
-#[cfg(target_arch = "x86_64")]
-#[allow(clippy::too_many_arguments)]
-pub fn matmul(
-    dst: &mut [f32],
-    offset: usize,
-    rs: usize,
-    a: Operand,
-    b: Operand,
-    beta: f32,
-    into: Into,
-    parallel: bool,
-) {
-    // SAFETY: f32 values are valid `MaybeUninit<f32>`s, and `product` writes only f32 values.
-    let dst = unsafe { &mut *(dst as *mut [f32] as *mut [MaybeUninit<f32>]) };
-    product(dst, offset, rs, a, b, beta, into, Ends::default(), parallel)
-}
-
 /// Work on a finished row segment of a tile: `(index of its first element, the segment)`.
 pub type Finish<'a> = dyn Fn(usize, &mut [f32]) + Sync + 'a;
 
