@@ -4,7 +4,8 @@
 //! projection), each with the residual connection it takes in (`x + drop(·)`, `x` its own input
 //! or another tensor) — its output and the gradients of its inputs and of every weight and
 //! bias, in f32 and in bf16 products (where the CPU has them), with and without biases, on 1
-//! and 3 threads; attention with padding, ALiBi and dropout.
+//! and 3 threads; attention with padding, ALiBi and dropout. And the MLM decoder with its loss
+//! (`fused::linear_cross_entropy`: `linear`, then `cross_entropy`).
 
 mod common;
 
@@ -227,6 +228,59 @@ fn the_fused_attention_sublayer_is_the_composition_bit_for_bit() {
                     (b, s, a, d)
                 );
                 assert_same(&what, &got, &want);
+            }
+        }
+    }
+}
+
+/// The MLM decoder and its loss as one op (`fused::linear_cross_entropy`) against
+/// `fused::linear` then `fused::cross_entropy`: the loss, the hit count and the gradients of
+/// the input, weight and bias, bit for bit, in both precisions, with and without a bias, on 1
+/// and 3 threads.
+#[test]
+fn the_fused_decoder_loss_is_the_composition_bit_for_bit() {
+    // More rows than a block (`ROWS` = 32), odd widths, labels everywhere in the vocabulary.
+    let (n, d, vocab) = (75, 40, 301);
+    let labels: Vec<usize> = (0..n).map(|i| (i * 97 + 13) % vocab).collect();
+    for precision in precisions() {
+        for bias in [true, false] {
+            let run = |fused: bool, threads: usize| {
+                common::pool(threads).install(|| {
+                    let _products = autocast(precision);
+                    let dev = Dev::seed_from_u64(0);
+                    let x: Matrix = dev.tensor_from_vec(random(n * d, 50, 2.0), (n, d));
+                    let w: Matrix = dev.tensor_from_vec(random(vocab * d, 51, 0.5), (vocab, d));
+                    let b = dev.tensor_from_vec(random(vocab, 52, 0.5), (vocab,));
+                    let b = bias.then_some(&b);
+                    let (loss, correct) = if fused {
+                        fused::linear_cross_entropy(x.leaky_trace(), &w, b, &labels)
+                    } else {
+                        fused::cross_entropy(fused::linear(x.leaky_trace(), &w, b), &labels)
+                    };
+                    let value = loss.array().to_bits();
+                    let g = (loss * 1.7).backward();
+                    let bits = |v: Vec<f32>| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    let mut out = vec![vec![value, correct as u32]];
+                    out.push(bits(g.get(&x).as_vec()));
+                    out.push(bits(g.get(&w).as_vec()));
+                    if let Some(b) = b {
+                        out.push(bits(g.get(b).as_vec()));
+                    }
+                    out
+                })
+            };
+            let want = run(false, 3);
+            assert!(want[1].iter().any(|&b| b != 0), "dx is all zeros");
+            for threads in [1, 3] {
+                let got = run(true, threads);
+                assert_eq!(got.len(), want.len());
+                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        g == w,
+                        "{precision:?}, bias {bias}, {threads} threads: entry {i} of \
+                         [loss and hits, dx, dW, db] differs"
+                    );
+                }
             }
         }
     }

@@ -2,7 +2,7 @@
 //! only, through a dense + GELU + LayerNorm transform and a decoder tied to the word
 //! embeddings (plus its own output bias), or untied (`model.tie_word_embeddings = false`).
 
-use super::{cross_entropy, Ctx, HeadDims, Loss, Objective, ObjectiveFor};
+use super::{linear_cross_entropy, Ctx, HeadDims, Loss, Objective, ObjectiveFor};
 use crate::model::gelu::gelu;
 use crate::model::ops::{layer_norm, linear, project};
 use crate::model::params::named_params;
@@ -33,15 +33,24 @@ impl Mlm {
         dev: &Dev,
         encoder: &crate::model::Encoder,
     ) -> Act<T> {
+        let x = self.transformed(hidden, positions, dev);
+        project(x, self.decoder(encoder), Some(&self.bias))
+    }
+
+    /// The transform's output at `positions`: what the decoder reads.
+    fn transformed<T: Taped>(&self, hidden: Act<T>, positions: &[usize], dev: &Dev) -> Act<T> {
         let idx: Tensor<(usize,), usize, Dev> =
             dev.tensor_from_vec(positions.to_vec(), (positions.len(),));
-        let x = layer_norm(
+        layer_norm(
             gelu(linear(hidden.gather(idx), &self.transform)),
             &self.norm,
             self.eps,
-        );
-        let decoder = self.decoder.as_ref().unwrap_or(&encoder.embeddings.word);
-        project(x, decoder, Some(&self.bias))
+        )
+    }
+
+    /// The decoder's weight: its own, or the word embeddings when tied.
+    fn decoder<'a>(&'a self, encoder: &'a crate::model::Encoder) -> &'a Matrix {
+        self.decoder.as_ref().unwrap_or(&encoder.embeddings.word)
     }
 
     pub fn new(dev: &Dev, d: &HeadDims, rng: &mut Rng) -> Self {
@@ -68,9 +77,10 @@ impl<T: Taped> ObjectiveFor<T> for Mlm {
                 parts: Vec::new(),
             };
         }
-        let logits = self.logits(hidden, &b.mlm_positions, ctx.dev, ctx.encoder);
+        let x = self.transformed(hidden, &b.mlm_positions, ctx.dev);
         let labels: Vec<usize> = b.mlm_labels.iter().map(|&l| l as usize).collect();
-        cross_entropy(ctx.dev, logits, &labels)
+        let decoder = self.decoder(ctx.encoder);
+        linear_cross_entropy(ctx.dev, x, decoder, Some(&self.bias), &labels)
     }
 }
 

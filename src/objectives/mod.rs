@@ -15,7 +15,7 @@ pub mod sop;
 pub use registry::{find, names, Needs};
 
 use crate::data::Batch;
-use crate::model::{Act, Dev, Encoder, Inputs, Params};
+use crate::model::{Act, Dev, Encoder, Inputs, Matrix, Params, Vector};
 use crate::model::{Taped, TrainTape};
 use crate::rng::Rng;
 use dfdx::prelude::*;
@@ -95,6 +95,31 @@ impl HeadDims {
             model: model.clone(),
         }
     }
+}
+
+/// Mean cross-entropy of the logits `x Wᵀ + b` against class `labels`, and how many argmaxes
+/// hit: `cross_entropy` of `ops::project`, as one op on the CPU, where the logits (MLM's are a
+/// step's largest activation) never become a dfdx tensor (`model::fused::linear_cross_entropy`).
+pub fn linear_cross_entropy<T: Taped>(
+    dev: &Dev,
+    x: Act<T>,
+    weight: &Matrix,
+    bias: Option<&Vector>,
+    labels: &[usize],
+) -> Loss<T> {
+    #[cfg(not(feature = "cuda"))]
+    {
+        let _ = dev;
+        let (value, correct) = crate::model::fused::linear_cross_entropy(x, weight, bias, labels);
+        Loss {
+            value,
+            correct,
+            total: labels.len(),
+            parts: Vec::new(),
+        }
+    }
+    #[cfg(feature = "cuda")]
+    cross_entropy(dev, crate::model::ops::project(x, weight, bias), labels)
 }
 
 /// Mean cross-entropy of `logits` `(N, C)` against class `labels`, and how many argmaxes hit.

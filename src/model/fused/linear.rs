@@ -12,7 +12,7 @@
 
 use super::gemm::{matmul, onto_bias, Into, Kept, View};
 use super::kept_with_sums;
-use crate::model::host::{accumulate, add_from_host, take_output_grad, Values};
+use crate::model::host::{accumulate, add_from_host, take_output_grad, DevError, GradBuf, Values};
 use crate::model::precision::{products, Precision};
 use crate::model::{Act, Dev, Matrix, Vector};
 use dfdx::prelude::*;
@@ -36,39 +36,72 @@ pub fn linear<T: Tape<f32, Dev>>(x: Act<T>, weight: &Matrix, bias: Option<&Vecto
         out.ghost(),
     );
     tape.add_backward_op(move |grads| {
-        grads.try_alloc_for(&x_ghost)?;
-        grads.try_alloc_for(&w_ghost)?;
-        if let Some(b) = &b_ghost {
-            grads.try_alloc_for(b)?;
-        }
         grads.try_alloc_for(&out_ghost)?;
         let g = take_output_grad(grads.get_or_alloc_mut(&out_ghost)?)?;
         let (gk, db) = kept_with_sums(g, d_out, precision, b_ghost.is_some(), |_, _| {});
-        let gs = gk.view(0, (n, d_out), d_out);
-        let ws = View::new(&w, 0, (d_out, d_in), d_in);
-        let xs = xk.view(0, (n, d_in), d_in);
-        accumulate(grads.get_or_alloc_mut(&x_ghost)?, |dx| {
-            matmul(dx, 0, d_in, gs, ws, 1.0, Into::Accumulate, true, precision)
-        })?;
-        accumulate(grads.get_or_alloc_mut(&w_ghost)?, |dw| {
-            matmul(
-                dw,
-                0,
-                d_in,
-                gs.t(),
-                xs,
-                1.0,
-                Into::Accumulate,
-                true,
-                precision,
-            )
-        })?;
-        match (&b_ghost, db) {
-            (Some(b), Some(db)) => add_from_host(grads.get_or_alloc_mut(b)?, &db),
-            _ => Ok(()),
-        }
+        let grad = finder(|grads, of| match (of, &b_ghost) {
+            (Of::Input, _) => grads.get_or_alloc_mut(&x_ghost),
+            (Of::Weight, _) => grads.get_or_alloc_mut(&w_ghost),
+            (Of::Bias, Some(b)) => grads.get_or_alloc_mut(b),
+            (Of::Bias, None) => unreachable!("a bias gradient without a bias"),
+        });
+        backward(grads, grad, (gk, db), &xk, &w, (n, d_in, d_out), precision)
     });
     out.put_tape(tape)
+}
+
+/// Which of a linear layer's tensors a gradient buffer belongs to.
+#[derive(Clone, Copy)]
+pub(super) enum Of {
+    Input,
+    Weight,
+    Bias,
+}
+
+/// `f` as a finder of gradient buffers (a closure's signature that Rust does not infer).
+pub(super) fn finder<F>(f: F) -> F
+where
+    F: for<'g> Fn(&'g mut Gradients<f32, Dev>, Of) -> Result<&'g mut GradBuf, DevError>,
+{
+    f
+}
+
+/// A linear layer's backward pass from its output's gradient `g` (as `precision`'s products
+/// read it, with its column sums when the layer has a bias): `dx += g W`, `dW += gᵀ x`,
+/// `db += Σ_rows g`, for `x` `(n, d_in)` and `W` `(d_out, d_in)`; `grad` finds each
+/// tensor's gradient buffer (dfdx's ghosts cannot be named outside it).
+pub(super) fn backward(
+    grads: &mut Gradients<f32, Dev>,
+    grad: impl for<'g> Fn(&'g mut Gradients<f32, Dev>, Of) -> Result<&'g mut GradBuf, DevError>,
+    (gk, db): (Kept, Option<Vec<f32>>),
+    xk: &Kept,
+    w: &[f32],
+    (n, d_in, d_out): (usize, usize, usize),
+    precision: Precision,
+) -> Result<(), DevError> {
+    let gs = gk.view(0, (n, d_out), d_out);
+    let ws = View::new(w, 0, (d_out, d_in), d_in);
+    let xs = xk.view(0, (n, d_in), d_in);
+    accumulate(grad(grads, Of::Input)?, |dx| {
+        matmul(dx, 0, d_in, gs, ws, 1.0, Into::Accumulate, true, precision)
+    })?;
+    accumulate(grad(grads, Of::Weight)?, |dw| {
+        matmul(
+            dw,
+            0,
+            d_in,
+            gs.t(),
+            xs,
+            1.0,
+            Into::Accumulate,
+            true,
+            precision,
+        )
+    })?;
+    match db {
+        Some(db) => add_from_host(grad(grads, Of::Bias)?, &db),
+        None => Ok(()),
+    }
 }
 
 /// A linear layer's forward product, `a Wᵀ + bias` for `a` `(n, k)` and `w` `(m, k)`,

@@ -25,6 +25,7 @@ pub mod gemm;
 pub mod gemm_bf16;
 mod layer_norm;
 mod linear;
+mod linear_cross_entropy;
 mod residual;
 mod self_attention;
 pub mod vmath;
@@ -37,6 +38,7 @@ pub use embedding::embed;
 pub use feed_forward::feed_forward;
 pub use layer_norm::layer_norm;
 pub use linear::linear;
+pub use linear_cross_entropy::linear_cross_entropy;
 pub use residual::{residual_dropout, Residual};
 pub use self_attention::self_attention;
 
