@@ -124,6 +124,9 @@ proptest! {
                 }
             }
         };
+        // Each case's folder goes (a CI run made thousands of them); a failing case keeps its
+        // own for a look.
+        let _ = std::fs::remove_dir_all(&dir);
         if let (Ok(w), Ok(s)) = (&whole, &streamed) {
             let texts = |d: &[corpus::Document]| d.iter().map(|d| d.sentences.clone()).collect::<Vec<_>>();
             // Auto-detection on a 64-byte first block may pick another layout than on the
