@@ -3,14 +3,16 @@
 //! views are bounds-checked here, once, so the fused ops that call these never touch a raw
 //! pointer.
 //!
-//! An operand may also be a matrix rounded to bf16 once (`Kept`), when more than one bf16
-//! product reads it (a linear layer's input: its forward product and its weight's gradient):
-//! the packing then copies words instead of converting floats again, and the results are the
-//! same bits, since the packing would have rounded each value the same way.
+//! An operand may also be a matrix rounded to bf16 once (`Kept`, in `kept.rs`), when more
+//! than one bf16 product reads it (a linear layer's input: its forward product and its
+//! weight's gradient): the packing then copies words instead of converting floats again, and
+//! the results are the same bits, since the packing would have rounded each value the same
+//! way.
 
-use crate::model::host::Values;
 use crate::model::precision::Precision;
 use std::mem::MaybeUninit;
+
+pub use super::kept::Kept;
 
 /// Element `(i, j)` of the view is `data[offset + i·rs + j·cs]`; `E` is `f32`, or `u16` for
 /// bf16 bits.
@@ -100,7 +102,7 @@ impl Operand<'_> {
         offset + r * rs + c * cs
     }
 
-    fn check(&self) {
+    pub(super) fn check(&self) {
         match self {
             Self::F32(v) => v.check(v.data.len()),
             Self::Bf16(v) => v.check(v.data.len()),
@@ -108,121 +110,8 @@ impl Operand<'_> {
     }
 }
 
-/// A matrix an op keeps for the products that read it: f32 values, or (for bf16 products on
-/// a CPU that has them) the values rounded to bf16 once — half the memory, and every later
-/// product reads the rounded bits instead of rounding again.
-pub enum Kept {
-    F32(Values),
-    Bf16(Vec<u16>),
-}
-
-impl Kept {
-    /// `values` in the form `precision`'s products read: a tensor's (`Values::of`, read in
-    /// place) or an op's own vector.
-    pub fn new(values: impl std::convert::Into<Values>, precision: Precision) -> Self {
-        let values = values.into();
-        #[cfg(target_arch = "x86_64")]
-        if precision == Precision::Bf16 && super::gemm_bf16::native() {
-            return Self::Bf16(super::gemm_bf16::round_all(&values));
-        }
-        let _ = precision;
-        Self::F32(values)
-    }
-
-    /// `u = bias + a b` (`onto_bias`), then values made from it chunk by chunk over rayon's
-    /// threads — `make(start, out, side)` writes all of `out` (the values from index
-    /// `start`) and may change the same range of `u` (`side`) — and held as `precision`'s
-    /// products read them; with `u` as the maker left it. With bf16 products `make` runs on
-    /// each row segment of a tile as the kernel finishes it (at most 32 values), and what it
-    /// makes is rounded there, while in cache: `u` is written once and never read back, and
-    /// the f32 values never exist whole (the feed-forward's GELU on its `(N, ffn)`
-    /// pre-activation).
-    pub fn made_from_product(
-        a: Operand,
-        b: Operand,
-        bias: Option<&[f32]>,
-        precision: Precision,
-        make: impl Fn(usize, &mut [f32], &mut [f32]) + Sync,
-    ) -> (Vec<f32>, Self) {
-        #[cfg(target_arch = "x86_64")]
-        if bf16_here(precision) {
-            a.check();
-            b.check();
-            let (u, bits) = super::gemm_bf16::made_from_product(a, b, bias, make);
-            return (u, Self::Bf16(bits));
-        }
-        use rayon::prelude::*;
-        const CHUNK: usize = 1 << 12;
-        let mut u = onto_bias(a, b, bias, precision);
-        // Each chunk is made in a buffer on the stack and copied into the values, which are
-        // never filled first (what the bf16 path does per tile).
-        let mut values = Vec::with_capacity(u.len());
-        values.spare_capacity_mut()[..u.len()]
-            .par_chunks_mut(CHUNK)
-            .zip(u.par_chunks_mut(CHUNK))
-            .enumerate()
-            .for_each(|(i, (out, side))| {
-                let mut made = [0.0f32; CHUNK];
-                let made = &mut made[..out.len()];
-                make(i * CHUNK, made, side);
-                for (o, v) in out.iter_mut().zip(made.iter()) {
-                    o.write(*v);
-                }
-            });
-        // SAFETY: every chunk of the `u.len()` values was written above.
-        unsafe { values.set_len(u.len()) };
-        (u, Self::F32(values.into()))
-    }
-
-    /// `values` held as `precision`'s products read them, after `visit(start, block)` has seen
-    /// (and may have changed in place) each block of `block` values, `start` being its first
-    /// index; with what each visit returned, in block order. With bf16 products each block is
-    /// rounded right after its visit, while it is in cache: a pass over memory saved against
-    /// visiting, then `new`.
-    pub fn visited<R: Send>(
-        mut values: Vec<f32>,
-        block: usize,
-        precision: Precision,
-        visit: impl Fn(usize, &mut [f32]) -> R + Sync,
-    ) -> (Self, Vec<R>) {
-        #[cfg(target_arch = "x86_64")]
-        if precision == Precision::Bf16 && super::gemm_bf16::native() {
-            let (bits, seen) = super::gemm_bf16::round_visited(&mut values, block, visit);
-            return (Self::Bf16(bits), seen);
-        }
-        let _ = precision;
-        use rayon::prelude::*;
-        let seen = values
-            .par_chunks_mut(block)
-            .enumerate()
-            .map(|(i, b)| visit(i * block, b))
-            .collect();
-        (Self::F32(values.into()), seen)
-    }
-
-    /// How many values it holds.
-    pub fn len(&self) -> usize {
-        match self {
-            Self::F32(v) => v.len(),
-            Self::Bf16(v) => v.len(),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The `(rows, cols)` matrix at `offset` with row stride `rs`.
-    pub fn view(&self, offset: usize, shape: (usize, usize), rs: usize) -> Operand<'_> {
-        match self {
-            Self::F32(v) => View::new(v, offset, shape, rs).into(),
-            Self::Bf16(v) => View::new(v, offset, shape, rs).into(),
-        }
-    }
-}
-
 /// Whether bf16 products run here: `precision` asks for them and the CPU has them.
-fn bf16_here(precision: Precision) -> bool {
+pub(super) fn bf16_here(precision: Precision) -> bool {
     #[cfg(target_arch = "x86_64")]
     if precision == Precision::Bf16 && super::gemm_bf16::native() {
         return true;
@@ -231,8 +120,8 @@ fn bf16_here(precision: Precision) -> bool {
     false
 }
 
-/// `bias + a b`, a fresh `(a.rows, b.cols)` matrix whose every row starts as `bias` (or
-/// zeros): a layer's forward product. With bf16 products the bias is added as the kernel
+/// `bias + a b`, a fresh `(a.rows, b.cols)` matrix whose every row starts as `bias` (or is
+/// the product alone): a layer's forward product. With bf16 products the bias is added as the kernel
 /// stores each tile, so its rows are never written out first and read back.
 pub fn onto_bias(a: Operand, b: Operand, bias: Option<&[f32]>, precision: Precision) -> Vec<f32> {
     let ((m, k, _, _), (k2, n, _, _)) = (a.dims(), b.dims());
@@ -389,11 +278,54 @@ fn run(
     let (Operand::F32(a), Operand::F32(b)) = (a, b) else {
         panic!("a bf16 operand in an f32 product (`Kept::new` rounds only for bf16 products)")
     };
+    let threads = rayon::current_num_threads();
+    if parallel && threads > 1 && m >= SPLIT_ROWS * threads {
+        // One block of rows per thread, each a whole product on its thread (see `SPLIT_ROWS`).
+        use rayon::prelude::*;
+        let per = m.div_ceil(threads);
+        let dst = &mut dst[offset..offset + (m - 1) * rs + n];
+        dst.par_chunks_mut(per * rs).enumerate().for_each(|(i, d)| {
+            let r0 = i * per;
+            let a = View {
+                offset: a.offset + r0 * a.rs,
+                rows: per.min(m - r0),
+                ..a
+            };
+            f32_product(d, 0, rs, a, b, beta, into, gemm::Parallelism::None);
+        });
+        return;
+    }
     let parallelism = if parallel {
-        gemm::Parallelism::Rayon(rayon::current_num_threads())
+        gemm::Parallelism::Rayon(threads)
     } else {
         gemm::Parallelism::None
     };
+    f32_product(dst, offset, rs, a, b, beta, into, parallelism);
+}
+
+/// Rows of the product per thread from which an f32 product splits its rows between the
+/// threads itself, each block a single-threaded `gemm` call, instead of asking `gemm` for
+/// its own parallel loop. That loop joins the threads after every (column block, k block)
+/// step of a product and gives each an equal share of the step's tiles; on 2 threads the
+/// second one waited at those joins for 5–11 % of each product in a step (`perf`, session
+/// 28). Each block packs B itself (the weights, small beside A here). The sums are the same:
+/// `gemm`'s k blocking depends on k alone, and each element is summed over k in that order
+/// whichever block, and whichever edge kernel, computes it.
+const SPLIT_ROWS: usize = 64;
+
+/// The `gemm` crate's product on views `run` checked.
+#[allow(clippy::too_many_arguments)]
+fn f32_product(
+    dst: &mut [MaybeUninit<f32>],
+    offset: usize,
+    rs: usize,
+    a: View,
+    b: View,
+    beta: f32,
+    into: Into,
+    parallelism: gemm::Parallelism,
+) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
     // SAFETY: every view was bounds-checked above for its full extent; `dst` is borrowed
     // mutably and the inputs immutably, so nothing aliases; `dst` is read only when
     // accumulating, which the callers do on initialised values alone.

@@ -23,6 +23,7 @@ mod embedding;
 mod feed_forward;
 pub mod gemm;
 pub mod gemm_bf16;
+mod kept;
 mod layer_norm;
 mod linear;
 mod linear_cross_entropy;
