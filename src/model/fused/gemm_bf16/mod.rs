@@ -147,8 +147,8 @@ pub struct Ends<'a> {
     pub finish: Option<&'a Finish<'a>>,
 }
 
-/// `dst (+)= β · a b` (`+ bias`), as `matmul`; with `Into::Overwrite`, `dst` need not hold
-/// values: every element of the product is written before it is read.
+/// `dst (+)= β · a b` (`+ bias`), as `gemm::matmul`; with `Into::Overwrite`, `dst` need not
+/// hold values: every element of the product is written before it is read.
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::too_many_arguments)]
 pub fn product(
