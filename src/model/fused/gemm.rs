@@ -121,8 +121,8 @@ pub(super) fn bf16_here(precision: Precision) -> bool {
 }
 
 /// `bias + a b`, a fresh `(a.rows, b.cols)` matrix whose every row starts as `bias` (or is
-/// the product alone): a layer's forward product. With bf16 products the bias is added as the kernel
-/// stores each tile, so its rows are never written out first and read back.
+/// the product alone): a layer's forward product. With bf16 products the bias is added as the
+/// kernel stores each tile, so its rows are never written out first and read back.
 pub fn onto_bias(a: Operand, b: Operand, bias: Option<&[f32]>, precision: Precision) -> Vec<f32> {
     let ((m, k, _, _), (k2, n, _, _)) = (a.dims(), b.dims());
     assert_eq!(k, k2, "inner dimensions");
@@ -270,7 +270,7 @@ fn run(
     a.check();
     b.check();
     #[cfg(target_arch = "x86_64")]
-    if precision == Precision::Bf16 && super::gemm_bf16::native() {
+    if bf16_here(precision) {
         let ends = super::gemm_bf16::Ends::default();
         return super::gemm_bf16::product(dst, offset, rs, a, b, beta, into, ends, parallel);
     }

@@ -21,7 +21,7 @@ impl Kept {
     pub fn new(values: impl std::convert::Into<Values>, precision: Precision) -> Self {
         let values = values.into();
         #[cfg(target_arch = "x86_64")]
-        if precision == Precision::Bf16 && super::gemm_bf16::native() {
+        if bf16_here(precision) {
             return Self::Bf16(super::gemm_bf16::round_all(&values));
         }
         let _ = precision;
@@ -85,7 +85,7 @@ impl Kept {
         visit: impl Fn(usize, &mut [f32]) -> R + Sync,
     ) -> (Self, Vec<R>) {
         #[cfg(target_arch = "x86_64")]
-        if precision == Precision::Bf16 && super::gemm_bf16::native() {
+        if bf16_here(precision) {
             let (bits, seen) = super::gemm_bf16::round_visited(&mut values, block, visit);
             return (Self::Bf16(bits), seen);
         }
