@@ -10,6 +10,9 @@
 # Usage: benches/compare.sh [small|reference|large] [PAIRS] [THREADS] [STEPS]
 #   PYTHON=path/to/python with torch + transformers (default: python3)
 #   REFS="dense speed speed-bf16" to choose the PyTorch implementations (default: all three)
+#   PRETEXT_FLAGS="--dense-last-layer" for more `pretext bench` flags: that one computes the
+#   last block at every token, as PyTorch does (equal work; by default pretext computes its
+#   attention queries and feed-forward at the masked and [CLS] rows only, all the losses read)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 shape=${1:-reference}
@@ -18,6 +21,7 @@ threads=${3:-$(nproc)}
 steps=${4:-10}
 py=${PYTHON:-python3}
 refs=${REFS:-dense speed speed-bf16}
+read -r -a extra <<< "${PRETEXT_FLAGS:-}"
 cargo build --release --quiet
 if [[ " $refs " == *" speed-bf16 "* ]] && ! "$py" -c 'import sys, torch; sys.exit(0 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else 1)'; then
   echo "speed-bf16 skipped: this CPU has no native bf16 matrix instructions (autocast would emulate them)"
@@ -26,11 +30,11 @@ fi
 tps() { "$py" -c 'import json,sys; print(round(json.load(sys.stdin)["tokens_per_second"]))'; }
 out=$(mktemp)
 for i in $(seq 1 "$pairs"); do
-  ours=$(target/release/pretext bench --shape "$shape" --threads "$threads" --steps "$steps" --json)
+  ours=$(target/release/pretext bench --shape "$shape" --threads "$threads" --steps "$steps" "${extra[@]}" --json)
   line="pair $i: pretext $(echo "$ours" | tps)"
   row="{\"pair\": $i, \"pretext\": $ours"
   if [[ " $refs " == *" speed-bf16 "* ]]; then
-    ours16=$(target/release/pretext bench --shape "$shape" --threads "$threads" --steps "$steps" --precision bf16 --json)
+    ours16=$(target/release/pretext bench --shape "$shape" --threads "$threads" --steps "$steps" --precision bf16 "${extra[@]}" --json)
     line="$line, pretext-bf16 $(echo "$ours16" | tps)"
     row="$row, \"pretext-bf16\": $ours16"
   fi
@@ -56,7 +60,7 @@ med = lambda side, k: statistics.median(r[side][k] for r in rows)
 p = rows[0]
 print(f"{shape} shape, {threads} threads, {len(rows)} pairs (medians)")
 for side in [s for s in ("pretext", "pretext-bf16") if s in p]:
-    print(f"  {side}: {med(side, 'tokens_per_second'):.0f} tokens/s, {med(side, 'gflops_per_second'):.1f} GFLOP/s, peak RSS {med(side, 'peak_rss_mib'):.0f} MiB, {p[side]['simd']} kernels, products in {p[side].get('precision', 'fp32')}{' on ' + p[side]['bf16_kernel'] if 'bf16_kernel' in p[side] else ''}")
+    print(f"  {side}: {med(side, 'tokens_per_second'):.0f} tokens/s, {med(side, 'gflops_per_second'):.1f} GFLOP/s, peak RSS {med(side, 'peak_rss_mib'):.0f} MiB, {p[side]['simd']} kernels, products in {p[side].get('precision', 'fp32')}{' on ' + p[side]['bf16_kernel'] if 'bf16_kernel' in p[side] else ''}, last block at {p[side].get('last_layer', 'every-row')}")
 for ref in refs:
     t = rows[0][ref]
     side = "pretext-bf16" if ref == "speed-bf16" else "pretext"

@@ -102,6 +102,10 @@ pub struct BenchArgs {
     /// Time the step's matrix products alone, f32 against bf16, instead of training.
     #[arg(long)]
     pub gemm: bool,
+    /// Compute the last block at every token (`training.dense_last_layer`), not only at the
+    /// masked and [CLS] rows the objectives read: equal work with code that does not prune it.
+    #[arg(long)]
+    pub dense_last_layer: bool,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]

@@ -157,6 +157,7 @@ fn bench(a: &BenchArgs) -> Result<()> {
     shape.batch = a.batch.map_or(shape.batch, usize::from);
     shape.dropout = a.dropout.unwrap_or(shape.dropout);
     shape.precision = precision(a.precision);
+    shape.dense_last_layer = a.dense_last_layer;
     let opts = pretext::bench::Options {
         threads: a.threads.map(usize::from),
         warmup: a.warmup,

@@ -129,7 +129,11 @@ fn the_fused_feed_forward_is_the_composition_bit_for_bit() {
                                 fused::feed_forward(x.leaky_trace(), &up, &down, None, None)
                             }
                             (true, _) => {
-                                let r = Residual { x: rx, p: 0.25 };
+                                let r = Residual {
+                                    x: rx,
+                                    p: 0.25,
+                                    rows: None,
+                                };
                                 fused::feed_forward(
                                     x.leaky_trace(),
                                     &up,
@@ -208,9 +212,10 @@ fn the_fused_attention_sublayer_is_the_composition_bit_for_bit() {
                         let r = Residual {
                             x: if res == Res::Other { other } else { x },
                             p: 0.2,
+                            rows: None,
                         };
                         let y = match fused {
-                            true => attn.forward(x.leaky_trace(), r, &mut pass),
+                            true => attn.forward(x.leaky_trace(), r, &mut pass, None),
                             false => {
                                 let y = attn.forward_composed(x.leaky_trace(), &mut pass);
                                 let rng = pass.mode.reborrow().dropout_rng();

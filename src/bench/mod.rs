@@ -36,6 +36,9 @@ pub struct Shape {
     pub dropout: f32,
     /// The matrix products' arithmetic (`training.precision`).
     pub precision: Precision,
+    /// `training.dense_last_layer`: the last block at every token, as code that does not
+    /// prune it computes (the comparison of equal work).
+    pub dense_last_layer: bool,
 }
 
 pub const REFERENCE: Shape = Shape {
@@ -48,6 +51,7 @@ pub const REFERENCE: Shape = Shape {
     batch: 32,
     dropout: 0.1,
     precision: Precision::Fp32,
+    dense_last_layer: false,
 };
 
 pub const SMALL: Shape = Shape {
@@ -88,6 +92,9 @@ pub struct Measured {
     /// loss traces are comparable only when warm-up and steps both agree.
     pub warmup: u64,
     pub steps: u64,
+    /// Which rows the last block computed (its attention queries and feed-forward):
+    /// `every-row`, or `rows-read` (the masked and [CLS] rows, `Encoder::forward_rows`).
+    pub last_layer: &'static str,
     pub seconds: f64,
     pub tokens_per_second: f64,
     pub gflops_per_second: f64,
@@ -101,7 +108,7 @@ impl Measured {
     /// model-FLOP utilisation when the device's peak TFLOP/s is given.
     pub fn describe(&self, shape: &Shape, peak_tflops: Option<f64>) -> String {
         let mut s = format!(
-            "{shape:?}\n{} steps in {:.1} s: {:.0} tokens/s, {:.1} GFLOP/s, peak RSS {:.0} MiB, loss {:.3} → {:.3}\ndevice: {} (matrix kernels: {}, products in {})",
+            "{shape:?}\n{} steps in {:.1} s: {:.0} tokens/s, {:.1} GFLOP/s, peak RSS {:.0} MiB, loss {:.3} → {:.3}\ndevice: {} (matrix kernels: {}, products in {}, last block at {})",
             self.steps,
             self.seconds,
             self.tokens_per_second,
@@ -114,7 +121,8 @@ impl Measured {
             match self.bf16_kernel {
                 Some(k) => format!("{} on {k}", self.precision),
                 None => self.precision.to_string(),
-            }
+            },
+            self.last_layer,
         );
         if let Some(peak) = peak_tflops {
             s += &format!(
@@ -135,9 +143,9 @@ pub fn experiment(s: &Shape, steps: u64, seed: u64) -> Result<Experiment, TrainE
          dropout = {}\nattention_dropout = {}\n\
          [[objectives]]\nname = \"mlm\"\n[[objectives]]\nname = \"nsp\"\n\
          [optimizer]\nlr = 5e-4\nwarmup_steps = 1\n\
-         [training]\nsteps = {steps}\nbatch_size = {}\nseq_len = {}\nshort_seq_prob = 0.0\neval_every = 0\ncheckpoint_every = 0\nseed = {seed}\nprecision = \"{}\"\n",
+         [training]\nsteps = {steps}\nbatch_size = {}\nseq_len = {}\nshort_seq_prob = 0.0\neval_every = 0\ncheckpoint_every = 0\nseed = {seed}\nprecision = \"{}\"\ndense_last_layer = {}\n",
         s.layers, s.hidden, s.heads, s.ffn, s.seq, s.dropout, s.dropout, s.batch, s.seq,
-        s.precision.name()
+        s.precision.name(), s.dense_last_layer
     );
     let mut exp =
         LoadedExperiment::from_str(&text, Path::new("<bench>")).map_err(|e| TrainError::Io {
@@ -185,6 +193,9 @@ pub fn synthetic_data(vocab: usize, seed: u64, dir: &Path) -> std::io::Result<Pr
 /// Training FLOPs of one sequence position, counted the usual way: 6 per weight a token
 /// meets (forward 2, backward 4), attention scores and mixing (12·S·H per layer), and the
 /// MLM head's vocabulary projection for the masked positions only (what pretext computes).
+/// The last block counts at every token, as a model's FLOPs are counted, although pretext
+/// computes it at the rows the objectives read only (`Encoder::forward_rows`): the rate is
+/// of the model's work, not of the products run.
 pub fn flops_per_token(s: &Shape, mask_rate: f64) -> f64 {
     let (h, f, l) = (s.hidden as f64, s.ffn as f64, s.layers as f64);
     let per_layer = 4.0 * h * h + 2.0 * h * f;
@@ -300,6 +311,11 @@ pub fn run(shape: &Shape, warmup: u64, steps: u64, dir: &Path) -> Result<Measure
             .then(crate::model::fused::gemm_bf16::kernel_name),
         warmup,
         steps,
+        last_layer: if shape.dense_last_layer || cfg!(feature = "cuda") {
+            "every-row"
+        } else {
+            "rows-read"
+        },
         seconds,
         tokens_per_second: tokens / seconds,
         gflops_per_second: tokens * flops_per_token(shape, MASK_RATE) / seconds / 1e9,

@@ -240,6 +240,17 @@ pub struct TrainingConfig {
     /// when f32, so that runs and checkpoints from before the key keep their text.
     #[serde(skip_serializing_if = "Precision::is_fp32")]
     pub precision: Precision,
+    /// Compute the last block at every token, not only at the rows the objectives read
+    /// (`Encoder::forward_rows`: their attention queries and feed-forward): the same losses up
+    /// to the order of float sums, and slower; for benchmarks against code that computes every
+    /// row. Left out of the
+    /// resolved config when false, as `precision` is when f32.
+    #[serde(skip_serializing_if = "is_false")]
+    pub dense_last_layer: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// `training.precision`: f32 throughout, or bf16 mixed precision as PyTorch's autocast and
@@ -294,6 +305,7 @@ impl Default for TrainingConfig {
             rollback_lr_factor: 0.5,
             max_rollbacks: 3,
             precision: Precision::Fp32,
+            dense_last_layer: false,
         }
     }
 }

@@ -38,16 +38,25 @@ impl Attention {
     /// `r.x + drop(attention(x))` for token rows `x` `(B·S, H)`: the sublayer with its
     /// residual connection; `pass.bias` is added to the scores before the softmax. One fused
     /// op on the CPU (`fused::self_attention`); `forward_composed` and `ops::residual` on CUDA.
-    pub fn forward<T: Tape<f32, Dev>>(&self, x: Act<T>, r: Residual, pass: &mut Pass) -> Act<T> {
+    /// With `queries` (sorted token rows), the output is those rows only (CPU only).
+    pub fn forward<T: Tape<f32, Dev>>(
+        &self,
+        x: Act<T>,
+        r: Residual,
+        pass: &mut Pass,
+        queries: Option<&[usize]>,
+    ) -> Act<T> {
         #[cfg(not(feature = "cuda"))]
         {
             let layers = [&self.q, &self.k, &self.v, &self.out];
             let dims = (pass.batch, pass.seq, self.heads);
             let rng = pass.mode.reborrow().dropout_rng();
-            super::fused::self_attention(x, layers, dims, &pass.bias, self.dropout, Some(r), rng)
+            let p = self.dropout;
+            super::fused::self_attention(x, layers, dims, &pass.bias, p, Some(r), rng, queries)
         }
         #[cfg(feature = "cuda")]
         {
+            assert!(queries.is_none(), "the CUDA build computes every query");
             let h = self.forward_composed(x, pass);
             super::ops::residual(h, r, pass.mode.reborrow().dropout_rng())
         }

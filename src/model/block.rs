@@ -2,7 +2,7 @@
 //! or before each sublayer (pre-LN).
 
 use super::attention::Attention;
-use super::fused::Residual;
+use super::fused::{Residual, Subset};
 use super::norm::Norm;
 use super::ops::feed_forward;
 use super::params::Linear;
@@ -37,23 +37,39 @@ impl Block {
         }
     }
 
-    pub fn forward<T: Tape<f32, Dev>>(&self, x: Act<T>, pass: &mut Pass) -> Act<T> {
-        let x = self.sublayer(x, pass, &self.attn_norm, |h, r, pass| {
-            self.attn.forward(h, r, pass)
+    /// The block on token rows `(B·S, H)`. With `rows` (sorted token rows), only those rows
+    /// query the attention (its keys and values are still every token), and the output holds
+    /// only them: the last block, when the objectives read some rows only
+    /// (`Encoder::forward_rows`). Row-wise norms only: PowerNorm's batch statistics would
+    /// change.
+    pub fn forward<T: Tape<f32, Dev>>(
+        &self,
+        x: Act<T>,
+        pass: &mut Pass,
+        rows: Option<&[usize]>,
+    ) -> Act<T> {
+        let subset = rows.map(|rows| Subset {
+            rows,
+            total: x.shape().0,
         });
-        self.sublayer(x, pass, &self.ffn_norm, |h, r, pass| {
+        let x = self.sublayer(x, pass, &self.attn_norm, subset, |h, r, pass| {
+            self.attn.forward(h, r, pass, rows)
+        });
+        self.sublayer(x, pass, &self.ffn_norm, subset, |h, r, pass| {
             let rng = pass.mode.reborrow().dropout_rng();
             feed_forward(h, &self.ffn_up, &self.ffn_down, r, rng)
         })
     }
 
     /// `norm(x + drop(f(x)))` (post) or `x + drop(f(norm(x)))` (pre): `f` takes the residual
-    /// connection (`x` and the dropout) into its op and returns `x + drop(f(·))`.
+    /// connection (`x` and the dropout) into its op and returns `x + drop(f(·))`. `rows`: which
+    /// rows of the whole activation `x` holds, when only some.
     fn sublayer<T: Tape<f32, Dev>>(
         &self,
         x: Act<T>,
         pass: &mut Pass,
         norm: &Norm,
+        rows: Option<Subset>,
         f: impl FnOnce(Act<T>, Residual, &mut Pass) -> Act<T>,
     ) -> Act<T> {
         let (x, tape) = x.split_tape();
@@ -61,6 +77,7 @@ impl Block {
         let r = Residual {
             x: &x,
             p: self.dropout,
+            rows,
         };
         if self.pre_norm {
             let h = norm.forward(inp, pass);

@@ -144,6 +144,35 @@ impl Encoder {
         tape: T,
         mode: Mode<'_>,
     ) -> Act<T> {
+        self.forward_rows(dev, inp, tape, mode, None)
+    }
+
+    /// `forward` when only the token rows `rows` (sorted, distinct) will be read, as MLM reads
+    /// the masked positions: in the last block only those rows query the attention (the keys
+    /// and values are still every token's) and go through the feed-forward — on the reference
+    /// shape a sixth of a step's matrix products left out — and the other rows come back NaN
+    /// (`fused::scatter_rows`). The rows read are those `forward` gives and the dropout masks
+    /// the same, up to the order of float sums in the products. PowerNorm (whose training
+    /// statistics take every row) and the CUDA build compute every row.
+    pub fn forward_rows<T: Tape<f32, Dev>>(
+        &self,
+        dev: &Dev,
+        inp: &Inputs,
+        tape: T,
+        mode: Mode<'_>,
+        rows: Option<&[usize]>,
+    ) -> Act<T> {
+        let prunes = !cfg!(feature = "cuda")
+            && self.cfg.norm != NormKind::Powernorm
+            && !self.layers.is_empty();
+        let rows = rows.filter(|_| prunes);
+        if let Some(rows) = rows {
+            assert!(
+                rows.windows(2).all(|w| w[0] < w[1])
+                    && rows.last().is_none_or(|&r| r < inp.ids.len()),
+                "forward_rows: rows must be sorted, distinct token rows"
+            );
+        }
         let (b, s) = (inp.batch, inp.seq);
         let n = b * s;
         let mask_bias: Vec<f32> = inp
@@ -175,11 +204,16 @@ impl Encoder {
         let x = embed(tape, dev, &tables);
         let x = layer_norm(x, &e.norm, self.cfg.layer_norm_eps);
         let mut x = dropout(x, self.cfg.dropout, pass.mode.reborrow().dropout_rng());
-        for layer in &self.layers {
-            x = layer.forward(x, &mut pass);
+        let last = self.layers.len().saturating_sub(1);
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = layer.forward(x, &mut pass, rows.filter(|_| i == last));
         }
-        match &self.final_norm {
+        let x = match &self.final_norm {
             Some(norm) => layer_norm(x, norm, self.cfg.layer_norm_eps),
+            None => x,
+        };
+        match rows {
+            Some(rows) => super::fused::scatter_rows(x, rows, n),
             None => x,
         }
     }

@@ -48,8 +48,13 @@ pub fn residual<T: Tape<f32, Dev>>(h: Act<T>, r: Residual, rng: Option<&mut Rng>
     #[cfg(not(feature = "cuda"))]
     return super::fused::residual_dropout(h, r.x, r.p, rng);
     #[cfg(feature = "cuda")]
-    {
-        dropout(h, r.p, rng) + r.x.clone()
+    match (r.rows, rng) {
+        (Some(s), Some(rng)) if r.p > 0.0 => {
+            let (dev, shape) = (h.device().clone(), *h.shape());
+            let keep = keep_mask_rows(s.rows, shape.1, s.total, r.p, rng);
+            h * dev.tensor_from_vec(keep, shape) + r.x.clone()
+        }
+        (_, rng) => dropout(h, r.p, rng) + r.x.clone(),
     }
 }
 
@@ -156,9 +161,7 @@ pub fn mask_of<T: Copy + Send + Sync>(
     keep: T,
 ) -> Vec<T> {
     const BLOCK: usize = 1 << 16;
-    // `gen::<f32>()` is `(w >> 8) · 2⁻²⁴` for the next word `w`, so `gen::<f32>() < p` is
-    // `w >> 8 < ⌈p · 2²⁴⌉` exactly (p · 2²⁴ is exact in f64): an integer test that vectorises.
-    let threshold = (p as f64 * (1u64 << 24) as f64).ceil() as u32;
+    let threshold = drop_threshold(p);
     let start = rng.get_word_pos();
     // SAFETY: every element of every block is written.
     let mask = unsafe {
@@ -175,6 +178,42 @@ pub fn mask_of<T: Copy + Send + Sync>(
         })
     };
     rng.set_word_pos(start + len as u128);
+    mask
+}
+
+/// `gen::<f32>()` is `(w >> 8) · 2⁻²⁴` for the next word `w`, so `gen::<f32>() < p` is
+/// `w >> 8 < ⌈p · 2²⁴⌉` exactly (p · 2²⁴ is exact in f64): an integer test that vectorises.
+fn drop_threshold(p: f32) -> u32 {
+    (p as f64 * (1u64 << 24) as f64).ceil() as u32
+}
+
+/// The rows `rows` of `keep_mask(total · width, p, rng)` read as `(total, width)`, drawn
+/// alone: each row from its own place in the stream, which then moves past the whole mask, so
+/// the draws that follow are those that follow the whole mask. The last block, computing its
+/// feed-forward at the rows the objectives read only (`Encoder::forward_rows`), drops out
+/// what the whole block would have.
+pub fn keep_mask_rows(
+    rows: &[usize],
+    width: usize,
+    total: usize,
+    p: f32,
+    rng: &mut Rng,
+) -> Vec<f32> {
+    use rayon::prelude::*;
+    let (threshold, scale) = (drop_threshold(p), 1.0 / (1.0 - p));
+    let start = rng.get_word_pos();
+    let mut mask = vec![0.0f32; rows.len() * width];
+    let stream = &*rng;
+    mask.par_chunks_mut(width.max(1)).zip(rows).for_each_init(
+        || vec![0u32; width],
+        |words, (out, &row)| {
+            crate::rng::words_at(stream, start + (row * width) as u128, words);
+            for (m, &w) in out.iter_mut().zip(words.iter()) {
+                *m = if w >> 8 < threshold { 0.0 } else { scale };
+            }
+        },
+    );
+    rng.set_word_pos(start + (total * width) as u128);
     mask
 }
 

@@ -115,6 +115,13 @@ impl Objective for Contrastive {
     fn box_clone(&self) -> Box<dyn Objective> {
         Box::new(self.clone())
     }
+    /// `[CLS]` pooling reads one row a sequence; mean pooling reads them all.
+    fn rows(&self, _: &crate::data::Batch, inputs: &crate::model::Inputs) -> Option<Vec<usize>> {
+        match self.options.pooling {
+            Pooling::Cls => Some(super::cls_rows(inputs)),
+            Pooling::Mean => None,
+        }
+    }
 }
 
 named_params!(Contrastive {});

@@ -91,6 +91,13 @@ impl Objective for Mlm {
     fn box_clone(&self) -> Box<dyn Objective> {
         Box::new(self.clone())
     }
+    /// The masked positions; every row when there are none (the loss is then `0 · Σ hidden`,
+    /// kept on the tape).
+    fn rows(&self, batch: &crate::data::Batch, _: &crate::model::Inputs) -> Option<Vec<usize>> {
+        let mut rows = batch.mlm_positions.clone();
+        rows.sort_unstable();
+        (!rows.is_empty()).then_some(rows)
+    }
 }
 
 named_params!(Mlm {

@@ -62,6 +62,34 @@ pub trait ObjectiveFor<T: Taped> {
 pub trait Objective: ObjectiveFor<TrainTape> + ObjectiveFor<NoneTape> + Params {
     fn name(&self) -> &'static str;
     fn box_clone(&self) -> Box<dyn Objective>;
+    /// The token rows (`b·S + s`) of the hidden states `loss` reads from this batch, when it
+    /// reads only some: the encoder then computes its last feed-forward at those rows alone
+    /// (`Encoder::forward_rows`) and leaves the others NaN. `None` (the default): every row.
+    fn rows(&self, batch: &Batch, inputs: &Inputs) -> Option<Vec<usize>> {
+        let _ = (batch, inputs);
+        None
+    }
+}
+
+/// The rows a run's objectives read together (`Objective::rows`), sorted and distinct; `None`
+/// when one of them reads every row.
+pub fn rows_read<'a>(
+    objectives: impl IntoIterator<Item = &'a dyn Objective>,
+    batch: &Batch,
+    inputs: &Inputs,
+) -> Option<Vec<usize>> {
+    let mut all = Vec::new();
+    for o in objectives {
+        all.extend(o.rows(batch, inputs)?);
+    }
+    all.sort_unstable();
+    all.dedup();
+    Some(all)
+}
+
+/// The first token (`[CLS]`) of each sequence: what the pooler reads.
+pub fn cls_rows(inputs: &Inputs) -> Vec<usize> {
+    (0..inputs.batch).map(|b| b * inputs.seq).collect()
 }
 
 impl Clone for Box<dyn Objective> {

@@ -23,6 +23,9 @@ impl Objective for Nsp {
     fn box_clone(&self) -> Box<dyn Objective> {
         Box::new(self.clone())
     }
+    fn rows(&self, _: &crate::data::Batch, inputs: &crate::model::Inputs) -> Option<Vec<usize>> {
+        Some(super::cls_rows(inputs))
+    }
 }
 
 named_params!(Nsp { 0 => "" });

@@ -16,7 +16,7 @@ use super::trainer::{accumulate, accumulate_parts, inputs_of, Metrics, Trainer};
 use crate::data::{Batch, BatchStream, MaskingConfig, PairMode, StreamSettings};
 use crate::data::{DataError, Prepared};
 use crate::model::Mode;
-use crate::objectives::{registry, Ctx, ObjectiveFor};
+use crate::objectives::{self, registry, Ctx, Objective, ObjectiveFor};
 use dfdx::prelude::{AsArray, NoneTape};
 
 /// The seed of the evaluation set's sampler and masker: the same for every run.
@@ -216,7 +216,7 @@ impl Trainer<'_> {
                 };
                 let (mut correct, mut total) = (0usize, 0usize);
                 for batch in batches {
-                    let loss = self.eval_pass(batch, |hidden, ctx| {
+                    let loss = self.eval_pass(batch, [head.as_ref()], |hidden, ctx| {
                         ObjectiveFor::<NoneTape>::loss(head.as_ref(), hidden, None, ctx)
                     })?;
                     correct += loss.correct;
@@ -232,15 +232,20 @@ impl Trainer<'_> {
     }
 
     /// The encoder's hidden states of one held-out batch (evaluation mode: no dropout, no
-    /// tape) handed to `f` with the context the objectives read.
-    fn eval_pass<R>(
+    /// tape) handed to `f` with the context the objectives read; computed at the rows that
+    /// `readers`, the objectives `f` scores, read (`Encoder::forward_rows`).
+    fn eval_pass<'o, R>(
         &self,
         batch: &Batch,
+        readers: impl IntoIterator<Item = &'o dyn Objective>,
         f: impl FnOnce(crate::model::Act<NoneTape>, &Ctx) -> R,
     ) -> Result<R, TrainError> {
         let enc = &self.bundle.encoder;
         let inputs = inputs_of(enc, batch)?;
-        let hidden = enc.forward(&self.dev, &inputs, NoneTape, Mode::Eval);
+        let rows = (!self.cfg.training.dense_last_layer)
+            .then(|| objectives::rows_read(readers, batch, &inputs))
+            .flatten();
+        let hidden = enc.forward_rows(&self.dev, &inputs, NoneTape, Mode::Eval, rows.as_deref());
         let ctx = Ctx {
             dev: &self.dev,
             encoder: enc,
@@ -275,7 +280,8 @@ impl Trainer<'_> {
             };
             let n = batches.len();
             for batch in batches {
-                self.eval_pass(batch, |hidden, ctx| {
+                let readers = objectives.iter().map(|(_, o)| o.as_ref());
+                self.eval_pass(batch, readers, |hidden, ctx| {
                     for (weight, obj) in &objectives {
                         let loss =
                             ObjectiveFor::<NoneTape>::loss(obj.as_ref(), hidden.clone(), None, ctx);

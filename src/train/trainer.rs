@@ -11,7 +11,7 @@ use crate::data::{DataError, Prepared, StreamSettings};
 use crate::model::precision::{self, Precision};
 use crate::model::TrainTape;
 use crate::model::{Dev, InputError, Mode, Params};
-use crate::objectives::{registry, Ctx, ObjectiveFor, Part};
+use crate::objectives::{self, registry, Ctx, ObjectiveFor, Part};
 use crate::rng::{stream, Rng};
 use dfdx::prelude::*;
 use std::cell::RefCell;
@@ -243,18 +243,26 @@ impl<'a> Trainer<'a> {
         let real = batch.real_tokens();
         let enc = &self.bundle.encoder;
         let inputs = inputs_of(enc, &batch)?;
-        let hidden = enc.forward(
+        let rows = (!self.cfg.training.dense_last_layer)
+            .then(|| {
+                let objectives = self.bundle.objectives.iter().map(|(_, o)| o.as_ref());
+                objectives::rows_read(objectives, &batch, &inputs)
+            })
+            .flatten();
+        let hidden = enc.forward_rows(
             &self.dev,
             &inputs,
             TrainTape::default(),
             Mode::Train(&mut self.dropout_rng),
+            rows.as_deref(),
         );
         let mut view2 = self.needs.two_views.then(|| {
-            enc.forward(
+            enc.forward_rows(
                 &self.dev,
                 &inputs,
                 TrainTape::default(),
                 Mode::Train(&mut self.dropout_rng),
+                rows.as_deref(),
             )
         });
         let rng = RefCell::new(&mut self.dropout_rng);

@@ -13,14 +13,16 @@
 //! and copy C back. Here one sequence is one task, its products single-threaded.
 //!
 //! The dropout mask is drawn exactly as `ops::dropout` draws it over the `(B, A, S, S)`
-//! probabilities, so fusing changes no random draw. Backward, with `P' = P ⊙ keep`:
+//! probabilities, so fusing changes no random draw. With some query rows only (the last
+//! block's, `Encoder::forward_rows`), Q, C and the probabilities hold those rows, and the
+//! mask is those rows of the whole one (`ops::keep_mask_rows`). Backward, with `P' = P ⊙ keep`:
 //! `dV = P'ᵀ dC`, `dP = (dC Vᵀ) ⊙ keep`, `dS = α · P ⊙ (dP − rowsum(dP ⊙ P))`,
 //! `dQ = dS K`, `dK = dSᵀ Q`.
 
 use super::gemm::{Kept, Operand, View};
 use crate::model::attention::ScoreBias;
 use crate::model::host::{add_from_host, take_output_grad, Values};
-use crate::model::ops::keep_mask;
+use crate::model::ops::{keep_mask, keep_mask_rows};
 use crate::model::precision::{products, Precision};
 use crate::model::{Act, Dev};
 use crate::rng::Rng;
@@ -73,14 +75,80 @@ pub(super) struct Saved {
     q: Kept,
     k: Kept,
     v: Kept,
-    /// Softmax probabilities before dropout, `(B, A, S, S)`.
+    /// Softmax probabilities before dropout, `(B, A, S, S)` (`(B, A, S_b, S)` for the
+    /// queries `S_b` of each sequence).
     probs: Vec<f32>,
     keep: Option<Vec<f32>>,
+    queries: Queries,
     /// `(B, S, A, D)` and `α`.
     dims: (usize, usize, usize, usize),
     scale: f32,
     /// The precision of the forward products, which the backward ones keep.
     precision: Precision,
+}
+
+/// The query rows the core computes: every token's, or some (the last block's, when the
+/// objectives read some rows only: `Encoder::forward_rows`), sequence by sequence.
+pub(super) struct Queries {
+    /// Where each sequence's queries start among the rows computed (`B + 1` entries).
+    starts: Vec<usize>,
+    /// Each query's position in its sequence.
+    positions: Vec<usize>,
+}
+
+impl Queries {
+    /// `rows` (sorted flat token rows `b·S + i`) of `batch` sequences of `seq`, or all.
+    pub(super) fn new(rows: Option<&[usize]>, batch: usize, seq: usize) -> Self {
+        match rows {
+            None => Self {
+                starts: (0..=batch).map(|b| b * seq).collect(),
+                positions: (0..batch * seq).map(|r| r % seq).collect(),
+            },
+            Some(rows) => Self {
+                starts: (0..=batch)
+                    .map(|b| rows.partition_point(|&r| r < b * seq))
+                    .collect(),
+                positions: rows.iter().map(|r| r % seq).collect(),
+            },
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.positions.len()
+    }
+
+    /// Sequence `b`'s queries: where they start among the rows, and how many.
+    fn of(&self, b: usize) -> (usize, usize) {
+        (self.starts[b], self.starts[b + 1] - self.starts[b])
+    }
+
+    /// The dropout mask over the `(B, A, S_b, S)` probabilities: the rows of the whole
+    /// `(B, A, S, S)` mask these queries read, the stream moved past the whole mask.
+    fn keep_mask(&self, (batch, s, a): (usize, usize, usize), p: f32, rng: &mut Rng) -> Vec<f32> {
+        if self.len() == batch * s {
+            return keep_mask(batch * a * s * s, p, rng);
+        }
+        let mut rows = Vec::with_capacity(a * self.len());
+        for b in 0..batch {
+            let (at, m) = self.of(b);
+            for hd in 0..a {
+                let first = (b * a + hd) * s;
+                rows.extend(self.positions[at..at + m].iter().map(|i| first + i));
+            }
+        }
+        keep_mask_rows(&rows, s, batch * a * s, p, rng)
+    }
+}
+
+/// `v` cut into consecutive parts of the given lengths, for a parallel loop over them.
+fn parts<T>(mut v: &mut [T], lens: impl Iterator<Item = usize>) -> Vec<&mut [T]> {
+    let mut out = Vec::new();
+    for len in lens {
+        let (part, rest) = std::mem::take(&mut v).split_at_mut(len);
+        out.push(part);
+        v = rest;
+    }
+    out
 }
 
 /// The attention context `(B·S, H)` from the projections `q`, `k`, `v` (each `(B·S, H)`).
@@ -99,7 +167,8 @@ pub fn attention<T: Tape<f32, Dev>>(
     let (n, h) = *q.shape();
     let precision = products();
     let [qv, kv, vv] = [&q, &k, &v].map(|t| Kept::new(Values::of(t), precision));
-    let (ctx, saved) = forward([qv, kv, vv], (batch, seq, heads), bias, p, rng, precision);
+    let dims = (batch, seq, heads);
+    let (ctx, saved) = forward([qv, kv, vv], dims, None, bias, p, rng, precision);
     let (q, tq) = q.split_tape();
     let (k, tk) = k.split_tape();
     let (v, tv) = v.split_tape();
@@ -124,53 +193,67 @@ pub fn attention<T: Tape<f32, Dev>>(
 }
 
 /// The context `(B·S, H)` from Q, K and V held as their products read them, and what the
-/// backward pass needs; the dropout mask is drawn here, from `rng`.
+/// backward pass needs; the dropout mask is drawn here, from `rng`. With `queries`, Q holds
+/// those rows only, and so does the context.
 pub(super) fn forward(
     [qv, kv, vv]: [Kept; 3],
     (batch, seq, heads): (usize, usize, usize),
+    queries: Option<&[usize]>,
     bias: &ScoreBias,
     p: f32,
     rng: Option<&mut Rng>,
     precision: Precision,
 ) -> (Vec<f32>, Saved) {
     let n = batch * seq;
-    let h = qv.len() / n;
-    assert_eq!(h * n, qv.len(), "token rows");
+    let h = kv.len() / n;
+    assert_eq!(h * n, kv.len(), "token rows");
     let (s, a, d) = (seq, heads, h / heads);
+    let asked = Queries::new(queries, batch, s);
+    let queries = &asked;
+    let m = queries.len();
+    assert_eq!(m * h, qv.len(), "a query row per row asked for");
     // The heads write the context whole (its buffer is never filled first).
     assert_eq!(a * d, h, "the hidden width is a multiple of the heads");
     let scale = 1.0 / (d as f32).sqrt();
     let keep = match rng {
-        Some(rng) if p > 0.0 => Some(keep_mask(batch * a * s * s, p, rng)),
+        Some(rng) if p > 0.0 => Some(queries.keep_mask((batch, s, a), p, rng)),
         _ => None,
     };
     let mask = bias.padding.as_vec();
     // Only the host slopes enter the parallel loop (a device tensor need not be `Sync`).
     let slopes = bias.slopes.as_slice();
-    let (mut probs, mut ctx) = (unfilled(batch * a * s * s), unfilled(n * h));
-    ctx.spare_capacity_mut()[..n * h]
-        .par_chunks_mut(s * h)
-        .zip(probs.spare_capacity_mut()[..batch * a * s * s].par_chunks_mut(a * s * s))
+    let (mut probs, mut ctx) = (unfilled(a * m * s), unfilled(m * h));
+    let lens = |w: usize| (0..batch).map(move |b| queries.of(b).1 * w);
+    let ctx_parts = parts(&mut ctx.spare_capacity_mut()[..m * h], lens(h));
+    let prob_parts = parts(&mut probs.spare_capacity_mut()[..a * m * s], lens(a * s));
+    ctx_parts
+        .into_par_iter()
+        .zip(prob_parts)
         .enumerate()
         .for_each(|(b, (ctx_b, probs_b))| {
-            let row0 = b * s * h;
-            let mut dropped = vec![0.0f32; s * s];
+            let (first, mb) = queries.of(b);
+            let positions = &queries.positions[first..first + mb];
+            let mut dropped = vec![0.0f32; mb * s];
             for hd in 0..a {
-                let at = row0 + hd * d;
-                let pr = &mut probs_b[hd * s * s..(hd + 1) * s * s];
-                let qh = qv.view(at, (s, d), h);
+                if mb == 0 {
+                    break;
+                }
+                let at = b * s * h + hd * d;
+                let pr = &mut probs_b[hd * mb * s..(hd + 1) * mb * s];
+                let qh = qv.view(first * h + hd * d, (mb, d), h);
                 let kh = kv.view(at, (s, d), h);
                 matmul(pr, 0, s, qh, kh.t(), scale, precision);
-                // SAFETY: the product wrote the head's `(S, S)` scores whole.
+                // SAFETY: the product wrote the head's `(S_b, S)` scores whole.
                 let pr = unsafe { written(pr) };
-                let m = &mask[b * s..(b + 1) * s];
+                let pad = &mask[b * s..(b + 1) * s];
                 let slope = slopes.get(hd).copied().unwrap_or(0.0);
-                for (i, row) in pr.chunks_exact_mut(s).enumerate() {
-                    softmax_row(row, m, slope, i);
+                for (row, &i) in pr.chunks_exact_mut(s).zip(positions) {
+                    softmax_row(row, pad, slope, i);
                 }
                 let used: &[f32] = match &keep {
                     Some(kp) => {
-                        let kb = &kp[(b * a + hd) * s * s..(b * a + hd + 1) * s * s];
+                        let blk = (a * first + hd * mb) * s;
+                        let kb = &kp[blk..blk + mb * s];
                         for ((o, p), k) in dropped.iter_mut().zip(pr.iter()).zip(kb) {
                             *o = p * k;
                         }
@@ -183,7 +266,7 @@ pub(super) fn forward(
                     ctx_b,
                     hd * d,
                     h,
-                    View::new(used, 0, (s, s), s),
+                    View::new(used, 0, (mb, s), s),
                     vh,
                     1.0,
                     precision,
@@ -191,13 +274,14 @@ pub(super) fn forward(
             }
         });
     // SAFETY: each sequence's block of both was written whole, head by head (`a · d = h`).
-    let (probs, ctx) = unsafe { (filled(probs, batch * a * s * s), filled(ctx, n * h)) };
+    let (probs, ctx) = unsafe { (filled(probs, a * m * s), filled(ctx, m * h)) };
     let saved = Saved {
         q: qv,
         k: kv,
         v: vv,
         probs,
         keep,
+        queries: asked,
         dims: (batch, s, a, d),
         scale,
         precision,
@@ -224,30 +308,43 @@ fn softmax_row(row: &mut [f32], m: &[f32], slope: f32, i: usize) {
     }
 }
 
-/// `(dQ, dK, dV)` from the context's gradient `g`.
+/// `(dQ, dK, dV)` from the context's gradient `g` (dQ and `g` of the query rows).
 pub(super) fn backward(sv: &Saved, g: &Kept) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let (batch, s, a, d) = sv.dims;
     let scale = sv.scale;
     let precision = sv.precision;
     let h = a * d;
     let n = batch * s;
-    let (mut dq, mut dk, mut dv) = (unfilled(n * h), unfilled(n * h), unfilled(n * h));
+    let queries = &sv.queries;
+    let m = queries.len();
+    let (mut dq, mut dk, mut dv) = (unfilled(m * h), unfilled(n * h), unfilled(n * h));
     fn blocks(v: &mut Vec<f32>, len: usize, block: usize) -> ChunksMut<'_, MaybeUninit<f32>> {
         v.spare_capacity_mut()[..len].par_chunks_mut(block)
     }
-    blocks(&mut dq, n * h, s * h)
+    let dq_parts = parts(
+        &mut dq.spare_capacity_mut()[..m * h],
+        (0..batch).map(|b| queries.of(b).1 * h),
+    );
+    dq_parts
+        .into_par_iter()
         .zip(blocks(&mut dk, n * h, s * h))
         .zip(blocks(&mut dv, n * h, s * h))
         .enumerate()
         .for_each(|(b, ((dq_b, dk_b), dv_b))| {
-            let row0 = b * s * h;
-            let mut dropped = vec![0.0f32; s * s];
-            let mut dp = vec![MaybeUninit::new(0.0f32); s * s];
+            let (first, mb) = queries.of(b);
+            if mb == 0 {
+                // No query reads this sequence's keys and values.
+                dk_b.fill(MaybeUninit::new(0.0));
+                dv_b.fill(MaybeUninit::new(0.0));
+                return;
+            }
+            let mut dropped = vec![0.0f32; mb * s];
+            let mut dp = vec![MaybeUninit::new(0.0f32); mb * s];
             for hd in 0..a {
-                let at = row0 + hd * d;
-                let blk = (b * a + hd) * s * s;
-                let pr = &sv.probs[blk..blk + s * s];
-                let kb = sv.keep.as_ref().map(|k| &k[blk..blk + s * s]);
+                let at = b * s * h + hd * d;
+                let blk = (a * first + hd * mb) * s;
+                let pr = &sv.probs[blk..blk + mb * s];
+                let kb = sv.keep.as_ref().map(|k| &k[blk..blk + mb * s]);
                 let used: &[f32] = match kb {
                     Some(kb) => {
                         for ((o, p), k) in dropped.iter_mut().zip(pr).zip(kb) {
@@ -257,13 +354,13 @@ pub(super) fn backward(sv: &Saved, g: &Kept) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
                     }
                     None => pr,
                 };
-                let gh = g.view(at, (s, d), h);
+                let gh = g.view(first * h + hd * d, (mb, d), h);
                 // dV = P'ᵀ dC
                 matmul(
                     dv_b,
                     hd * d,
                     h,
-                    View::new(used, 0, (s, s), s).t(),
+                    View::new(used, 0, (mb, s), s).t(),
                     gh,
                     1.0,
                     precision,
@@ -285,7 +382,7 @@ pub(super) fn backward(sv: &Saved, g: &Kept) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
                         *x = scale * p * (*x - dot);
                     }
                 }
-                let ds = View::new(dp, 0, (s, s), s);
+                let ds = View::new(dp, 0, (mb, s), s);
                 // dQ = dS K, dK = dSᵀ Q
                 matmul(
                     dq_b,
@@ -301,12 +398,12 @@ pub(super) fn backward(sv: &Saved, g: &Kept) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
                     hd * d,
                     h,
                     ds.t(),
-                    sv.q.view(at, (s, d), h),
+                    sv.q.view(first * h + hd * d, (mb, d), h),
                     1.0,
                     precision,
                 );
             }
         });
     // SAFETY: each sequence's block of the three was written whole, head by head.
-    unsafe { (filled(dq, n * h), filled(dk, n * h), filled(dv, n * h)) }
+    unsafe { (filled(dq, m * h), filled(dk, n * h), filled(dv, n * h)) }
 }

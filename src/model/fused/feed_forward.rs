@@ -80,7 +80,7 @@ pub fn feed_forward<T: Tape<f32, Dev>>(
         grads.try_alloc_for(&out_ghost)?;
         let mut dy = take_output_grad(grads.get_or_alloc_mut(&out_ghost)?)?;
         if let (Some(r), Some(keep)) = (&rx_ghost, &keep) {
-            add_from_host(grads.get_or_alloc_mut(r)?, &dy)?;
+            keep.to_input(grads.get_or_alloc_mut(r)?, &dy)?;
             dy = keep.through(dy);
         }
         let mm = |dst: &mut [f32], rs: usize, a: Operand, b: Operand| {

@@ -28,6 +28,7 @@ mod layer_norm;
 mod linear;
 mod linear_cross_entropy;
 mod residual;
+mod rows;
 mod self_attention;
 pub mod vmath;
 
@@ -40,7 +41,8 @@ pub use feed_forward::feed_forward;
 pub use layer_norm::layer_norm;
 pub use linear::linear;
 pub use linear_cross_entropy::linear_cross_entropy;
-pub use residual::{residual_dropout, Residual};
+pub use residual::{residual_dropout, Residual, Subset};
+pub use rows::scatter_rows;
 pub use self_attention::self_attention;
 
 use crate::model::precision::Precision;

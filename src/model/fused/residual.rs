@@ -4,8 +4,10 @@
 //! The keep mask is drawn exactly as `ops::dropout` draws it, so fusing changes no random draw.
 //! Backward: `dx = g`, `dh = g ⊙ k`.
 
-use crate::model::host::{accumulate, add_from_host, copied, take_output_grad, Values};
-use crate::model::ops::keep_mask;
+use crate::model::host::{
+    accumulate, add_from_host, copied, take_output_grad, DevError, GradBuf, Values,
+};
+use crate::model::ops::{keep_mask, keep_mask_rows};
 use crate::model::{Act, Dev};
 use crate::rng::Rng;
 use dfdx::prelude::*;
@@ -22,7 +24,7 @@ pub fn residual_dropout<T: Tape<f32, Dev>>(
     let h = h.contiguous();
     let shape = *h.shape();
     let mut y = copied(&Values::of(&h));
-    let Keep(keep) = Residual { x, p }.add(&mut y, rng);
+    let keep = Residual { x, p, rows: None }.add(&mut y, rng).mask;
     let (h, mut tape) = h.split_tape();
     let out: Act<NoneTape> = h.device().tensor_from_vec(y, shape);
     let (h_ghost, x_ghost, out_ghost) = (h.ghost(), x.ghost(), out.ghost());
@@ -53,21 +55,57 @@ pub fn residual_dropout<T: Tape<f32, Dev>>(
 pub struct Residual<'a> {
     pub x: &'a Act<NoneTape>,
     pub p: f32,
+    /// Which rows of the whole `(total, width)` sublayer the op's output holds, when only
+    /// some (`Encoder::forward_rows`): the dropout mask is those rows of the whole one
+    /// (`ops::keep_mask_rows`), and `x` holds either the same rows or every row of the whole,
+    /// of which the residual then adds those.
+    pub rows: Option<Subset<'a>>,
 }
 
-/// The residual's keep mask (none without dropout), kept for the backward pass.
-pub(super) struct Keep(Option<Vec<f32>>);
+/// Some rows of a `(total, ·)` activation, in the order an op holds them.
+#[derive(Clone, Copy, Debug)]
+pub struct Subset<'a> {
+    pub rows: &'a [usize],
+    pub total: usize,
+}
+
+/// What the backward pass needs of a residual: its keep mask (none without dropout), and the
+/// rows of `x` the output held when `x` held more.
+pub(super) struct Keep {
+    mask: Option<Vec<f32>>,
+    picked: Option<(Vec<usize>, usize)>,
+}
 
 impl Residual<'_> {
     /// `y ← x + drop(y)`, as `residual_dropout` computes it.
     pub(super) fn add(&self, y: &mut [f32], rng: Option<&mut Rng>) -> Keep {
-        let keep = match rng {
-            Some(rng) if self.p > 0.0 => Some(keep_mask(y.len(), self.p, rng)),
+        let (rows, width) = *self.x.shape();
+        let mask = match rng {
+            Some(rng) if self.p > 0.0 => Some(match self.rows {
+                None => keep_mask(y.len(), self.p, rng),
+                Some(s) => keep_mask_rows(s.rows, width, s.total, self.p, rng),
+            }),
             _ => None,
         };
         let xv = Values::of(self.x);
+        let picked = self
+            .rows
+            .filter(|s| rows == s.total && s.rows.len() != s.total);
+        let xv: std::borrow::Cow<[f32]> = match picked {
+            Some(s) => s
+                .rows
+                .iter()
+                .flat_map(|&r| xv[r * width..(r + 1) * width].iter().copied())
+                .collect(),
+            None => (&xv[..]).into(),
+        };
         let xv: &[f32] = &xv;
-        match &keep {
+        assert_eq!(
+            xv.len(),
+            y.len(),
+            "residual: the input's rows against the output's"
+        );
+        match &mask {
             Some(k) => y
                 .par_iter_mut()
                 .zip(xv)
@@ -75,16 +113,33 @@ impl Residual<'_> {
                 .for_each(|((y, x), k)| *y = *y * k + x),
             None => y.par_iter_mut().zip(xv).for_each(|(y, x)| *y += x),
         }
-        Keep(keep)
+        Keep {
+            mask,
+            picked: picked.map(|s| (s.rows.to_vec(), width)),
+        }
     }
 }
 
 impl Keep {
+    /// Adds the residual input's share of the gradient, `g` itself (at the rows it held).
+    pub(super) fn to_input(&self, buf: &mut GradBuf, g: &[f32]) -> Result<(), DevError> {
+        match &self.picked {
+            None => add_from_host(buf, g),
+            Some((rows, w)) => accumulate(buf, |dx| {
+                for (g, &r) in g.chunks_exact(*w).zip(rows) {
+                    for (d, g) in dx[r * w..(r + 1) * w].iter_mut().zip(g) {
+                        *d += g;
+                    }
+                }
+            }),
+        }
+    }
+
     /// The sublayer output's gradient from the residual's, `g ⊙ keep`, in place — as
     /// `residual_dropout`'s backward leaves it in a zeroed buffer (`0 + g·k`, so a −0 becomes
     /// +0 there too). The residual input's share, `g` itself, is the caller's to add first.
     pub(super) fn through(&self, mut g: Vec<f32>) -> Vec<f32> {
-        match &self.0 {
+        match &self.mask {
             Some(k) => g.par_iter_mut().zip(k).for_each(|(g, k)| *g = 0.0 + *g * k),
             None => g.par_iter_mut().for_each(|g| *g += 0.0),
         }

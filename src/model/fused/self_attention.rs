@@ -27,7 +27,9 @@ use dfdx::prelude::*;
 
 /// `out(attention(q(x), k(x), v(x)))` for token rows `x` `(B·S, H)`, with dropout `p` on the
 /// attention probabilities when `rng` is given; with `residual`, `residual.x + drop(that)`,
-/// its dropout drawn from `rng` after the attention's.
+/// its dropout drawn from `rng` after the attention's. With `queries` (sorted token rows),
+/// only those rows are queried, and the output holds only them: the keys and values are still
+/// every token's (the last block when the objectives read some rows only).
 #[allow(clippy::too_many_arguments)]
 pub fn self_attention<T: Tape<f32, Dev>>(
     x: Act<T>,
@@ -37,6 +39,7 @@ pub fn self_attention<T: Tape<f32, Dev>>(
     p: f32,
     residual: Option<Residual>,
     mut rng: Option<&mut Rng>,
+    queries: Option<&[usize]>,
 ) -> Act<T> {
     let x = x.contiguous();
     let (n, h) = *x.shape();
@@ -45,26 +48,41 @@ pub fn self_attention<T: Tape<f32, Dev>>(
     }
     let precision = products();
     let xk = Kept::new(Values::of(&x), precision);
+    // The queries' input rows, when not all.
+    let xq = queries.map(|rows| {
+        let xv = Values::of(&x);
+        let picked: Vec<f32> = rows
+            .iter()
+            .flat_map(|&r| xv[r * h..(r + 1) * h].iter().copied())
+            .collect();
+        Kept::new(picked, precision)
+    });
+    let m = queries.map_or(n, <[usize]>::len);
     let w = [q, k, v, o].map(|l| Values::of(&l.weight));
-    let project = |l: &Linear, w: &[f32], a: &Kept| {
-        linear::forward(a, w, l.bias.as_ref(), (n, h, h), precision)
+    let project = |l: &Linear, w: &[f32], a: &Kept, rows: usize| {
+        linear::forward(a, w, l.bias.as_ref(), (rows, h, h), precision)
     };
-    let qkv = [0, 1, 2].map(|i| Kept::new(project([q, k, v][i], &w[i], &xk), precision));
+    let qkv = [0, 1, 2].map(|i| match (i, &xq) {
+        (0, Some(xq)) => Kept::new(project(q, &w[0], xq, m), precision),
+        _ => Kept::new(project([q, k, v][i], &w[i], &xk, n), precision),
+    });
     let (ctx, core) = forward(
         qkv,
         (batch, seq, heads),
+        queries,
         bias,
         p,
         rng.as_deref_mut(),
         precision,
     );
     let ctx = Kept::new(ctx, precision);
-    let mut y = project(o, &w[3], &ctx);
+    let mut y = project(o, &w[3], &ctx, m);
     let keep = residual.as_ref().map(|r| r.add(&mut y, rng));
 
     let (x, mut tape) = x.split_tape();
     let rx_ghost = residual.map(|r| r.x.ghost());
-    let out: Act<NoneTape> = x.device().tensor_from_vec(y, (n, h));
+    let queries = queries.map(<[usize]>::to_vec);
+    let out: Act<NoneTape> = x.device().tensor_from_vec(y, (m, h));
     let (x_ghost, out_ghost) = (x.ghost(), out.ghost());
     let ghosts = [q, k, v, o].map(|l| (l.weight.ghost(), l.bias.as_ref().map(|b| b.ghost())));
     tape.add_backward_op(move |grads| {
@@ -81,38 +99,64 @@ pub fn self_attention<T: Tape<f32, Dev>>(
         grads.try_alloc_for(&out_ghost)?;
         let mut dy = take_output_grad(grads.get_or_alloc_mut(&out_ghost)?)?;
         if let (Some(r), Some(keep)) = (&rx_ghost, &keep) {
-            add_from_host(grads.get_or_alloc_mut(r)?, &dy)?;
+            keep.to_input(grads.get_or_alloc_mut(r)?, &dy)?;
             dy = keep.through(dy);
         }
         let mm = |dst: &mut [f32], a: Operand, b: Operand| {
             matmul(dst, 0, h, a, b, 1.0, Into::Accumulate, true, precision)
         };
         let weight = |i: usize| View::new(&w[i], 0, (h, h), h).into();
-        // Each projection, from its output's gradient `g`: `db = Σ g` (before `g` is rounded),
-        // `dW += gᵀ a` for its input `a`, and `g W`: a new matrix (the context's gradient)
-        // when `own`, else added to `dx`.
-        let mut projection = |i: usize, g: Vec<f32>, a: &Kept, own: bool| {
+        // Each projection, from its output's gradient `g` (of `rows` rows): `db = Σ g` (before
+        // `g` is rounded), `dW += gᵀ a` for its input `a`, and `g W`: a new matrix (the
+        // context's gradient) for `Dx::Own`, else added to `dx` (at the query rows).
+        let mut projection = |i: usize, g: Vec<f32>, a: &Kept, rows: usize, to: Dx| {
             let (w_ghost, b_ghost) = &ghosts[i];
             let (g, db) = kept_with_sums(g, h, precision, b_ghost.is_some(), |_, _| {});
-            let g = g.view(0, (n, h), h);
-            let dx = if own {
-                Some(fresh(g, weight(i), precision))
-            } else {
-                accumulate(grads.get_or_alloc_mut(&x_ghost)?, |dx| mm(dx, g, weight(i)))?;
-                None
+            let g = g.view(0, (rows, h), h);
+            let dx = match to {
+                Dx::Own => Some(fresh(g, weight(i), precision)),
+                Dx::Add => {
+                    accumulate(grads.get_or_alloc_mut(&x_ghost)?, |dx| mm(dx, g, weight(i)))?;
+                    None
+                }
+                Dx::At(at) => {
+                    let part = fresh(g, weight(i), precision);
+                    accumulate(grads.get_or_alloc_mut(&x_ghost)?, |dx| {
+                        for (p, &r) in part.chunks_exact(h).zip(at) {
+                            for (d, p) in dx[r * h..(r + 1) * h].iter_mut().zip(p) {
+                                *d += p;
+                            }
+                        }
+                    })?;
+                    None
+                }
             };
-            let a = a.view(0, (n, h), h);
+            let a = a.view(0, (rows, h), h);
             accumulate(grads.get_or_alloc_mut(w_ghost)?, |dw| mm(dw, g.t(), a))?;
             if let (Some(b), Some(db)) = (b_ghost, db) {
                 add_from_host(grads.get_or_alloc_mut(b)?, &db)?;
             }
             Ok(dx)
         };
-        let dctx = projection(3, dy, &ctx, true)?.unwrap_or_default();
+        let dctx = projection(3, dy, &ctx, m, Dx::Own)?.unwrap_or_default();
         let (dq, dk, dv) = backward(&core, &Kept::new(dctx, precision));
-        projection(2, dv, &xk, false)?;
-        projection(1, dk, &xk, false)?;
-        projection(0, dq, &xk, false).map(|_| ())
+        projection(2, dv, &xk, n, Dx::Add)?;
+        projection(1, dk, &xk, n, Dx::Add)?;
+        match (&queries, &xq) {
+            (Some(rows), Some(xq)) => projection(0, dq, xq, m, Dx::At(rows)),
+            _ => projection(0, dq, &xk, n, Dx::Add),
+        }
+        .map(|_| ())
     });
     out.put_tape(tape)
+}
+
+/// Where a projection's input gradient goes.
+enum Dx<'a> {
+    /// A new matrix: the context's gradient.
+    Own,
+    /// Added to the sublayer input's gradient.
+    Add,
+    /// Added to those rows of it: the queries' rows.
+    At(&'a [usize]),
 }
