@@ -180,6 +180,7 @@ fn training_with_the_last_block_at_some_rows_follows_training_without() {
         "[[objectives]]\nname = \"mlm\"\n[[objectives]]\nname = \"contrastive\"\nweight = 0.2",
         "[[objectives]]\nname = \"contrastive\"\noptions = { pooling = \"mean\" }",
         "[[objectives]]\nname = \"mlm\"\n[[objectives]]\nname = \"electra\"",
+        "[[objectives]]\nname = \"electra\"\noptions = { generator_size = 0.5 }",
     ];
     for (i, objective) in objectives.iter().enumerate() {
         let losses = |dense: bool| {

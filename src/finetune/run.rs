@@ -46,7 +46,9 @@ pub(super) fn inputs(enc: &Encoder, items: &[&Encoded], pad: u32) -> Result<Inpu
     enc.inputs(b, seq, &ids, &types, &mask)
 }
 
-/// The head's input for a batch: pooled `(B, H)` or token rows `(B·S, H)`.
+/// The head's input for a batch: pooled `(B, H)` or token rows `(B·S, H)`. A [CLS]-pooled
+/// head reads one row a sequence, so the last block computes only those
+/// (`Encoder::forward_rows`).
 pub(super) fn represent<T: Taped>(
     dev: &Dev,
     enc: &Encoder,
@@ -56,7 +58,8 @@ pub(super) fn represent<T: Taped>(
     mut mode: model::Mode<'_>,
     mean_pool: bool,
 ) -> Act<T> {
-    let hidden = enc.forward(dev, inp, tape, mode.reborrow());
+    let cls = (head.pooled() && !mean_pool).then(|| crate::objectives::cls_rows(inp));
+    let hidden = enc.forward_rows(dev, inp, tape, mode.reborrow(), cls.as_deref());
     if head.pooled() {
         let pooled = pool(dev, enc, hidden, inp, mean_pool);
         // HF's sequence classifiers drop out the pooled vector before the classifier.

@@ -247,7 +247,8 @@ impl<T: Taped> ObjectiveFor<T> for Electra {
                 // loop hands the first objective the tape): it travels on through the
                 // generator's pass into this loss.
                 let (_, tape) = hidden.split_tape();
-                let own = g.forward(ctx.dev, ctx.inputs, tape, Mode::new(training, &mut *rng));
+                let (mode, read) = (Mode::new(training, &mut *rng), sorted(&b.mlm_positions));
+                let own = g.forward_rows(ctx.dev, ctx.inputs, tape, mode, Some(&read));
                 self.generator.logits(own, &b.mlm_positions, ctx.dev, g)
             }
         };
@@ -306,6 +307,18 @@ impl Objective for Electra {
     fn box_clone(&self) -> Box<dyn Objective> {
         Box::new(self.clone())
     }
+    /// A generator sharing the encoder reads the masked positions of the shared pass; the
+    /// discriminator reads a pass of its own.
+    fn rows(&self, batch: &crate::data::Batch, _: &Inputs) -> Option<Vec<usize>> {
+        let shared = self.generator_encoder.is_none() && !batch.mlm_positions.is_empty();
+        shared.then(|| sorted(&batch.mlm_positions))
+    }
+}
+
+fn sorted(rows: &[usize]) -> Vec<usize> {
+    let mut rows = rows.to_vec();
+    rows.sort_unstable();
+    rows
 }
 
 named_params!(Electra {
