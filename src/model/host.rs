@@ -210,6 +210,26 @@ pub fn copied(src: &[f32]) -> Vec<f32> {
     }
 }
 
+/// Rows `rows` of the row-major `(·, width)` values `src`, in that order (`gemm::rows_of`
+/// repeats one row instead).
+pub fn picked_rows(src: &[f32], rows: &[usize], width: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(rows.len() * width);
+    for &r in rows {
+        out.extend_from_slice(&src[r * width..(r + 1) * width]);
+    }
+    out
+}
+
+/// `dst[rows[i]] += src[i]` for the rows of `(·, width)` values: what `picked_rows` read, its
+/// gradient added back in place.
+pub fn add_to_rows(dst: &mut [f32], src: &[f32], rows: &[usize], width: usize) {
+    for (s, &r) in src.chunks_exact(width.max(1)).zip(rows) {
+        for (d, s) in dst[r * width..(r + 1) * width].iter_mut().zip(s) {
+            *d += s;
+        }
+    }
+}
+
 /// The values of a tensor that an op just produced, by a plain copy of its buffer (a
 /// device-to-host copy on CUDA). dfdx's `as_vec` walks the tensor element by element through
 /// its strides; a fresh op output is contiguous and row-major, so its buffer already is the

@@ -5,7 +5,8 @@
 //! Backward: `dx = g`, `dh = g ⊙ k`.
 
 use crate::model::host::{
-    accumulate, add_from_host, copied, take_output_grad, DevError, GradBuf, Values,
+    accumulate, add_from_host, add_to_rows, copied, picked_rows, take_output_grad, DevError,
+    GradBuf, Values,
 };
 use crate::model::ops::{keep_mask, keep_mask_rows};
 use crate::model::{Act, Dev};
@@ -92,11 +93,7 @@ impl Residual<'_> {
             .rows
             .filter(|s| rows == s.total && s.rows.len() != s.total);
         let xv: std::borrow::Cow<[f32]> = match picked {
-            Some(s) => s
-                .rows
-                .iter()
-                .flat_map(|&r| xv[r * width..(r + 1) * width].iter().copied())
-                .collect(),
+            Some(s) => picked_rows(&xv, s.rows, width).into(),
             None => (&xv[..]).into(),
         };
         let xv: &[f32] = &xv;
@@ -125,13 +122,7 @@ impl Keep {
     pub(super) fn to_input(&self, buf: &mut GradBuf, g: &[f32]) -> Result<(), DevError> {
         match &self.picked {
             None => add_from_host(buf, g),
-            Some((rows, w)) => accumulate(buf, |dx| {
-                for (g, &r) in g.chunks_exact(*w).zip(rows) {
-                    for (d, g) in dx[r * w..(r + 1) * w].iter_mut().zip(g) {
-                        *d += g;
-                    }
-                }
-            }),
+            Some((rows, w)) => accumulate(buf, |dx| add_to_rows(dx, g, rows, *w)),
         }
     }
 

@@ -5,7 +5,7 @@
 //! (`Objective::rows`) gets a non-finite loss, which the loop stops on, naming the objective,
 //! rather than a quietly wrong one. Backward: the asked-for rows of the output's gradient.
 
-use crate::model::host::{add_from_host, take_output_grad, Values};
+use crate::model::host::{add_from_host, picked_rows, take_output_grad, Values};
 use crate::model::{Act, Dev};
 use dfdx::prelude::*;
 
@@ -29,11 +29,10 @@ pub fn scatter_rows<T: Tape<f32, Dev>>(x: Act<T>, rows: &[usize], total: usize) 
         grads.try_alloc_for(&x_ghost)?;
         grads.try_alloc_for(&out_ghost)?;
         let g = take_output_grad(grads.get_or_alloc_mut(&out_ghost)?)?;
-        let picked: Vec<f32> = rows
-            .iter()
-            .flat_map(|&r| g[r * h..(r + 1) * h].iter().copied())
-            .collect();
-        add_from_host(grads.get_or_alloc_mut(&x_ghost)?, &picked)
+        add_from_host(
+            grads.get_or_alloc_mut(&x_ghost)?,
+            &picked_rows(&g, &rows, h),
+        )
     });
     out.put_tape(tape)
 }

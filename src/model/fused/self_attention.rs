@@ -18,7 +18,9 @@ use super::kept_with_sums;
 use super::linear;
 use super::residual::Residual;
 use crate::model::attention::ScoreBias;
-use crate::model::host::{accumulate, add_from_host, take_output_grad, Values};
+use crate::model::host::{
+    accumulate, add_from_host, add_to_rows, picked_rows, take_output_grad, Values,
+};
 use crate::model::params::Linear;
 use crate::model::precision::products;
 use crate::model::{Act, Dev};
@@ -49,14 +51,7 @@ pub fn self_attention<T: Tape<f32, Dev>>(
     let precision = products();
     let xk = Kept::new(Values::of(&x), precision);
     // The queries' input rows, when not all.
-    let xq = queries.map(|rows| {
-        let xv = Values::of(&x);
-        let picked: Vec<f32> = rows
-            .iter()
-            .flat_map(|&r| xv[r * h..(r + 1) * h].iter().copied())
-            .collect();
-        Kept::new(picked, precision)
-    });
+    let xq = queries.map(|rows| Kept::new(picked_rows(&Values::of(&x), rows, h), precision));
     let m = queries.map_or(n, <[usize]>::len);
     let w = [q, k, v, o].map(|l| Values::of(&l.weight));
     let project = |l: &Linear, w: &[f32], a: &Kept, rows: usize| {
@@ -122,11 +117,7 @@ pub fn self_attention<T: Tape<f32, Dev>>(
                 Dx::At(at) => {
                     let part = fresh(g, weight(i), precision);
                     accumulate(grads.get_or_alloc_mut(&x_ghost)?, |dx| {
-                        for (p, &r) in part.chunks_exact(h).zip(at) {
-                            for (d, p) in dx[r * h..(r + 1) * h].iter_mut().zip(p) {
-                                *d += p;
-                            }
-                        }
+                        add_to_rows(dx, &part, at, h)
                     })?;
                     None
                 }
