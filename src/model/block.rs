@@ -63,7 +63,7 @@ impl Block {
 
     /// `norm(x + drop(f(x)))` (post) or `x + drop(f(norm(x)))` (pre): `f` takes the residual
     /// connection (`x` and the dropout) into its op and returns `x + drop(f(·))`. `rows`: which
-    /// rows of the whole activation `x` holds, when only some.
+    /// rows of the whole the sublayer's output holds, when only some (`Residual::rows`).
     fn sublayer<T: Tape<f32, Dev>>(
         &self,
         x: Act<T>,

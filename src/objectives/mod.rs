@@ -63,7 +63,7 @@ pub trait Objective: ObjectiveFor<TrainTape> + ObjectiveFor<NoneTape> + Params {
     fn name(&self) -> &'static str;
     fn box_clone(&self) -> Box<dyn Objective>;
     /// The token rows (`b·S + s`) of the hidden states `loss` reads from this batch, when it
-    /// reads only some: the encoder then computes its last feed-forward at those rows alone
+    /// reads only some: the encoder then computes its last block at those rows alone
     /// (`Encoder::forward_rows`) and leaves the others NaN. `None` (the default): every row.
     fn rows(&self, batch: &Batch, inputs: &Inputs) -> Option<Vec<usize>> {
         let _ = (batch, inputs);
