@@ -220,14 +220,32 @@ pub fn picked_rows(src: &[f32], rows: &[usize], width: usize) -> Vec<f32> {
     out
 }
 
-/// `dst[rows[i]] += src[i]` for the rows of `(·, width)` values: what `picked_rows` read, its
-/// gradient added back in place.
+/// `dst[rows[i]] += src[i]` for every row `i` of `(·, width)` values, in `i` order within each
+/// row of `dst` (a row may be named more than once: an embedding's gradient); `dst`'s rows are
+/// split between threads, each scanning all of `rows` for its own. What `picked_rows` read,
+/// its gradient added back in place.
 pub fn add_to_rows(dst: &mut [f32], src: &[f32], rows: &[usize], width: usize) {
-    for (s, &r) in src.chunks_exact(width.max(1)).zip(rows) {
-        for (d, s) in dst[r * width..(r + 1) * width].iter_mut().zip(s) {
-            *d += s;
-        }
+    use rayon::prelude::*;
+    if width == 0 {
+        return;
     }
+    let per_task = (dst.len() / width)
+        .div_ceil(4 * rayon::current_num_threads())
+        .max(1);
+    dst.par_chunks_mut(per_task * width)
+        .enumerate()
+        .for_each(|(task, block)| {
+            let lo = task * per_task;
+            let hi = lo + block.len() / width;
+            for (r, &i) in rows.iter().enumerate() {
+                if (lo..hi).contains(&i) {
+                    let d = &mut block[(i - lo) * width..][..width];
+                    d.iter_mut()
+                        .zip(&src[r * width..][..width])
+                        .for_each(|(d, s)| *d += s);
+                }
+            }
+        });
 }
 
 /// The values of a tensor that an op just produced, by a plain copy of its buffer (a

@@ -9,7 +9,7 @@
 //! contributions in token order, as dfdx's gather backward adds them; the tables' rows are
 //! split between threads, never the tokens of one row, so the thread count changes nothing.
 
-use crate::model::host::{accumulate, take_output_grad, Values};
+use crate::model::host::{accumulate, add_to_rows, take_output_grad, Values};
 use crate::model::{Act, Dev, Matrix};
 use dfdx::prelude::*;
 use rayon::prelude::*;
@@ -52,31 +52,10 @@ pub fn embed<T: Tape<f32, Dev>>(mut tape: T, dev: &Dev, tables: &[(&Matrix, &[us
         let g = take_output_grad(grads.get_or_alloc_mut(&out_ghost)?)?;
         for (ghost, idx) in &grads_of {
             accumulate(grads.get_or_alloc_mut(ghost)?, |d| {
-                scatter_rows(d, &g, idx, h)
+                add_to_rows(d, &g, idx, h)
             })?;
         }
         Ok(())
     });
     out.put_tape(tape)
-}
-
-/// `d[idx[r]] += g[r]` for every row `r`, in `r` order within each row of `d`; `d`'s rows are
-/// split between threads, each scanning all of `idx` for its own.
-fn scatter_rows(d: &mut [f32], g: &[f32], idx: &[usize], h: usize) {
-    let rows = d.len() / h;
-    let per_task = rows.div_ceil(4 * rayon::current_num_threads()).max(1);
-    d.par_chunks_mut(per_task * h)
-        .enumerate()
-        .for_each(|(task, block)| {
-            let lo = task * per_task;
-            let hi = lo + block.len() / h;
-            for (r, &i) in idx.iter().enumerate() {
-                if (lo..hi).contains(&i) {
-                    let dst = &mut block[(i - lo) * h..][..h];
-                    dst.iter_mut()
-                        .zip(&g[r * h..][..h])
-                        .for_each(|(d, g)| *d += g);
-                }
-            }
-        });
 }
