@@ -247,7 +247,11 @@ impl<T: Taped> ObjectiveFor<T> for Electra {
                 // loop hands the first objective the tape): it travels on through the
                 // generator's pass into this loss.
                 let (_, tape) = hidden.split_tape();
-                let (mode, read) = (Mode::new(training, &mut *rng), sorted(&b.mlm_positions));
+                // Its own pass computes the masked rows alone (`forward_rows` wants them
+                // sorted; whole-word masking draws a sequence's spans in any order).
+                let mut read = b.mlm_positions.clone();
+                read.sort_unstable();
+                let mode = Mode::new(training, &mut *rng);
                 let own = g.forward_rows(ctx.dev, ctx.inputs, tape, mode, Some(&read));
                 self.generator.logits(own, &b.mlm_positions, ctx.dev, g)
             }
@@ -311,14 +315,8 @@ impl Objective for Electra {
     /// discriminator reads a pass of its own.
     fn rows(&self, batch: &crate::data::Batch, _: &Inputs) -> Option<Vec<usize>> {
         let shared = self.generator_encoder.is_none() && !batch.mlm_positions.is_empty();
-        shared.then(|| sorted(&batch.mlm_positions))
+        shared.then(|| batch.mlm_positions.clone())
     }
-}
-
-fn sorted(rows: &[usize]) -> Vec<usize> {
-    let mut rows = rows.to_vec();
-    rows.sort_unstable();
-    rows
 }
 
 named_params!(Electra {

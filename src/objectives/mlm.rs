@@ -94,9 +94,8 @@ impl Objective for Mlm {
     /// The masked positions; every row when there are none (the loss is then `0 · Σ hidden`,
     /// kept on the tape).
     fn rows(&self, batch: &crate::data::Batch, _: &crate::model::Inputs) -> Option<Vec<usize>> {
-        let mut rows = batch.mlm_positions.clone();
-        rows.sort_unstable();
-        (!rows.is_empty()).then_some(rows)
+        let rows = &batch.mlm_positions;
+        (!rows.is_empty()).then(|| rows.clone())
     }
 }
 

@@ -62,9 +62,10 @@ pub trait ObjectiveFor<T: Taped> {
 pub trait Objective: ObjectiveFor<TrainTape> + ObjectiveFor<NoneTape> + Params {
     fn name(&self) -> &'static str;
     fn box_clone(&self) -> Box<dyn Objective>;
-    /// The token rows (`b·S + s`) of the hidden states `loss` reads from this batch, when it
-    /// reads only some: the encoder then computes its last block at those rows alone
-    /// (`Encoder::forward_rows`) and leaves the others NaN. `None` (the default): every row.
+    /// The token rows (`b·S + s`, in any order) of the hidden states `loss` reads from this
+    /// batch, when it reads only some: the encoder then computes its last block at those rows
+    /// alone (`Encoder::forward_rows`) and leaves the others NaN. `None` (the default): every
+    /// row.
     fn rows(&self, batch: &Batch, inputs: &Inputs) -> Option<Vec<usize>> {
         let _ = (batch, inputs);
         None

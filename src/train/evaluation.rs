@@ -16,7 +16,7 @@ use super::trainer::{accumulate, accumulate_parts, inputs_of, Metrics, Trainer};
 use crate::data::{Batch, BatchStream, MaskingConfig, PairMode, StreamSettings};
 use crate::data::{DataError, Prepared};
 use crate::model::Mode;
-use crate::objectives::{self, registry, Ctx, Objective, ObjectiveFor};
+use crate::objectives::{registry, Ctx, Objective, ObjectiveFor};
 use dfdx::prelude::{AsArray, NoneTape};
 
 /// The seed of the evaluation set's sampler and masker: the same for every run.
@@ -242,9 +242,7 @@ impl Trainer<'_> {
     ) -> Result<R, TrainError> {
         let enc = &self.bundle.encoder;
         let inputs = inputs_of(enc, batch)?;
-        let rows = (!self.cfg.training.dense_last_layer)
-            .then(|| objectives::rows_read(readers, batch, &inputs))
-            .flatten();
+        let rows = self.rows_read(readers, batch, &inputs);
         let hidden = enc.forward_rows(&self.dev, &inputs, NoneTape, Mode::Eval, rows.as_deref());
         let ctx = Ctx {
             dev: &self.dev,

@@ -243,12 +243,8 @@ impl<'a> Trainer<'a> {
         let real = batch.real_tokens();
         let enc = &self.bundle.encoder;
         let inputs = inputs_of(enc, &batch)?;
-        let rows = (!self.cfg.training.dense_last_layer)
-            .then(|| {
-                let objectives = self.bundle.objectives.iter().map(|(_, o)| o.as_ref());
-                objectives::rows_read(objectives, &batch, &inputs)
-            })
-            .flatten();
+        let readers = self.bundle.objectives.iter().map(|(_, o)| o.as_ref());
+        let rows = self.rows_read(readers, &batch, &inputs);
         let hidden = enc.forward_rows(
             &self.dev,
             &inputs,
@@ -372,6 +368,22 @@ impl<'a> Trainer<'a> {
 }
 
 /// The encoder's view of a batch, checked against the model's sizes.
+impl Trainer<'_> {
+    /// The rows the encoder computes in its last block for `readers` on this batch
+    /// (`objectives::rows_read`); `None`, every row, with `training.dense_last_layer`.
+    pub(super) fn rows_read<'o>(
+        &self,
+        readers: impl IntoIterator<Item = &'o dyn crate::objectives::Objective>,
+        batch: &crate::data::Batch,
+        inputs: &crate::model::Inputs,
+    ) -> Option<Vec<usize>> {
+        if self.cfg.training.dense_last_layer {
+            return None;
+        }
+        objectives::rows_read(readers, batch, inputs)
+    }
+}
+
 pub(super) fn inputs_of(
     enc: &crate::model::Encoder,
     b: &crate::data::Batch,
