@@ -311,10 +311,10 @@ pub fn run(shape: &Shape, warmup: u64, steps: u64, dir: &Path) -> Result<Measure
             .then(crate::model::fused::gemm_bf16::kernel_name),
         warmup,
         steps,
-        last_layer: if shape.dense_last_layer || cfg!(feature = "cuda") {
-            "every-row"
-        } else {
+        last_layer: if !shape.dense_last_layer && trainer.bundle.encoder.computes_some_rows() {
             "rows-read"
+        } else {
+            "every-row"
         },
         seconds,
         tokens_per_second: tokens / seconds,

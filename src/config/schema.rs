@@ -243,8 +243,7 @@ pub struct TrainingConfig {
     /// Compute the last block at every token, not only at the rows the objectives read
     /// (`Encoder::forward_rows`: their attention queries and feed-forward): the same losses up
     /// to the order of float sums, and slower; for benchmarks against code that computes every
-    /// row. Left out of the
-    /// resolved config when false, as `precision` is when f32.
+    /// row. Left out of the resolved config when false, as `precision` is when f32.
     #[serde(skip_serializing_if = "is_false")]
     pub dense_last_layer: bool,
 }

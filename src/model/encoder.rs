@@ -162,10 +162,7 @@ impl Encoder {
         mode: Mode<'_>,
         rows: Option<&[usize]>,
     ) -> Act<T> {
-        let prunes = !cfg!(feature = "cuda")
-            && self.cfg.norm != NormKind::Powernorm
-            && !self.layers.is_empty();
-        let rows = rows.filter(|_| prunes);
+        let rows = rows.filter(|_| self.computes_some_rows());
         if let Some(rows) = rows {
             assert!(
                 rows.windows(2).all(|w| w[0] < w[1])
@@ -216,6 +213,12 @@ impl Encoder {
             Some(rows) => super::fused::scatter_rows(x, rows, n),
             None => x,
         }
+    }
+
+    /// Whether `forward_rows` computes only the rows asked for: not with PowerNorm (whose
+    /// training statistics take every row), not in the CUDA build, not without blocks.
+    pub fn computes_some_rows(&self) -> bool {
+        !cfg!(feature = "cuda") && self.cfg.norm != NormKind::Powernorm && !self.layers.is_empty()
     }
 
     /// BERT's pooler: `tanh(W h_[CLS] + b)`, one row per sequence.

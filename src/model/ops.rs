@@ -48,13 +48,9 @@ pub fn residual<T: Tape<f32, Dev>>(h: Act<T>, r: Residual, rng: Option<&mut Rng>
     #[cfg(not(feature = "cuda"))]
     return super::fused::residual_dropout(h, r.x, r.p, rng);
     #[cfg(feature = "cuda")]
-    match (r.rows, rng) {
-        (Some(s), Some(rng)) if r.p > 0.0 => {
-            let (dev, shape) = (h.device().clone(), *h.shape());
-            let keep = keep_mask_rows(s.rows, shape.1, s.total, r.p, rng);
-            h * dev.tensor_from_vec(keep, shape) + r.x.clone()
-        }
-        (_, rng) => dropout(h, r.p, rng) + r.x.clone(),
+    {
+        assert!(r.rows.is_none(), "the CUDA build computes every row");
+        dropout(h, r.p, rng) + r.x.clone()
     }
 }
 
@@ -189,9 +185,9 @@ fn drop_threshold(p: f32) -> u32 {
 
 /// The rows `rows` of `keep_mask(total · width, p, rng)` read as `(total, width)`, drawn
 /// alone: each row from its own place in the stream, which then moves past the whole mask, so
-/// the draws that follow are those that follow the whole mask. The last block, computing its
-/// feed-forward at the rows the objectives read only (`Encoder::forward_rows`), drops out
-/// what the whole block would have.
+/// the draws that follow are those that follow the whole mask. The last block, computing only
+/// the rows the objectives read (`Encoder::forward_rows`), drops out what the whole block
+/// would have.
 pub fn keep_mask_rows(
     rows: &[usize],
     width: usize,

@@ -232,12 +232,13 @@ pub(super) fn forward(
         .enumerate()
         .for_each(|(b, (ctx_b, probs_b))| {
             let (first, mb) = queries.of(b);
+            if mb == 0 {
+                // Nothing to write: the sequence has no query.
+                return;
+            }
             let positions = &queries.positions[first..first + mb];
             let mut dropped = vec![0.0f32; mb * s];
             for hd in 0..a {
-                if mb == 0 {
-                    break;
-                }
                 let at = b * s * h + hd * d;
                 let pr = &mut probs_b[hd * mb * s..(hd + 1) * mb * s];
                 let qh = qv.view(first * h + hd * d, (mb, d), h);

@@ -50,15 +50,18 @@ pub fn self_attention<T: Tape<f32, Dev>>(
     }
     let precision = products();
     let xk = Kept::new(Values::of(&x), precision);
-    // The queries' input rows, when not all.
-    let xq = queries.map(|rows| Kept::new(picked_rows(&Values::of(&x), rows, h), precision));
+    // The query rows, when not all, with their input rows.
+    let picked = queries.map(|rows| {
+        let xq = Kept::new(picked_rows(&Values::of(&x), rows, h), precision);
+        (rows.to_vec(), xq)
+    });
     let m = queries.map_or(n, <[usize]>::len);
     let w = [q, k, v, o].map(|l| Values::of(&l.weight));
     let project = |l: &Linear, w: &[f32], a: &Kept, rows: usize| {
         linear::forward(a, w, l.bias.as_ref(), (rows, h, h), precision)
     };
-    let qkv = [0, 1, 2].map(|i| match (i, &xq) {
-        (0, Some(xq)) => Kept::new(project(q, &w[0], xq, m), precision),
+    let qkv = [0, 1, 2].map(|i| match (i, &picked) {
+        (0, Some((_, xq))) => Kept::new(project(q, &w[0], xq, m), precision),
         _ => Kept::new(project([q, k, v][i], &w[i], &xk, n), precision),
     });
     let (ctx, core) = forward(
@@ -76,7 +79,6 @@ pub fn self_attention<T: Tape<f32, Dev>>(
 
     let (x, mut tape) = x.split_tape();
     let rx_ghost = residual.map(|r| r.x.ghost());
-    let queries = queries.map(<[usize]>::to_vec);
     let out: Act<NoneTape> = x.device().tensor_from_vec(y, (m, h));
     let (x_ghost, out_ghost) = (x.ghost(), out.ghost());
     let ghosts = [q, k, v, o].map(|l| (l.weight.ghost(), l.bias.as_ref().map(|b| b.ghost())));
@@ -133,9 +135,9 @@ pub fn self_attention<T: Tape<f32, Dev>>(
         let (dq, dk, dv) = backward(&core, &Kept::new(dctx, precision));
         projection(2, dv, &xk, n, Dx::Add)?;
         projection(1, dk, &xk, n, Dx::Add)?;
-        match (&queries, &xq) {
-            (Some(rows), Some(xq)) => projection(0, dq, xq, m, Dx::At(rows)),
-            _ => projection(0, dq, &xk, n, Dx::Add),
+        match &picked {
+            Some((rows, xq)) => projection(0, dq, xq, m, Dx::At(rows)),
+            None => projection(0, dq, &xk, n, Dx::Add),
         }
         .map(|_| ())
     });
