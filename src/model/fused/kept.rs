@@ -41,8 +41,8 @@ impl Kept {
     /// instead of being written out as rows for the product to add its sums to: one write and
     /// one read of `u` fewer (the large shape's `(4096, 2048)` per layer; `benches/ab.sh`
     /// ×1.00–1.07 there, median 1.03). The values are `onto_bias`'s wherever `gemm` sums the
-    /// product in one k block — every product with `a.cols ≤ 512` (its k blocks are at least
-    /// 512 long), since `s + b` and `b + s` are the same float; a wider one's bias is added
+    /// product in one k block — every product with `a.cols ≤ 512` (`gemm` cuts k only past
+    /// 512), since `s + b` and `b + s` are the same float; a wider one's bias is added
     /// after its last block's sum instead of before the first's.
     pub fn made_from_product(
         a: Operand,
