@@ -1,13 +1,14 @@
 //! The feed-forward sublayer, `down(gelu(up(x)))`, as one op: the same arithmetic as
 //! `fused::linear`, `gelu::gelu_host` and `fused::linear` in a row, bit for bit
-//! (`tests/sublayers.rs`; in f32 the up projection's bias joins its sums after the product,
-//! the same float for inputs up to 512 wide, see `Kept::made_from_product`), without the two `(N, ffn)` tensors between them. Composed, each of those
-//! is a dfdx tensor whose gradient dfdx allocates and zeroes (and, before `host::Values`,
-//! that the next op copied out on the step's thread while the others waited). Here the pre-activation `u` stays a host vector,
-//! which GELU overwrites with its slope (all the backward pass needs of `u`), and the
-//! activation `a` exists only as the products read it (`Kept::made_from_product`: in bf16,
-//! GELU runs on each tile of `u` as the kernel finishes it, and its output is rounded there,
-//! so `u` is written once and never read back until the backward pass).
+//! (`tests/sublayers.rs`; in f32 the up projection's bias joins its sums after the product, the
+//! same float for inputs up to 512 wide, see `Kept::made_from_product`), without the two `(N,
+//! ffn)` tensors between them. Composed, each of those is a dfdx tensor whose gradient dfdx
+//! allocates and zeroes (and, before `host::Values`, that the next op copied out on the step's
+//! thread while the others waited). Here the pre-activation `u` stays a host vector, which GELU
+//! overwrites with its slope (all the backward pass needs of `u`), and the activation `a`
+//! exists only as the products read it (`Kept::made_from_product`: in bf16, GELU runs on each
+//! tile of `u` as the kernel finishes it, and its output is rounded there, so `u` is written
+//! once and never read back until the backward pass).
 //!
 //! Backward, with `g` the output's gradient: `da = g W_d`, `dW_d += gᵀ a`, `db_d += Σ g`;
 //! `du = da · gelu'(u)` (in `da`'s buffer, each block summed for `db_u` as it is made);

@@ -60,6 +60,9 @@ impl Kept {
         }
         use rayon::prelude::*;
         const CHUNK: usize = 1 << 12;
+        if let Some(bias) = bias {
+            assert_eq!(bias.len(), b.dims().1, "bias against the product's columns");
+        }
         let mut u = fresh(a, b, precision);
         // Each chunk is made in a buffer on the stack and copied into the values, which are
         // never filled first (what the bf16 path does per tile).
