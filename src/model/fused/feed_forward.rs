@@ -1,8 +1,8 @@
 //! The feed-forward sublayer, `down(gelu(up(x)))`, as one op: the same arithmetic as
 //! `fused::linear`, `gelu::gelu_host` and `fused::linear` in a row, bit for bit
 //! (`tests/sublayers.rs`; in f32 the up projection's bias joins its sums after the product, the
-//! same float for inputs up to 512 wide, see `Kept::made_from_product`), without the two `(N,
-//! ffn)` tensors between them. Composed, each of those is a dfdx tensor whose gradient dfdx
+//! same float for inputs up to 512 wide, see `Kept::made_from_product`), without the two
+//! `(N, ffn)` tensors between them. Composed, each of those is a dfdx tensor whose gradient dfdx
 //! allocates and zeroes (and, before `host::Values`, that the next op copied out on the step's
 //! thread while the others waited). Here the pre-activation `u` stays a host vector, which GELU
 //! overwrites with its slope (all the backward pass needs of `u`), and the activation `a`
