@@ -365,10 +365,7 @@ impl<'a> Trainer<'a> {
     pub fn eval_fingerprint(&self) -> Option<&str> {
         self.eval_set.as_ref().map(|e| e.fingerprint.as_str())
     }
-}
 
-/// The encoder's view of a batch, checked against the model's sizes.
-impl Trainer<'_> {
     /// The rows the encoder computes in its last block for `readers` on this batch
     /// (`objectives::rows_read`); `None`, every row, with `training.dense_last_layer`.
     pub(super) fn rows_read<'o>(
@@ -384,6 +381,7 @@ impl Trainer<'_> {
     }
 }
 
+/// The encoder's view of a batch, checked against the model's sizes.
 pub(super) fn inputs_of(
     enc: &crate::model::Encoder,
     b: &crate::data::Batch,
