@@ -1,66 +1,13 @@
-//! Issue 4: the training loop — exact resume, divergence guard, optimiser arithmetic, and a
-//! short version of the README's quickstart.
+//! Issue 4: the training loop — exact resume, divergence guard, logs, run directories, layer
+//! gradient norms, and a short version of the README's quickstart. The optimiser's arithmetic
+//! is in tests/optimizer.rs, the parameter counts in tests/parameter_count.rs.
 
 mod common;
 
-use pretext::config::{Experiment, LoadedExperiment, NormKind, OptimizerConfig, Schedule};
-use pretext::data::{self, Prepared};
+use pretext::config::{Experiment, LoadedExperiment};
 use pretext::model::Params;
-use pretext::train::optimizer::{clip_global_norm, decays, learning_rate, AdamW};
 use pretext::train::{self, TrainError, Trainer};
 use std::path::Path;
-
-fn experiment(extra: &str) -> Experiment {
-    let text = format!(
-        r#"
-[data]
-corpus = ["embedded"]
-[tokenizer]
-vocab_size = 400
-[model]
-layers = 2
-hidden = 32
-heads = 2
-ffn = 64
-max_positions = 32
-dropout = 0.1
-attention_dropout = 0.1
-[optimizer]
-warmup_steps = 4
-[training]
-steps = 20
-batch_size = 8
-seq_len = 32
-checkpoint_every = 10
-eval_every = 10
-eval_batches = 2
-log_every = 5
-grad_accum = 2
-{extra}
-"#
-    );
-    LoadedExperiment::from_str(&text, Path::new("test.toml"))
-        .unwrap()
-        .runs
-        .remove(0)
-        .config
-}
-
-/// The data of `cfg`, with a tokenizer shared by the tests of this process that ask for the
-/// same one. The file is named after the tokenizer settings: the quickstart test (vocabulary
-/// 1,200) must never load the 400-token vocabulary another test saved first.
-fn prepared(cfg: &Experiment) -> Prepared {
-    let t = &cfg.tokenizer;
-    let dir = std::env::temp_dir().join(format!(
-        "pretext-tok-{}/{}-{}-{}",
-        std::process::id(),
-        t.vocab_size,
-        t.lowercase,
-        t.min_frequency
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    data::prepare(&cfg.data, &cfg.tokenizer, Path::new("."), Some(&dir)).unwrap()
-}
 
 #[test]
 fn resume_continues_bit_identically() {
@@ -93,14 +40,14 @@ name = "electra"
 options = { generator_size = 0.5 }"#,
     ];
     for (i, extra) in variants.iter().enumerate() {
-        let mut cfg = experiment(extra);
+        let mut cfg = common::small_run(extra);
         if i == 1 {
             cfg.model.norm = pretext::config::NormKind::Powernorm;
         }
         if i == 2 {
             cfg.model.norm = pretext::config::NormKind::PreLn;
         }
-        let data = prepared(&cfg);
+        let data = common::tokenized(&cfg);
         let mut straight = Trainer::new(&cfg, &data).unwrap();
         let full: Vec<f64> = (0..20)
             .map(|_| straight.train_step().unwrap().0.total_loss)
@@ -145,7 +92,8 @@ options = { generator_size = 0.5 }"#,
 #[test]
 fn a_run_continues_on_another_thread_count_bit_identically() {
     let wide = |threads: usize| {
-        let mut cfg = experiment("[[objectives]]\nname = \"mlm\"\n[[objectives]]\nname = \"sop\"");
+        let mut cfg =
+            common::small_run("[[objectives]]\nname = \"mlm\"\n[[objectives]]\nname = \"sop\"");
         cfg.model.hidden = 128;
         cfg.model.ffn = 512;
         cfg.model.heads = 4;
@@ -156,7 +104,7 @@ fn a_run_continues_on_another_thread_count_bit_identically() {
         cfg
     };
     let (one, two) = (wide(1), wide(2));
-    let data = prepared(&one);
+    let data = common::tokenized(&one);
     let straight = common::pool(1).install(|| {
         let mut t = Trainer::new(&one, &data).unwrap();
         let losses: Vec<f64> = (0..6)
@@ -206,8 +154,8 @@ fn a_run_continues_on_another_thread_count_bit_identically() {
 
 #[test]
 fn resume_refuses_a_checkpoint_of_other_settings() {
-    let cfg = experiment("");
-    let data = prepared(&cfg);
+    let cfg = common::small_run("");
+    let data = common::tokenized(&cfg);
     let mut t = Trainer::new(&cfg, &data).unwrap();
     t.train_step().unwrap();
     let dir = std::env::temp_dir().join(format!("pretext-mismatch-{}", std::process::id()));
@@ -249,8 +197,8 @@ fn resume_refuses_a_checkpoint_of_other_settings() {
 
 #[test]
 fn a_nan_weight_stops_training_with_the_step_and_objective() {
-    let cfg = experiment("");
-    let data = prepared(&cfg);
+    let cfg = common::small_run("");
+    let data = common::tokenized(&cfg);
     let mut t = Trainer::new(&cfg, &data).unwrap();
     t.train_step().unwrap();
     t.bundle.visit_mut("", &mut |name, mut p| {
@@ -273,8 +221,8 @@ fn a_nan_weight_stops_training_with_the_step_and_objective() {
 
 #[test]
 fn a_divergence_rolls_back_to_the_checkpoint_with_a_lower_learning_rate() {
-    let cfg = experiment("on_divergence = \"rollback\"\nrollback_lr_factor = 0.25");
-    let data = prepared(&cfg);
+    let cfg = common::small_run("on_divergence = \"rollback\"\nrollback_lr_factor = 0.25");
+    let data = common::tokenized(&cfg);
     let dir = common::scratch("rollback");
     let ckpt = dir.join("latest.safetensors");
     let mut t = Trainer::new(&cfg, &data).unwrap();
@@ -309,7 +257,7 @@ fn a_divergence_rolls_back_to_the_checkpoint_with_a_lower_learning_rate() {
 
     // Through `run`: a learning rate of 1e30 blows up at once; one roll-back to the step-0
     // checkpoint with the rate ×1e-33 (1e-3) lets the run finish, and the logs say so.
-    let mut cfg = experiment("on_divergence = \"rollback\"\nrollback_lr_factor = 1e-33");
+    let mut cfg = common::small_run("on_divergence = \"rollback\"\nrollback_lr_factor = 1e-33");
     cfg.optimizer.lr = 1e30;
     cfg.optimizer.warmup_steps = 0;
     let run_dir = dir.join("run");
@@ -326,7 +274,7 @@ fn a_divergence_rolls_back_to_the_checkpoint_with_a_lower_learning_rate() {
         "only the lowered rate is logged: {lrs:?}"
     );
     // With roll-backs exhausted the run stops and says why.
-    let mut cfg = experiment("on_divergence = \"rollback\"\nmax_rollbacks = 2");
+    let mut cfg = common::small_run("on_divergence = \"rollback\"\nmax_rollbacks = 2");
     cfg.optimizer.lr = 1e30;
     cfg.optimizer.warmup_steps = 0;
     let err = train::run(&cfg, &data, &dir.join("run2"), &train::Options::default())
@@ -342,8 +290,8 @@ fn a_divergence_rolls_back_to_the_checkpoint_with_a_lower_learning_rate() {
 
 #[test]
 fn downstream_entries_and_cluster_resources_do_not_invalidate_checkpoints() {
-    let cfg = experiment("");
-    let data = prepared(&cfg);
+    let cfg = common::small_run("");
+    let data = common::tokenized(&cfg);
     let dir = common::scratch("extra");
     let ckpt = dir.join("latest.safetensors");
     let mut t = Trainer::new(&cfg, &data).unwrap();
@@ -370,107 +318,6 @@ fn downstream_entries_and_cluster_resources_do_not_invalidate_checkpoints() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[test]
-fn adamw_matches_hand_computed_step() {
-    let cfg = OptimizerConfig {
-        lr: 0.1,
-        betas: [0.9, 0.999],
-        eps: 1e-8,
-        weight_decay: 0.01,
-        ..Default::default()
-    };
-    let mut opt = AdamW::new(&[vec![1, 1], vec![1]]);
-    let mut p = vec![vec![1.0f32], vec![1.0f32]];
-    opt.update(&cfg, 0.1, &mut p, &[vec![0.5], vec![0.5]]);
-    // PyTorch AdamW: p ← p − lr·wd·p = 0.999, then p ← p − lr · m̂/(√v̂ + ε) = 0.999 − 0.1.
-    assert!((p[0][0] - 0.899).abs() < 1e-6, "{}", p[0][0]);
-    // No decay on biases: 1 − 0.1.
-    assert!((p[1][0] - 0.9).abs() < 1e-6, "{}", p[1][0]);
-}
-
-/// Weight decay by kind (matrices decay, vectors do not) exempts exactly BERT's set — biases
-/// and normalisation parameters — in models with every objective's head and every norm.
-#[test]
-fn decay_by_kind_is_berts_rule_by_name() {
-    let heads = r#"[[objectives]]
-name = "mlm"
-[[objectives]]
-name = "nsp"
-[[objectives]]
-name = "contrastive"
-[[objectives]]
-name = "electra"
-options = { generator_size = 0.5 }"#;
-    for norm in ["post-ln", "pre-ln", "powernorm"] {
-        let cfg = experiment(&format!("{heads}\n[model.powernorm]\nwarmup = 2"));
-        let mut cfg = cfg;
-        cfg.model.norm = match norm {
-            "pre-ln" => pretext::config::NormKind::PreLn,
-            "powernorm" => pretext::config::NormKind::Powernorm,
-            _ => pretext::config::NormKind::PostLn,
-        };
-        let bundle = pretext::train::Bundle::new(&pretext::model::device(0).unwrap(), &cfg, 400);
-        let mut exempt = 0;
-        for (name, p) in bundle.named_params() {
-            let by_name = !(name.ends_with(".bias") || name.contains("norm."));
-            assert_eq!(decays(&p.shape()), by_name, "{norm}: {name}");
-            exempt += usize::from(!by_name);
-        }
-        assert!(exempt > 10, "{norm}: only {exempt} exempt parameters");
-    }
-}
-
-/// Where ε joins the update, by hand at step 1 (m̂ = g, v̂ = g²) with a gradient as small as ε:
-/// torch's `lr·g/(|g| + ε)` = 0.05; HF-legacy's `lr·√(1−β₂)·g/(√(1−β₂)|g| + ε)` ≈ 0.003065.
-#[test]
-fn eps_placement_follows_torch_or_hf_legacy() {
-    use pretext::config::EpsPlacement;
-    let step = |placement| {
-        let cfg = OptimizerConfig {
-            eps: 1e-4,
-            eps_placement: placement,
-            weight_decay: 0.0,
-            ..Default::default()
-        };
-        let mut opt = AdamW::new(&[vec![1, 1]]);
-        let mut p = vec![vec![1.0f32]];
-        opt.update(&cfg, 0.1, &mut p, &[vec![1e-4]]);
-        1.0 - p[0][0] as f64
-    };
-    assert!((step(EpsPlacement::Torch) - 0.05).abs() < 1e-6);
-    let c = 0.001f64.sqrt();
-    assert!((step(EpsPlacement::HfLegacy) - 0.1 * c / (c + 1.0)).abs() < 1e-6);
-    // The default stays out of the resolved settings, so older checkpoints still resume.
-    let text = train::settings::resolved_text(&experiment(""));
-    assert!(!text.contains("eps_placement"), "{text}");
-}
-
-#[test]
-fn schedule_and_clipping() {
-    let mut cfg = OptimizerConfig {
-        lr: 1.0,
-        warmup_steps: 10,
-        schedule: Schedule::Linear,
-        ..Default::default()
-    };
-    assert!((learning_rate(&cfg, 5, 110) - 0.5).abs() < 1e-12);
-    assert!((learning_rate(&cfg, 10, 110) - 1.0).abs() < 1e-12);
-    assert!((learning_rate(&cfg, 60, 110) - 0.5).abs() < 1e-12);
-    assert!(learning_rate(&cfg, 110, 110).abs() < 1e-12);
-    cfg.schedule = Schedule::Cosine;
-    assert!((learning_rate(&cfg, 60, 110) - 0.5).abs() < 1e-12);
-    assert!(
-        (learning_rate(&cfg, 35, 110) - (0.5 * (1.0 + (std::f64::consts::PI / 4.0).cos()))).abs()
-            < 1e-12
-    );
-    let mut g = vec![vec![3.0f32], vec![4.0]];
-    assert!((clip_global_norm(&mut g, 1.0) - 5.0).abs() < 1e-9);
-    assert!((g[0][0] - 0.6).abs() < 1e-5 && (g[1][0] - 0.8).abs() < 1e-5);
-    let mut g = vec![vec![0.3f32]];
-    clip_global_norm(&mut g, 1.0);
-    assert_eq!(g[0][0], 0.3);
-}
-
 /// A shorter version of `pretext run experiments/quickstart.toml`: the MLM loss falls clearly.
 #[test]
 fn quickstart_short_run_learns() {
@@ -478,7 +325,7 @@ fn quickstart_short_run_learns() {
     let mut cfg = LoadedExperiment::load(&path).unwrap().runs.remove(0).config;
     cfg.training.steps = 150;
     cfg.training.eval_every = 75;
-    let data = prepared(&cfg);
+    let data = common::tokenized(&cfg);
     let dir = std::env::temp_dir().join(format!("pretext-quick-{}", std::process::id()));
     let s = train::run(&cfg, &data, &dir, &train::Options::default()).unwrap();
     let mlm = |m: &train::Metrics| m.per_objective.iter().find(|(n, ..)| n == "mlm").unwrap().1;
@@ -508,8 +355,8 @@ fn quickstart_short_run_learns() {
 /// After resume, metrics.jsonl holds every step once, with the losses of an uninterrupted run.
 #[test]
 fn logs_after_a_crash_and_resume_equal_an_uninterrupted_run() {
-    let cfg = experiment("");
-    let data = prepared(&cfg);
+    let cfg = common::small_run("");
+    let data = common::tokenized(&cfg);
     let root = std::env::temp_dir().join(format!("pretext-crash-{}", std::process::id()));
     let (straight, crashed) = (root.join("straight"), root.join("crashed"));
     train::run(&cfg, &data, &straight, &train::Options::default()).unwrap();
@@ -568,8 +415,8 @@ fn a_second_process_on_one_run_directory_is_refused() {
 
 #[test]
 fn an_unusable_run_directory_is_an_error_before_training() {
-    let cfg = experiment("");
-    let data = prepared(&cfg);
+    let cfg = common::small_run("");
+    let data = common::tokenized(&cfg);
     // A file where the run directory should be: creating it fails, whoever the user is.
     let file = std::env::temp_dir().join(format!("pretext-not-a-dir-{}", std::process::id()));
     std::fs::write(&file, "x").unwrap();
@@ -585,8 +432,8 @@ fn an_unusable_run_directory_is_an_error_before_training() {
 /// (unclipped) gradient norm of the same batch.
 #[test]
 fn layer_gradient_norms_cover_the_gradient_and_change_nothing() {
-    let cfg = experiment("");
-    let data = prepared(&cfg);
+    let cfg = common::small_run("");
+    let data = common::tokenized(&cfg);
     let mut a = Trainer::new(&cfg, &data).unwrap();
     let before = common::weights(&a);
     let norms = a.layer_gradient_norms(1).unwrap();
@@ -610,110 +457,4 @@ fn layer_gradient_norms_cover_the_gradient_and_change_nothing() {
         (total - global).abs() <= 1e-4 * global,
         "{total} vs {global}"
     );
-}
-
-/// The parameter count `pretext validate` prints (config::memory::parameters, counted as HF
-/// counts `BertForPreTraining`) is the count of the model pretext builds with MLM + NSP.
-#[test]
-fn the_printed_parameter_count_is_the_built_models() {
-    for tie in [true, false] {
-        let mut cfg =
-            experiment("[[objectives]]\nname = \"mlm\"\n[[objectives]]\nname = \"nsp\"\n");
-        cfg.model.tie_word_embeddings = tie;
-        cfg.model.linear_bias = tie;
-        parameter_count_matches(&cfg);
-    }
-}
-
-/// `pretext validate`'s count (`objectives::registry::parameters`: the encoder's formula plus
-/// each registry entry's) is what `Bundle` builds, for every objective, both ELECTRA
-/// generators, each norm and the options that add or drop parameters.
-#[test]
-fn every_objectives_parameter_count_is_what_it_builds() {
-    let objectives = [
-        "[[objectives]]\nname = \"mlm\"\n",
-        "[[objectives]]\nname = \"sop\"\n",
-        "[[objectives]]\nname = \"mlm\"\n[[objectives]]\nname = \"contrastive\"\n",
-        "[[objectives]]\nname = \"electra\"\n",
-        "[[objectives]]\nname = \"electra\"\noptions = { generator_size = 0.5 }\n",
-        "[[objectives]]\nname = \"mlm\"\n[[objectives]]\nname = \"nsp\"\n[[objectives]]\nname = \"electra\"\noptions = { generator_size = 0.25 }\n",
-    ];
-    for (i, o) in objectives.iter().enumerate() {
-        let mut cfg = experiment(o);
-        cfg.model.norm = [NormKind::PostLn, NormKind::PreLn, NormKind::Powernorm][i % 3];
-        cfg.model.tie_word_embeddings = i % 2 == 0;
-        cfg.model.linear_bias = i % 4 != 1;
-        let (built, names) = built_parameters(&cfg);
-        assert_eq!(
-            built,
-            pretext::objectives::registry::parameters(&cfg, cfg.tokenizer.vocab_size),
-            "{o} with {:?}: {names}",
-            cfg.model.norm
-        );
-    }
-}
-
-fn parameter_count_matches(cfg: &Experiment) {
-    let (built, names) = built_parameters(cfg);
-    assert_eq!(built, pretext::config::memory::parameters(cfg), "{names}");
-}
-
-/// How many parameters `Bundle` builds for `cfg`, and their names and shapes for a message.
-fn built_parameters(cfg: &Experiment) -> (f64, String) {
-    let dev = pretext::model::device(1).unwrap();
-    let bundle = pretext::train::Bundle::new(&dev, cfg, cfg.tokenizer.vocab_size);
-    let params = bundle.named_params();
-    let built: usize = params
-        .iter()
-        .map(|(_, p)| p.shape().iter().product::<usize>())
-        .sum();
-    let names: Vec<_> = params.iter().map(|(n, p)| (n.clone(), p.shape())).collect();
-    (built as f64, format!("{names:?}"))
-}
-
-/// `model.tie_word_embeddings = false`: the MLM decoder is a matrix of its own. Set to the
-/// word embeddings it scores exactly as the tied model does; trained, the two part ways.
-#[test]
-fn an_untied_decoder_is_its_own_matrix() {
-    let objectives = "[[objectives]]\nname = \"mlm\"\n";
-    let tied = experiment(objectives);
-    let mut untied = tied.clone();
-    untied.model.tie_word_embeddings = false;
-    assert!(
-        pretext::train::settings::resolved_text(&untied).contains("tie_word_embeddings = false")
-    );
-    assert!(!pretext::train::settings::resolved_text(&tied).contains("tie_word_embeddings"));
-    let data = prepared(&tied);
-    let a = Trainer::new(&tied, &data).unwrap();
-    let mut b = Trainer::new(&untied, &data).unwrap();
-    let value = |t: &Trainer, name: &str| {
-        t.bundle
-            .named_params()
-            .into_iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, p)| p.to_vec())
-            .unwrap_or_else(|| panic!("no {name}"))
-    };
-    let words = value(&a, "embeddings.word.weight");
-    assert_eq!(words, value(&b, "embeddings.word.weight"));
-    assert_ne!(words, value(&b, "heads.mlm.decoder.weight"));
-    b.bundle.visit_mut("", &mut |n, mut p| {
-        if n == "heads.mlm.decoder.weight" {
-            p.copy_from(&words);
-        }
-    });
-    let (ea, eb) = (
-        a.evaluate().unwrap().unwrap(),
-        b.evaluate().unwrap().unwrap(),
-    );
-    assert_eq!(ea.total_loss, eb.total_loss);
-
-    for _ in 0..3 {
-        b.train_step().unwrap();
-    }
-    let (w, d) = (
-        value(&b, "embeddings.word.weight"),
-        value(&b, "heads.mlm.decoder.weight"),
-    );
-    assert!(w != words && d != words && w != d);
 }

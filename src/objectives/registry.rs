@@ -38,7 +38,7 @@ pub struct Entry {
     /// Builds the objective and its head from checked options.
     pub build: fn(&toml::Table, &HeadDims, &Dev, &mut Rng) -> Box<dyn Objective>,
     /// How many parameters `build` creates (`pretext validate` prints the run's total without
-    /// building anything; `tests/training.rs` checks it against what is built).
+    /// building anything; `tests/parameter_count.rs` checks it against what is built).
     pub parameters: fn(&toml::Table, &HeadDims) -> f64,
 }
 

@@ -35,7 +35,7 @@ pub struct Coefficients {
 /// BERT's rule, decided by a parameter's kind rather than its name: matrices (projections,
 /// embeddings) decay, vectors (biases, normalisation gains and shifts) do not. For every
 /// parameter pretext builds this is the set the name rule (`.bias`, `norm.`) picked
-/// (`tests/training.rs` checks it over every objective and norm), and a new module gets it
+/// (`tests/optimizer.rs` checks it over every objective and norm), and a new module gets it
 /// right without naming its tensors to suit the optimiser.
 pub fn decays(shape: &[usize]) -> bool {
     shape.len() > 1

@@ -3,7 +3,9 @@
 // Each test binary compiles this module and uses a subset of it.
 #![allow(dead_code)]
 
-use pretext::config::{Experiment, LoadedExperiment};
+use pretext::config::{
+    Experiment, LoadedExperiment, ModelConfig, NormKind, Positions, PowerNormConfig,
+};
 use pretext::data::{Prepared, Tokenizer};
 use pretext::model::Params;
 use pretext::train::Trainer;
@@ -165,4 +167,83 @@ pub fn sst2_folder(dir: &Path, train: usize, dev: usize) -> PathBuf {
         std::fs::write(glue.join(f), format!("sentence\tlabel\n{}", rows(n))).unwrap();
     }
     glue
+}
+
+/// The model configuration `tests/fixtures/make_bert_fixture.py` writes (its HF parity
+/// fixtures), also the small model of the encoder's gradient checks.
+pub fn bert_tiny(norm: NormKind) -> ModelConfig {
+    ModelConfig {
+        preset: None,
+        layers: 2,
+        hidden: 32,
+        heads: 4,
+        ffn: 64,
+        max_positions: 32,
+        type_vocab: 2,
+        dropout: 0.0,
+        attention_dropout: 0.0,
+        norm,
+        layer_norm_eps: 1e-12,
+        init_std: 0.02,
+        powernorm: PowerNormConfig::default(),
+        tie_word_embeddings: true,
+        linear_bias: true,
+        positions: Positions::Learned,
+        init: None,
+    }
+}
+
+/// The training-loop tests' experiment: a 2-layer H=32 model on the embedded corpus, 20 steps
+/// of 8 × 32 tokens with gradient accumulation, checkpoints and evaluations every 10 steps, and
+/// `extra` TOML (objectives, overrides) appended.
+pub fn small_run(extra: &str) -> Experiment {
+    let text = format!(
+        r#"
+[data]
+corpus = ["embedded"]
+[tokenizer]
+vocab_size = 400
+[model]
+layers = 2
+hidden = 32
+heads = 2
+ffn = 64
+max_positions = 32
+dropout = 0.1
+attention_dropout = 0.1
+[optimizer]
+warmup_steps = 4
+[training]
+steps = 20
+batch_size = 8
+seq_len = 32
+checkpoint_every = 10
+eval_every = 10
+eval_batches = 2
+log_every = 5
+grad_accum = 2
+{extra}
+"#
+    );
+    LoadedExperiment::from_str(&text, Path::new("test.toml"))
+        .unwrap()
+        .runs
+        .remove(0)
+        .config
+}
+
+/// The data of `cfg`, with a tokenizer shared by the tests of this process that ask for the
+/// same one. The file is named after the tokenizer settings: the quickstart test (vocabulary
+/// 1,200) must never load the 400-token vocabulary another test saved first.
+pub fn tokenized(cfg: &Experiment) -> Prepared {
+    let t = &cfg.tokenizer;
+    let dir = std::env::temp_dir().join(format!(
+        "pretext-tok-{}/{}-{}-{}",
+        std::process::id(),
+        t.vocab_size,
+        t.lowercase,
+        t.min_frequency
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    pretext::data::prepare(&cfg.data, &cfg.tokenizer, Path::new("."), Some(&dir)).unwrap()
 }

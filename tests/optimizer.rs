@@ -1,0 +1,111 @@
+//! Issue 4: the optimiser's arithmetic — AdamW against a step computed by hand, weight decay
+//! by kind against BERT's rule by name, where ε joins the update, the schedules and global
+//! clipping.
+
+mod common;
+
+use pretext::config::{OptimizerConfig, Schedule};
+use pretext::model::Params;
+use pretext::train;
+use pretext::train::optimizer::{clip_global_norm, decays, learning_rate, AdamW};
+
+#[test]
+fn adamw_matches_hand_computed_step() {
+    let cfg = OptimizerConfig {
+        lr: 0.1,
+        betas: [0.9, 0.999],
+        eps: 1e-8,
+        weight_decay: 0.01,
+        ..Default::default()
+    };
+    let mut opt = AdamW::new(&[vec![1, 1], vec![1]]);
+    let mut p = vec![vec![1.0f32], vec![1.0f32]];
+    opt.update(&cfg, 0.1, &mut p, &[vec![0.5], vec![0.5]]);
+    // PyTorch AdamW: p ← p − lr·wd·p = 0.999, then p ← p − lr · m̂/(√v̂ + ε) = 0.999 − 0.1.
+    assert!((p[0][0] - 0.899).abs() < 1e-6, "{}", p[0][0]);
+    // No decay on biases: 1 − 0.1.
+    assert!((p[1][0] - 0.9).abs() < 1e-6, "{}", p[1][0]);
+}
+
+/// Weight decay by kind (matrices decay, vectors do not) exempts exactly BERT's set — biases
+/// and normalisation parameters — in models with every objective's head and every norm.
+#[test]
+fn decay_by_kind_is_berts_rule_by_name() {
+    let heads = r#"[[objectives]]
+name = "mlm"
+[[objectives]]
+name = "nsp"
+[[objectives]]
+name = "contrastive"
+[[objectives]]
+name = "electra"
+options = { generator_size = 0.5 }"#;
+    for norm in ["post-ln", "pre-ln", "powernorm"] {
+        let cfg = common::small_run(&format!("{heads}\n[model.powernorm]\nwarmup = 2"));
+        let mut cfg = cfg;
+        cfg.model.norm = match norm {
+            "pre-ln" => pretext::config::NormKind::PreLn,
+            "powernorm" => pretext::config::NormKind::Powernorm,
+            _ => pretext::config::NormKind::PostLn,
+        };
+        let bundle = pretext::train::Bundle::new(&pretext::model::device(0).unwrap(), &cfg, 400);
+        let mut exempt = 0;
+        for (name, p) in bundle.named_params() {
+            let by_name = !(name.ends_with(".bias") || name.contains("norm."));
+            assert_eq!(decays(&p.shape()), by_name, "{norm}: {name}");
+            exempt += usize::from(!by_name);
+        }
+        assert!(exempt > 10, "{norm}: only {exempt} exempt parameters");
+    }
+}
+
+/// Where ε joins the update, by hand at step 1 (m̂ = g, v̂ = g²) with a gradient as small as ε:
+/// torch's `lr·g/(|g| + ε)` = 0.05; HF-legacy's `lr·√(1−β₂)·g/(√(1−β₂)|g| + ε)` ≈ 0.003065.
+#[test]
+fn eps_placement_follows_torch_or_hf_legacy() {
+    use pretext::config::EpsPlacement;
+    let step = |placement| {
+        let cfg = OptimizerConfig {
+            eps: 1e-4,
+            eps_placement: placement,
+            weight_decay: 0.0,
+            ..Default::default()
+        };
+        let mut opt = AdamW::new(&[vec![1, 1]]);
+        let mut p = vec![vec![1.0f32]];
+        opt.update(&cfg, 0.1, &mut p, &[vec![1e-4]]);
+        1.0 - p[0][0] as f64
+    };
+    assert!((step(EpsPlacement::Torch) - 0.05).abs() < 1e-6);
+    let c = 0.001f64.sqrt();
+    assert!((step(EpsPlacement::HfLegacy) - 0.1 * c / (c + 1.0)).abs() < 1e-6);
+    // The default stays out of the resolved settings, so older checkpoints still resume.
+    let text = train::settings::resolved_text(&common::small_run(""));
+    assert!(!text.contains("eps_placement"), "{text}");
+}
+
+#[test]
+fn schedule_and_clipping() {
+    let mut cfg = OptimizerConfig {
+        lr: 1.0,
+        warmup_steps: 10,
+        schedule: Schedule::Linear,
+        ..Default::default()
+    };
+    assert!((learning_rate(&cfg, 5, 110) - 0.5).abs() < 1e-12);
+    assert!((learning_rate(&cfg, 10, 110) - 1.0).abs() < 1e-12);
+    assert!((learning_rate(&cfg, 60, 110) - 0.5).abs() < 1e-12);
+    assert!(learning_rate(&cfg, 110, 110).abs() < 1e-12);
+    cfg.schedule = Schedule::Cosine;
+    assert!((learning_rate(&cfg, 60, 110) - 0.5).abs() < 1e-12);
+    assert!(
+        (learning_rate(&cfg, 35, 110) - (0.5 * (1.0 + (std::f64::consts::PI / 4.0).cos()))).abs()
+            < 1e-12
+    );
+    let mut g = vec![vec![3.0f32], vec![4.0]];
+    assert!((clip_global_norm(&mut g, 1.0) - 5.0).abs() < 1e-9);
+    assert!((g[0][0] - 0.6).abs() < 1e-5 && (g[1][0] - 0.8).abs() < 1e-5);
+    let mut g = vec![vec![0.3f32]];
+    clip_global_norm(&mut g, 1.0);
+    assert_eq!(g[0][0], 0.3);
+}
