@@ -13,8 +13,8 @@
 //! on every machine and thread count.
 //!
 //! Accuracy (checked in `tests/vmath.rs` against f64): `exp` within 2 ulp on [−87.3, 88];
-//! `normal_cdf` within 1.6e-7 absolute (under 3 ulp of values near 1; libm's
-//! `(1 + erff(x/√2))/2` rounds as coarsely there) and within 2e-5 relative down to Φ = 1e-30
+//! `normal_cdf` within 1.4e-7 absolute (under 3 ulp of values near ½ and 1; libm's
+//! `(1 + erff(x/√2))/2` rounds as coarsely there) and within 6e-6 relative down to Φ = 1e-30
 //! (in the far tail the rounding of `x²` inside `e^(−x²/2)` dominates).
 
 use multiversion::multiversion;
@@ -61,36 +61,48 @@ pub fn exp(x: f32) -> f32 {
     }
 }
 
-/// `ln(erfc(a) / t) + a²` as a polynomial in `t − ½`, `t = 1 / (1 + a/2)`: smooth on
-/// `a ∈ [0, 10]` (it tends to `−ln(2√π)` as `a → ∞`), so a least-squares fit of degree 9 on
-/// Chebyshev nodes holds it to 5e-8. Fitted for pretext with mpmath (`tests/vmath.rs` says
-/// how); the form is the classic one of Numerical Recipes' `erfcc`, the coefficients ours.
-const ERFC: [f32; 10] = [
-    -0.671_794_06,
-    1.345_285_5,
-    0.189_365_55,
-    -0.375_064_4,
-    -0.157_624_11,
-    0.279_351_3,
-    0.108_293_25,
-    -0.262_203_04,
-    -0.028_641_216,
-    0.144_930_21,
+/// `erfc(a) · e^(a²)` (the scaled complementary error function, `erfcx`) as a polynomial in
+/// `t − 1`, `t = 1 / (1 + a/2)`: smooth on `a ∈ [0, 10]` (from 1 at `a = 0` towards
+/// `1/(a√π)`), so a least-squares fit of degree 10 on Chebyshev nodes of `t` holds it to
+/// about 1e-7 relative in f32; centred on `a = 0`, where Φ is near ½ and its absolute error
+/// counts most, it is exactly its constant 1 there. Fitted for pretext with mpmath
+/// (`tests/vmath.rs` says how). The variable is Numerical Recipes' `erfcc`'s, but the
+/// exponential stays outside the polynomial: `erfc(a) = e^(−a²) · p(t − 1)`, and `e^(−a²)`
+/// with `a = |x|/√2` is `e^(−x²/2)`, which GELU's slope needs anyway — one `exp` a value for
+/// Φ and φ together instead of two (GELU was the largest pass of a step outside the
+/// products).
+const ERFCX: [f32; 11] = [
+    1.0,
+    2.256_757_5,
+    1.743_211_9,
+    0.274_359_52,
+    -0.313_791_36,
+    -0.017_694_127,
+    0.062_035_177,
+    -0.054_065_14,
+    0.012_750_054,
+    0.073_999_23,
+    0.029_160_466,
 ];
+
+/// `erfc(|z|) · e^(z²)` (`ERFCX`), with `|z|` capped at 10, where `erfc` is already 0 in f32,
+/// to keep the polynomial on its fitted range.
+#[inline(always)]
+fn erfc_scaled(z: f32) -> f32 {
+    let a = z.abs();
+    let a = if a > 10.0 { 10.0 } else { a };
+    let s = 1.0 / (1.0 + 0.5 * a) - 1.0;
+    let mut p = ERFCX[10];
+    for c in ERFCX[..10].iter().rev() {
+        p = p * s + c;
+    }
+    p
+}
 
 /// `erfc(z)` for f32; NaN stays NaN.
 #[inline(always)]
 pub fn erfc(z: f32) -> f32 {
-    let a = z.abs();
-    // erfc(10) = 2e-45 is already 0 in f32; the cap keeps t's polynomial on its fitted range.
-    let a = if a > 10.0 { 10.0 } else { a };
-    let t = 1.0 / (1.0 + 0.5 * a);
-    let s = t - 0.5;
-    let mut p = ERFC[9];
-    for c in ERFC[..9].iter().rev() {
-        p = p * s + c;
-    }
-    let e = t * exp(p - a * a);
+    let e = erfc_scaled(z) * exp(-(z * z));
     if z < 0.0 {
         2.0 - e
     } else {
@@ -102,7 +114,21 @@ pub fn erfc(z: f32) -> f32 {
 /// where `(1 + erf)/2` loses digits).
 #[inline(always)]
 pub fn normal_cdf(x: f32) -> f32 {
-    0.5 * erfc(-x * std::f32::consts::FRAC_1_SQRT_2)
+    cdf_from_gauss(x, gauss(x))
+}
+
+/// `e^(−x²/2)`, the standard normal density without its `1/√(2π)`.
+#[inline(always)]
+fn gauss(x: f32) -> f32 {
+    exp(-(x * x) * 0.5)
+}
+
+/// Φ(x) given `g = gauss(x)`: `erfc(−x/√2) / 2` with `e^(−x²/2)` for its `e^(−a²)`.
+#[inline(always)]
+fn cdf_from_gauss(x: f32, g: f32) -> f32 {
+    let z = -x * std::f32::consts::FRAC_1_SQRT_2;
+    let e = erfc_scaled(z) * g;
+    0.5 * if z < 0.0 { 2.0 - e } else { e }
 }
 
 /// `1/√(2π)`, the peak of the standard normal density.
@@ -121,7 +147,7 @@ pub fn gelu_forward(x: &[f32], y: &mut [f32], cdf: &mut [f32]) {
 #[multiversion(targets("x86_64+avx512f+avx512bw+avx512dq+avx512vl", "x86_64+avx2+fma"))]
 pub fn gelu_backward(g: &[f32], x: &[f32], cdf: &[f32], dx: &mut [f32]) {
     for (((d, &gi), &xi), &c) in dx.iter_mut().zip(g).zip(x).zip(cdf) {
-        let pdf = exp(-(xi * xi) * 0.5) * INV_SQRT_2PI;
+        let pdf = gauss(xi) * INV_SQRT_2PI;
         *d += gi * (c + xi * pdf);
     }
 }
@@ -143,10 +169,10 @@ pub fn gelu_forward_slope(x: &mut [f32], y: &mut [f32]) {
     }
     for (x, y) in xs.into_remainder().iter_mut().zip(ys.into_remainder()) {
         let v = *x;
-        let c = normal_cdf(v);
+        let g = gauss(v);
+        let c = cdf_from_gauss(v, g);
         *y = v * c;
-        let pdf = exp(-(v * v) * 0.5) * INV_SQRT_2PI;
-        *x = c + v * pdf;
+        *x = c + v * (g * INV_SQRT_2PI);
     }
 }
 
@@ -206,36 +232,25 @@ fn exp_block(x: &Block) -> Block {
     each2(x, &y, |x, y| if x < EXP_MIN { 0.0 } else { y })
 }
 
-/// `erfc` on a block, as `exp_block` does `exp`.
-#[inline(always)]
-fn erfc_block(z: &Block) -> Block {
-    let a = each(z, |z| z.abs());
-    let a = each(&a, |a| if a > 10.0 { 10.0 } else { a });
-    let t = each(&a, |a| 1.0 / (1.0 + 0.5 * a));
-    let s = each(&t, |t| t - 0.5);
-    let mut p = [ERFC[9]; BLOCK];
-    for c in ERFC[..9].iter().rev() {
-        p = each2(&p, &s, |p, s| p * s + c);
-    }
-    let e = exp_block(&each2(&p, &a, |p, a| p - a * a));
-    let e = each2(&t, &e, |t, e| t * e);
-    each2(z, &e, |z, e| if z < 0.0 { 2.0 - e } else { e })
-}
-
-/// `gelu_forward_slope` on one block.
+/// `gelu_forward_slope` on one block: `normal_cdf` and `gauss` as the scalar path computes
+/// them, operation by operation over the block's lanes (the same bits, `tests/vmath.rs`).
 #[inline(always)]
 fn gelu_slope_block(x: &mut Block, y: &mut Block) {
     let v = *x;
-    let c = each(
-        &erfc_block(&each(&v, |v| -v * std::f32::consts::FRAC_1_SQRT_2)),
-        |e| 0.5 * e,
-    );
+    let g = exp_block(&each(&v, |v| -(v * v) * 0.5));
+    let z = each(&v, |v| -v * std::f32::consts::FRAC_1_SQRT_2);
+    let a = each(&z, |z| z.abs());
+    let a = each(&a, |a| if a > 10.0 { 10.0 } else { a });
+    let s = each(&a, |a| 1.0 / (1.0 + 0.5 * a) - 1.0);
+    let mut p = [ERFCX[10]; BLOCK];
+    for c in ERFCX[..10].iter().rev() {
+        p = each2(&p, &s, |p, s| p * s + c);
+    }
+    let e = each2(&p, &g, |p, g| p * g);
+    let c = each2(&z, &e, |z, e| 0.5 * if z < 0.0 { 2.0 - e } else { e });
     *y = each2(&v, &c, |v, c| v * c);
-    let pdf = each(&exp_block(&each(&v, |v| -(v * v) * 0.5)), |e| {
-        e * INV_SQRT_2PI
-    });
     for i in 0..BLOCK {
-        x[i] = c[i] + v[i] * pdf[i];
+        x[i] = c[i] + v[i] * (g[i] * INV_SQRT_2PI);
     }
 }
 
