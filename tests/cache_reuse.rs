@@ -42,11 +42,7 @@ name = "nsp"
 {extra}
 "#
     );
-    LoadedExperiment::from_str(&text, Path::new("test.toml"))
-        .unwrap()
-        .runs
-        .remove(0)
-        .config
+    common::experiment(&text, "test.toml")
 }
 
 fn cache_dirs(root: &Path) -> Vec<PathBuf> {

@@ -225,11 +225,7 @@ grad_accum = 2
 {extra}
 "#
     );
-    LoadedExperiment::from_str(&text, Path::new("test.toml"))
-        .unwrap()
-        .runs
-        .remove(0)
-        .config
+    experiment(&text, "test.toml")
 }
 
 /// The data of `cfg`, with a tokenizer shared by the tests of this process that ask for the
