@@ -3,8 +3,8 @@
 //!
 //! The erfc coefficients were fitted (degree 10 in `t − 1`, least squares relative to the
 //! value on 400 Chebyshev nodes of t ∈ [1/6, 1], `a = 2/t − 2`) to `erfc(a)·e^(a²)` computed
-//! with mpmath at 30 digits; the bounds below are what that fit gives in f32, measured here on
-//! a dense grid.
+//! with mpmath at 30 digits (`tests/fixtures/fit_erfcx.py`); the bounds below are what that
+//! fit gives in f32, measured here on a dense grid.
 
 use pretext::model::fused::vmath;
 
