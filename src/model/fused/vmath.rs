@@ -102,7 +102,14 @@ fn erfc_scaled(z: f32) -> f32 {
 /// `erfc(z)` for f32; NaN stays NaN.
 #[inline(always)]
 pub fn erfc(z: f32) -> f32 {
-    let e = erfc_scaled(z) * exp(-(z * z));
+    erfc_given(z, exp(-(z * z)))
+}
+
+/// `erfc(z)` given `g = e^(−z²)`, however the caller computed it (`normal_cdf` has it as the
+/// density's `e^(−x²/2)`).
+#[inline(always)]
+fn erfc_given(z: f32, g: f32) -> f32 {
+    let e = erfc_scaled(z) * g;
     if z < 0.0 {
         2.0 - e
     } else {
@@ -126,9 +133,7 @@ fn gauss(x: f32) -> f32 {
 /// Φ(x) given `g = gauss(x)`: `erfc(−x/√2) / 2` with `e^(−x²/2)` for its `e^(−a²)`.
 #[inline(always)]
 fn cdf_from_gauss(x: f32, g: f32) -> f32 {
-    let z = -x * std::f32::consts::FRAC_1_SQRT_2;
-    let e = erfc_scaled(z) * g;
-    0.5 * if z < 0.0 { 2.0 - e } else { e }
+    0.5 * erfc_given(-x * std::f32::consts::FRAC_1_SQRT_2, g)
 }
 
 /// `1/√(2π)`, the peak of the standard normal density.
