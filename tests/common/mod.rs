@@ -13,6 +13,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
 
+pub mod embedded;
+pub mod finetuning;
+pub mod trained;
+
 /// The `pretext` binary of this build, to be called as a user calls it.
 pub fn pretext() -> Command {
     Command::new(env!("CARGO_BIN_EXE_pretext"))
