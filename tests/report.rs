@@ -111,6 +111,31 @@ fn empty_or_malformed_run_directories_are_named() {
     std::fs::remove_dir_all(&root).ok();
 }
 
+/// Logged values at the ends of f64 (a hand-edited or corrupted log): the report is drawn.
+/// plotters' tick search never returned on the width of −1e308..1e308, and a value far off
+/// a chart overflowed its pixel arithmetic; `tests/fuzz_report.rs` found both.
+#[test]
+fn a_report_of_values_at_the_ends_of_f64_is_drawn() {
+    let root = common::scratch("report-extreme");
+    for (variant, a, b) in [
+        ("lr=0.001,seed=1", -1e308, 1e308),
+        ("lr=0.001,seed=2", 1e308, 1.5e308),
+        ("lr=1e308,seed=1", 1e300, 1e300),
+    ] {
+        let d = root.join("runs").join(variant);
+        std::fs::create_dir_all(&d).unwrap();
+        let rows = format!(
+            "{{\"step\":1,\"split\":\"train\",\"loss\":{a}}}\n\
+             {{\"step\":2,\"split\":\"eval\",\"loss\":{b},\"mlm/loss\":{b}}}\n"
+        );
+        std::fs::write(d.join("metrics.jsonl"), rows).unwrap();
+        std::fs::write(d.join("summary.json"), "{}").unwrap();
+    }
+    let w = pretext::report::write(&root.join("runs"), &root.join("out"), "x").unwrap();
+    assert!(w.markdown.is_file());
+    std::fs::remove_dir_all(&root).ok();
+}
+
 #[test]
 fn grouping_and_statistics() {
     assert_eq!(group_of("objectives=mlm+sop,seed=3"), "objectives=mlm+sop");

@@ -4,7 +4,7 @@
 //! finish (diverged: a non-finite loss stops a run unless `training.on_divergence` rolls it
 //! back). Drawn when the grid has an axis (besides the seed) with three or more numeric values.
 
-use super::charts::{colour, font, legend, png_and_svg, SIZE};
+use super::charts::{colour, drawable, font, legend, padded, png_and_svg, within, SIZE};
 
 use super::runs::{mean_std, ReportError, Run};
 use plotters::prelude::*;
@@ -171,24 +171,24 @@ fn draw<DB: DrawingBackend>(
             y1 = y1.max(*v);
         }
     }
-    if x0 > x1 {
-        (x0, x1) = (0.0, 1.0);
-    }
-    if y0 > y1 {
-        (y0, y1) = (0.0, 1.0);
-    }
+    let (x0, x1) = drawable(x0, x1);
+    let (y0, y1) = drawable(y0, y1);
     let log = x0 > 0.0 && x1 / x0 >= 10.0;
     let t = |x: f64| if log { x.log10() } else { x };
-    let (tx0, tx1) = (t(x0), t(x1));
-    let xpad = ((tx1 - tx0) * 0.06).max(1e-9);
-    let ypad = ((y1 - y0) * 0.08).max(1e-6);
-    let top = y1 + ypad;
+    let ys = padded(y0, y1, 0.08, 1e-6);
+    // The crosses of failed runs sit one padding above the highest value.
+    let top = ys.end;
+    let (xs, ys) = (
+        padded(t(x0), t(x1), 0.06, 1e-9),
+        ys.start..(top + (top - y1)),
+    );
+    let at = |x: f64, y: f64| (within(t(x), &xs), within(y, &ys));
     let mut chart = ChartBuilder::on(&plot)
         .caption(title, ("sans-serif", 22).into_font())
         .margin(12)
         .x_label_area_size(42)
         .y_label_area_size(70)
-        .build_cartesian_2d((tx0 - xpad)..(tx1 + xpad), (y0 - ypad)..(top + ypad))
+        .build_cartesian_2d(xs.clone(), ys.clone())
         .map_err(|e| e.to_string())?;
     let fmt_x = |v: &f64| {
         if log {
@@ -217,7 +217,7 @@ fn draw<DB: DrawingBackend>(
             .points
             .iter()
             .filter(|p| !p.1.is_empty())
-            .map(|(x, v, _)| (t(*x), mean_std(v).0))
+            .map(|(x, v, _)| at(*x, mean_std(v).0))
             .collect();
         chart
             .draw_series(LineSeries::new(means.iter().copied(), c.stroke_width(2)))
@@ -231,15 +231,12 @@ fn draw<DB: DrawingBackend>(
                 v.iter().copied().reduce(f64::max),
             ) {
                 chart
-                    .draw_series(LineSeries::new(
-                        [(t(*x), lo), (t(*x), hi)],
-                        c.stroke_width(1),
-                    ))
+                    .draw_series(LineSeries::new([at(*x, lo), at(*x, hi)], c.stroke_width(1)))
                     .map_err(|e| e.to_string())?;
             }
             if *failed > 0 {
                 chart
-                    .draw_series([Cross::new((t(*x), top), 7, c.stroke_width(3))])
+                    .draw_series([Cross::new(at(*x, top), 7, c.stroke_width(3))])
                     .map_err(|e| e.to_string())?;
             }
         }

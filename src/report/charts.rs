@@ -188,6 +188,42 @@ pub(crate) fn legend<DB: DrawingBackend>(
     Ok(())
 }
 
+/// `(lo, hi)` as values plotters can put on an axis: its search for tick marks never ends on
+/// an infinite or a zero width (`tests/fuzz_report.rs` found a report that hung on logged
+/// values of ±1e308), so the values are held within ±f64::MAX / 4, where no width built from
+/// them overflows, and an empty or NaN range becomes 0 to 1.
+pub(crate) fn drawable(lo: f64, hi: f64) -> (f64, f64) {
+    const LIMIT: f64 = f64::MAX / 4.0;
+    if lo <= hi {
+        (lo.clamp(-LIMIT, LIMIT), hi.clamp(-LIMIT, LIMIT))
+    } else {
+        (0.0, 1.0)
+    }
+}
+
+/// [`drawable`]'s range widened on each side by `share` of its width, by `least` at the
+/// least, and by more than float rounding at its magnitude (so that a constant series at
+/// 1e300 still has a width).
+pub(crate) fn padded(lo: f64, hi: f64, share: f64, least: f64) -> std::ops::Range<f64> {
+    let (lo, hi) = drawable(lo, hi);
+    let pad = ((hi - lo) * share)
+        .max(least)
+        .max(lo.abs().max(hi.abs()) * 1e-9);
+    (lo - pad)..(hi + pad)
+}
+
+/// `v` held inside the chart's range `r`: plotters maps a value far outside its range to a
+/// pixel past `i32`'s reach and overflows (a hand-edited metrics.jsonl with 1e308 in it), so a
+/// value off the chart is drawn at its edge. NaN stays NaN (plotters draws it at the origin
+/// without overflowing; the statistics never give one for finite logs).
+pub(crate) fn within(v: f64, r: &std::ops::Range<f64>) -> f64 {
+    if v.is_nan() {
+        v
+    } else {
+        v.clamp(r.start, r.end)
+    }
+}
+
 fn draw_lines<DB: DrawingBackend>(
     root: DrawingArea<DB, plotters::coord::Shift>,
     title: &str,
@@ -200,7 +236,7 @@ fn draw_lines<DB: DrawingBackend>(
     let all = lines
         .iter()
         .flat_map(|l| l.main.iter().chain(l.faint.iter().flatten()));
-    let (mut x1, mut y0, mut y1) = (1u64, f64::MAX, f64::MIN);
+    let (mut x1, mut y0, mut y1) = (1u64, f64::INFINITY, f64::NEG_INFINITY);
     for &(s, v) in all {
         if v.is_finite() {
             x1 = x1.max(s);
@@ -208,16 +244,14 @@ fn draw_lines<DB: DrawingBackend>(
             y1 = y1.max(v);
         }
     }
-    if y0 > y1 {
-        (y0, y1) = (0.0, 1.0);
-    }
-    let pad = ((y1 - y0) * 0.05).max(1e-9);
+    let ys = padded(y0, y1, 0.05, 1e-9);
+    let at = |&(s, v): &(u64, f64)| (s, within(v, &ys));
     let mut chart = ChartBuilder::on(&plot)
         .caption(title, ("sans-serif", 22).into_font())
         .margin(12)
         .x_label_area_size(42)
         .y_label_area_size(70)
-        .build_cartesian_2d(0u64..x1, (y0 - pad)..(y1 + pad))
+        .build_cartesian_2d(0u64..x1, ys.clone())
         .map_err(|e| e.to_string())?;
     chart
         .configure_mesh()
@@ -233,14 +267,14 @@ fn draw_lines<DB: DrawingBackend>(
         for f in &l.faint {
             chart
                 .draw_series(LineSeries::new(
-                    f.iter().copied(),
+                    f.iter().map(at),
                     colour(l.colour).mix(0.25).stroke_width(1),
                 ))
                 .map_err(|e| e.to_string())?;
         }
         chart
             .draw_series(LineSeries::new(
-                l.main.iter().copied(),
+                l.main.iter().map(at),
                 colour(l.colour).stroke_width(2),
             ))
             .map_err(|e| e.to_string())?;
@@ -273,13 +307,15 @@ fn draw_mean_std<DB: DrawingBackend>(
         .iter()
         .map(|b| b.mean - b.std)
         .fold(f64::MAX, f64::min);
+    let (lo, hi) = drawable(lo, hi);
     let pad = ((hi - lo) * 0.15).max(hi.abs().max(1.0) * 1e-3);
+    let ys = (lo - pad)..(hi + pad);
     let mut chart = ChartBuilder::on(&plot)
         .caption(title, ("sans-serif", 22).into_font())
         .margin(12)
         .x_label_area_size(42)
         .y_label_area_size(70)
-        .build_cartesian_2d(0f64..points.len() as f64, (lo - pad)..(hi + pad))
+        .build_cartesian_2d(0f64..points.len() as f64, ys.clone())
         .map_err(|e| e.to_string())?;
     let ns: Vec<String> = points.iter().map(|b| b.n.to_string()).collect();
     chart
@@ -299,24 +335,21 @@ fn draw_mean_std<DB: DrawingBackend>(
     for (i, b) in points.iter().enumerate() {
         let x = i as f64 + 0.5;
         let c = colour(b.colour).stroke_width(3);
+        let (low, mean, high) = [b.mean - b.std, b.mean, b.mean + b.std]
+            .map(|v| within(v, &ys))
+            .into();
         if b.n > 1 {
             chart
                 .draw_series([
-                    PathElement::new(vec![(x, b.mean - b.std), (x, b.mean + b.std)], c),
-                    PathElement::new(
-                        vec![(x - 0.12, b.mean - b.std), (x + 0.12, b.mean - b.std)],
-                        c,
-                    ),
-                    PathElement::new(
-                        vec![(x - 0.12, b.mean + b.std), (x + 0.12, b.mean + b.std)],
-                        c,
-                    ),
+                    PathElement::new(vec![(x, low), (x, high)], c),
+                    PathElement::new(vec![(x - 0.12, low), (x + 0.12, low)], c),
+                    PathElement::new(vec![(x - 0.12, high), (x + 0.12, high)], c),
                 ])
                 .map_err(|e| e.to_string())?;
         }
         chart
             .draw_series(std::iter::once(Circle::new(
-                (x, b.mean),
+                (x, mean),
                 7,
                 colour(b.colour).filled(),
             )))
