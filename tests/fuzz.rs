@@ -13,13 +13,6 @@ use pretext::model::{Dev, Encoder};
 use proptest::prelude::*;
 use std::path::Path;
 
-fn cases() -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2_000)
-}
-
 /// Fragments that make random text look like an experiment file often enough to reach deep.
 fn toml_like() -> impl Strategy<Value = String> {
     let piece = prop_oneof![
@@ -62,7 +55,7 @@ fn toml_like() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: common::fuzz_cases(), ..ProptestConfig::default() })]
 
     #[test]
     fn experiment_parser_never_panics(text in toml_like()) {
@@ -162,7 +155,7 @@ fn corpus_like() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: common::fuzz_cases(), ..ProptestConfig::default() })]
 
     #[test]
     fn weight_loader_refuses_corruption_without_panicking(
@@ -203,7 +196,7 @@ fn tiny_experiment() -> pretext::config::Experiment {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases() / 10, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: common::fuzz_cases() / 10, ..ProptestConfig::default() })]
 
     /// Truncated or corrupted training checkpoints are refused by name, never loaded, never a panic.
     #[test]
@@ -287,7 +280,7 @@ fn squad_like() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: common::fuzz_cases(), ..ProptestConfig::default() })]
 
     #[test]
     fn glue_readers_never_panic(text in tsv_like(), task in 0..8usize) {
@@ -387,7 +380,7 @@ fn hf_config_like() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: common::fuzz_cases(), ..ProptestConfig::default() })]
 
     #[test]
     fn hf_config_reader_never_panics(text in hf_config_like(), vocab in 0usize..3000) {
@@ -429,7 +422,7 @@ fn tokenizer_texts() -> &'static (String, String) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: common::fuzz_cases(), ..ProptestConfig::default() })]
 
     /// A tokenizer file edited by hand: characters replaced at random places (ids moved,
     /// brackets broken, lines repeated or cut). Loading refuses by file or gives a tokenizer

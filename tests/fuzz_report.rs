@@ -5,16 +5,10 @@
 //! in the readers, the statistics or the charts (plotters' axis ranges are where extreme
 //! values would break).
 
+mod common;
+
 use proptest::prelude::*;
 use std::path::{Path, PathBuf};
-
-fn cases() -> u32 {
-    // Each case draws a whole report (PNG and SVG charts): a tenth of `tests/fuzz.rs`'s count.
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse::<u32>().ok())
-        .map_or(200, |n| (n / 10).max(1))
-}
 
 fn value() -> impl Strategy<Value = f64> {
     prop_oneof![
@@ -95,7 +89,8 @@ fn write_run(runs: &Path, variant: &str, lines: &[String], summary: &Option<Stri
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+    // Each case draws a whole report (PNG and SVG charts): a tenth of the other targets' count.
+    #![proptest_config(ProptestConfig { cases: common::fuzz_cases() / 10, ..ProptestConfig::default() })]
 
     #[test]
     fn any_metrics_are_reported_or_refused_by_name(

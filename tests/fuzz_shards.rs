@@ -5,17 +5,12 @@
 //! file is open no access can fall outside it; this checks that promise on every document and
 //! sentence the file claims.
 
+mod common;
+
 use pretext::data::shards::{write_shard, MappedShard};
 use pretext::data::{Shard, TokenDoc};
 use proptest::prelude::*;
 use std::path::PathBuf;
-
-fn cases() -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2_000)
-}
 
 /// Documents of 1–3 sentences of 1–5 tokens: a real shard, small enough that most changed
 /// bytes land in the header and offsets, where the reader's checks are.
@@ -36,7 +31,7 @@ fn folder() -> &'static PathBuf {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: common::fuzz_cases(), ..ProptestConfig::default() })]
 
     #[test]
     fn a_changed_shard_is_refused_by_name_or_read_whole(

@@ -17,6 +17,15 @@ pub mod embedded;
 pub mod finetuning;
 pub mod trained;
 
+/// Cases per property of the fuzz targets: 2,000 in CI, `PROPTEST_CASES` to run more
+/// (`PROPTEST_CASES=100000 cargo test --release --test fuzz`).
+pub fn fuzz_cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_000)
+}
+
 /// The `pretext` binary of this build, to be called as a user calls it.
 pub fn pretext() -> Command {
     Command::new(env!("CARGO_BIN_EXE_pretext"))
