@@ -73,9 +73,7 @@ fn summary() -> impl Strategy<Value = Option<String>> {
 /// A folder of this process's own; each case empties it first.
 fn folder() -> &'static PathBuf {
     static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    DIR.get_or_init(|| {
-        std::env::temp_dir().join(format!("pretext-fuzz-report-{}", std::process::id()))
-    })
+    DIR.get_or_init(|| common::scratch("fuzz-report"))
 }
 
 fn write_run(runs: &Path, variant: &str, lines: &[String], summary: &Option<String>) {

@@ -22,12 +22,7 @@ fn docs() -> impl Strategy<Value = Vec<TokenDoc>> {
 /// A folder of this process's own for the files the cases write.
 fn folder() -> &'static PathBuf {
     static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("pretext-fuzz-shards-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    })
+    DIR.get_or_init(|| common::scratch("fuzz-shards"))
 }
 
 proptest! {

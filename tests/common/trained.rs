@@ -39,13 +39,8 @@ pub fn runs() -> &'static PathBuf {
     DIR.get_or_init(|| {
         let dir = super::scratch("predict");
         std::fs::write(dir.join("predict.toml"), EXPERIMENT).unwrap();
-        let o = super::pretext()
-            .arg("run")
-            .arg(dir.join("predict.toml"))
-            .arg("--runs-dir")
-            .arg(dir.join("runs"))
+        let o = super::run_in(&dir, "predict.toml")
             .arg("--no-report")
-            .arg("--quiet")
             .output()
             .unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
