@@ -131,7 +131,15 @@ fn a_report_of_values_at_the_ends_of_f64_is_drawn() {
         std::fs::write(d.join("metrics.jsonl"), rows).unwrap();
         std::fs::write(d.join("summary.json"), "{}").unwrap();
     }
-    let w = pretext::report::write(&root.join("runs"), &root.join("out"), "x").unwrap();
+    // On a thread of its own, so that a return of the hang fails here instead of holding up
+    // the whole test run until CI's own limit.
+    let (done, written) = std::sync::mpsc::channel();
+    let runs = root.join("runs");
+    let out = root.join("out");
+    std::thread::spawn(move || done.send(pretext::report::write(&runs, &out, "x").unwrap()));
+    let w = written
+        .recv_timeout(std::time::Duration::from_secs(300))
+        .expect("`pretext report` did not finish in 5 minutes: the tick search hangs again");
     assert!(w.markdown.is_file());
     std::fs::remove_dir_all(&root).ok();
 }
