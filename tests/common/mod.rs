@@ -16,6 +16,7 @@ use std::sync::Arc;
 pub mod embedded;
 pub mod finetuning;
 pub mod trained;
+pub mod values;
 
 /// Cases per property of the fuzz targets: 2,000 in CI, `PROPTEST_CASES` to run more
 /// (`PROPTEST_CASES=100000 cargo test --release --test fuzz`).
