@@ -1,9 +1,7 @@
-//! Issue 16, item 3: bf16 mixed precision. The kernel against the plain definition of its
+//! Issue 16, item 3: bf16 mixed precision, the kernel. Against the plain definition of its
 //! arithmetic (bf16-rounded operands, f32 sums) on every layout the model's products use and
-//! on awkward sizes; its results against exact products within bf16's tolerance (and not
-//! equal to f32's, so that a silent f32 fallback fails); a bf16 run's exact resume and thread
-//! independence; and the fallback on a CPU without the instructions (forced by
-//! `PRETEXT_CPU_BF16=0`), which must be f32 bit for bit and say so in one line.
+//! on awkward sizes; and its results against exact products within bf16's tolerance (and not
+//! equal to f32's, so that a silent f32 fallback fails). Whole bf16 runs: `tests/bf16_runs.rs`.
 //!
 //! On a CPU without AVX512-BF16 the kernel tests say so and check only the fallback.
 
@@ -12,7 +10,6 @@ mod common;
 use pretext::config::Precision;
 use pretext::model::fused::gemm::{matmul, Into, Operand, View};
 use pretext::model::fused::gemm_bf16::{self, reference, rounded};
-use pretext::train::Trainer;
 
 /// Pseudo-random values in [-1, 1), some tiny and some large, none of them bf16-exact.
 fn values(len: usize, salt: u64) -> Vec<f32> {
@@ -331,146 +328,4 @@ fn check_tolerance(
         worst_f32_gap > 1e-4,
         "the bf16 products equal f32's ({worst_f32_gap:e}): bf16 did not run"
     );
-}
-
-fn run_config(threads: usize) -> pretext::config::Experiment {
-    common::experiment(
-        &format!(
-            r#"[model]
-layers = 2
-hidden = 128
-heads = 4
-ffn = 512
-max_positions = 64
-[[objectives]]
-name = "mlm"
-[[objectives]]
-name = "sop"
-[training]
-batch_size = 16
-seq_len = 64
-grad_accum = 2
-threads = {threads}
-precision = "bf16"
-"#
-        ),
-        "bf16.toml",
-    )
-}
-
-fn corpus() -> pretext::data::Prepared {
-    let docs: Vec<Vec<Vec<u32>>> = (0..60u32)
-        .map(|d| {
-            (0..8u32)
-                .map(|s| {
-                    (0..24u32)
-                        .map(|t| 5 + (d * 31 + s * 7 + t * t) % 300)
-                        .collect()
-                })
-                .collect()
-        })
-        .collect();
-    common::prepared(305, docs, "bf16")
-}
-
-/// A bf16 run trained 3 steps on 2 threads, saved and continued 3 on 1 thread, ends with the
-/// bits of one trained 6 steps on 1 thread; its checkpoint says bf16; and its losses stay
-/// within 2 % of the same run in f32 (where the CPU has no bf16, they are f32's exactly).
-#[test]
-fn a_bf16_run_resumes_bit_identically_on_any_thread_count() {
-    let data = corpus();
-    let (one, two) = (run_config(1), run_config(2));
-    let straight = common::pool(1).install(|| {
-        let mut t = Trainer::new(&one, &data).unwrap();
-        let l: Vec<f64> = (0..6)
-            .map(|_| t.train_step().unwrap().0.total_loss)
-            .collect();
-        (l, common::weights(&t), t.precision)
-    });
-    let ckpt =
-        std::env::temp_dir().join(format!("pretext-bf16-{}.safetensors", std::process::id()));
-    let mut losses = common::pool(2).install(|| {
-        let mut t = Trainer::new(&two, &data).unwrap();
-        let l: Vec<f64> = (0..3)
-            .map(|_| t.train_step().unwrap().0.total_loss)
-            .collect();
-        t.save_checkpoint(&ckpt).unwrap();
-        l
-    });
-    let state = pretext::train::checkpoint::open(&ckpt).unwrap().state;
-    let resumed = common::pool(1).install(|| {
-        let mut t = Trainer::new(&one, &data).unwrap();
-        t.load_checkpoint(&ckpt).unwrap();
-        losses.extend((0..3).map(|_| t.train_step().unwrap().0.total_loss));
-        common::weights(&t)
-    });
-    std::fs::remove_file(&ckpt).ok();
-    assert_eq!(
-        straight.0, losses,
-        "bf16 losses depend on resume or thread count"
-    );
-    assert!(
-        straight.1 == resumed,
-        "bf16 weights depend on resume or thread count"
-    );
-    assert_eq!(state.precision, straight.2.name());
-
-    let mut f32_cfg = run_config(1);
-    f32_cfg.training.precision = Precision::Fp32;
-    let f32_losses = common::pool(1).install(|| {
-        let mut t = Trainer::new(&f32_cfg, &data).unwrap();
-        (0..6)
-            .map(|_| t.train_step().unwrap().0.total_loss)
-            .collect::<Vec<f64>>()
-    });
-    if straight.2 == Precision::Bf16 {
-        assert_eq!(state.precision, "bf16");
-        assert_ne!(straight.0, f32_losses, "bf16 ran as f32");
-        for (b, f) in straight.0.iter().zip(&f32_losses) {
-            assert!((b - f).abs() <= 0.02 * f.abs(), "bf16 {b} vs f32 {f}");
-        }
-    } else {
-        assert_eq!(straight.0, f32_losses, "the fallback is not f32");
-    }
-}
-
-/// `PRETEXT_CPU_BF16=0` makes this CPU one without the instructions: a bf16 benchmark then
-/// says so in one line and computes f32's losses bit for bit.
-#[test]
-fn without_the_instructions_bf16_falls_back_to_f32_and_says_so() {
-    let bench = |precision: &str, forced_off: bool| {
-        let mut c = common::pretext();
-        c.args(["bench", "--shape", "small", "--batch", "2", "--warmup", "0"])
-            .args([
-                "--steps",
-                "2",
-                "--threads",
-                "1",
-                "--json",
-                "--precision",
-                precision,
-            ]);
-        if forced_off {
-            c.env("PRETEXT_CPU_BF16", "0");
-        }
-        let o = c.output().unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-        (v, String::from_utf8_lossy(&o.stderr).into_owned())
-    };
-    let (f32_run, quiet) = bench("fp32", false);
-    let (fallback, said) = bench("bf16", true);
-    assert_eq!(fallback["precision"], "fp32");
-    assert_eq!(fallback["losses"], f32_run["losses"]);
-    assert!(
-        said.contains("lacks AVX512-BF16") && said.lines().count() == 1,
-        "{said}"
-    );
-    assert!(quiet.is_empty(), "{quiet}");
-    if gemm_bf16::native() {
-        let (native, said) = bench("bf16", false);
-        assert_eq!(native["precision"], "bf16");
-        assert_ne!(native["losses"], f32_run["losses"]);
-        assert!(said.is_empty(), "{said}");
-    }
 }
