@@ -56,40 +56,16 @@ fn corpus() -> pretext::data::Prepared {
 fn a_bf16_run_resumes_bit_identically_on_any_thread_count() {
     let data = corpus();
     let (one, two) = (run_config(1), run_config(2));
-    let straight = common::pool(1).install(|| {
-        let mut t = Trainer::new(&one, &data).unwrap();
-        let l: Vec<f64> = (0..6)
-            .map(|_| t.train_step().unwrap().0.total_loss)
-            .collect();
-        (l, common::weights(&t), t.precision)
-    });
-    let ckpt =
-        std::env::temp_dir().join(format!("pretext-bf16-{}.safetensors", std::process::id()));
-    let mut losses = common::pool(2).install(|| {
-        let mut t = Trainer::new(&two, &data).unwrap();
-        let l: Vec<f64> = (0..3)
-            .map(|_| t.train_step().unwrap().0.total_loss)
-            .collect();
-        t.save_checkpoint(&ckpt).unwrap();
-        l
-    });
-    let state = pretext::train::checkpoint::open(&ckpt).unwrap().state;
-    let resumed = common::pool(1).install(|| {
-        let mut t = Trainer::new(&one, &data).unwrap();
-        t.load_checkpoint(&ckpt).unwrap();
-        losses.extend((0..3).map(|_| t.train_step().unwrap().0.total_loss));
-        common::weights(&t)
-    });
-    std::fs::remove_file(&ckpt).ok();
+    let run = common::resume_across_threads(&one, &two, &data);
     assert_eq!(
-        straight.0, losses,
+        run.straight.0, run.resumed.0,
         "bf16 losses depend on resume or thread count"
     );
     assert!(
-        straight.1 == resumed,
+        run.straight.1 == run.resumed.1,
         "bf16 weights depend on resume or thread count"
     );
-    assert_eq!(state.precision, straight.2.name());
+    assert_eq!(run.state.precision, run.precision.name());
 
     let mut f32_cfg = run_config(1);
     f32_cfg.training.precision = Precision::Fp32;
@@ -99,14 +75,14 @@ fn a_bf16_run_resumes_bit_identically_on_any_thread_count() {
             .map(|_| t.train_step().unwrap().0.total_loss)
             .collect::<Vec<f64>>()
     });
-    if straight.2 == Precision::Bf16 {
-        assert_eq!(state.precision, "bf16");
-        assert_ne!(straight.0, f32_losses, "bf16 ran as f32");
-        for (b, f) in straight.0.iter().zip(&f32_losses) {
+    if run.precision == Precision::Bf16 {
+        assert_eq!(run.state.precision, "bf16");
+        assert_ne!(run.straight.0, f32_losses, "bf16 ran as f32");
+        for (b, f) in run.straight.0.iter().zip(&f32_losses) {
             assert!((b - f).abs() <= 0.02 * f.abs(), "bf16 {b} vs f32 {f}");
         }
     } else {
-        assert_eq!(straight.0, f32_losses, "the fallback is not f32");
+        assert_eq!(run.straight.0, f32_losses, "the fallback is not f32");
     }
 }
 

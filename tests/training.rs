@@ -105,35 +105,13 @@ fn a_run_continues_on_another_thread_count_bit_identically() {
     };
     let (one, two) = (wide(1), wide(2));
     let data = common::tokenized(&one);
-    let straight = common::pool(1).install(|| {
-        let mut t = Trainer::new(&one, &data).unwrap();
-        let losses: Vec<f64> = (0..6)
-            .map(|_| t.train_step().unwrap().0.total_loss)
-            .collect();
-        (losses, common::weights(&t))
-    });
-    let ckpt = std::env::temp_dir().join(format!(
-        "pretext-threads-{}.safetensors",
-        std::process::id()
-    ));
-    let mut losses = common::pool(2).install(|| {
-        let mut t = Trainer::new(&two, &data).unwrap();
-        let l: Vec<f64> = (0..3)
-            .map(|_| t.train_step().unwrap().0.total_loss)
-            .collect();
-        t.save_checkpoint(&ckpt).unwrap();
-        l
-    });
-    let resumed = common::pool(1).install(|| {
-        let mut t = Trainer::new(&one, &data).unwrap();
-        t.load_checkpoint(&ckpt).unwrap();
-        losses.extend((0..3).map(|_| t.train_step().unwrap().0.total_loss));
-        common::weights(&t)
-    });
-    std::fs::remove_file(&ckpt).ok();
-    assert_eq!(straight.0, losses, "losses depend on the thread count");
+    let run = common::resume_across_threads(&one, &two, &data);
+    assert_eq!(
+        run.straight.0, run.resumed.0,
+        "losses depend on the thread count"
+    );
     assert!(
-        straight.1 == resumed,
+        run.straight.1 == run.resumed.1,
         "final weights depend on the thread count"
     );
 

@@ -106,6 +106,53 @@ pub fn pool(n: usize) -> rayon::ThreadPool {
         .unwrap()
 }
 
+/// Six steps of one run two ways, for the exact-resume tests to compare bit for bit.
+pub struct Resumed {
+    /// Losses and final weights of six steps of `one` on one thread.
+    pub straight: (Vec<f64>, Vec<Vec<f32>>),
+    /// The same six: three of `two` on two threads, saved, then three of `one` on one thread
+    /// from that checkpoint.
+    pub resumed: (Vec<f64>, Vec<Vec<f32>>),
+    /// The precision the straight run's products ran in.
+    pub precision: pretext::config::Precision,
+    /// What the checkpoint after three steps says of its run.
+    pub state: pretext::train::checkpoint::TrainState,
+}
+
+/// `Resumed` for `one` (one thread) and `two` (the same run on two threads) on `data`.
+pub fn resume_across_threads(one: &Experiment, two: &Experiment, data: &Prepared) -> Resumed {
+    let steps = |t: &mut Trainer, n: usize| -> Vec<f64> {
+        (0..n)
+            .map(|_| t.train_step().unwrap().0.total_loss)
+            .collect()
+    };
+    let (straight, precision) = pool(1).install(|| {
+        let mut t = Trainer::new(one, data).unwrap();
+        ((steps(&mut t, 6), weights(&t)), t.precision)
+    });
+    let ckpt = scratch("resume").join("step-3.safetensors");
+    let mut losses = pool(2).install(|| {
+        let mut t = Trainer::new(two, data).unwrap();
+        let l = steps(&mut t, 3);
+        t.save_checkpoint(&ckpt).unwrap();
+        l
+    });
+    let state = pretext::train::checkpoint::open(&ckpt).unwrap().state;
+    let weights_after = pool(1).install(|| {
+        let mut t = Trainer::new(one, data).unwrap();
+        t.load_checkpoint(&ckpt).unwrap();
+        losses.extend(steps(&mut t, 3));
+        weights(&t)
+    });
+    let _ = std::fs::remove_dir_all(ckpt.parent().unwrap());
+    Resumed {
+        straight,
+        resumed: (losses, weights_after),
+        precision,
+        state,
+    }
+}
+
 /// A module's running state as data: its name, its vectors by name, its counter.
 pub type StateValues = (String, Vec<(&'static str, Vec<f32>)>, u64);
 
