@@ -169,6 +169,54 @@ fn fake_downstream(task_dir: &Path, variant: &str, acc: f64) {
     std::fs::write(d.join("summary.json"), r#"{"metric": "accuracy"}"#).unwrap();
 }
 
+/// Every image the Markdown links, as a file in the report folder.
+fn linked_images(md: &str) -> Vec<String> {
+    md.split("](")
+        .skip(1)
+        .filter_map(|rest| rest.split_once(')').map(|(link, _)| link.to_string()))
+        .filter(|link| link.ends_with(".png"))
+        .collect()
+}
+
+/// Pretraining variants whose names hold a dot (`lr=0.0001`), each with its own downstream
+/// runs: each gets charts of its own, and every image the Markdown links exists. The
+/// extension used to replace what followed the name's last dot, so the variants of one
+/// learning rate drew over each other's charts and every link pointed at nothing.
+#[test]
+fn charts_of_variants_with_dots_in_their_names_are_their_own() {
+    let root = common::scratch("report-dots");
+    let runs = root.join("runs/exp");
+    let variants = ["lr=0.00003,seed=1", "lr=0.0001,seed=1", "lr=0.0001,seed=2"];
+    for (i, v) in variants.iter().enumerate() {
+        fake_run(&runs, v, i as f64 * 0.1);
+        let stsb = runs.join(v).join("finetune/stsb");
+        fake_downstream(&stsb, "init=pretrained,seed=1", 0.5 + i as f64 * 0.1);
+    }
+    let out = root.join("reports/exp");
+    let w = pretext::report::write(&runs, &out, "pretext run exp.toml").unwrap();
+    let md = std::fs::read_to_string(&w.markdown).unwrap();
+    let images = linked_images(&md);
+    let downstream: Vec<&String> = images
+        .iter()
+        .filter(|f| f.starts_with("downstream_") && !f.ends_with("_curve.png"))
+        .collect();
+    assert_eq!(downstream.len(), variants.len(), "{images:?}");
+    for f in &images {
+        assert!(out.join(f).is_file(), "{f} is linked and missing");
+        assert!(out.join(f.replace(".png", ".svg")).is_file(), "{f}: no SVG");
+    }
+    let pngs = std::fs::read_dir(&out)
+        .unwrap()
+        .filter(|e| {
+            let name = e.as_ref().unwrap().file_name();
+            let name = name.to_string_lossy();
+            name.starts_with("downstream_") && !name.contains("_curve") && name.ends_with(".png")
+        })
+        .count();
+    assert_eq!(pngs, variants.len(), "one chart per pretraining variant");
+    std::fs::remove_dir_all(&root).ok();
+}
+
 #[test]
 fn downstream_section_compares_against_the_seed_spread() {
     let root = std::env::temp_dir().join(format!("pretext-report-ds-{}", std::process::id()));

@@ -113,12 +113,23 @@ pub struct MeanStd {
 
 pub(crate) const SIZE: (u32, u32) = (1000, 520);
 
+/// `<stem>.<ext>`: the extension appended, never put in place of what follows a dot already
+/// in the stem, as `Path::with_extension` would (a variant such as `lr=0.0001` made
+/// `…lr_0.png` of every chart of its group, one over the other, and left the Markdown's links
+/// to `…lr_0.0001_….png` pointing at nothing).
+pub(crate) fn file(stem: &Path, ext: &str) -> std::path::PathBuf {
+    let mut name = stem.as_os_str().to_owned();
+    name.push(".");
+    name.push(ext);
+    name.into()
+}
+
 /// Runs one drawing function on a PNG and on an SVG backend: `<stem>.png`, `<stem>.svg`.
 macro_rules! png_and_svg {
     ($stem:expr, |$area:ident| $draw:expr) => {{
         font();
-        let png = $stem.with_extension("png");
-        let svg = $stem.with_extension("svg");
+        let png = $crate::report::charts::file($stem, "png");
+        let svg = $crate::report::charts::file($stem, "svg");
         let chart_err = |p: &Path| {
             let path = p.to_path_buf();
             move |reason: String| ReportError::Chart {

@@ -68,7 +68,7 @@ fn embed(md: &mut String, charts: &mut Vec<PathBuf>, stem: &Path, title: &str) {
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
     let _ = writeln!(md, "![{title}]({f}.png)\n");
-    charts.push(stem.with_extension("png"));
+    charts.push(charts::file(stem, "png"));
 }
 
 fn machine() -> String {
