@@ -3,7 +3,8 @@
 //! splits, any of the scalars the charts draw at any finite value (±1e308 and subnormals
 //! included), and any `summary.json`, are reported or refused naming a file — never a panic
 //! in the readers, the statistics or the charts (plotters' axis ranges are where extreme
-//! values would break).
+//! values would break). Some runs carry a fine-tuning run, and every image a written report
+//! links must exist (a `.` in a variant name once put every downstream chart in one file).
 
 mod common;
 
@@ -76,7 +77,14 @@ fn folder() -> &'static PathBuf {
     DIR.get_or_init(|| common::scratch("fuzz-report"))
 }
 
-fn write_run(runs: &Path, variant: &str, lines: &[String], summary: &Option<String>) {
+/// A run folder; with `finetuned`, also an STS-B run under it scored `finetuned` on dev.
+fn write_run(
+    runs: &Path,
+    variant: &str,
+    lines: &[String],
+    summary: &Option<String>,
+    finetuned: Option<f64>,
+) {
     let d = runs.join(variant);
     std::fs::create_dir_all(&d).unwrap();
     let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
@@ -84,6 +92,22 @@ fn write_run(runs: &Path, variant: &str, lines: &[String], summary: &Option<Stri
     if let Some(s) = summary {
         std::fs::write(d.join("summary.json"), s).unwrap();
     }
+    if let Some(x) = finetuned {
+        let f = d.join("finetune/stsb/init=pretrained,seed=1");
+        std::fs::create_dir_all(&f).unwrap();
+        let row = serde_json::json!({"step": 1, "split": "eval", "spearman": x, "epoch": 1});
+        std::fs::write(f.join("metrics.jsonl"), format!("{row}\n")).unwrap();
+        std::fs::write(f.join("summary.json"), r#"{"metric": "spearman"}"#).unwrap();
+    }
+}
+
+/// The images a report's Markdown links that are not in its folder.
+fn missing_images(out: &Path, md: &str) -> Vec<String> {
+    md.split("](")
+        .skip(1)
+        .filter_map(|rest| rest.split_once(')').map(|(link, _)| link.to_string()))
+        .filter(|link| link.ends_with(".png") && !out.join(link).is_file())
+        .collect()
 }
 
 proptest! {
@@ -93,18 +117,23 @@ proptest! {
     #[test]
     fn any_metrics_are_reported_or_refused_by_name(
         runs in prop::collection::vec(
-            (variant(), prop::collection::vec(line(), 0..12), summary()),
+            (variant(), prop::collection::vec(line(), 0..12), summary(), prop::option::of(value())),
             1..5,
         ),
     ) {
         let root = folder();
         let _ = std::fs::remove_dir_all(root);
         let dir = root.join("runs/exp");
-        for (v, lines, summary) in &runs {
-            write_run(&dir, v, lines, summary);
+        for (v, lines, summary, finetuned) in &runs {
+            write_run(&dir, v, lines, summary, *finetuned);
         }
-        match pretext::report::write(&dir, &root.join("reports/exp"), "pretext run exp.toml") {
-            Ok(w) => prop_assert!(w.markdown.is_file()),
+        let out = root.join("reports/exp");
+        match pretext::report::write(&dir, &out, "pretext run exp.toml") {
+            Ok(w) => {
+                let md = std::fs::read_to_string(&w.markdown).unwrap();
+                let missing = missing_images(&out, &md);
+                prop_assert!(missing.is_empty(), "linked and missing: {missing:?}");
+            }
             Err(e) => {
                 let e = e.to_string();
                 prop_assert!(e.contains("metrics.jsonl") || e.contains(root.to_str().unwrap()), "{e}");
