@@ -57,14 +57,7 @@ fn a_bf16_run_resumes_bit_identically_on_any_thread_count() {
     let data = corpus();
     let (one, two) = (run_config(1), run_config(2));
     let run = common::resume_across_threads(&one, &two, &data);
-    assert_eq!(
-        run.straight.0, run.resumed.0,
-        "bf16 losses depend on resume or thread count"
-    );
-    assert!(
-        run.straight.1 == run.resumed.1,
-        "bf16 weights depend on resume or thread count"
-    );
+    run.assert_bit_identical("bf16");
     assert_eq!(run.state.precision, run.precision.name());
 
     let mut f32_cfg = run_config(1);

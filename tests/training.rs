@@ -106,14 +106,7 @@ fn a_run_continues_on_another_thread_count_bit_identically() {
     let (one, two) = (wide(1), wide(2));
     let data = common::tokenized(&one);
     let run = common::resume_across_threads(&one, &two, &data);
-    assert_eq!(
-        run.straight.0, run.resumed.0,
-        "losses depend on the thread count"
-    );
-    assert!(
-        run.straight.1 == run.resumed.1,
-        "final weights depend on the thread count"
-    );
+    run.assert_bit_identical("f32");
 
     let text = |c: &Experiment| train::settings::resolved_text(c);
     assert_eq!(

@@ -119,6 +119,21 @@ pub struct Resumed {
     pub state: pretext::train::checkpoint::TrainState,
 }
 
+impl Resumed {
+    /// The straight and the resumed run agree to the bit, losses and weights; `what` names
+    /// the run in the failure.
+    pub fn assert_bit_identical(&self, what: &str) {
+        assert_eq!(
+            self.straight.0, self.resumed.0,
+            "{what}: losses depend on resume or thread count"
+        );
+        assert!(
+            self.straight.1 == self.resumed.1,
+            "{what}: weights depend on resume or thread count"
+        );
+    }
+}
+
 /// `Resumed` for `one` (one thread) and `two` (the same run on two threads) on `data`.
 pub fn resume_across_threads(one: &Experiment, two: &Experiment, data: &Prepared) -> Resumed {
     let steps = |t: &mut Trainer, n: usize| -> Vec<f64> {
