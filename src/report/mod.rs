@@ -61,14 +61,16 @@ fn file_name(split: &str, key: &str) -> String {
     format!("{split}_{}", key.replace('/', "_"))
 }
 
-/// Links a chart written at `<stem>.png` from the Markdown and records it.
+/// Links a chart written at `<stem>.png` from the Markdown and records it: the link is the
+/// name of the file the chart was written to, derived once.
 fn embed(md: &mut String, charts: &mut Vec<PathBuf>, stem: &Path, title: &str) {
-    let f = stem
+    let png = charts::file(stem, "png");
+    let f = png
         .file_name()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let _ = writeln!(md, "![{title}]({f}.png)\n");
-    charts.push(charts::file(stem, "png"));
+    let _ = writeln!(md, "![{title}]({f})\n");
+    charts.push(png);
 }
 
 fn machine() -> String {
