@@ -101,15 +101,6 @@ fn write_run(
     }
 }
 
-/// The images a report's Markdown links that are not in its folder.
-fn missing_images(out: &Path, md: &str) -> Vec<String> {
-    md.split("](")
-        .skip(1)
-        .filter_map(|rest| rest.split_once(')').map(|(link, _)| link.to_string()))
-        .filter(|link| link.ends_with(".png") && !out.join(link).is_file())
-        .collect()
-}
-
 proptest! {
     // Each case draws a whole report (PNG and SVG charts): a tenth of the other targets' count.
     #![proptest_config(ProptestConfig { cases: common::fuzz_cases() / 10, ..ProptestConfig::default() })]
@@ -131,7 +122,10 @@ proptest! {
         match pretext::report::write(&dir, &out, "pretext run exp.toml") {
             Ok(w) => {
                 let md = std::fs::read_to_string(&w.markdown).unwrap();
-                let missing = missing_images(&out, &md);
+                let missing: Vec<String> = common::linked_images(&md)
+                    .into_iter()
+                    .filter(|f| !out.join(f).is_file())
+                    .collect();
                 prop_assert!(missing.is_empty(), "linked and missing: {missing:?}");
             }
             Err(e) => {

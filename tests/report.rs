@@ -169,15 +169,6 @@ fn fake_downstream(task_dir: &Path, variant: &str, acc: f64) {
     std::fs::write(d.join("summary.json"), r#"{"metric": "accuracy"}"#).unwrap();
 }
 
-/// Every image the Markdown links, as a file in the report folder.
-fn linked_images(md: &str) -> Vec<String> {
-    md.split("](")
-        .skip(1)
-        .filter_map(|rest| rest.split_once(')').map(|(link, _)| link.to_string()))
-        .filter(|link| link.ends_with(".png"))
-        .collect()
-}
-
 /// Pretraining variants whose names hold a dot (`lr=0.0001`), each with its own downstream
 /// runs: each gets charts of its own, and every image the Markdown links exists. The
 /// extension used to replace what followed the name's last dot, so the variants of one
@@ -195,7 +186,7 @@ fn charts_of_variants_with_dots_in_their_names_are_their_own() {
     let out = root.join("reports/exp");
     let w = pretext::report::write(&runs, &out, "pretext run exp.toml").unwrap();
     let md = std::fs::read_to_string(&w.markdown).unwrap();
-    let images = linked_images(&md);
+    let images = common::linked_images(&md);
     let downstream: Vec<&String> = images
         .iter()
         .filter(|f| f.starts_with("downstream_") && !f.ends_with("_curve.png"))

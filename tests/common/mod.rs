@@ -27,6 +27,15 @@ pub fn fuzz_cases() -> u32 {
         .unwrap_or(2_000)
 }
 
+/// Every PNG a report's Markdown links (`![title](file.png)`), as written.
+pub fn linked_images(md: &str) -> Vec<String> {
+    md.split("](")
+        .skip(1)
+        .filter_map(|rest| rest.split_once(')').map(|(link, _)| link.to_string()))
+        .filter(|link| link.ends_with(".png"))
+        .collect()
+}
+
 /// The `pretext` binary of this build, to be called as a user calls it.
 pub fn pretext() -> Command {
     Command::new(env!("CARGO_BIN_EXE_pretext"))
