@@ -1,7 +1,12 @@
-//! Random inputs and the closeness check that the op-against-reference tests share.
+//! Random inputs and the closeness checks that the op-against-reference tests share.
 
+use dfdx::prelude::*;
+use pretext::model::{Dev, Matrix};
 use pretext::rng::stream;
 use rand::Rng;
+
+/// A scalar loss traced from the logits under test.
+pub type Loss = Tensor<Rank0, f32, Dev, OwnedTape<f32, Dev>>;
 
 /// `n` values uniform in `(−scale, scale)` from stream `seed`.
 pub fn random(n: usize, seed: u64, scale: f32) -> Vec<f32> {
@@ -36,4 +41,16 @@ pub fn rows(n: usize, c: usize, seed: u64) -> Vec<f32> {
         }
     }
     v
+}
+
+/// Two losses of the logits `x` agree: `tested`'s value within 1e-5 of `reference`'s
+/// (relative), and its gradient with respect to `x` (of 3 · loss, so that the scale of the
+/// incoming gradient is exercised) within 1e-6.
+pub fn assert_same_loss(x: &Matrix, reference: Loss, tested: Loss) {
+    let v_ref = reference.array();
+    let g_ref = (reference * 3.0).backward();
+    let v = tested.array();
+    let g = (tested * 3.0).backward();
+    assert!((v - v_ref).abs() < 1e-5 * v_ref.abs(), "{v} vs {v_ref}");
+    assert_close("dlogits", &g.get(x).as_vec(), &g_ref.get(x).as_vec(), 1e-6);
 }
