@@ -109,3 +109,98 @@ fn schedule_and_clipping() {
     clip_global_norm(&mut g, 1.0);
     assert_eq!(g[0][0], 0.3);
 }
+
+/// The step the training loop takes — the clipping's factor handed to `AdamW::apply`, the new
+/// values written into a fresh buffer by a kernel compiled per instruction set, in chunks over
+/// the threads — against AdamW written out one element at a time after the gradients were
+/// clipped in place: the same floats, bit for bit, for parameters with and without weight
+/// decay, lengths across the chunks' edges, over three steps (the moments carried along).
+#[test]
+fn fused_step_is_the_elementwise_step_after_clipping() {
+    use common::values::random;
+    use pretext::train::optimizer::{clip_scale, global_norm};
+    let cfg = OptimizerConfig {
+        lr: 1e-3,
+        weight_decay: 0.01,
+        clip: 1.0,
+        ..Default::default()
+    };
+    let shapes = [vec![70_001], vec![3, 16_385], vec![2, 3], vec![17]];
+    let mut fused = AdamW::new(&shapes);
+    let mut params: Vec<Vec<f32>> = (0..shapes.len())
+        .map(|i| random(shapes[i].iter().product(), 10 + i as u64, 1.0))
+        .collect();
+    let mut reference = params.clone();
+    let (mut m, mut v): (Vec<Vec<f32>>, Vec<Vec<f32>>) = (
+        params.iter().map(|p| vec![0.0; p.len()]).collect(),
+        params.iter().map(|p| vec![0.0; p.len()]).collect(),
+    );
+    let mut clipped = 0;
+    for step in 1..=3u64 {
+        // Gradients whose norm is above the limit on steps 1 and 3, below it on step 2.
+        let size = if step == 2 { 1e-5 } else { 0.5 };
+        let mut grads: Vec<Vec<f32>> = (0..shapes.len())
+            .map(|i| random(params[i].len(), 100 * step + i as u64, size))
+            .collect();
+        let norm = global_norm(&grads);
+        let scale = clip_scale(norm, cfg.clip);
+        clipped += usize::from(scale != 1.0);
+        let c = fused.coefficients(&cfg, cfg.lr);
+        for (i, p) in params.iter_mut().enumerate() {
+            *p = fused.apply(&c, i, p, &grads[i], scale);
+        }
+        // The reference: clipped in place, then one element at a time.
+        assert_eq!(clip_global_norm(&mut grads, cfg.clip), norm);
+        let [b1, b2] = cfg.betas.map(|b| b as f32);
+        let (eps, step_size, wd) = (c.eps as f32, c.step_size as f32, c.decay as f32);
+        for (i, p) in reference.iter_mut().enumerate() {
+            for j in 0..p.len() {
+                let g = grads[i][j];
+                m[i][j] = b1 * m[i][j] + (1.0 - b1) * g;
+                v[i][j] = b2 * v[i][j] + (1.0 - b2) * g * g;
+                if decays(&shapes[i]) {
+                    p[j] -= wd * p[j];
+                }
+                p[j] -= step_size * m[i][j] / (v[i][j].sqrt() + eps);
+            }
+        }
+        for i in 0..shapes.len() {
+            let what = format!("step {step}, parameter {i}");
+            assert!(
+                reference[i]
+                    .iter()
+                    .zip(&params[i])
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{what}: values"
+            );
+            assert_eq!(fused.m[i], m[i], "{what}: first moment");
+            assert_eq!(fused.v[i], v[i], "{what}: second moment");
+        }
+    }
+    assert_eq!(
+        clipped, 2,
+        "the case without clipping and the cases with it"
+    );
+}
+
+/// The global norm, summed in fixed lanes and chunks, against a plain sum in f64.
+#[test]
+fn global_norm_is_the_l2_norm_of_every_gradient() {
+    use pretext::train::optimizer::global_norm;
+    let grads: Vec<Vec<f32>> = [1, 15, 16, 17, 65_537, 200_000]
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| common::values::random(n, i as u64, 2.0))
+        .collect();
+    let plain = grads
+        .iter()
+        .flatten()
+        .map(|&x| x as f64 * x as f64)
+        .sum::<f64>()
+        .sqrt();
+    let norm = global_norm(&grads);
+    assert!(
+        (norm - plain).abs() < 1e-12 * plain,
+        "{norm} against {plain}"
+    );
+}

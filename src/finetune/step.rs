@@ -69,7 +69,7 @@ pub(super) fn update(
             }
         });
     }
-    let mut g: Vec<Vec<f32>> = params
+    let g: Vec<Vec<f32>> = params
         .named_params()
         .iter()
         .map(|(_, p)| {
@@ -81,5 +81,5 @@ pub(super) fn update(
             }
         })
         .collect();
-    Ok(host_step::update(params, &mut g, &mut optim.adamw, cfg, lr))
+    Ok(host_step::update(params, &g, &mut optim.adamw, cfg, lr))
 }

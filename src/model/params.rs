@@ -52,6 +52,13 @@ impl ParamMut<'_> {
             ParamMut::Matrix(t) => copied(&Values::of(*t)),
         }
     }
+    /// The values where the tensor holds them (a copy on CUDA), for reading only.
+    pub fn values(&self) -> Values {
+        match self {
+            ParamMut::Vector(t) => Values::of(*t),
+            ParamMut::Matrix(t) => Values::of(*t),
+        }
+    }
     /// Sets the values to `data`, which becomes the tensor's buffer on the CPU: no copy. The
     /// optimiser's step copied each parameter out and back in (`copy_from`), two
     /// single-threaded passes over every weight, 8 % of a large bf16 step; now one. The

@@ -1,35 +1,36 @@
 //! The optimiser step on the host, as the CPU trains: every gradient summed into host
-//! vectors (on the CPU the first micro-batch's gradient buffers are moved, not copied),
-//! clipped and fed to `optimizer::AdamW` one parameter at a time, each copied back while it is
-//! in cache. Before, a step zero-filled, copied, checked and added every gradient and copied
-//! every parameter out and back on one thread: 6 % of a large-shape step. Exact resume
-//! and the stored benchmark trace are pinned to this path; `device_step` is the CUDA one.
+//! vectors (on the CPU the first micro-batch's gradient buffers are moved, not copied), their
+//! global norm taken, and `optimizer::AdamW` run one parameter at a time with the clipping's
+//! factor, reading the old values in place and writing the new ones once. Before, a step
+//! zero-filled, copied, checked and added every gradient and copied every parameter out and
+//! back on one thread: 6 % of a large-shape step. Exact resume and the stored benchmark trace are pinned to this path; `device_step` is the CUDA one.
 
-use super::optimizer::{clip_global_norm, AdamW};
+use super::optimizer::{clip_scale, global_norm, AdamW};
 use super::trainer::{Metrics, TrainError, Trainer};
 use crate::config::OptimizerConfig;
 use crate::model::Params;
 use dfdx::prelude::*;
 use rayon::prelude::*;
 
-/// Clips `grads` (host vectors, one per parameter of `params` in visiting order), steps the
-/// host AdamW and writes the new values back: the CPU step that pretraining and fine-tuning
+/// Steps the host AdamW on `grads` (host vectors, one per parameter of `params` in visiting
+/// order) clipped to `cfg.clip` and makes the new values the parameters': the CPU step that pretraining and fine-tuning
 /// share. Returns the gradient norm before clipping.
 pub fn update(
     params: &mut dyn Params,
-    grads: &mut [Vec<f32>],
+    grads: &[Vec<f32>],
     optim: &mut AdamW,
     cfg: &OptimizerConfig,
     lr: f64,
 ) -> f64 {
-    let norm = clip_global_norm(grads, cfg.clip);
+    let norm = global_norm(grads);
+    let scale = clip_scale(norm, cfg.clip);
     let c = optim.coefficients(cfg, lr);
     let mut i = 0;
-    // One parameter at a time: copied out of its tensor, updated, and made the tensor's
-    // buffer (dfdx lends no mutable view of a tensor's values).
+    // One parameter at a time: its values read where the tensor holds them, the new ones
+    // written into a buffer that becomes the tensor's (dfdx lends no mutable view of a
+    // tensor's values).
     params.visit_mut("", &mut |_, mut p| {
-        let mut values = p.to_vec();
-        optim.apply(&c, i, &mut values, &grads[i]);
+        let values = optim.apply(&c, i, &p.values(), &grads[i], scale);
         p.replace(values);
         i += 1;
     });
@@ -53,10 +54,10 @@ impl Trainer<'_> {
                 .map_err(super::device_step::dev_err(step))?;
         }
         let lr = self.learning_rate(step);
-        let (mut grads, metrics, tokens) = self.gradients(step)?;
+        let (grads, metrics, tokens) = self.gradients(step)?;
         let norm = update(
             &mut self.bundle,
-            &mut grads,
+            &grads,
             &mut self.optim,
             &self.cfg.optimizer,
             lr,
