@@ -204,3 +204,37 @@ fn global_norm_is_the_l2_norm_of_every_gradient() {
         "{norm} against {plain}"
     );
 }
+
+/// A gradient with a NaN or an infinity stops the step before anything changes, and names
+/// the first such parameter: the check is the global norm (not finite exactly then), no
+/// longer a pass of its own over every gradient.
+#[test]
+fn a_non_finite_gradient_is_refused_before_the_step() {
+    use pretext::train::host_step::update;
+    let cfg = common::small_run("");
+    let mut bundle = pretext::train::Bundle::new(&pretext::model::device(0).unwrap(), &cfg, 400);
+    let weights = |b: &pretext::train::Bundle| -> Vec<Vec<f32>> {
+        b.named_params().iter().map(|(_, p)| p.to_vec()).collect()
+    };
+    let before = weights(&bundle);
+    let mut optim = AdamW::for_params(&bundle);
+    let finite: Vec<Vec<f32>> = before.iter().map(|w| vec![1e-3; w.len()]).collect();
+    for (bad, value) in [(3, f32::NAN), (7, f32::INFINITY), (7, f32::NEG_INFINITY)] {
+        let mut grads = finite.clone();
+        let mid = grads[bad].len() / 2;
+        grads[bad][mid] = value;
+        grads[bad + 2][0] = value;
+        let got = update(&mut bundle, &grads, &mut optim, &cfg.optimizer, 1e-3);
+        assert_eq!(got, Err(bad), "{value}");
+        assert_eq!(weights(&bundle), before, "{value}: the weights changed");
+        assert_eq!(optim.step, 0, "{value}: the optimiser stepped");
+    }
+    let norm = update(&mut bundle, &finite, &mut optim, &cfg.optimizer, 1e-3).unwrap();
+    let count: usize = before.iter().map(Vec::len).sum();
+    assert!(
+        (norm - 1e-3f32 as f64 * (count as f64).sqrt()).abs() < 1e-12 * norm,
+        "{norm}"
+    );
+    assert_eq!(optim.step, 1);
+    assert_ne!(weights(&bundle), before);
+}

@@ -81,5 +81,12 @@ pub(super) fn update(
             }
         })
         .collect();
-    Ok(host_step::update(params, &g, &mut optim.adamw, cfg, lr))
+    host_step::update(params, &g, &mut optim.adamw, cfg, lr).map_err(|i| FinetuneError::Step {
+        task: job.task.name.into(),
+        step,
+        what: format!(
+            "the gradient of `{}` is not finite",
+            params.named_params().swap_remove(i).0
+        ),
+    })
 }
