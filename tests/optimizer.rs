@@ -7,7 +7,7 @@ mod common;
 use pretext::config::{OptimizerConfig, Schedule};
 use pretext::model::Params;
 use pretext::train;
-use pretext::train::optimizer::{clip_global_norm, decays, learning_rate, AdamW};
+use pretext::train::optimizer::{clip_scale, decays, global_norm, learning_rate, AdamW};
 
 #[test]
 fn adamw_matches_hand_computed_step() {
@@ -108,6 +108,20 @@ fn schedule_and_clipping() {
     let mut g = vec![vec![0.3f32]];
     clip_global_norm(&mut g, 1.0);
     assert_eq!(g[0][0], 0.3);
+    // A limit of 0 disables clipping.
+    assert_eq!(clip_scale(5.0, 0.0), 1.0);
+}
+
+/// Global clipping as frameworks write it, the gradients scaled in place (`clip_grad_norm_`):
+/// the reference the training loop's folded-in factor is checked against. Returns the norm
+/// before clipping.
+fn clip_global_norm(grads: &mut [Vec<f32>], max_norm: f64) -> f64 {
+    let norm = global_norm(grads);
+    let s = clip_scale(norm, max_norm);
+    for x in grads.iter_mut().flatten() {
+        *x *= s;
+    }
+    norm
 }
 
 /// The step the training loop takes — the clipping's factor handed to `AdamW::apply`, the new
@@ -118,7 +132,6 @@ fn schedule_and_clipping() {
 #[test]
 fn fused_step_is_the_elementwise_step_after_clipping() {
     use common::values::random;
-    use pretext::train::optimizer::{clip_scale, global_norm};
     let cfg = OptimizerConfig {
         lr: 1e-3,
         weight_decay: 0.01,
@@ -186,7 +199,6 @@ fn fused_step_is_the_elementwise_step_after_clipping() {
 /// The global norm, summed in fixed lanes and chunks, against a plain sum in f64.
 #[test]
 fn global_norm_is_the_l2_norm_of_every_gradient() {
-    use pretext::train::optimizer::global_norm;
     let grads: Vec<Vec<f32>> = [1, 15, 16, 17, 65_537, 200_000]
         .iter()
         .enumerate()

@@ -3,7 +3,8 @@
 //! global norm taken, and `optimizer::AdamW` run one parameter at a time with the clipping's
 //! factor, reading the old values in place and writing the new ones once. Before, a step
 //! zero-filled, copied, checked and added every gradient and copied every parameter out and
-//! back on one thread: 6 % of a large-shape step. Exact resume and the stored benchmark trace are pinned to this path; `device_step` is the CUDA one.
+//! back on one thread: 6 % of a large-shape step. Exact resume and the stored benchmark trace
+//! are pinned to this path; `device_step` is the CUDA one.
 
 use super::optimizer::{clip_scale, global_norm, AdamW};
 use super::trainer::{Metrics, TrainError, Trainer};

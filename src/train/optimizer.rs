@@ -132,8 +132,9 @@ impl AdamW {
             scale,
         };
         let (m, v) = (&mut self.m[i], &mut self.v[i]);
+        // Every chunk of `new` must meet one of each of the others for `set_len` below.
         assert!(
-            p.len() == g.len() && p.len() == m.len(),
+            p.len() == g.len() && p.len() == m.len() && p.len() == v.len(),
             "parameter {i}: values, gradient and moments differ in length"
         );
         let mut new = Vec::with_capacity(p.len());
@@ -253,19 +254,6 @@ pub fn clip_scale(norm: f64, max_norm: f64) -> f32 {
     } else {
         1.0
     }
-}
-
-/// Scales `grads` so their global L2 norm is at most `max_norm` (0 disables); returns the
-/// norm before clipping. (The training loop gives `clip_scale` to `AdamW::apply` instead.)
-pub fn clip_global_norm(grads: &mut [Vec<f32>], max_norm: f64) -> f64 {
-    let norm = global_norm(grads);
-    let s = clip_scale(norm, max_norm);
-    if s != 1.0 {
-        for g in grads.iter_mut() {
-            g.par_iter_mut().with_min_len(1 << 14).for_each(|x| *x *= s);
-        }
-    }
-    norm
 }
 
 /// `Σ x²` in f64, element `i` summed into lane `i mod 16` and the lanes summed in order: the
